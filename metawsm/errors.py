@@ -1,0 +1,88 @@
+"""The one error tree of metawsm.
+
+Two branches matter to the pipeline: :class:`Rejected` (the input breaks a rule; final, recorded,
+never retried) and :class:`Transient` (something we depend on is busy or away; retried with
+backoff). Every error carries the process exit code the CLI uses for it.
+"""
+
+from __future__ import annotations
+
+# Exit codes, documented in `metawsm --help` and the README.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_TIMEOUT = 4
+EXIT_RUN_STOPPED = 5
+
+
+class MetawsmError(Exception):
+    """Base of every error metawsm raises on purpose."""
+
+    exit_code: int = EXIT_FAILED
+
+
+class Rejected(MetawsmError):
+    """The command or input breaks a rule; final, recorded, never retried."""
+
+
+class NotFound(Rejected):
+    """A thread, run or record named by the input does not exist."""
+
+
+class InvalidMessage(Rejected):
+    """A message failed schema validation; it is dead-lettered at once."""
+
+
+class UsageError(MetawsmError):
+    """Bad arguments or settings given by the user; nothing was changed."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(UsageError):
+    """A setting has an invalid value; the process stops at start."""
+
+
+class Transient(MetawsmError):
+    """A dependency is busy or unreachable; the work is retried with backoff."""
+
+
+class ThreadNotYetOpen(Transient):
+    """The thread a command names is not there yet (its open command may still be in flight)."""
+
+
+class DatabaseBusy(Transient):
+    """The database refused a write for now (locked, serialization failure)."""
+
+
+class Unreachable(Transient):
+    """A service we depend on cannot be reached."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class DatabaseUnreachable(Unreachable):
+    """The database cannot be reached or opened."""
+
+
+class BrokerUnreachable(Unreachable):
+    """The Redis broker cannot be reached."""
+
+
+class SchemaNotAtHead(MetawsmError):
+    """The database schema is not at the migration head; run `metawsm db upgrade`."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class WaitTimeout(MetawsmError):
+    """Waiting for an outcome took longer than the given timeout."""
+
+    exit_code = EXIT_TIMEOUT
+
+
+class RunStopped(MetawsmError):
+    """The run stopped while the caller was waiting on it."""
+
+    exit_code = EXIT_RUN_STOPPED

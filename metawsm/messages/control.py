@@ -1,0 +1,103 @@
+"""Control signal payloads, schema version 1 (spec §4.1, without its quirks).
+
+Exactly one control thread per (run_id, agent_name) carries these; they alone drive a run.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, TypeAdapter, field_validator
+
+from metawsm.messages.common import Body, Frozen, Name, OptBody
+
+CONTROL_SCHEMA_VERSIONS = (1,)
+
+
+class ControlType(StrEnum):
+    """The four control signal types."""
+
+    GUIDANCE_REQUEST = "guidance_request"
+    GUIDANCE_ANSWER = "guidance_answer"
+    COMPLETION = "completion"
+    VALIDATION = "validation"
+
+
+class ValidationStatus(StrEnum):
+    """Outcome an agent reports in a validation signal."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+
+
+def check_schema_version(value: int, supported: tuple[int, ...]) -> int:
+    """Refuse a schema version we do not know, naming the ones we do."""
+    if value not in supported:
+        names = ", ".join(str(v) for v in supported)
+        raise ValueError(f"schema_version {value} is not supported (supported: {names})")
+    return value
+
+
+class _ControlBase(Frozen):
+    schema_version: int = 1
+    run_id: Name
+    agent_name: Name
+
+    @field_validator("schema_version")
+    @classmethod
+    def _version(cls, value: int) -> int:
+        return check_schema_version(value, CONTROL_SCHEMA_VERSIONS)
+
+
+class GuidanceRequest(_ControlBase):
+    """An agent is blocked and asks a question; makes guidance pending."""
+
+    control_type: Literal["guidance_request"] = "guidance_request"
+    question: Body
+    context: OptBody = None
+
+
+class GuidanceAnswer(_ControlBase):
+    """An operator or human answers the pending guidance request."""
+
+    control_type: Literal["guidance_answer"] = "guidance_answer"
+    answer: Body
+
+
+class Completion(_ControlBase):
+    """An agent reports its implementation complete."""
+
+    control_type: Literal["completion"] = "completion"
+    summary: OptBody = None
+
+
+def _status(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+class Validation(_ControlBase):
+    """An agent reports validation: status passed|failed against the brief's done criteria."""
+
+    control_type: Literal["validation"] = "validation"
+    status: Annotated[ValidationStatus, BeforeValidator(_status)]
+    done_criteria: Body
+
+
+ControlPayload = Annotated[
+    GuidanceRequest | GuidanceAnswer | Completion | Validation,
+    Field(discriminator="control_type"),
+]
+
+_ADAPTER: TypeAdapter[GuidanceRequest | GuidanceAnswer | Completion | Validation] = TypeAdapter(
+    ControlPayload
+)
+
+
+def parse_control(data: Any) -> GuidanceRequest | GuidanceAnswer | Completion | Validation:
+    """Validate a control payload (dict) into its typed model.
+
+    Raises:
+        pydantic.ValidationError: naming the field and the rule it broke.
+    """
+    return _ADAPTER.validate_python(data)

@@ -1,0 +1,74 @@
+"""Engines: built per process (after fork), never at import.
+
+SQLite runs in WAL mode with a busy timeout; writers begin with ``BEGIN IMMEDIATE`` so two writers
+never deadlock on a lock upgrade, while read-only units begin deferred. PostgreSQL uses psycopg 3.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from metawsm.settings import Settings
+
+READONLY = "metawsm_readonly"
+
+
+def normalize_url(url: str) -> str:
+    """Map ``postgresql://`` to the psycopg 3 driver; leave other URLs as they are."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    """True when ``engine`` talks to SQLite."""
+    return engine.dialect.name == "sqlite"
+
+
+def build_engine(settings: Settings, **kwargs: Any) -> Engine:
+    """Create the engine for ``settings.database_url`` (creating the SQLite directory if needed)."""
+    url = make_url(normalize_url(settings.database_url))
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url.render_as_string(hide_password=False), settings, **kwargs)
+    opts: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
+    opts.update(kwargs)
+    return create_engine(url, **opts)
+
+
+def _sqlite_engine(url: str, settings: Settings, **kwargs: Any) -> Engine:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        from pathlib import Path
+
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    opts: dict[str, Any] = {
+        "connect_args": {"timeout": settings.db_busy_timeout_ms / 1000, "check_same_thread": False},
+        "poolclass": NullPool if database in (None, "", ":memory:") else None,
+    }
+    opts = {k: v for k, v in opts.items() if v is not None}
+    opts.update(kwargs)
+    engine = create_engine(url, **opts)
+    busy_ms = settings.db_busy_timeout_ms
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control away from pysqlite so BEGIN IMMEDIATE is ours to emit.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        readonly = conn.get_execution_options().get(READONLY, False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    return engine

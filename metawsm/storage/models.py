@@ -1,0 +1,356 @@
+"""SQLAlchemy 2 typed models of every table. Alembic owns the schema; these describe it.
+
+Command side: threads, posts, assignments, state transitions, the event log, the command ledger,
+the outbox, control threads, dead letters, escalations and runs. Read side: thread views, stats,
+reads (seen watermarks) and the projection ledger.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from metawsm.storage.types import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = String(128)
+NAME = String(512)
+SHORT = String(32)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a stable constraint naming convention (for migrations)."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class ForumThread(Base):
+    """Authoritative thread state (command side)."""
+
+    __tablename__ = "forum_threads"
+    thread_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    ticket: Mapped[str] = mapped_column(NAME)
+    run_id: Mapped[str | None] = mapped_column(NAME)
+    agent_name: Mapped[str | None] = mapped_column(NAME)
+    title: Mapped[str] = mapped_column(NAME)
+    state: Mapped[str] = mapped_column(SHORT)
+    priority: Mapped[str] = mapped_column(SHORT)
+    assignee_type: Mapped[str | None] = mapped_column(SHORT)
+    assignee_name: Mapped[str | None] = mapped_column(NAME)
+    opened_by_type: Mapped[str] = mapped_column(SHORT)
+    opened_by_name: Mapped[str] = mapped_column(NAME)
+    is_control: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_thread_seq: Mapped[int] = mapped_column(Integer, default=0)
+    opened_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    __table_args__ = (Index("ix_forum_threads_ticket_state_priority", "ticket", "state", "priority"),)
+
+
+class ForumPost(Base):
+    """A post on a thread (the opening post, replies, answers and control signals)."""
+
+    __tablename__ = "forum_posts"
+    post_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    thread_id: Mapped[str] = mapped_column(ID)
+    event_id: Mapped[str] = mapped_column(ID, unique=True)
+    author_type: Mapped[str] = mapped_column(SHORT)
+    author_name: Mapped[str] = mapped_column(NAME)
+    body: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(SHORT)
+    created_at: Mapped[datetime]
+    __table_args__ = (Index("ix_forum_posts_thread_created", "thread_id", "created_at"),)
+
+
+class ForumAssignment(Base):
+    """Assignment history: one row per assign command applied."""
+
+    __tablename__ = "forum_assignments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    thread_id: Mapped[str] = mapped_column(ID, index=True)
+    event_id: Mapped[str] = mapped_column(ID, unique=True)
+    from_assignee_type: Mapped[str | None] = mapped_column(SHORT)
+    from_assignee_name: Mapped[str | None] = mapped_column(NAME)
+    to_assignee_type: Mapped[str] = mapped_column(SHORT)
+    to_assignee_name: Mapped[str] = mapped_column(NAME)
+    note: Mapped[str | None] = mapped_column(Text)
+    changed_by_type: Mapped[str] = mapped_column(SHORT)
+    changed_by_name: Mapped[str] = mapped_column(NAME)
+    changed_at: Mapped[datetime]
+
+
+class ForumStateTransition(Base):
+    """State history: one row per state change (including close)."""
+
+    __tablename__ = "forum_state_transitions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    thread_id: Mapped[str] = mapped_column(ID, index=True)
+    event_id: Mapped[str] = mapped_column(ID, unique=True)
+    from_state: Mapped[str] = mapped_column(SHORT)
+    to_state: Mapped[str] = mapped_column(SHORT)
+    changed_by_type: Mapped[str] = mapped_column(SHORT)
+    changed_by_name: Mapped[str] = mapped_column(NAME)
+    changed_at: Mapped[datetime]
+
+
+class ForumEvent(Base):
+    """The append-only event log. ``sequence`` is global and assigned in commit order."""
+
+    __tablename__ = "forum_events"
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    event_id: Mapped[str] = mapped_column(ID, unique=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    event_version: Mapped[int] = mapped_column(Integer)
+    occurred_at: Mapped[datetime]
+    recorded_at: Mapped[datetime]
+    thread_id: Mapped[str | None] = mapped_column(ID)
+    thread_seq: Mapped[int | None] = mapped_column(Integer)
+    run_id: Mapped[str | None] = mapped_column(NAME)
+    ticket: Mapped[str | None] = mapped_column(NAME)
+    agent_name: Mapped[str | None] = mapped_column(NAME)
+    actor_type: Mapped[str] = mapped_column(SHORT)
+    actor_name: Mapped[str] = mapped_column(NAME)
+    correlation_id: Mapped[str | None] = mapped_column(ID)
+    causation_id: Mapped[str | None] = mapped_column(ID)
+    command_id: Mapped[str | None] = mapped_column(ID, index=True)
+    payload: Mapped[dict[str, Any]]
+    __table_args__ = (
+        UniqueConstraint("thread_id", "thread_seq", name="uq_forum_events_thread_seq"),
+        Index("ix_forum_events_ticket_sequence", "ticket", "sequence"),
+        Index("ix_forum_events_run_sequence", "run_id", "sequence"),
+    )
+
+
+class ForumCommand(Base):
+    """The ledger of accepted commands and their outcome."""
+
+    __tablename__ = "forum_commands"
+    command_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    command_type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(SHORT)  # accepted | applied | rejected | dead
+    reason: Mapped[str | None] = mapped_column(Text)
+    thread_id: Mapped[str | None] = mapped_column(ID)
+    delivery_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    accepted_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    __table_args__ = (Index("ix_forum_commands_status_updated", "status", "updated_at"),)
+
+
+class ForumOutbox(Base):
+    """Messages waiting to be, or already, published to the broker."""
+
+    __tablename__ = "forum_outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(ID, unique=True)
+    kind: Mapped[str] = mapped_column(SHORT)  # command | event
+    topic: Mapped[str] = mapped_column(String(128))
+    message_key: Mapped[str | None] = mapped_column(ID)
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(SHORT)  # pending | processing | sent
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    publish_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    __table_args__ = (
+        Index("ix_forum_outbox_status_next", "status", "next_attempt_at"),
+        Index("ix_forum_outbox_kind_status_sent", "kind", "status", "sent_at"),
+    )
+
+
+class ForumThreadView(Base):
+    """Read model: one row per thread for lists, detail, queues (unseen/unanswered)."""
+
+    __tablename__ = "forum_thread_views"
+    thread_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    ticket: Mapped[str] = mapped_column(NAME)
+    run_id: Mapped[str | None] = mapped_column(NAME)
+    agent_name: Mapped[str | None] = mapped_column(NAME)
+    title: Mapped[str] = mapped_column(NAME)
+    state: Mapped[str] = mapped_column(SHORT)
+    priority: Mapped[str] = mapped_column(SHORT)
+    assignee_type: Mapped[str | None] = mapped_column(SHORT)
+    assignee_name: Mapped[str | None] = mapped_column(NAME)
+    opened_by_type: Mapped[str] = mapped_column(SHORT)
+    opened_by_name: Mapped[str] = mapped_column(NAME)
+    is_control: Mapped[bool] = mapped_column(Boolean, default=False)
+    posts_count: Mapped[int] = mapped_column(Integer)
+    last_post_at: Mapped[datetime | None]
+    last_post_by_type: Mapped[str | None] = mapped_column(SHORT)
+    last_post_by_name: Mapped[str | None] = mapped_column(NAME)
+    opened_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    last_event_sequence: Mapped[int] = mapped_column(BigInteger)
+    last_thread_seq: Mapped[int] = mapped_column(Integer)
+    last_actor_type: Mapped[str | None] = mapped_column(SHORT)
+    last_non_system_actor_type: Mapped[str | None] = mapped_column(SHORT)
+    last_human_or_operator_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_agent_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
+    __table_args__ = (
+        Index("ix_forum_thread_views_filters", "ticket", "state", "priority", "updated_at"),
+        Index("ix_forum_thread_views_run", "run_id", "last_event_sequence"),
+    )
+
+
+class ForumThreadStat(Base):
+    """Read model: thread counts per (ticket, run_id, state, priority); run_id '' = no run."""
+
+    __tablename__ = "forum_thread_stats"
+    ticket: Mapped[str] = mapped_column(NAME, primary_key=True)
+    run_id: Mapped[str] = mapped_column(NAME, primary_key=True)
+    state: Mapped[str] = mapped_column(SHORT, primary_key=True)
+    priority: Mapped[str] = mapped_column(SHORT, primary_key=True)
+    thread_count: Mapped[int] = mapped_column(Integer)
+
+
+class ForumThreadRead(Base):
+    """Per-viewer 'last seen' watermark; only moves forward."""
+
+    __tablename__ = "forum_thread_reads"
+    thread_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    viewer_type: Mapped[str] = mapped_column(SHORT, primary_key=True)
+    viewer_id: Mapped[str] = mapped_column(NAME, primary_key=True)
+    last_seen_event_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime]
+
+
+class ForumProjectionEvent(Base):
+    """Projection ledger: (projection, event_id) applied; makes projectors idempotent."""
+
+    __tablename__ = "forum_projection_events"
+    projection: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    applied_at: Mapped[datetime]
+
+
+class ForumControlThread(Base):
+    """Exactly one control thread per (run_id, agent_name), enforced by the primary key."""
+
+    __tablename__ = "forum_control_threads"
+    run_id: Mapped[str] = mapped_column(NAME, primary_key=True)
+    agent_name: Mapped[str] = mapped_column(NAME, primary_key=True)
+    thread_id: Mapped[str] = mapped_column(ID, unique=True)
+    ticket: Mapped[str] = mapped_column(NAME)
+    created_at: Mapped[datetime]
+
+
+class ForumDeadLetter(Base):
+    """A message that could not be processed, kept for a human to inspect and redrive."""
+
+    __tablename__ = "forum_dead_letters"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(ID, unique=True)
+    kind: Mapped[str] = mapped_column(SHORT)
+    task_name: Mapped[str] = mapped_column(String(128))
+    topic: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any]]
+    error: Mapped[str] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(SHORT)  # dead | redriven | purged
+    run_id: Mapped[str | None] = mapped_column(NAME)
+    first_failed_at: Mapped[datetime]
+    last_failed_at: Mapped[datetime]
+    redriven_at: Mapped[datetime | None]
+
+
+class ForumEscalation(Base):
+    """An SLA escalation raised once per (thread, tier, subject)."""
+
+    __tablename__ = "forum_escalations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    thread_id: Mapped[str] = mapped_column(ID)
+    tier: Mapped[str] = mapped_column(SHORT)
+    # What is escalated: the guidance request's event id, or '' for the thread itself.
+    subject: Mapped[str] = mapped_column(ID, default="")
+    run_id: Mapped[str | None] = mapped_column(NAME)
+    event_id: Mapped[str] = mapped_column(ID, unique=True)
+    reason: Mapped[str] = mapped_column(Text)
+    raised_at: Mapped[datetime]
+    __table_args__ = (
+        UniqueConstraint("thread_id", "tier", "subject", name="uq_forum_escalations_thread_tier"),
+    )
+
+
+class Run(Base):
+    """A run of agents on tickets; its status moves only through the lifecycle rules."""
+
+    __tablename__ = "runs"
+    run_id: Mapped[str] = mapped_column(NAME, primary_key=True)
+    status: Mapped[str] = mapped_column(SHORT)
+    mode: Mapped[str] = mapped_column(SHORT)  # run | bootstrap
+    tickets: Mapped[list[str]] = mapped_column(JSON)
+    control_epoch: Mapped[int] = mapped_column(Integer, default=1)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class RunAgent(Base):
+    """An agent taking part in a run."""
+
+    __tablename__ = "run_agents"
+    run_id: Mapped[str] = mapped_column(NAME, primary_key=True)
+    agent_name: Mapped[str] = mapped_column(NAME, primary_key=True)
+    status: Mapped[str] = mapped_column(SHORT)
+    last_signal_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class RunBrief(Base):
+    """The bootstrap brief of a run; its done_criteria gate the close."""
+
+    __tablename__ = "run_briefs"
+    run_id: Mapped[str] = mapped_column(NAME, primary_key=True)
+    ticket: Mapped[str] = mapped_column(NAME)
+    goal: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text)
+    done_criteria: Mapped[str] = mapped_column(Text)
+    constraints: Mapped[str] = mapped_column(Text)
+    merge_intent: Mapped[str] = mapped_column(NAME)
+    qa: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class RunEvent(Base):
+    """Run-level audit: every status transition with its cause."""
+
+    __tablename__ = "run_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(NAME, index=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    from_status: Mapped[str | None] = mapped_column(SHORT)
+    to_status: Mapped[str | None] = mapped_column(SHORT)
+    reason: Mapped[str] = mapped_column(Text)
+    cause_event_id: Mapped[str | None] = mapped_column(ID)
+    created_at: Mapped[datetime]
