@@ -31,18 +31,13 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from metawsm.cli import config_cmd, db_cmd, schema_cmd
-
-    for module in (config_cmd, db_cmd, schema_cmd):
-        module.register(cli)
-    _register_optional()
-
-
-def _register_optional() -> None:
-    # Modules added by later work register themselves here; each owns one command group.
+    # Each module owns one command group (or a few top-level commands) and registers it.
     import importlib
 
     for name in (
+        "config_cmd",
+        "db_cmd",
+        "schema_cmd",
         "forum_cmd",
         "dlq_cmd",
         "process_cmd",
@@ -50,6 +45,7 @@ def _register_optional() -> None:
         "run_cmd",
         "status_cmd",
         "migrate_cmd",
+        "up_cmd",
     ):
         try:
             module = importlib.import_module(f"metawsm.cli.{name}")
