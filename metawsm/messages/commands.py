@@ -6,9 +6,9 @@ A command is imperative: it asks for a change that its handler may still reject.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, TypeAdapter, field_validator
+from pydantic import Field, TypeAdapter, field_validator, model_validator
 
 from metawsm.messages.common import (
     ActorTypeField,
@@ -19,8 +19,9 @@ from metawsm.messages.common import (
     OptBody,
     OptIdentifier,
     OptName,
+    OptReason,
+    Priority,
     PriorityField,
-    Reason,
     ThreadStateField,
     Title,
 )
@@ -38,7 +39,7 @@ CommandType = Literal[
     "close_thread",
     "control_signal",
 ]
-COMMAND_TYPES: tuple[str, ...] = CommandType.__args__
+COMMAND_TYPES: tuple[str, ...] = get_args(CommandType)
 
 
 class OpenThreadPayload(Frozen):
@@ -50,7 +51,7 @@ class OpenThreadPayload(Frozen):
     agent_name: OptName = None
     title: Title
     body: Body
-    priority: PriorityField = Field(default="normal")  # type: ignore[assignment]
+    priority: PriorityField = Priority.NORMAL
 
 
 class AddPostPayload(Frozen):
@@ -94,7 +95,7 @@ class CloseThreadPayload(Frozen):
     """Close a thread (closing a closed thread is an idempotent no-op)."""
 
     thread_id: Identifier
-    reason: Reason | None = None
+    reason: OptReason = None
 
 
 class ControlSignalPayload(Frozen):
@@ -104,6 +105,18 @@ class ControlSignalPayload(Frozen):
     agent_name: Name
     ticket: OptName = None
     signal: ControlPayload
+
+    @model_validator(mode="after")
+    def _signal_matches(self) -> ControlSignalPayload:
+        # The control thread is chosen by (run_id, agent_name): a signal naming another agent
+        # would land on the wrong thread and drive the wrong run.
+        for field in ("run_id", "agent_name"):
+            outer, inner = getattr(self, field), getattr(self.signal, field)
+            if outer != inner:
+                raise ValueError(
+                    f"signal {field} {inner!r} does not match payload {field} {outer!r}"
+                )
+        return self
 
 
 class _Envelope(Frozen):

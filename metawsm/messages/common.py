@@ -56,6 +56,7 @@ Reason = Annotated[str, BeforeValidator(_strip), _text_rule(max_chars=MAX_REASON
 OptName = Annotated[Name | None, BeforeValidator(_blank_to_none)]
 OptIdentifier = Annotated[Identifier | None, BeforeValidator(_blank_to_none)]
 OptBody = Annotated[Body | None, BeforeValidator(_blank_to_none)]
+OptReason = Annotated[Reason | None, BeforeValidator(_blank_to_none)]
 
 
 class ActorType(StrEnum):
@@ -92,6 +93,7 @@ PRIORITY_RANK = {Priority.URGENT: 1, Priority.HIGH: 2, Priority.NORMAL: 3, Prior
 ActorTypeField = Annotated[ActorType, BeforeValidator(_lower)]
 ThreadStateField = Annotated[ThreadState, BeforeValidator(_lower)]
 PriorityField = Annotated[Priority, BeforeValidator(_lower)]
+OptActorTypeField = Annotated[ActorTypeField | None, BeforeValidator(_blank_to_none)]
 
 
 class Actor(Frozen):

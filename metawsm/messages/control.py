@@ -31,11 +31,17 @@ class ValidationStatus(StrEnum):
     FAILED = "failed"
 
 
-def check_schema_version(value: int, supported: tuple[int, ...]) -> int:
-    """Refuse a schema version we do not know, naming the ones we do."""
+def check_schema_version(
+    value: int, supported: tuple[int, ...], field: str = "schema_version"
+) -> int:
+    """Refuse a schema version we do not know, naming the ones we do.
+
+    Raises:
+        ValueError: ``<field> <value> is not supported (supported: <versions>)``.
+    """
     if value not in supported:
         names = ", ".join(str(v) for v in supported)
-        raise ValueError(f"schema_version {value} is not supported (supported: {names})")
+        raise ValueError(f"{field} {value} is not supported (supported: {names})")
     return value
 
 

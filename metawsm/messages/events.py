@@ -6,7 +6,7 @@ Each event has an envelope (ids, sequences, scope, actor, causality) and one typ
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, TypeAdapter, field_validator
 
@@ -17,9 +17,11 @@ from metawsm.messages.common import (
     Frozen,
     Identifier,
     Name,
+    OptActorTypeField,
     OptBody,
     OptIdentifier,
     OptName,
+    OptReason,
     PriorityField,
     Reason,
     ThreadStateField,
@@ -58,7 +60,7 @@ class ControlSignalPostedPayload(Frozen):
 class AssignedPayload(Frozen):
     """The thread's assignee changed."""
 
-    from_assignee_type: ActorTypeField | None = None
+    from_assignee_type: OptActorTypeField = None
     from_assignee_name: OptName = None
     to_assignee_type: ActorTypeField
     to_assignee_name: Name
@@ -83,7 +85,7 @@ class ThreadClosedPayload(Frozen):
     """The thread was closed."""
 
     from_state: ThreadStateField
-    reason: Reason | None = None
+    reason: OptReason = None
 
 
 class EscalationRequestedPayload(Frozen):
@@ -126,7 +128,7 @@ EventType = Literal[
     "forum.sla.escalation_requested",
     "run.status.changed",
 ]
-EVENT_TYPES: tuple[str, ...] = EventType.__args__
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 
 class Event(Frozen):
@@ -150,15 +152,17 @@ class Event(Frozen):
     @field_validator("event_version")
     @classmethod
     def _version(cls, value: int) -> int:
-        return check_schema_version(value, EVENT_VERSIONS)
+        return check_schema_version(value, EVENT_VERSIONS, "event_version")
 
     @field_validator("payload")
     @classmethod
     def _payload_shape(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        # Keep the normalised payload (trimmed, lower-cased enums, defaults filled in), so what is
+        # stored and relayed is exactly what the payload model accepted.
         event_type = info.data.get("event_type")
         model = EVENT_PAYLOADS.get(event_type) if event_type else None
         if model is not None:
-            model.model_validate(value)
+            return model.model_validate(value).model_dump(mode="json")
         return value
 
     def typed_payload(self) -> Frozen:

@@ -172,6 +172,9 @@ class ForumOutbox(Base):
     status: Mapped[str] = mapped_column(SHORT)  # pending | processing | sent
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     publish_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Deliveries its consumer started (counted before the work, so a worker killed mid-task
+    # cannot loop forever on one message).
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     lease_until: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(64))
@@ -181,7 +184,7 @@ class ForumOutbox(Base):
     sent_at: Mapped[datetime | None]
     __table_args__ = (
         Index("ix_forum_outbox_status_next", "status", "next_attempt_at"),
-        Index("ix_forum_outbox_kind_status_sent", "kind", "status", "sent_at"),
+        Index("ix_forum_outbox_status_sent", "status", "sent_at"),
     )
 
 

@@ -1,0 +1,1 @@
+"""Periodic jobs (outbox drain, reconciliation, SLA escalation) and their beat schedule."""

@@ -1,0 +1,28 @@
+"""Housekeeping tasks driven by beat; each is safe to run twice at once (claims, constraints)."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from metawsm.composition import Container
+from metawsm.routing import DRAIN_TASK, HOUSEKEEPING_QUEUE, RECONCILE_TASK
+from metawsm.services import outbox
+
+
+def register(app: Celery, container: Container) -> None:
+    """Register the housekeeping tasks on ``app``."""
+
+    @app.task(name=DRAIN_TASK, queue=HOUSEKEEPING_QUEUE, acks_late=True)
+    def drain_outbox() -> dict[str, int]:
+        """Publish every due outbox row: new rows nobody published, and failed ones."""
+        rt = container.runtime
+        report = outbox.drain(rt.engine, rt.publisher, rt.settings)
+        return {"claimed": report.claimed, "sent": report.sent, "failed": report.failed}
+
+    @app.task(name=RECONCILE_TASK, queue=HOUSEKEEPING_QUEUE, acks_late=True)
+    def reconcile_outbox() -> dict[str, int]:
+        """Re-drive messages published long ago whose effect never landed, then drain."""
+        rt = container.runtime
+        redriven = outbox.reconcile(rt.engine, rt.settings)
+        report = outbox.drain(rt.engine, rt.publisher, rt.settings)
+        return {"redriven": redriven, "sent": report.sent, "failed": report.failed}

@@ -1,0 +1,70 @@
+"""Celery configuration derived from the settings: one place, read by clients and workers.
+
+Every value follows the facts sheet (shared/celery-redis-facts.md): JSON only, late acks with
+prefetch 1, requeue on a lost worker (with delivery counts in the database as the poison guard),
+socket timeouts and health checks so a silent Redis cannot hang a worker, and one visibility
+timeout larger than the longest a task can hold a message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from metawsm.routing import HOUSEKEEPING_QUEUE
+from metawsm.settings import Settings
+
+# Publishing from a CLI fails fast when Redis is away: the command is already accepted in the
+# database and the drainer publishes it later.
+CLIENT_PUBLISH_RETRY = {
+    "max_retries": 1,
+    "interval_start": 0.1,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+
+
+def transport_options(settings: Settings, *, client: bool) -> dict[str, Any]:
+    """Redis transport options: timeouts, keepalive, health checks, visibility timeout."""
+    return {
+        "visibility_timeout": settings.visibility_timeout_s,
+        "socket_timeout": 5.0 if client else 30.0,
+        "socket_connect_timeout": 3.0 if client else 5.0,
+        "socket_keepalive": True,
+        "retry_on_timeout": True,
+        "health_check_interval": 10 if client else 20,
+    }
+
+
+def celery_config(settings: Settings, *, client: bool = False) -> dict[str, Any]:
+    """The Celery settings for a worker (or, with ``client``, for a process that only sends)."""
+    options = transport_options(settings, client=client)
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": options,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "broker_connection_timeout": options["socket_connect_timeout"],
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "event_serializer": "json",
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_time_limit": settings.task_time_limit_s,
+        "task_soft_time_limit": max(1, settings.task_time_limit_s - 10),
+        "task_default_queue": HOUSEKEEPING_QUEUE,
+        "task_create_missing_queues": True,
+        "task_publish_retry": True,
+        "task_publish_retry_policy": CLIENT_PUBLISH_RETRY
+        if client
+        else {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 2},
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "enable_utc": True,
+        "timezone": "UTC",
+    }

@@ -1,0 +1,315 @@
+"""``metawsm up``: the whole local stack on embedded defaults, in one supervised command.
+
+Migrates the database to head, makes sure a broker answers (starting a private redis-server when
+none does on a loopback URL, and saying so), then runs worker, beat and Flower as child processes
+with each output line prefixed by its name, like foreman or honcho. Ctrl-C or SIGTERM stops them
+all (a second Ctrl-C skips the grace period); a child that exits on its own stops the rest and
+fails the command.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO
+from urllib.parse import SplitResult, unquote, urlsplit
+
+import click
+
+from metawsm.cli.context import AppContext, pass_app
+from metawsm.errors import BrokerUnreachable, MetawsmError
+from metawsm.redis_server import RedisServer, ping, wait_for
+from metawsm.settings import Settings, mask_url
+from metawsm.storage.engine import build_engine
+from metawsm.storage.migrate import upgrade
+
+REDIS_DIR = Path(".metawsm") / "redis"
+BROKER_PING_TIMEOUT_S = 1.0
+# Celery's warm shutdown lets running tasks finish: give it this long before SIGKILL.
+STOP_TIMEOUT_S = 30.0
+WATCH_INTERVAL_S = 0.2
+PUMP_JOIN_TIMEOUT_S = 5.0
+DEFAULT_REDIS_PORT = 6379
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One child process of the stack: its display name and its argv."""
+
+    name: str
+    argv: tuple[str, ...]
+
+
+def process_specs(
+    concurrency: int, flower_port: int | None, python: str = sys.executable
+) -> list[ProcessSpec]:
+    """The Procfile's processes as argvs (``flower_port=None`` leaves Flower out)."""
+    base = (python, "-m", "metawsm")
+    specs = [
+        ProcessSpec(
+            "worker", (*base, "worker", "--role", "all", "--concurrency", f"{concurrency}")
+        ),
+        ProcessSpec("beat", (*base, "beat")),
+    ]
+    if flower_port is not None:
+        specs.append(ProcessSpec("flower", (*base, "flower", "--port", str(flower_port))))
+    return specs
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (``127.0.0.0/8``, ``::1``)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def prefix_line(name: str, width: int, line: str) -> str:
+    """``line`` (without its line ending) behind the process ``name`` padded to ``width``."""
+    return f"{name.ljust(width)} | {line.rstrip(chr(13) + chr(10))}"
+
+
+def migrate_database(settings: Settings) -> None:
+    """Bring the database schema to the migration head.
+
+    Raises:
+        DatabaseUnreachable: the database cannot be opened or reached.
+        UsageError: the database is at a revision this code does not know.
+    """
+    engine = build_engine(settings)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    click.echo(f"up: database at head: {mask_url(settings.database_url)}", err=True)
+
+
+def ensure_broker(url: str, data_dir: Path) -> RedisServer | None:
+    """Return None when a Redis answers at ``url``, else start and return a private one.
+
+    Raises:
+        BrokerUnreachable: nothing answers and the URL is not one a private server can serve
+            (not loopback, TLS, or its port is taken by something that does not answer PING).
+    """
+    if ping(url, BROKER_PING_TIMEOUT_S):
+        return None
+    parts = urlsplit(url)
+    _check_can_host(url, parts)
+    host = parts.hostname or "127.0.0.1"
+    server = RedisServer(
+        parts.port or DEFAULT_REDIS_PORT,
+        dir=data_dir,
+        appendonly=True,
+        password=unquote(parts.password) if parts.password else None,
+        bind="127.0.0.1" if host.lower().startswith("localhost") else host,
+    )
+    server.start()
+    click.echo(
+        f"no Redis answered at {mask_url(url)}; started a private redis-server (pid {server.pid})"
+        f" on port {server.port}, data in {server.dir}",
+        err=True,
+    )
+    return server
+
+
+def _check_can_host(url: str, parts: SplitResult) -> None:
+    where = mask_url(url)
+    host = parts.hostname or ""
+    if not is_loopback(host):
+        raise BrokerUnreachable(
+            f"no Redis answered at {where}; it is not on this machine, so none is started here:"
+            " start it, or set METAWSM_BROKER_URL"
+        )
+    if parts.scheme != "redis":
+        raise BrokerUnreachable(f"no Redis answered at {where}; a private server cannot do TLS")
+    if _accepts_connections(host, parts.port or DEFAULT_REDIS_PORT):
+        raise BrokerUnreachable(
+            f"something listens at {where} but does not answer PING (wrong password? not Redis?)"
+        )
+
+
+def _accepts_connections(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=BROKER_PING_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+class Supervisor:
+    """Runs the child processes, prefixes their output, and stops them all together."""
+
+    def __init__(self, specs: list[ProcessSpec], out: IO[str] | None = None) -> None:
+        self.specs = specs
+        self._out = out or sys.stdout
+        self._width = max((len(s.name) for s in specs), default=0)
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._pumps: list[threading.Thread] = []
+        self._write_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._hurry = threading.Event()
+
+    def run(self) -> str | None:
+        """Run until a signal (returns None) or a child exits on its own (returns why)."""
+        with self._signals_handled():
+            try:
+                self._start_all()
+                return self._watch()
+            finally:
+                self._stop_all()
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Process id of every started child, by name."""
+        return {name: proc.pid for name, proc in self._children.items()}
+
+    def request_stop(self) -> None:
+        """Ask the supervisor to stop (a second request skips the grace period)."""
+        if self._stop.is_set():
+            self._hurry.set()
+        self._stop.set()
+
+    @contextmanager
+    def _signals_handled(self) -> Iterator[None]:
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            self.request_stop()
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _start_all(self) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        for spec in self.specs:
+            proc = subprocess.Popen(
+                spec.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=env,
+                # Own process group: the terminal's Ctrl-C reaches only us, and we stop the
+                # children in order (before the private Redis they depend on).
+                start_new_session=True,
+            )
+            self._children[spec.name] = proc
+            self._pump(spec.name, proc)
+            self._say(f"started {spec.name} (pid {proc.pid}): {' '.join(spec.argv[1:])}")
+
+    def _pump(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        stream = proc.stdout
+        assert stream is not None
+
+        def copy() -> None:
+            for raw in iter(stream.readline, b""):
+                self._write(prefix_line(name, self._width, raw.decode(errors="replace")))
+            stream.close()
+
+        thread = threading.Thread(target=copy, name=f"pump-{name}", daemon=True)
+        thread.start()
+        self._pumps.append(thread)
+
+    def _watch(self) -> str | None:
+        while not self._stop.is_set():
+            for name, proc in self._children.items():
+                code = proc.poll()
+                if code is not None:
+                    return f"process {name} (pid {proc.pid}) exited unexpectedly with code {code}"
+            self._stop.wait(WATCH_INTERVAL_S)
+        return None
+
+    def _stop_all(self) -> None:
+        alive = {n: p for n, p in self._children.items() if p.poll() is None}
+        if alive:
+            self._say(f"stopping {', '.join(alive)} (SIGTERM; SIGKILL after {STOP_TIMEOUT_S:g} s)")
+        for proc in alive.values():
+            _signal(proc, signal.SIGTERM, group=False)
+        wait_for(lambda: self._hurry.is_set() or _all_exited(alive.values()), STOP_TIMEOUT_S)
+        for name, proc in self._children.items():
+            if proc.poll() is None:
+                self._say(f"{name} (pid {proc.pid}) did not stop in time: SIGKILL")
+            # The whole group: a SIGKILLed worker leaves its pool children behind otherwise.
+            _signal(proc, signal.SIGKILL, group=True)
+            proc.wait()
+        for thread in self._pumps:
+            thread.join(PUMP_JOIN_TIMEOUT_S)
+
+    def _write(self, line: str) -> None:
+        with self._write_lock:
+            self._out.write(line + "\n")
+            self._out.flush()
+
+    def _say(self, message: str) -> None:
+        with self._write_lock:
+            click.echo(f"up: {message}", err=True)
+
+
+def _all_exited(procs: Iterable[subprocess.Popen[bytes]]) -> bool:
+    return all(p.poll() is not None for p in procs)
+
+
+def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals, *, group: bool) -> None:
+    try:
+        if group:
+            os.killpg(proc.pid, sig)
+        elif proc.poll() is None:
+            proc.send_signal(sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # already gone
+
+
+@click.command("up")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Worker pool size.",
+)
+@click.option("--no-flower", is_flag=True, help="Do not start Flower.")
+@click.option(
+    "--flower-port",
+    type=click.IntRange(1, 65535),
+    default=5555,
+    show_default=True,
+    help="Flower's port (on 127.0.0.1).",
+)
+@pass_app
+def up(app: AppContext, concurrency: int, no_flower: bool, flower_port: int) -> None:
+    """Start the local stack: migrate, ensure Redis, run worker, beat and Flower until Ctrl-C.
+
+    Exits 0 after Ctrl-C/SIGTERM, 1 when a process exits on its own (named), 3 when no broker
+    or database can be reached.
+    """
+    settings = app.settings
+    migrate_database(settings)
+    private_redis = ensure_broker(settings.broker_url, REDIS_DIR.resolve())
+    try:
+        failure = Supervisor(process_specs(concurrency, None if no_flower else flower_port)).run()
+    finally:
+        if private_redis is not None:
+            private_redis.stop()
+            click.echo(
+                f"up: stopped the private redis-server (port {private_redis.port})", err=True
+            )
+    if failure:
+        raise MetawsmError(f"{failure}; stopped the other processes")
+
+
+def register(cli: click.Group) -> None:
+    """Attach ``metawsm up`` to the root group."""
+    cli.add_command(up)

@@ -1,0 +1,114 @@
+"""Pure folds from events to read-model rows: the one definition of what a view contains.
+
+The projector and ``projections rebuild`` both use these, so a rebuild equals the live models.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from metawsm.messages.events import Event
+
+HUMAN_OR_OPERATOR = ("human", "operator")
+
+
+def fold_thread(events: Iterable[Event], *, is_control: bool = False) -> dict[str, Any] | None:
+    """Fold a thread's events (any order; sorted by thread_seq here) into its view row."""
+    ordered = sorted(events, key=lambda e: e.thread_seq or 0)
+    if not ordered or ordered[0].event_type != "forum.thread.opened":
+        return None  # the opening event is not in the log (yet): nothing to show
+    view: dict[str, Any] = _opened(ordered[0], is_control)
+    for event in ordered[1:]:
+        _apply(view, event)
+        _track_actor(view, event)
+    return view
+
+
+def _opened(event: Event, is_control: bool) -> dict[str, Any]:
+    p = event.payload
+    view = {
+        "thread_id": event.thread_id,
+        "ticket": event.ticket,
+        "run_id": event.run_id,
+        "agent_name": event.agent_name,
+        "title": p["title"],
+        "state": "new",
+        "priority": p["priority"],
+        "assignee_type": None,
+        "assignee_name": None,
+        "opened_by_type": event.actor.type.value,
+        "opened_by_name": event.actor.name,
+        "is_control": is_control,
+        "posts_count": 1,
+        "last_post_at": event.occurred_at,
+        "last_post_by_type": event.actor.type.value,
+        "last_post_by_name": event.actor.name,
+        "opened_at": event.occurred_at,
+        "updated_at": event.occurred_at,
+        "closed_at": None,
+        "last_event_sequence": 0,
+        "last_thread_seq": 0,
+        "last_actor_type": None,
+        "last_non_system_actor_type": None,
+        "last_human_or_operator_sequence": 0,
+        "last_agent_sequence": 0,
+    }
+    _track_actor(view, event)
+    return view
+
+
+def _apply(view: dict[str, Any], event: Event) -> None:
+    p = event.payload
+    kind = event.event_type
+    if kind in ("forum.post.added", "forum.control.signal"):
+        view["posts_count"] += 1
+        view["last_post_at"] = event.occurred_at
+        view["last_post_by_type"] = event.actor.type.value
+        view["last_post_by_name"] = event.actor.name
+    elif kind == "forum.assigned":
+        view["assignee_type"] = p["to_assignee_type"]
+        view["assignee_name"] = p["to_assignee_name"]
+    elif kind == "forum.state.changed":
+        view["state"] = p["to_state"]
+    elif kind == "forum.priority.changed":
+        view["priority"] = p["to_priority"]
+    elif kind == "forum.thread.closed":
+        view["state"] = "closed"
+        view["closed_at"] = event.occurred_at
+    if kind != "forum.sla.escalation_requested":
+        view["updated_at"] = event.occurred_at
+
+
+def _track_actor(view: dict[str, Any], event: Event) -> None:
+    seq = event.sequence or 0
+    actor = event.actor.type.value
+    view["last_event_sequence"] = max(view["last_event_sequence"], seq)
+    view["last_thread_seq"] = max(view["last_thread_seq"], event.thread_seq or 0)
+    if event.event_type == "forum.sla.escalation_requested":
+        return  # escalations are the system talking: they do not count as a reply
+    view["last_actor_type"] = actor
+    if actor != "system":
+        view["last_non_system_actor_type"] = actor
+    if actor in HUMAN_OR_OPERATOR:
+        view["last_human_or_operator_sequence"] = seq
+    elif actor == "agent":
+        view["last_agent_sequence"] = seq
+
+
+def fold_stats(views: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str, str], int]:
+    """Thread counts per (ticket, run_id or '', state, priority)."""
+    counts: Counter[tuple[str, str, str, str]] = Counter()
+    for v in views:
+        counts[(v["ticket"], v["run_id"] or "", v["state"], v["priority"])] += 1
+    return dict(counts)
+
+
+def is_unanswered(view: dict[str, Any]) -> bool:
+    """Spec §3.7: waiting on a human/operator after an agent spoke last."""
+    return (
+        view["state"] in ("new", "waiting_human", "waiting_operator")
+        and view["last_agent_sequence"] > view["last_human_or_operator_sequence"]
+        and view["last_non_system_actor_type"] == "agent"
+    )

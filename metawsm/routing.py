@@ -1,0 +1,86 @@
+"""Topics, queues and stable task names: where each message travels.
+
+A topic is also the Celery queue and the task name that consumes it, so Flower shows lag per
+topic. Events fan out at the outbox: one row per subscriber (the projector on
+``forum.events.<suffix>``, and integration consumers on ``forum.integration.<name>``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from metawsm.messages.commands import COMMAND_TYPES
+from metawsm.messages.events import EVENT_TYPES, event_topic_suffix
+from metawsm.settings import Settings
+
+HOUSEKEEPING_QUEUE = "metawsm.housekeeping"
+DRAIN_TASK = "metawsm.outbox.drain"
+RECONCILE_TASK = "metawsm.outbox.reconcile"
+ESCALATE_TASK = "metawsm.sla.escalate"
+HOUSEKEEPING_TASKS = (DRAIN_TASK, RECONCILE_TASK, ESCALATE_TASK)
+
+# Integration consumers: name -> event types they receive (besides the projector).
+INTEGRATIONS: dict[str, tuple[str, ...]] = {
+    "run_lifecycle": ("forum.control.signal",),
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one outbox row goes: the topic (= queue = task name) and its subscriber."""
+
+    topic: str
+    subscriber: str
+
+
+class Topics:
+    """Topic names built from the configured prefixes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.command_prefix = settings.command_prefix
+        self.event_prefix = settings.event_prefix
+        self.integration_prefix = settings.integration_prefix
+
+    def command(self, command_type: str) -> str:
+        """Topic of a command type, e.g. ``forum.commands.open_thread``."""
+        return f"{self.command_prefix}.{command_type}"
+
+    def event(self, event_type: str) -> str:
+        """Projector topic of an event type, e.g. ``forum.events.thread.opened``."""
+        return f"{self.event_prefix}.{event_topic_suffix(event_type)}"
+
+    def integration(self, name: str) -> str:
+        """Topic of an integration consumer, e.g. ``forum.integration.run_lifecycle``."""
+        return f"{self.integration_prefix}.{name}"
+
+    def event_routes(self, event_type: str) -> list[Route]:
+        """Every subscriber of an event type: the projector first, then integrations."""
+        routes = [Route(self.event(event_type), "projector")]
+        for name, types in INTEGRATIONS.items():
+            if event_type in types:
+                routes.append(Route(self.integration(name), name))
+        return routes
+
+    def command_topics(self) -> list[str]:
+        """All command topics."""
+        return [self.command(t) for t in COMMAND_TYPES]
+
+    def event_topics(self) -> list[str]:
+        """All projector topics."""
+        return [self.event(t) for t in EVENT_TYPES]
+
+    def integration_topics(self) -> list[str]:
+        """All integration topics."""
+        return [self.integration(n) for n in INTEGRATIONS]
+
+    def queues_for_role(self, role: str) -> list[str]:
+        """Queues a worker of ``role`` (commands|events|integration|housekeeping|all) consumes."""
+        by_role = {
+            "commands": self.command_topics(),
+            "events": self.event_topics(),
+            "integration": self.integration_topics(),
+            "housekeeping": [HOUSEKEEPING_QUEUE],
+        }
+        if role == "all":
+            return [q for queues in by_role.values() for q in queues]
+        return by_role[role]

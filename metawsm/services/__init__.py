@@ -1,0 +1,1 @@
+"""Services: submitting commands, handling them, relaying the outbox, projecting events."""

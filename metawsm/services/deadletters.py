@@ -1,0 +1,189 @@
+"""Dead letters: messages that failed for good, kept for a human to inspect, redrive or purge.
+
+Redis has no dead-letter queue, so this table is ours. A redrive republishes the message with
+its ORIGINAL id, so idempotency still holds: nothing is applied twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+
+from metawsm.errors import NotFound, Rejected
+from metawsm.services.outbox import Publisher, new_claim, publish_claimed
+from metawsm.settings import Settings
+from metawsm.storage.models import ForumCommand, ForumDeadLetter, ForumOutbox
+from metawsm.storage.types import utcnow
+from metawsm.storage.uow import unit_of_work
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What failed: the message, where it came from, and why."""
+
+    message_id: str
+    kind: str
+    task_name: str
+    topic: str
+    payload: dict[str, Any]
+    error: str
+    traceback: str | None
+    attempts: int
+    run_id: str | None = None
+
+
+def dead_letter(engine: Engine, failure: Failure) -> None:
+    """Record the failure (or update the existing row), mark its command dead, stop re-drives."""
+    now = utcnow()
+    with unit_of_work(engine) as session:
+        row = session.execute(
+            select(ForumDeadLetter).where(ForumDeadLetter.message_id == failure.message_id)
+        ).scalar_one_or_none()
+        if row is None:
+            row = ForumDeadLetter(
+                message_id=failure.message_id,
+                kind=failure.kind,
+                first_failed_at=now,
+                payload=failure.payload,
+            )
+            session.add(row)
+        row.task_name, row.topic = failure.task_name, failure.topic
+        row.error, row.traceback = failure.error[:10_000], failure.traceback
+        row.attempts, row.status, row.run_id = failure.attempts, "dead", failure.run_id
+        row.last_failed_at = now
+        if failure.kind == "command":
+            _mark_command_dead(session, failure.message_id, failure.error, now)
+        session.execute(
+            update(ForumOutbox)
+            .where(ForumOutbox.message_id == failure.message_id)
+            .values(status="dead", updated_at=now, lease_owner=None, lease_until=None)
+        )
+
+
+def _mark_command_dead(session: Any, command_id: str, error: str, now: datetime) -> None:
+    command = session.get(ForumCommand, command_id)
+    if command is not None and command.status == "accepted":
+        command.status, command.reason = "dead", f"dead-lettered: {error[:1000]}"
+        command.updated_at = command.finished_at = now
+
+
+def list_dead_letters(engine: Engine, *, include_all: bool = False) -> list[dict[str, Any]]:
+    """Dead letters, newest first (only those still dead unless ``include_all``)."""
+    with unit_of_work(engine, readonly=True) as session:
+        query = select(ForumDeadLetter).order_by(ForumDeadLetter.last_failed_at.desc())
+        if not include_all:
+            query = query.where(ForumDeadLetter.status == "dead")
+        return [as_dict(row) for row in session.execute(query).scalars()]
+
+
+def show_dead_letter(engine: Engine, message_id: str) -> dict[str, Any]:
+    """One dead letter with its payload and traceback.
+
+    Raises:
+        NotFound: no dead letter has that message id.
+    """
+    with unit_of_work(engine, readonly=True) as session:
+        row = _get(session, message_id)
+        return as_dict(row, full=True)
+
+
+def redrive(
+    engine: Engine, publisher: Publisher, settings: Settings, message_id: str
+) -> dict[str, Any]:
+    """Republish a dead message with its original id; its command becomes accepted again.
+
+    Raises:
+        NotFound: no dead letter has that message id.
+        Rejected: the dead letter was purged.
+    """
+    now = utcnow()
+    claim = new_claim()
+    with unit_of_work(engine) as session:
+        row = _get(session, message_id)
+        if row.status == "purged":
+            raise Rejected(f"dead letter {message_id} was purged; it cannot be redriven")
+        row.status, row.redriven_at = "redriven", now
+        if row.kind == "command":
+            _reopen_command(session, message_id, now)
+        _requeue(session, row, claim, settings, now)
+    report = publish_claimed(engine, publisher, claim, settings)
+    return {"message_id": message_id, "published": report.sent == 1, "errors": report.errors}
+
+
+def _reopen_command(session: Any, command_id: str, now: datetime) -> None:
+    command = session.get(ForumCommand, command_id)
+    if command is not None and command.status == "dead":
+        command.status, command.reason, command.finished_at = "accepted", None, None
+        command.delivery_attempts, command.updated_at = 0, now
+
+
+def _requeue(
+    session: Any, row: ForumDeadLetter, claim: str, settings: Settings, now: datetime
+) -> None:
+    from datetime import timedelta
+
+    from metawsm.services.outbox import enqueue
+
+    outbox = session.execute(
+        select(ForumOutbox).where(ForumOutbox.message_id == row.message_id)
+    ).scalar_one_or_none()
+    if outbox is None:
+        enqueue(
+            session,
+            message_id=row.message_id,
+            kind=row.kind,
+            topic=row.topic,
+            key=None,
+            payload=row.payload,
+            claim=claim,
+            settings=settings,
+            now=now,
+        )
+        return
+    outbox.status, outbox.lease_owner = "processing", claim
+    outbox.lease_until = now + timedelta(seconds=settings.outbox_lease_s)
+    outbox.deliveries, outbox.updated_at = 0, now
+
+
+def purge(engine: Engine, message_id: str | None = None) -> int:
+    """Mark one dead letter (or all still dead) purged; returns how many."""
+    with unit_of_work(engine) as session:
+        query = update(ForumDeadLetter).where(ForumDeadLetter.status == "dead")
+        if message_id is not None:
+            _get(session, message_id)
+            query = query.where(ForumDeadLetter.message_id == message_id)
+        result = session.execute(query.values(status="purged"))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _get(session: Any, message_id: str) -> ForumDeadLetter:
+    row = session.execute(
+        select(ForumDeadLetter).where(ForumDeadLetter.message_id == message_id)
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"no dead letter with message id {message_id}")
+    return row  # type: ignore[no-any-return]
+
+
+def as_dict(row: ForumDeadLetter, *, full: bool = False) -> dict[str, Any]:
+    """Plain data for a dead letter (payload and traceback only when ``full``)."""
+    data: dict[str, Any] = {
+        "message_id": row.message_id,
+        "kind": row.kind,
+        "task_name": row.task_name,
+        "topic": row.topic,
+        "error": row.error,
+        "attempts": row.attempts,
+        "status": row.status,
+        "run_id": row.run_id,
+        "first_failed_at": row.first_failed_at.isoformat(),
+        "last_failed_at": row.last_failed_at.isoformat(),
+        "redriven_at": row.redriven_at.isoformat() if row.redriven_at else None,
+    }
+    if full:
+        data["payload"] = row.payload
+        data["traceback"] = row.traceback
+    return data

@@ -1,0 +1,148 @@
+"""Appending events: one ``forum_events`` row plus one outbox row per subscriber.
+
+Called only inside a handler's unit of work, so the event, the state it describes and its
+outbox rows commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from metawsm.ids import new_id
+from metawsm.messages.common import Actor
+from metawsm.messages.events import EVENT_PAYLOADS, Event
+from metawsm.routing import Topics
+from metawsm.services.outbox import enqueue
+from metawsm.settings import Settings
+from metawsm.storage.models import ForumEvent, ForumThread
+from metawsm.storage.uow import lock_event_log
+
+
+@dataclass
+class EventWriter:
+    """Appends events within one transaction; remembers what it wrote."""
+
+    session: Session
+    settings: Settings
+    topics: Topics
+    claim: str
+    now: datetime
+    actor: Actor
+    command_id: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    written: list[Event] = field(default_factory=list)
+    _locked: bool = False
+
+    def append(
+        self,
+        event_type: str,
+        payload: dict[str, Any],
+        *,
+        thread: ForumThread | None = None,
+        run_id: str | None = None,
+        ticket: str | None = None,
+        agent_name: str | None = None,
+        actor: Actor | None = None,
+        event_id: str | None = None,
+    ) -> Event:
+        """Append one event (validated against its payload model) and its outbox rows."""
+        EVENT_PAYLOADS[event_type].model_validate(payload)
+        sequence = self._next_sequence()
+        thread_seq = None
+        if thread is not None:
+            thread.last_thread_seq += 1
+            thread.updated_at = self.now
+            thread_seq = thread.last_thread_seq
+            run_id, ticket, agent_name = thread.run_id, thread.ticket, thread.agent_name
+        who = actor or self.actor
+        event = Event(
+            event_id=event_id or new_id("fevt"),
+            event_type=event_type,  # type: ignore[arg-type]
+            occurred_at=self.now,
+            sequence=sequence,
+            thread_id=thread.thread_id if thread is not None else None,
+            thread_seq=thread_seq,
+            run_id=run_id,
+            ticket=ticket,
+            agent_name=agent_name,
+            actor=who,
+            correlation_id=self.correlation_id or self.command_id,
+            causation_id=self.causation_id or self.command_id,
+            payload=payload,
+        )
+        self.session.add(_row(event, self.command_id, self.now))
+        self._enqueue(event)
+        self.written.append(event)
+        return event
+
+    def _next_sequence(self) -> int:
+        if not self._locked:
+            lock_event_log(self.session)
+            self._locked = True
+        self.session.flush()
+        current = self.session.execute(select(func.max(ForumEvent.sequence))).scalar()
+        return int(current or 0) + 1
+
+    def _enqueue(self, event: Event) -> None:
+        wire = event.model_dump(mode="json")
+        for route in self.topics.event_routes(event.event_type):
+            enqueue(
+                self.session,
+                message_id=f"{event.event_id}:{route.subscriber}",
+                kind=f"event.{route.subscriber}",
+                topic=route.topic,
+                key=event.thread_id,
+                payload=wire,
+                claim=self.claim,
+                settings=self.settings,
+                now=self.now,
+            )
+
+
+def _row(event: Event, command_id: str | None, now: datetime) -> ForumEvent:
+    assert event.sequence is not None
+    return ForumEvent(
+        sequence=event.sequence,
+        event_id=event.event_id,
+        event_type=event.event_type,
+        event_version=event.event_version,
+        occurred_at=event.occurred_at,
+        recorded_at=now,
+        thread_id=event.thread_id,
+        thread_seq=event.thread_seq,
+        run_id=event.run_id,
+        ticket=event.ticket,
+        agent_name=event.agent_name,
+        actor_type=event.actor.type.value,
+        actor_name=event.actor.name,
+        correlation_id=event.correlation_id,
+        causation_id=event.causation_id,
+        command_id=command_id,
+        payload=event.payload,
+    )
+
+
+def row_to_event(row: ForumEvent) -> Event:
+    """Rebuild the wire :class:`Event` from its stored row."""
+    return Event(
+        event_id=row.event_id,
+        event_type=row.event_type,  # type: ignore[arg-type]
+        event_version=row.event_version,
+        occurred_at=row.occurred_at,
+        sequence=row.sequence,
+        thread_id=row.thread_id,
+        thread_seq=row.thread_seq,
+        run_id=row.run_id,
+        ticket=row.ticket,
+        agent_name=row.agent_name,
+        actor=Actor(type=row.actor_type, name=row.actor_name),  # type: ignore[arg-type]
+        correlation_id=row.correlation_id,
+        causation_id=row.causation_id,
+        payload=row.payload,
+    )

@@ -1,0 +1,287 @@
+"""Forum command handlers: plain functions that re-check the rules against current state.
+
+Each runs inside the caller's unit of work and returns the id of the thread it acted on. A
+broken rule raises :class:`Rejected` (final); a thread whose open command is still in flight
+raises :class:`ThreadNotYetOpen` (retried).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from metawsm.domain.forum import check_transition, ensure_open
+from metawsm.errors import NotFound, Rejected, ThreadNotYetOpen
+from metawsm.ids import new_id
+from metawsm.messages import commands as c
+from metawsm.messages.common import Actor, ThreadState
+from metawsm.services.eventlog import EventWriter
+from metawsm.storage.models import (
+    ForumAssignment,
+    ForumCommand,
+    ForumPost,
+    ForumStateTransition,
+    ForumThread,
+)
+
+
+@dataclass
+class HandlerContext:
+    """What a handler may touch: the session, the event writer and the clock."""
+
+    session: Session
+    writer: EventWriter
+    now: datetime
+
+    @property
+    def actor(self) -> Actor:
+        """The actor of the command being handled."""
+        return self.writer.actor
+
+
+def open_thread(ctx: HandlerContext, command: c.OpenThread) -> str:
+    """Open a thread with its first post; an existing thread id is a rejection."""
+    p = command.payload
+    if ctx.session.get(ForumThread, p.thread_id) is not None:
+        raise Rejected(f"forum thread {p.thread_id} already exists")
+    thread = insert_thread(ctx, p.thread_id, p.ticket, p.run_id, p.agent_name, p.title, p.priority)
+    event_id = new_id("fevt")
+    payload = {
+        "title": p.title,
+        "body": p.body,
+        "priority": p.priority.value,
+        "post_id": post_id_for(event_id),
+    }
+    ctx.writer.append("forum.thread.opened", payload, thread=thread, event_id=event_id)
+    _insert_post(ctx, thread, event_id, p.body, "opening")
+    return thread.thread_id
+
+
+def insert_thread(
+    ctx: HandlerContext,
+    thread_id: str,
+    ticket: str,
+    run_id: str | None,
+    agent_name: str | None,
+    title: str,
+    priority: str,
+    *,
+    is_control: bool = False,
+) -> ForumThread:
+    """Insert a new thread row in state ``new``."""
+    thread = ForumThread(
+        thread_id=thread_id,
+        ticket=ticket,
+        run_id=run_id,
+        agent_name=agent_name,
+        title=title,
+        state=ThreadState.NEW.value,
+        priority=str(priority),
+        opened_by_type=ctx.actor.type.value,
+        opened_by_name=ctx.actor.name,
+        is_control=is_control,
+        last_thread_seq=0,
+        opened_at=ctx.now,
+        updated_at=ctx.now,
+    )
+    ctx.session.add(thread)
+    return thread
+
+
+def add_post(ctx: HandlerContext, command: c.AddPost) -> str:
+    """Add a post to an open thread."""
+    thread = load_open_thread(ctx.session, command.payload.thread_id)
+    post_event(ctx, thread, command.payload.body, answer=False)
+    return thread.thread_id
+
+
+def answer_thread(ctx: HandlerContext, command: c.AnswerThread) -> str:
+    """Add an answering post and move the thread to ``answered``."""
+    thread = load_open_thread(ctx.session, command.payload.thread_id)
+    post_event(ctx, thread, command.payload.body, answer=True)
+    _move(ctx, thread, ThreadState.ANSWERED)
+    return thread.thread_id
+
+
+def assign_thread(ctx: HandlerContext, command: c.AssignThread) -> str:
+    """Replace the thread's assignee and record the change in the assignment history."""
+    p = command.payload
+    thread = load_open_thread(ctx.session, p.thread_id)
+    payload = {
+        "from_assignee_type": thread.assignee_type,
+        "from_assignee_name": thread.assignee_name,
+        "to_assignee_type": p.assignee_type.value,
+        "to_assignee_name": p.assignee_name,
+        "note": p.note,
+    }
+    event = ctx.writer.append("forum.assigned", payload, thread=thread)
+    ctx.session.add(
+        ForumAssignment(
+            thread_id=thread.thread_id,
+            event_id=event.event_id,
+            from_assignee_type=thread.assignee_type,
+            from_assignee_name=thread.assignee_name,
+            to_assignee_type=p.assignee_type.value,
+            to_assignee_name=p.assignee_name,
+            note=p.note,
+            changed_by_type=ctx.actor.type.value,
+            changed_by_name=ctx.actor.name,
+            changed_at=ctx.now,
+        )
+    )
+    thread.assignee_type, thread.assignee_name = p.assignee_type.value, p.assignee_name
+    return thread.thread_id
+
+
+def change_state(ctx: HandlerContext, command: c.ChangeState) -> str:
+    """Move the thread along the transition table (to ``closed`` means close)."""
+    thread = load_thread(ctx.session, command.payload.thread_id)
+    target = command.payload.to_state
+    check_transition(thread.thread_id, ThreadState(thread.state), target)
+    if target is ThreadState.CLOSED:
+        _close(ctx, thread, None)
+    else:
+        _move(ctx, thread, target)
+    return thread.thread_id
+
+
+def set_priority(ctx: HandlerContext, command: c.SetPriority) -> str:
+    """Change the priority of an open thread (the same priority changes nothing)."""
+    thread = load_open_thread(ctx.session, command.payload.thread_id)
+    target = command.payload.priority.value
+    if thread.priority != target:
+        payload = {"from_priority": thread.priority, "to_priority": target}
+        ctx.writer.append("forum.priority.changed", payload, thread=thread)
+        thread.priority = target
+    return thread.thread_id
+
+
+def close_thread(ctx: HandlerContext, command: c.CloseThread) -> str:
+    """Close the thread; closing a closed thread is an idempotent no-op."""
+    thread = load_thread(ctx.session, command.payload.thread_id)
+    if thread.state != ThreadState.CLOSED.value:
+        _close(ctx, thread, command.payload.reason)
+    return thread.thread_id
+
+
+def post_event(
+    ctx: HandlerContext,
+    thread: ForumThread,
+    body: str,
+    *,
+    answer: bool,
+) -> None:
+    """Append a ``forum.post.added`` event and its post row."""
+    event_id = new_id("fevt")
+    payload = {"post_id": post_id_for(event_id), "body": body, "answer": answer}
+    ctx.writer.append("forum.post.added", payload, thread=thread, event_id=event_id)
+    _insert_post(ctx, thread, event_id, body, "answer" if answer else "reply")
+
+
+def _insert_post(
+    ctx: HandlerContext, thread: ForumThread, event_id: str, body: str, kind: str
+) -> None:
+    ctx.session.add(
+        ForumPost(
+            post_id=post_id_for(event_id),
+            thread_id=thread.thread_id,
+            event_id=event_id,
+            author_type=ctx.actor.type.value,
+            author_name=ctx.actor.name,
+            body=body,
+            kind=kind,
+            created_at=ctx.now,
+        )
+    )
+
+
+def post_id_for(event_id: str) -> str:
+    """The post created by an event has an id derived from it: one post per event."""
+    return f"{event_id}.post"
+
+
+def _move(ctx: HandlerContext, thread: ForumThread, target: ThreadState) -> None:
+    if thread.state == target.value:
+        return
+    _transition_row(ctx, thread, target, "forum.state.changed")
+    thread.state = target.value
+
+
+def _close(ctx: HandlerContext, thread: ForumThread, reason: str | None) -> None:
+    _transition_row(ctx, thread, ThreadState.CLOSED, "forum.thread.closed", reason)
+    thread.state = ThreadState.CLOSED.value
+    thread.closed_at = ctx.now
+
+
+def _transition_row(
+    ctx: HandlerContext,
+    thread: ForumThread,
+    target: ThreadState,
+    event_type: str,
+    reason: str | None = None,
+) -> None:
+    payload: dict[str, Any] = {"from_state": thread.state}
+    if event_type == "forum.thread.closed":
+        payload["reason"] = reason
+    else:
+        payload["to_state"] = target.value
+    event = ctx.writer.append(event_type, payload, thread=thread)
+    ctx.session.add(
+        ForumStateTransition(
+            thread_id=thread.thread_id,
+            event_id=event.event_id,
+            from_state=thread.state,
+            to_state=target.value,
+            changed_by_type=ctx.actor.type.value,
+            changed_by_name=ctx.actor.name,
+            changed_at=ctx.now,
+        )
+    )
+
+
+def load_thread(session: Session, thread_id: str) -> ForumThread:
+    """The thread row, or an error saying whether it is missing or merely not open yet."""
+    thread = session.get(ForumThread, thread_id)
+    if thread is not None:
+        return thread
+    if _open_in_flight(session, thread_id):
+        raise ThreadNotYetOpen(f"forum thread {thread_id} is not open yet (open in flight)")
+    raise NotFound(f"forum thread {thread_id} not found")
+
+
+def load_open_thread(session: Session, thread_id: str) -> ForumThread:
+    """The thread row; rejects a closed thread."""
+    thread = load_thread(session, thread_id)
+    ensure_open(thread_id, ThreadState(thread.state))
+    return thread
+
+
+def _open_in_flight(session: Session, thread_id: str) -> bool:
+    query = select(ForumCommand.command_id).where(
+        ForumCommand.thread_id == thread_id,
+        ForumCommand.command_type.in_(("open_thread", "control_signal")),
+        ForumCommand.status == "accepted",
+    )
+    return session.execute(query.limit(1)).first() is not None
+
+
+Handler = Callable[[HandlerContext, Any], str]
+HANDLERS: dict[str, Handler] = {
+    "open_thread": open_thread,
+    "add_post": add_post,
+    "answer_thread": answer_thread,
+    "assign_thread": assign_thread,
+    "change_state": change_state,
+    "set_priority": set_priority,
+    "close_thread": close_thread,
+}
+
+
+def register_handler(command_type: str, handler: Handler) -> None:
+    """Add a handler for a command type (the control-signal module registers its own)."""
+    HANDLERS[command_type] = handler

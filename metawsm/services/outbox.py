@@ -1,0 +1,246 @@
+"""The transactional outbox and its relay.
+
+Rows are written in the same transaction as the state they announce, already claimed by the
+writer (``processing`` with a short lease) so the writer can publish them right after commit
+without racing a drainer. Anything the writer does not mark ``sent`` — it crashed, or the broker
+was down — is re-claimed by the drainer once its lease expires, and published with backoff.
+
+Statuses: ``pending`` (due at ``next_attempt_at``) → ``processing`` (claimed under a lease) →
+``sent`` (on the broker) → ``done`` (its consumer committed its effect). Reconciliation turns a
+``sent`` row that is still not ``done`` after a while back into ``pending``: whatever Redis lost
+is published again, and idempotent consumers absorb the duplicates.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from metawsm.errors import MetawsmError
+from metawsm.ids import new_id
+from metawsm.settings import Settings
+from metawsm.storage.models import ForumOutbox
+from metawsm.storage.types import utcnow
+from metawsm.storage.uow import unit_of_work
+
+
+class Publisher(Protocol):
+    """Sends one message to the broker; raises a metawsm error when it cannot."""
+
+    def publish(self, topic: str, message_id: str, payload: dict[str, Any]) -> None:
+        """Publish ``payload`` on ``topic`` (queue and task name) with id ``message_id``."""
+
+
+@dataclass
+class RelayReport:
+    """What one relay pass did."""
+
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def enqueue(
+    session: Session,
+    *,
+    message_id: str,
+    kind: str,
+    topic: str,
+    key: str | None,
+    payload: dict[str, Any],
+    claim: str,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    """Add an outbox row, pre-claimed by ``claim`` so the writer may publish it after commit."""
+    session.add(
+        ForumOutbox(
+            message_id=message_id,
+            kind=kind,
+            topic=topic,
+            message_key=key,
+            payload=payload,
+            status="processing",
+            attempts=0,
+            publish_count=0,
+            next_attempt_at=now,
+            lease_until=now + timedelta(seconds=settings.outbox_lease_s),
+            lease_owner=claim,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
+def new_claim() -> str:
+    """A fresh claim token (one per writer transaction or drainer pass)."""
+    return new_id("claim")
+
+
+def mark_done(session: Session, message_ids: Iterable[str], now: datetime) -> None:
+    """Record, inside a consumer's transaction, that these messages had their effect."""
+    ids = list(message_ids)
+    if ids:
+        session.execute(
+            update(ForumOutbox)
+            .where(ForumOutbox.message_id.in_(ids))
+            .values(status="done", lease_owner=None, lease_until=None, updated_at=now)
+        )
+
+
+def publish_claimed(
+    engine: Engine, publisher: Publisher, claim: str, settings: Settings
+) -> RelayReport:
+    """Publish every row held under ``claim``, then record which were sent and which failed."""
+    with unit_of_work(engine, readonly=True) as session:
+        rows = session.execute(
+            select(ForumOutbox.message_id, ForumOutbox.topic, ForumOutbox.payload).where(
+                ForumOutbox.lease_owner == claim, ForumOutbox.status == "processing"
+            )
+        ).all()
+    report = RelayReport(claimed=len(rows))
+    sent: list[str] = []
+    failed: dict[str, str] = {}
+    for message_id, topic, payload in rows:
+        try:
+            publisher.publish(topic, message_id, payload)
+            sent.append(message_id)
+        except MetawsmError as exc:
+            failed[message_id] = str(exc)
+            # The broker is down: the rest would fail the same way; leave them to the drainer.
+            break
+    for message_id, _topic, _payload in rows:
+        if message_id not in sent and message_id not in failed:
+            failed[message_id] = "not attempted: broker failed earlier in the batch"
+    _record(engine, claim, sent, failed, settings)
+    report.sent, report.failed = len(sent), len(failed)
+    report.errors = sorted(set(failed.values()))
+    return report
+
+
+def _record(
+    engine: Engine, claim: str, sent: Sequence[str], failed: dict[str, str], settings: Settings
+) -> None:
+    now = utcnow()
+    with unit_of_work(engine) as session:
+        if sent:
+            # Only rows still under our claim: a consumer may already have marked one done.
+            session.execute(
+                update(ForumOutbox)
+                .where(
+                    ForumOutbox.message_id.in_(list(sent)),
+                    ForumOutbox.status == "processing",
+                    ForumOutbox.lease_owner == claim,
+                )
+                .values(
+                    status="sent",
+                    sent_at=now,
+                    updated_at=now,
+                    lease_owner=None,
+                    lease_until=None,
+                    last_error=None,
+                    publish_count=ForumOutbox.publish_count + 1,
+                )
+            )
+        for message_id, error in failed.items():
+            row = session.execute(
+                select(ForumOutbox).where(
+                    ForumOutbox.message_id == message_id,
+                    ForumOutbox.status == "processing",
+                    ForumOutbox.lease_owner == claim,
+                )
+            ).scalar_one_or_none()
+            if row is None:
+                continue
+            row.attempts += 1
+            row.status = "pending"
+            row.next_attempt_at = now + timedelta(seconds=backoff_s(row.attempts, settings))
+            row.lease_owner = row.lease_until = None
+            row.last_error = error[:2000]
+            row.updated_at = now
+
+
+def backoff_s(attempt: int, settings: Settings) -> float:
+    """Exponential backoff with full jitter, capped: seconds before attempt ``attempt + 1``."""
+    ceiling = min(settings.retry_backoff_cap_s, settings.retry_backoff_base_s * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def claim_due(engine: Engine, settings: Settings, claim: str, now: datetime) -> int:
+    """Claim up to ``outbox_batch`` due rows: pending and due, or processing with lease expired.
+
+    PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` so parallel drainers never take the same
+    row; SQLite serialises the claim with ``BEGIN IMMEDIATE``.
+    """
+    due = (
+        (ForumOutbox.status == "pending") & (ForumOutbox.next_attempt_at <= now)
+    ) | ((ForumOutbox.status == "processing") & (ForumOutbox.lease_until < now))
+    with unit_of_work(engine) as session:
+        query = select(ForumOutbox.id).where(due).order_by(ForumOutbox.id)
+        query = query.limit(settings.outbox_batch)
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        ids = list(session.execute(query).scalars())
+        if ids:
+            session.execute(
+                update(ForumOutbox)
+                .where(ForumOutbox.id.in_(ids))
+                .values(
+                    status="processing",
+                    lease_owner=claim,
+                    lease_until=now + timedelta(seconds=settings.outbox_lease_s),
+                    updated_at=now,
+                )
+            )
+    return len(ids)
+
+
+def drain(engine: Engine, publisher: Publisher, settings: Settings) -> RelayReport:
+    """One drainer pass: claim due rows, publish them, record the outcome."""
+    claim = new_claim()
+    total = RelayReport()
+    while claim_due(engine, settings, claim, utcnow()):
+        report = publish_claimed(engine, publisher, claim, settings)
+        total.claimed += report.claimed
+        total.sent += report.sent
+        total.failed += report.failed
+        total.errors.extend(report.errors)
+        if report.failed:
+            break
+        claim = new_claim()
+    return total
+
+
+def reconcile(engine: Engine, settings: Settings, now: datetime | None = None) -> int:
+    """Re-drive rows published long ago whose consumer never recorded its effect.
+
+    Returns the number of rows made due again. Covers messages Redis lost (flush, restart without
+    persistence, a worker killed between BRPOP and ack).
+    """
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=settings.outbox_redrive_age_s)
+    with unit_of_work(engine) as session:
+        result = session.execute(
+            update(ForumOutbox)
+            .where(ForumOutbox.status == "sent", ForumOutbox.sent_at < cutoff)
+            .values(status="pending", next_attempt_at=now, updated_at=now)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def outbox_counts(engine: Engine) -> dict[str, int]:
+    """Number of outbox rows per status."""
+    from sqlalchemy import func
+
+    with unit_of_work(engine, readonly=True) as session:
+        rows = session.execute(
+            select(ForumOutbox.status, func.count()).group_by(ForumOutbox.status)
+        ).all()
+    return {status: int(count) for status, count in rows}

@@ -1,0 +1,167 @@
+"""Accepting commands durably, publishing them, and waiting for their outcome.
+
+The database is the record of what was accepted: a command is written to ``forum_commands`` with
+its outbox row in one transaction, then published right after commit. If Redis is down the
+command stays accepted and the drainer publishes it when Redis is back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from metawsm.domain.forum import control_thread_id
+from metawsm.errors import WaitTimeout
+from metawsm.messages.commands import AnyCommand, ControlSignal, command_thread_id
+from metawsm.routing import Topics
+from metawsm.services.outbox import Publisher, enqueue, new_claim, publish_claimed
+from metawsm.settings import Settings
+from metawsm.storage.models import ForumCommand
+from metawsm.storage.types import utcnow
+from metawsm.storage.uow import unit_of_work
+
+FINAL_STATUSES = ("applied", "rejected", "dead")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where a command stands: accepted (in flight), applied, rejected or dead."""
+
+    command_id: str
+    command_type: str
+    status: str
+    reason: str | None
+    thread_id: str | None
+    delivery_attempts: int
+    published: bool = True
+    publish_error: str | None = None
+
+    @property
+    def final(self) -> bool:
+        """True once the command will not change any more (unless redriven)."""
+        return self.status in FINAL_STATUSES
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain data for JSON output."""
+        return {
+            "command_id": self.command_id,
+            "command_type": self.command_type,
+            "status": self.status,
+            "reason": self.reason,
+            "thread_id": self.thread_id,
+            "delivery_attempts": self.delivery_attempts,
+            "published": self.published,
+            "publish_error": self.publish_error,
+        }
+
+
+def target_thread(command: AnyCommand) -> str | None:
+    """The thread a command will act on (a control signal's is its control thread)."""
+    if isinstance(command, ControlSignal):
+        return control_thread_id(command.payload.run_id, command.payload.agent_name)
+    return command_thread_id(command)
+
+
+def accept(
+    engine: Engine, settings: Settings, topics: Topics, command: AnyCommand
+) -> tuple[Outcome, str | None]:
+    """Record the command and its outbox row; a known command_id is a no-op.
+
+    Returns the outcome and the claim under which the new outbox row may be published (None
+    when the command was already known).
+    """
+    now = utcnow()
+    claim = new_claim()
+    with unit_of_work(engine) as session:
+        existing = session.get(ForumCommand, command.command_id)
+        if existing is not None:
+            return outcome_of(existing), None
+        row = ForumCommand(
+            command_id=command.command_id,
+            command_type=command.command_type,
+            payload=command.model_dump(mode="json"),
+            status="accepted",
+            thread_id=target_thread(command),
+            delivery_attempts=0,
+            accepted_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        enqueue(
+            session,
+            message_id=command.command_id,
+            kind="command",
+            topic=topics.command(command.command_type),
+            key=row.thread_id,
+            payload=row.payload,
+            claim=claim,
+            settings=settings,
+            now=now,
+        )
+    return outcome_of(row), claim
+
+
+def submit(
+    engine: Engine,
+    settings: Settings,
+    topics: Topics,
+    publisher: Publisher,
+    command: AnyCommand,
+) -> Outcome:
+    """Accept the command, then publish it at once; a broker failure leaves it to the drainer."""
+    outcome, claim = accept(engine, settings, topics, command)
+    if claim is None:
+        return outcome
+    report = publish_claimed(engine, publisher, claim, settings)
+    if report.failed:
+        return _with_publish_error(outcome, "; ".join(report.errors))
+    return outcome
+
+
+def _with_publish_error(outcome: Outcome, error: str) -> Outcome:
+    return Outcome(**{**outcome.__dict__, "published": False, "publish_error": error})
+
+
+def read_outcome(engine: Engine, command_id: str) -> Outcome | None:
+    """The current outcome of a command, or None if it was never accepted."""
+    with unit_of_work(engine, readonly=True) as session:
+        row = session.get(ForumCommand, command_id)
+        return outcome_of(row) if row is not None else None
+
+
+def wait_for_outcome(engine: Engine, command_id: str, timeout_s: float) -> Outcome:
+    """Wait until the command is applied, rejected or dead.
+
+    Raises:
+        WaitTimeout: the command is still in flight after ``timeout_s`` seconds.
+    """
+    deadline = time.monotonic() + timeout_s
+    pause = 0.002
+    while True:
+        outcome = read_outcome(engine, command_id)
+        if outcome is not None and outcome.final:
+            return outcome
+        if time.monotonic() >= deadline:
+            state = outcome.status if outcome else "unknown"
+            raise WaitTimeout(
+                f"command {command_id} still {state} after {timeout_s:g} s;"
+                " it stays accepted and will be applied when workers and Redis are available"
+            )
+        time.sleep(pause)  # polling a condition with a deadline, not synchronising on time
+        pause = min(pause * 1.5, 0.1)
+
+
+def outcome_of(row: ForumCommand) -> Outcome:
+    """Outcome of a ledger row."""
+    return Outcome(
+        command_id=row.command_id,
+        command_type=row.command_type,
+        status=row.status,
+        reason=row.reason,
+        thread_id=row.thread_id,
+        delivery_attempts=row.delivery_attempts,
+    )
+
+

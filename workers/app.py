@@ -1,0 +1,69 @@
+"""The worker's Celery app: configuration from settings, tasks registered by stable name.
+
+``create_app(settings)`` is the factory; ``app`` (built on first attribute access through
+``celery -A workers.app``) uses settings from the environment. Nothing connects at import: the
+engine is built lazily in each worker process, after fork.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from metawsm.celery_config import celery_config
+from metawsm.composition import Container, build
+from metawsm.settings import Settings, load_settings
+from beat import jobs
+from beat.schedule import build_schedule
+from workers import tasks
+
+
+class MetawsmCelery(Celery):
+    """A Celery app that carries its metawsm container (one per process)."""
+
+    container: Container
+
+
+def create_app(settings: Settings) -> MetawsmCelery:
+    """Build the worker app for ``settings`` with every task registered."""
+    app = MetawsmCelery("metawsm", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    app.container = build(settings, app=app)
+    app.conf.beat_schedule = build_schedule(settings)
+    tasks.register(app, app.container)
+    jobs.register(app, app.container)
+    return track(app)
+
+
+@worker_process_init.connect
+def _reset_after_fork(**_: Any) -> None:
+    # A forked child must never reuse the parent's pooled connections: drop any engine built
+    # before the fork so each child creates its own on first use.
+    for app in _APPS:
+        app.container.__dict__.pop("engine", None)
+        app.container.__dict__.pop("runtime", None)
+
+
+_APPS: list[MetawsmCelery] = []
+
+
+def default_app() -> MetawsmCelery:
+    """The app for the settings in the environment (for ``celery -A workers.app``)."""
+    if not _APPS:
+        create_app(load_settings())
+    return _APPS[0]
+
+
+def track(app: MetawsmCelery) -> MetawsmCelery:
+    """Remember ``app`` so its engine is reset in forked children."""
+    if app not in _APPS:
+        _APPS.append(app)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("app", "celery"):
+        return default_app()
+    raise AttributeError(name)
