@@ -12,14 +12,14 @@ from metawsm.services import outbox
 def register(app: Celery, container: Container) -> None:
     """Register the housekeeping tasks on ``app``."""
 
-    @app.task(name=DRAIN_TASK, queue=HOUSEKEEPING_QUEUE, acks_late=True)
+    @app.task(name=DRAIN_TASK, queue=HOUSEKEEPING_QUEUE, acks_late=True, shared=False)
     def drain_outbox() -> dict[str, int]:
         """Publish every due outbox row: new rows nobody published, and failed ones."""
         rt = container.runtime
         report = outbox.drain(rt.engine, rt.publisher, rt.settings)
         return {"claimed": report.claimed, "sent": report.sent, "failed": report.failed}
 
-    @app.task(name=RECONCILE_TASK, queue=HOUSEKEEPING_QUEUE, acks_late=True)
+    @app.task(name=RECONCILE_TASK, queue=HOUSEKEEPING_QUEUE, acks_late=True, shared=False)
     def reconcile_outbox() -> dict[str, int]:
         """Re-drive messages published long ago whose effect never landed, then drain."""
         rt = container.runtime

@@ -1,3 +1,3 @@
-"""metawsm: a control plane through which coding agents, operators and humans coordinate on tickets."""
+"""metawsm: the control plane where coding agents, operators and humans coordinate on tickets."""
 
 __version__ = "0.1.0"

@@ -37,9 +37,7 @@ class CeleryPublisher:
             BrokerUnreachable: Redis refused, timed out or dropped the connection.
         """
         try:
-            self._app.send_task(
-                topic, kwargs={"message": payload}, queue=topic, task_id=message_id
-            )
+            self._app.send_task(topic, kwargs={"message": payload}, queue=topic, task_id=message_id)
         except (OperationalError, KombuError, OSError, TimeoutError) as exc:
             raise BrokerUnreachable(f"broker unreachable at {self._where}: {exc}") from exc
         except Exception as exc:

@@ -12,11 +12,11 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
+from beat import jobs
+from beat.schedule import build_schedule
 from metawsm.celery_config import celery_config
 from metawsm.composition import Container, build
 from metawsm.settings import Settings, load_settings
-from beat import jobs
-from beat.schedule import build_schedule
 from workers import tasks
 
 

@@ -32,14 +32,14 @@ def register(app: Celery, container: Container) -> None:
         _event_task(app, container, topics.integration(name), name)
 
 
-def _retry(task: Task[Any, Any], attempts: int, exc: BaseException, container: Container) -> Any:
+def _retry(task: Task[Any, Any], attempts: int, exc: Exception, container: Container) -> Any:
     countdown = backoff_s(attempts, container.settings)
     log.warning("retrying %s in %.2fs after: %s", task.name, countdown, exc)
     return task.retry(countdown=countdown, exc=exc, max_retries=None)
 
 
 def _command_task(app: Celery, container: Container, topic: str) -> None:
-    @app.task(name=topic, bind=True, acks_late=True, reject_on_worker_lost=True)
+    @app.task(name=topic, bind=True, acks_late=True, reject_on_worker_lost=True, shared=False)
     def handle_command(self: Task[Any, Any], message: Any) -> str:
         """Handle one forum command (thin adapter over metawsm.services.processing)."""
         rt = container.runtime
@@ -62,7 +62,7 @@ def _command_task(app: Celery, container: Container, topic: str) -> None:
 
 
 def _event_task(app: Celery, container: Container, topic: str, subscriber: str) -> None:
-    @app.task(name=topic, bind=True, acks_late=True, reject_on_worker_lost=True)
+    @app.task(name=topic, bind=True, acks_late=True, reject_on_worker_lost=True, shared=False)
     def handle_event(self: Task[Any, Any], message: Any) -> str:
         """Apply one event for its subscriber (thin adapter over metawsm.services)."""
         rt = container.runtime

@@ -62,7 +62,10 @@ _register()
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry: run the CLI, turning metawsm errors into documented exit codes."""
     try:
-        return cli.main(args=argv, standalone_mode=False)
+        result = cli.main(args=argv, standalone_mode=False)
+        if isinstance(result, int) and result != 0:
+            sys.exit(result)
+        return result
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from pydantic import ValidationError
 
-from metawsm.errors import MetawsmError
+from metawsm.errors import MetawsmError, UsageError
 from metawsm.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from metawsm.composition import Container
 
 
 @dataclass
@@ -17,12 +21,26 @@ class AppContext:
     """Per-invocation state shared by CLI commands (settings are read once, at the edge)."""
 
     _settings: Settings | None = field(default=None)
+    _container: Container | None = field(default=None)
 
     @property
     def settings(self) -> Settings:
+        """The settings, loaded from the environment on first use."""
         if self._settings is None:
             self._settings = load_settings()
         return self._settings
+
+    @property
+    def container(self) -> Container:
+        """The composition root, built on first use after checking the schema is at head."""
+        if self._container is None:
+            from metawsm.composition import build
+            from metawsm.storage.migrate import ensure_schema_at_head
+
+            container = build(self.settings)
+            ensure_schema_at_head(container.engine)
+            self._container = container
+        return self._container
 
 
 def emit_json(data: Any) -> None:
@@ -33,6 +51,15 @@ def emit_json(data: Any) -> None:
 def render_error(exc: MetawsmError) -> None:
     """Print a metawsm error on stderr, prefixed by its kind."""
     click.echo(f"error: {exc}", err=True)
+
+
+def usage_from_validation(exc: ValidationError, prefix: str = "") -> UsageError:
+    """A usage error naming every invalid field and the rule it broke."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged")))
+        parts.append(f"{prefix}{loc}: {err['msg'].removeprefix('Value error, ')}")
+    return UsageError("invalid input: " + "; ".join(parts))
 
 
 pass_app = click.make_pass_decorator(AppContext, ensure=True)

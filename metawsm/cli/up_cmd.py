@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -208,7 +209,7 @@ class Supervisor:
             )
             self._children[spec.name] = proc
             self._pump(spec.name, proc)
-            self._say(f"started {spec.name} (pid {proc.pid}): {' '.join(spec.argv[1:])}")
+            self._say(f"started {spec.name} (pid {proc.pid}): {shlex.join(spec.argv[1:])}")
 
     def _pump(self, name: str, proc: subprocess.Popen[bytes]) -> None:
         stream = proc.stdout

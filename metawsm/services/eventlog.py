@@ -63,7 +63,7 @@ class EventWriter:
         who = actor or self.actor
         event = Event(
             event_id=event_id or new_id("fevt"),
-            event_type=event_type,  # type: ignore[arg-type]
+            event_type=event_type,
             occurred_at=self.now,
             sequence=sequence,
             thread_id=thread.thread_id if thread is not None else None,
@@ -132,7 +132,7 @@ def row_to_event(row: ForumEvent) -> Event:
     """Rebuild the wire :class:`Event` from its stored row."""
     return Event(
         event_id=row.event_id,
-        event_type=row.event_type,  # type: ignore[arg-type]
+        event_type=row.event_type,
         event_version=row.event_version,
         occurred_at=row.occurred_at,
         sequence=row.sequence,
@@ -141,7 +141,7 @@ def row_to_event(row: ForumEvent) -> Event:
         run_id=row.run_id,
         ticket=row.ticket,
         agent_name=row.agent_name,
-        actor=Actor(type=row.actor_type, name=row.actor_name),  # type: ignore[arg-type]
+        actor=Actor(type=row.actor_type, name=row.actor_name),
         correlation_id=row.correlation_id,
         causation_id=row.causation_id,
         payload=row.payload,

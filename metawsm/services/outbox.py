@@ -179,9 +179,9 @@ def claim_due(engine: Engine, settings: Settings, claim: str, now: datetime) -> 
     PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` so parallel drainers never take the same
     row; SQLite serialises the claim with ``BEGIN IMMEDIATE``.
     """
-    due = (
-        (ForumOutbox.status == "pending") & (ForumOutbox.next_attempt_at <= now)
-    ) | ((ForumOutbox.status == "processing") & (ForumOutbox.lease_until < now))
+    due = ((ForumOutbox.status == "pending") & (ForumOutbox.next_attempt_at <= now)) | (
+        (ForumOutbox.status == "processing") & (ForumOutbox.lease_until < now)
+    )
     with unit_of_work(engine) as session:
         query = select(ForumOutbox.id).where(due).order_by(ForumOutbox.id)
         query = query.limit(settings.outbox_batch)

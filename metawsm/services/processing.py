@@ -207,5 +207,3 @@ def dead_letter_message(
             run_id=str(run_id) if run_id else None,
         ),
     )
-
-

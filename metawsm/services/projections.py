@@ -80,7 +80,9 @@ def refresh_stats(session: Session, ticket: str) -> None:
     session.execute(delete(ForumThreadStat).where(ForumThreadStat.ticket == ticket))
     for (tk, run_id, state, priority), n in sorted(counts.items()):
         session.add(
-            ForumThreadStat(ticket=tk, run_id=run_id, state=state, priority=priority, thread_count=n)
+            ForumThreadStat(
+                ticket=tk, run_id=run_id, state=state, priority=priority, thread_count=n
+            )
         )
 
 

@@ -165,3 +165,34 @@ def outcome_of(row: ForumCommand) -> Outcome:
     )
 
 
+def make_command(
+    command_type: str,
+    payload: dict[str, object],
+    *,
+    actor_type: str,
+    actor_name: str,
+    command_id: str | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+) -> AnyCommand:
+    """Build and validate a command (a fresh command id unless one is given).
+
+    Raises:
+        pydantic.ValidationError: naming each field and the rule it broke.
+    """
+    from metawsm.ids import new_id
+    from metawsm.messages.commands import parse_command
+
+    return parse_command(
+        {
+            "command_id": command_id or new_id("cmd"),
+            "command_type": command_type,
+            "schema_version": 1,
+            "issued_at": utcnow().isoformat(),
+            "actor_type": actor_type,
+            "actor_name": actor_name,
+            "correlation_id": correlation_id,
+            "causation_id": causation_id,
+            "payload": payload,
+        }
+    )

@@ -65,7 +65,9 @@ class ForumThread(Base):
     opened_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
-    __table_args__ = (Index("ix_forum_threads_ticket_state_priority", "ticket", "state", "priority"),)
+    __table_args__ = (
+        Index("ix_forum_threads_ticket_state_priority", "ticket", "state", "priority"),
+    )
 
 
 class ForumPost(Base):

@@ -31,9 +31,12 @@ def unit_of_work(engine: Engine, *, readonly: bool = False) -> Iterator[Session]
         DatabaseUnreachable: the database cannot be reached.
     """
     bind = engine.execution_options(**{READONLY: True}) if readonly else engine
-    with translate_db_errors(engine), Session(bind=bind, expire_on_commit=False) as session:
-        with session.begin():
-            yield session
+    with (
+        translate_db_errors(engine),
+        Session(bind=bind, expire_on_commit=False) as session,
+        session.begin(),
+    ):
+        yield session
 
 
 @contextmanager

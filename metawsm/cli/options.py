@@ -1,0 +1,125 @@
+"""Shared click options and the submit-and-wait flow of write commands."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from metawsm.cli.context import AppContext, emit_json, usage_from_validation
+from metawsm.errors import EXIT_FAILED, EXIT_UNREACHABLE, MetawsmError, WaitTimeout
+from metawsm.services.submit import Outcome, make_command, submit, wait_for_outcome
+from metawsm.settings import env_default
+
+F = TypeVar("F", bound=Callable[..., Any])
+ACTOR_TYPES = click.Choice(["agent", "operator", "human", "system"], case_sensitive=False)
+
+
+def default_actor_name() -> str:
+    """METAWSM_ACTOR_NAME, else METAWSM_AGENT_NAME, else the login name."""
+    return env_default("ACTOR_NAME") or env_default("AGENT_NAME") or getpass.getuser()
+
+
+def actor_options(default_type: str) -> Callable[[F], F]:
+    """--actor-type (with a per-command default) and --actor-name."""
+
+    def wrap(fn: F) -> F:
+        fn = click.option(
+            "--actor-name",
+            default=default_actor_name,
+            show_default="$METAWSM_ACTOR_NAME or login name",
+            help="Who acts.",
+        )(fn)
+        return click.option(
+            "--actor-type", type=ACTOR_TYPES, default=default_type, show_default=True
+        )(fn)
+
+    return wrap
+
+
+def write_options(fn: F) -> F:
+    """--json, --wait/--no-wait, --timeout, --command-id for every write command."""
+    fn = click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")(fn)
+    fn = click.option(
+        "--wait/--no-wait", default=True, show_default=True, help="Wait for the outcome."
+    )(fn)
+    fn = click.option(
+        "--timeout",
+        type=float,
+        default=None,
+        help="Seconds to wait (default METAWSM_WAIT_TIMEOUT_S).",
+    )(fn)
+    return click.option(
+        "--command-id", default=None, help="Idempotency key (a fresh one by default)."
+    )(fn)
+
+
+def run_write(
+    app: AppContext,
+    command_type: str,
+    payload: dict[str, Any],
+    *,
+    actor_type: str,
+    actor_name: str,
+    wait: bool,
+    timeout: float | None,
+    as_json: bool,
+    command_id: str | None = None,
+    causation_id: str | None = None,
+) -> Outcome:
+    """Validate, submit, optionally wait, render; exits non-zero unless applied/accepted."""
+    try:
+        command = make_command(
+            command_type,
+            payload,
+            actor_type=actor_type,
+            actor_name=actor_name,
+            command_id=command_id,
+            causation_id=causation_id,
+        )
+    except ValidationError as exc:
+        raise usage_from_validation(exc) from None
+    c = app.container
+    outcome = submit(c.engine, c.settings, c.topics, c.publisher, command)
+    if wait and not outcome.final:
+        outcome = _wait(app, outcome, timeout)
+    render_outcome(outcome, as_json)
+    if outcome.status in ("rejected", "dead"):
+        raise click.exceptions.Exit(EXIT_FAILED)
+    return outcome
+
+
+def _wait(app: AppContext, outcome: Outcome, timeout: float | None) -> Outcome:
+    limit = timeout if timeout is not None else app.settings.wait_timeout_s
+    try:
+        return wait_for_outcome(app.container.engine, outcome.command_id, limit)
+    except WaitTimeout as exc:
+        if not outcome.published:
+            raise _Unpublished(f"{outcome.publish_error}; {exc}") from None
+        raise
+
+
+class _Unpublished(MetawsmError):
+    exit_code = EXIT_UNREACHABLE
+
+
+def render_outcome(outcome: Outcome, as_json: bool) -> None:
+    """Print an outcome: data on stdout, problems on stderr."""
+    if as_json:
+        emit_json(outcome.as_dict())
+    else:
+        thread = f" thread={outcome.thread_id}" if outcome.thread_id else ""
+        click.echo(f"{outcome.status} {outcome.command_type} {outcome.command_id}{thread}")
+    if outcome.status == "rejected":
+        click.echo(f"rejected: {outcome.reason}", err=True)
+    elif outcome.status == "dead":
+        click.echo(f"dead-lettered: {outcome.reason}", err=True)
+    elif not outcome.published:
+        click.echo(
+            f"warning: accepted but not yet published ({outcome.publish_error});"
+            " it will be published when the broker is back",
+            err=True,
+        )

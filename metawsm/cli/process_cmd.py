@@ -1,0 +1,106 @@
+"""Long-running processes: ``metawsm worker``, ``metawsm beat``, ``metawsm flower``.
+
+Each checks that the database schema is at head, then replaces itself with the Celery process
+(by module path: metawsm never imports the worker code).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import click
+
+from metawsm.cli.context import AppContext, pass_app
+from metawsm.routing import Topics
+from metawsm.storage.engine import build_engine
+from metawsm.storage.migrate import ensure_schema_at_head
+
+APP_PATH = "workers.app:app"
+ROLES = ["commands", "events", "integration", "housekeeping", "all"]
+
+
+def _check_schema(app: AppContext) -> None:
+    engine = build_engine(app.settings)
+    try:
+        ensure_schema_at_head(engine)
+    finally:
+        engine.dispose()
+
+
+def _exec(args: list[str]) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", APP_PATH, *args])
+
+
+def worker_args(
+    app: AppContext, role: str, concurrency: int, loglevel: str, pool: str
+) -> list[str]:
+    """Celery worker arguments for ``role``: its queues, concurrency, pool, events on."""
+    queues = Topics(app.settings).queues_for_role(role)
+    return [
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "-c",
+        str(concurrency),
+        "-P",
+        pool,
+        "-l",
+        loglevel,
+        "-E",
+        "-n",
+        f"{role}@%h",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+
+
+@click.command("worker")
+@click.option("--role", type=click.Choice(ROLES), default="all", show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 256), default=2, show_default=True)
+@click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork")
+@click.option("--loglevel", default="INFO", show_default=True)
+@pass_app
+def worker(app: AppContext, role: str, concurrency: int, pool: str, loglevel: str) -> None:
+    """Start a Celery worker on the queues of ROLE."""
+    _check_schema(app)
+    _exec(worker_args(app, role, concurrency, loglevel, pool))
+
+
+@click.command("beat")
+@click.option("--loglevel", default="INFO", show_default=True)
+@pass_app
+def beat(app: AppContext, loglevel: str) -> None:
+    """Start the single beat: outbox drain, reconciliation, SLA escalation."""
+    _check_schema(app)
+    state = Path(".metawsm") / "celerybeat-schedule"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    _exec(["beat", "-l", loglevel, "-s", str(state)])
+
+
+@click.command("flower")
+@click.option("--address", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=5555, show_default=True)
+@pass_app
+def flower(app: AppContext, address: str, port: int) -> None:
+    """Start Flower (queue lag, failures) behind basic auth, on loopback by default.
+
+    Credentials come from METAWSM_FLOWER_BASIC_AUTH (user:password); without it a password is
+    generated and printed once on stderr.
+    """
+    auth = os.environ.get("METAWSM_FLOWER_BASIC_AUTH")
+    if not auth:
+        auth = f"metawsm:{secrets.token_urlsafe(12)}"
+        click.echo(f"flower: basic auth {auth} (set METAWSM_FLOWER_BASIC_AUTH to choose)", err=True)
+    os.environ["FLOWER_BASIC_AUTH"] = auth  # passed by environment, never on argv
+    _exec(["flower", f"--address={address}", f"--port={port}"])
+
+
+def register(cli: click.Group) -> None:
+    """Attach worker, beat and flower to the root group."""
+    for command in (worker, beat, flower):
+        cli.add_command(command)

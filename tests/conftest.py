@@ -1,0 +1,1 @@
+pytest_plugins = ["tests.fixtures.redis", "tests.fixtures.database", "tests.fixtures.pipeline"]

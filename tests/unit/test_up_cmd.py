@@ -1,0 +1,102 @@
+"""``metawsm up``: process list, loopback rule, output prefixing, and the supervisor."""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+
+import pytest
+
+from metawsm.cli import up_cmd
+from metawsm.cli.up_cmd import (
+    ProcessSpec,
+    Supervisor,
+    ensure_broker,
+    is_loopback,
+    prefix_line,
+    process_specs,
+)
+from metawsm.errors import EXIT_UNREACHABLE, BrokerUnreachable
+
+
+def test_the_stack_is_worker_beat_and_flower_run_by_this_python() -> None:
+    specs = process_specs(3, 5556, python="/py")
+    assert [s.name for s in specs] == ["worker", "beat", "flower"]
+    assert specs[0].argv == (
+        "/py", "-m", "metawsm", "worker", "--role", "all", "--concurrency", "3",
+    )  # fmt: skip
+    assert specs[1].argv == ("/py", "-m", "metawsm", "beat")
+    assert specs[2].argv == ("/py", "-m", "metawsm", "flower", "--port", "5556")
+
+
+def test_no_flower_port_leaves_flower_out() -> None:
+    assert [s.name for s in process_specs(1, None)] == ["worker", "beat"]
+
+
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST", "127.0.0.1", "127.0.1.1", "::1"])
+def test_loopback_hosts_are_recognised(host: str) -> None:
+    assert is_loopback(host)
+
+
+@pytest.mark.parametrize("host", ["redis", "10.0.0.5", "example.com", "0.0.0.0", ""])
+def test_other_hosts_are_not_loopback(host: str) -> None:
+    assert not is_loopback(host)
+
+
+def test_a_line_is_prefixed_with_the_padded_process_name() -> None:
+    assert prefix_line("beat", 6, "tick\r\n") == "beat   | tick"
+    assert prefix_line("worker", 6, "ready") == "worker | ready"
+
+
+def test_a_remote_broker_that_does_not_answer_is_exit_3_with_the_password_masked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(up_cmd, "ping", lambda url, timeout_s: False)
+    with pytest.raises(BrokerUnreachable) as caught:
+        ensure_broker("redis://:hunter2@redis.example.com:6379/0", up_cmd.REDIS_DIR)
+    assert caught.value.exit_code == EXIT_UNREACHABLE
+    assert "redis://:***@redis.example.com:6379/0" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_tls_loopback_broker_is_not_replaced_by_a_private_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(up_cmd, "ping", lambda url, timeout_s: False)
+    with pytest.raises(BrokerUnreachable, match="TLS"):
+        ensure_broker("rediss://127.0.0.1:6390/0", up_cmd.REDIS_DIR)
+
+
+def python_spec(name: str, code: str) -> ProcessSpec:
+    return ProcessSpec(name, (sys.executable, "-c", code))
+
+
+def test_a_child_that_exits_stops_the_others_and_is_named() -> None:
+    out = io.StringIO()
+    supervisor = Supervisor(
+        [
+            python_spec("sleeper", "import time; time.sleep(60)"),
+            python_spec("quitter", "print('bye', flush=True); raise SystemExit(7)"),
+        ],
+        out=out,
+    )
+    failure = supervisor.run()
+    assert failure is not None
+    assert "quitter" in failure
+    assert "code 7" in failure
+    assert "quitter | bye" in out.getvalue().splitlines()
+
+
+def test_a_stop_request_ends_every_child_and_reports_no_failure() -> None:
+    out = io.StringIO()
+    supervisor = Supervisor(
+        [python_spec("a", "print('up', flush=True); import time; time.sleep(60)")], out=out
+    )
+    started = threading.Timer(1.0, supervisor.request_stop)
+    started.start()
+    try:
+        assert supervisor.run() is None
+    finally:
+        started.cancel()
+    assert "a | up" in out.getvalue().splitlines()
