@@ -39,6 +39,7 @@ def _register() -> None:
         "db_cmd",
         "schema_cmd",
         "forum_cmd",
+        "signal_cmd",
         "dlq_cmd",
         "process_cmd",
         "projections_cmd",

@@ -69,6 +69,7 @@ def run_write(
     as_json: bool,
     command_id: str | None = None,
     causation_id: str | None = None,
+    quiet: bool = False,
 ) -> Outcome:
     """Validate, submit, optionally wait, render; exits non-zero unless applied/accepted."""
     try:
@@ -86,7 +87,8 @@ def run_write(
     outcome = submit(c.engine, c.settings, c.topics, c.publisher, command)
     if wait and not outcome.final:
         outcome = _wait(app, outcome, timeout)
-    render_outcome(outcome, as_json)
+    if not quiet or outcome.status != "applied":
+        render_outcome(outcome, as_json)
     if outcome.status in ("rejected", "dead"):
         raise click.exceptions.Exit(EXIT_FAILED)
     return outcome

@@ -141,6 +141,7 @@ def assign_thread(ctx: HandlerContext, command: c.AssignThread) -> str:
 def change_state(ctx: HandlerContext, command: c.ChangeState) -> str:
     """Move the thread along the transition table (to ``closed`` means close)."""
     thread = load_thread(ctx.session, command.payload.thread_id)
+    _refuse_control(thread)
     target = command.payload.to_state
     check_transition(thread.thread_id, ThreadState(thread.state), target)
     if target is ThreadState.CLOSED:
@@ -164,9 +165,17 @@ def set_priority(ctx: HandlerContext, command: c.SetPriority) -> str:
 def close_thread(ctx: HandlerContext, command: c.CloseThread) -> str:
     """Close the thread; closing a closed thread is an idempotent no-op."""
     thread = load_thread(ctx.session, command.payload.thread_id)
+    _refuse_control(thread)
     if thread.state != ThreadState.CLOSED.value:
         _close(ctx, thread, command.payload.reason)
     return thread.thread_id
+
+
+def _refuse_control(thread: ForumThread) -> None:
+    if thread.is_control:
+        raise Rejected(
+            f"thread {thread.thread_id} is a control thread; its state is managed by metawsm"
+        )
 
 
 def post_event(

@@ -1,0 +1,95 @@
+"""Folding control signals into each agent's control state, and the run status they imply.
+
+Signals are folded per control thread in thread_seq order (a request makes guidance pending, an
+answer clears it, completion stays, the last validation wins). Completion and validation count
+only in the run's current control epoch; a pending question survives an iterate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from metawsm.domain.runs import RunStatus
+
+
+@dataclass(frozen=True)
+class SignalRecord:
+    """One control signal as it sits in the event log."""
+
+    event_id: str
+    thread_id: str
+    thread_seq: int
+    epoch: int
+    occurred_at: datetime
+    control_type: str
+    fields: Mapping[str, str | None]
+
+
+@dataclass
+class AgentControl:
+    """The control state of one agent in one run."""
+
+    agent_name: str
+    thread_id: str | None = None
+    pending: bool = False
+    question: str | None = None
+    context: str | None = None
+    asked_at: datetime | None = None
+    request_event_id: str | None = None
+    request_seq: int = 0
+    completed: bool = False
+    summary: str | None = None
+    validation_status: str | None = None
+    validation_done_criteria: str | None = None
+    last_signal_at: datetime | None = None
+    last_event_id: str | None = None
+
+
+def fold_agent(agent_name: str, records: Iterable[SignalRecord], epoch: int) -> AgentControl:
+    """Fold one agent's signals (any order; sorted by thread_seq here)."""
+    state = AgentControl(agent_name=agent_name)
+    for r in sorted(records, key=lambda r: r.thread_seq):
+        state.thread_id = r.thread_id
+        state.last_signal_at, state.last_event_id = r.occurred_at, r.event_id
+        if r.control_type == "guidance_request":
+            state.pending, state.question = True, r.fields.get("question")
+            state.context, state.asked_at = r.fields.get("context"), r.occurred_at
+            state.request_event_id, state.request_seq = r.event_id, r.thread_seq
+        elif r.control_type == "guidance_answer":
+            state.pending, state.question, state.context = False, None, None
+            state.asked_at, state.request_event_id = None, None
+        elif r.epoch != epoch:
+            continue  # completion and validation of an earlier epoch no longer count
+        elif r.control_type == "completion":
+            state.completed, state.summary = True, r.fields.get("summary")
+        elif r.control_type == "validation":
+            state.validation_status = (r.fields.get("status") or "").strip().lower()
+            state.validation_done_criteria = (r.fields.get("done_criteria") or "").strip()
+    return state
+
+
+def is_done(state: AgentControl) -> bool:
+    """An agent is done with a completion and a passed validation in the current epoch."""
+    return state.completed and state.validation_status == "passed"
+
+
+def target_status(
+    current: RunStatus, agents: Mapping[str, AgentControl], agent_failed: bool
+) -> list[RunStatus]:
+    """The run statuses to pass through (empty: no change) given the agents' control state."""
+    if current not in (RunStatus.RUNNING, RunStatus.AWAITING_GUIDANCE):
+        return []
+    if agent_failed:
+        return [RunStatus.FAILED]
+    pending = any(a.pending for a in agents.values())
+    done = bool(agents) and all(is_done(a) for a in agents.values())
+    if pending:
+        return [] if current is RunStatus.AWAITING_GUIDANCE else [RunStatus.AWAITING_GUIDANCE]
+    path: list[RunStatus] = []
+    if current is RunStatus.AWAITING_GUIDANCE:
+        path.append(RunStatus.RUNNING)
+    if done:
+        path.append(RunStatus.COMPLETED)
+    return path

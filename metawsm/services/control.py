@@ -1,0 +1,195 @@
+"""Control signals on the pipeline, and the run lifecycle they drive.
+
+The ``control_signal`` handler posts the signal on the one control thread of (run, agent),
+opening that thread first — through the same handler transaction, so its open event is an
+ordinary event. The ``run_lifecycle`` consumer folds each agent's control state from the event log
+and moves the run; every transition records the event that caused it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from metawsm.domain.control import target_status
+from metawsm.domain.forum import control_thread_id
+from metawsm.domain.runs import RunStatus
+from metawsm.errors import NotFound, Rejected
+from metawsm.ids import new_id
+from metawsm.messages import commands as c
+from metawsm.messages.events import Event
+from metawsm.services import handlers
+from metawsm.services.handlers import HandlerContext, insert_thread, post_id_for
+from metawsm.services.outbox import mark_done, new_claim, publish_claimed
+from metawsm.services.processing import Runtime, register_consumer
+from metawsm.services.runs import (
+    SYSTEM,
+    agent_controls,
+    failed_agents,
+    lock_run,
+    transition,
+    writer_for,
+)
+from metawsm.settings import Settings
+from metawsm.storage.models import (
+    ForumControlThread,
+    ForumPost,
+    ForumProjectionEvent,
+    ForumThread,
+    Run,
+    RunAgent,
+)
+from metawsm.storage.types import utcnow
+from metawsm.storage.uow import unit_of_work
+
+LIFECYCLE = "run_lifecycle_v1"
+
+
+def control_signal(ctx: HandlerContext, command: c.ControlSignal) -> str:
+    """Post a control signal on the run agent's control thread (opening it if needed)."""
+    p = command.payload
+    run = _signal_run(ctx.session, p.run_id, p.agent_name)
+    ticket = p.ticket or run.tickets[0]
+    if ticket not in run.tickets:
+        raise Rejected(f"ticket {ticket} is not a ticket of run {run.run_id}")
+    thread = ensure_control_thread(ctx, run, p.agent_name, ticket)
+    if thread.state == "closed":
+        raise Rejected(f"control thread {thread.thread_id} is closed")
+    event_id = new_id("fevt")
+    signal = p.signal.model_dump(mode="json", exclude_none=True)
+    payload = {"post_id": post_id_for(event_id), "epoch": run.control_epoch, "signal": signal}
+    ctx.writer.append("forum.control.signal", payload, thread=thread, event_id=event_id)
+    ctx.session.add(
+        ForumPost(
+            post_id=post_id_for(event_id),
+            thread_id=thread.thread_id,
+            event_id=event_id,
+            author_type=ctx.actor.type.value,
+            author_name=ctx.actor.name,
+            body=p.signal.model_dump_json(exclude_none=True),
+            kind="control",
+            created_at=ctx.now,
+        )
+    )
+    ctx.session.execute(
+        update(RunAgent)
+        .where(RunAgent.run_id == run.run_id, RunAgent.agent_name == p.agent_name)
+        .values(last_signal_at=ctx.now, updated_at=ctx.now)
+    )
+    return thread.thread_id
+
+
+def _signal_run(session: Session, run_id: str, agent_name: str) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} not found")
+    if session.get(RunAgent, {"run_id": run_id, "agent_name": agent_name}) is None:
+        raise Rejected(f"agent {agent_name} is not in run {run_id}")
+    if run.status == RunStatus.CLOSED.value:
+        raise Rejected(f"run {run_id} is closed")
+    return run
+
+
+def ensure_control_thread(
+    ctx: HandlerContext, run: Run, agent_name: str, ticket: str
+) -> ForumThread:
+    """The control thread of (run, agent): exactly one, enforced by the mapping's primary key."""
+    mapping = ctx.session.get(ForumControlThread, {"run_id": run.run_id, "agent_name": agent_name})
+    if mapping is not None:
+        return ctx.session.get_one(ForumThread, mapping.thread_id)
+    thread_id = control_thread_id(run.run_id, agent_name)
+    ctx.session.add(
+        ForumControlThread(
+            run_id=run.run_id,
+            agent_name=agent_name,
+            thread_id=thread_id,
+            ticket=ticket,
+            created_at=ctx.now,
+        )
+    )
+    thread = insert_thread(
+        ctx,
+        thread_id,
+        ticket,
+        run.run_id,
+        agent_name,
+        f"Control thread for {agent_name} in {run.run_id}",
+        "normal",
+        is_control=True,
+    )
+    thread.opened_by_type, thread.opened_by_name = SYSTEM.type.value, SYSTEM.name
+    event_id = new_id("fevt")
+    body = "System-managed control thread for run lifecycle signals."
+    payload = {
+        "title": thread.title,
+        "body": body,
+        "priority": "normal",
+        "post_id": post_id_for(event_id),
+    }
+    ctx.writer.append(
+        "forum.thread.opened", payload, thread=thread, actor=SYSTEM, event_id=event_id
+    )
+    ctx.session.add(
+        ForumPost(
+            post_id=post_id_for(event_id),
+            thread_id=thread_id,
+            event_id=event_id,
+            author_type="system",
+            author_name=SYSTEM.name,
+            body=body,
+            kind="opening",
+            created_at=ctx.now,
+        )
+    )
+    return thread
+
+
+def advance_run(
+    session: Session, settings: Settings, run_id: str, cause: str | None, claim: str
+) -> str:
+    """Move the run as its agents' control state implies; returns its status after."""
+    run = lock_run(session, run_id)
+    states = agent_controls(session, run)
+    failed = failed_agents(session, run_id)
+    path = target_status(RunStatus(run.status), states, bool(failed))
+    writer = writer_for(session, settings, SYSTEM, utcnow(), claim)
+    writer.causation_id = cause
+    for target in path:
+        transition(session, writer, run, target, _reason(target, failed), cause)
+    return run.status
+
+
+def _reason(target: RunStatus, failed: list[str]) -> str:
+    return {
+        RunStatus.AWAITING_GUIDANCE: "guidance requested",
+        RunStatus.RUNNING: "guidance resolved",
+        RunStatus.COMPLETED: "every agent signalled completion and a passed validation",
+        RunStatus.FAILED: f"agent reported failed: {', '.join(failed)}",
+    }.get(target, "control state changed")
+
+
+def consume_lifecycle(rt: Runtime, event: Event, message_id: str) -> bool:
+    """Lifecycle consumer of control-signal events: idempotent by (consumer, event_id)."""
+    if not event.run_id:
+        return False
+    claim = new_claim()
+    now = utcnow()
+    with unit_of_work(rt.engine) as session:
+        mark_done(session, [message_id], now)
+        key = {"projection": LIFECYCLE, "event_id": event.event_id}
+        if session.get(ForumProjectionEvent, key) is not None:
+            return False
+        session.add(ForumProjectionEvent(applied_at=now, **key))
+        if session.get(Run, event.run_id) is not None:
+            advance_run(session, rt.settings, event.run_id, event.event_id, claim)
+    publish_claimed(rt.engine, rt.publisher, claim, rt.settings)
+    return True
+
+
+def install() -> None:
+    """Register the control-signal handler and the lifecycle consumer."""
+    handlers.register_handler("control_signal", control_signal)
+    register_consumer("run_lifecycle", consume_lifecycle)
+
+
+install()

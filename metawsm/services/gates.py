@@ -1,0 +1,172 @@
+"""Close gates: what must hold before a run closes, and the exact command that meets each gate."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from metawsm.domain.control import AgentControl
+from metawsm.domain.runs import RunStatus
+from metawsm.errors import Rejected
+from metawsm.messages.common import Actor
+from metawsm.services.outbox import new_claim
+from metawsm.services.runs import agent_controls, lock_run, transition, writer_for
+from metawsm.settings import Settings
+from metawsm.storage.models import Run, RunBrief
+from metawsm.storage.types import utcnow
+from metawsm.storage.uow import unit_of_work
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One close gate: whether it is met, why not, and the command that would meet it."""
+
+    name: str
+    met: bool
+    reason: str
+    fix: str | None = None
+    agent_name: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for JSON output."""
+        return self.__dict__.copy()
+
+
+def _signal(run_id: str, agent: str, kind: str, *extra: str, actor: str = "agent") -> str:
+    parts = [
+        "metawsm",
+        "forum",
+        "signal",
+        "--run-id",
+        run_id,
+        "--agent-name",
+        agent,
+        "--type",
+        kind,
+        *extra,
+        "--actor-type",
+        actor,
+    ]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def evaluate(session: Session, run: Run) -> list[Gate]:
+    """Every gate of ``run``, met or not, in the order they are checked."""
+    gates = [_status_gate(run)]
+    brief = session.get(RunBrief, run.run_id)
+    criteria = (brief.done_criteria.strip() if brief else "") or None
+    if run.mode == "bootstrap":
+        gates.append(
+            Gate(
+                "brief",
+                criteria is not None,
+                "a bootstrap run needs a brief with done criteria"
+                if criteria is None
+                else "brief has done criteria",
+            )
+        )
+    for name, state in agent_controls(session, run).items():
+        gates.extend(_agent_gates(run, name, state, criteria))
+    return gates
+
+
+def _status_gate(run: Run) -> Gate:
+    status = RunStatus(run.status)
+    if status in (RunStatus.COMPLETED, RunStatus.CLOSED):
+        return Gate("status", True, f"run is {status}")
+    fix = None
+    if status in (RunStatus.STOPPED, RunStatus.PAUSED, RunStatus.FAILED):
+        fix = f"metawsm run resume {shlex.quote(run.run_id)}"
+    return Gate("status", False, f"run is {status}, not completed", fix)
+
+
+def _agent_gates(run: Run, name: str, state: AgentControl, criteria: str | None) -> list[Gate]:
+    rid = run.run_id
+    gates = [
+        Gate(
+            "guidance",
+            not state.pending,
+            f"agent {name} has pending guidance: {state.question}"
+            if state.pending
+            else f"agent {name} has no pending guidance",
+            _signal(rid, name, "guidance_answer", "--answer", "<answer>", actor="operator")
+            if state.pending
+            else None,
+            name,
+        ),
+        Gate(
+            "completion",
+            state.completed,
+            f"agent {name} signalled completion"
+            if state.completed
+            else f"agent {name} has not signalled completion in epoch {run.control_epoch}",
+            None if state.completed else _signal(rid, name, "completion", "--summary", "<summary>"),
+            name,
+        ),
+    ]
+    want = criteria or "<done criteria>"
+    status_ok = state.validation_status == "passed"
+    criteria_ok = run.mode != "bootstrap" or (
+        criteria is not None and state.validation_done_criteria == criteria
+    )
+    gates.append(
+        Gate(
+            "validation",
+            status_ok and criteria_ok,
+            _validation_reason(name, state, status_ok, criteria_ok),
+            None
+            if status_ok and criteria_ok
+            else _signal(rid, name, "validation", "--status", "passed", "--done-criteria", want),
+            name,
+        )
+    )
+    return gates
+
+
+def _validation_reason(name: str, state: AgentControl, status_ok: bool, criteria_ok: bool) -> str:
+    if state.validation_status is None:
+        return f"agent {name} has no validation signal"
+    if not status_ok:
+        return f"agent {name} validation status is {state.validation_status!r}, not 'passed'"
+    if not criteria_ok:
+        return f"agent {name} validation done_criteria does not match the brief"
+    return f"agent {name} validation passed"
+
+
+def unmet(engine: Engine, run_id: str) -> tuple[dict[str, Any], list[Gate]]:
+    """The run (id, status, mode) and its unmet gates."""
+    with unit_of_work(engine, readonly=True) as session:
+        run = lock_run(session, run_id)
+        gates = [g for g in evaluate(session, run) if not g.met]
+        return {"run_id": run.run_id, "status": run.status, "mode": run.mode}, gates
+
+
+def close_run(
+    engine: Engine, settings: Settings, run_id: str, *, dry_run: bool, actor: Actor
+) -> tuple[str, list[Gate], str | None]:
+    """Close a completed run whose gates all pass; returns (status, unmet gates, claim).
+
+    A closed run is a no-op success. ``dry_run`` checks the gates and changes nothing.
+
+    Raises:
+        Rejected: naming every unmet gate.
+    """
+    claim = new_claim()
+    with unit_of_work(engine) as session:
+        run = lock_run(session, run_id)
+        if run.status == RunStatus.CLOSED.value:
+            return run.status, [], None
+        failing = [g for g in evaluate(session, run) if not g.met]
+        if failing:
+            reasons = "; ".join(g.reason for g in failing)
+            raise Rejected(f"run {run_id} cannot close: {reasons}")
+        if dry_run:
+            return run.status, [], None
+        writer = writer_for(session, settings, actor, utcnow(), claim)
+        transition(session, writer, run, RunStatus.CLOSING, "close gates passed")
+        transition(session, writer, run, RunStatus.CLOSED, "closed")
+        return run.status, [], claim
