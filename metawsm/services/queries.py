@@ -112,12 +112,13 @@ def search(
     """
     with unit_of_work(engine, readonly=True) as session:
         stmt = select(V).where(*filters.clauses())
-        rank: Any = 0
+        order: list[Any] = [PRIORITY_ORDER, V.last_event_sequence.desc()]
         if query:
             stmt, rank = _text_match(stmt, query)
+            order.insert(0, rank)
         if cursor is not None:
             stmt = stmt.where(V.last_event_sequence < cursor)
-        stmt = stmt.order_by(rank, PRIORITY_ORDER, V.last_event_sequence.desc())
+        stmt = stmt.order_by(*order)
         rows = [_view_out(v) for v in session.execute(stmt).scalars()]
         _flag(session, rows, viewer)
     if queue == "unseen":

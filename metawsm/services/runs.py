@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 
 from metawsm.domain.control import AgentControl, SignalRecord, fold_agent
 from metawsm.domain.runs import RunStatus, check_run_transition
+
+__all__ = ["RunStatus"]
 from metawsm.errors import NotFound, Rejected
 from metawsm.messages.common import Actor
 from metawsm.routing import Topics

@@ -285,7 +285,8 @@ def test_an_unreachable_database_exits_3_and_says_where(idle_pipeline: Pipeline)
     url = "postgresql://metawsm@127.0.0.1:1/metawsm"
     result = metawsm(idle_pipeline, "forum", "list", DATABASE_URL=url)
     assert result.exit_code == 3
-    assert f"cannot connect to the database at {url}" in result.stderr
+    assert "cannot connect to the database at postgresql" in result.stderr
+    assert "metawsm@127.0.0.1:1/metawsm" in result.stderr and "Connection refused" in result.stderr
 
 
 def test_an_unreachable_broker_exits_3_after_the_wait_and_keeps_the_command(
