@@ -5,8 +5,8 @@ from __future__ import annotations
 from celery import Celery
 
 from metawsm.composition import Container
-from metawsm.routing import DRAIN_TASK, HOUSEKEEPING_QUEUE, RECONCILE_TASK
-from metawsm.services import outbox
+from metawsm.routing import DRAIN_TASK, ESCALATE_TASK, HOUSEKEEPING_QUEUE, RECONCILE_TASK
+from metawsm.services import escalation, outbox
 
 
 def register(app: Celery, container: Container) -> None:
@@ -26,3 +26,9 @@ def register(app: Celery, container: Container) -> None:
         redriven = outbox.reconcile(rt.engine, rt.settings)
         report = outbox.drain(rt.engine, rt.publisher, rt.settings)
         return {"redriven": redriven, "sent": report.sent, "failed": report.failed}
+
+    @app.task(name=ESCALATE_TASK, queue=HOUSEKEEPING_QUEUE, acks_late=True, shared=False)
+    def escalate() -> dict[str, int]:
+        """Raise every SLA escalation that is due, once per (thread, tier, subject)."""
+        rt = container.runtime
+        return {"raised": escalation.raise_due(rt.engine, rt.settings, rt.publisher)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from metawsm.routing import DRAIN_TASK, HOUSEKEEPING_QUEUE, RECONCILE_TASK
+from metawsm.routing import DRAIN_TASK, ESCALATE_TASK, HOUSEKEEPING_QUEUE, RECONCILE_TASK
 from metawsm.settings import Settings
 
 
@@ -14,6 +14,7 @@ def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     return {
         "drain-outbox": _entry(DRAIN_TASK, settings.drain_interval_s),
         "reconcile-outbox": _entry(RECONCILE_TASK, reconcile_every),
+        "escalate-sla": _entry(ESCALATE_TASK, settings.escalate_interval_s),
     }
 
 

@@ -14,7 +14,9 @@ from sqlalchemy import Engine
 
 from metawsm.bus import CeleryPublisher, make_client_app
 from metawsm.routing import Topics
-from metawsm.services import control  # noqa: F401  (registers the control handler and consumer)
+
+# Importing these registers the control-signal handler and the integration consumers.
+from metawsm.services import control, notify  # noqa: F401
 from metawsm.services.processing import Runtime
 from metawsm.settings import Settings
 from metawsm.storage.engine import build_engine

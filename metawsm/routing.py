@@ -22,6 +22,7 @@ HOUSEKEEPING_TASKS = (DRAIN_TASK, RECONCILE_TASK, ESCALATE_TASK)
 # Integration consumers: name -> event types they receive (besides the projector).
 INTEGRATIONS: dict[str, tuple[str, ...]] = {
     "run_lifecycle": ("forum.control.signal",),
+    "escalation_notify": ("forum.sla.escalation_requested",),
 }
 
 

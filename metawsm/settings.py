@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     task_time_limit_s: int = Field(default=120, gt=0)
     wait_timeout_s: float = Field(default=30.0, gt=0)
     db_busy_timeout_ms: int = Field(default=5000, ge=0)
+    escalate_interval_s: float = Field(default=30.0, gt=0)
+    escalation_notify_cmd: str | None = None
+    escalation_webhook_url: str | None = None
+    operator_stale_run_s: int = Field(default=3600, gt=0)
 
     @field_validator("database_url")
     @classmethod

@@ -52,6 +52,13 @@ def _command_task(app: Celery, container: Container, topic: str) -> None:
         status, attempts = processing.count_command_delivery(rt, command)
         if status != "accepted":
             return status
+        limit = rt.settings.retry_max_attempts
+        if attempts > limit:
+            # Delivered again after its last allowed attempt without finishing: an earlier
+            # delivery died with its worker (SIGKILL, OOM). Running it again could loop forever.
+            error = f"delivered {attempts} times (limit {limit}) without finishing"
+            _dead(rt, command.command_id, "command", topic, message, error, attempts)
+            return "dead"
         try:
             return processing.apply_command(rt, command)
         except Exception as exc:
@@ -89,7 +96,7 @@ def _dead(
     kind: str,
     topic: str,
     message: Any,
-    exc: BaseException,
+    exc: BaseException | str,
     attempts: int,
 ) -> None:
     log.error("dead-lettering %s on %s after %d attempt(s): %s", message_id, topic, attempts, exc)

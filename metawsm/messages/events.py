@@ -106,6 +106,17 @@ class RunStatusChangedPayload(Frozen):
     cause_event_id: OptIdentifier = None
 
 
+class OperatorDecisionPayload(Frozen):
+    """The operator decided something about a run (recorded when the decision changes)."""
+
+    intent: Name
+    reason: Reason
+    mode: Name
+    command: OptBody = None
+    executed: bool = False
+    fingerprint: Identifier
+
+
 EVENT_PAYLOADS: dict[str, type[Frozen]] = {
     "forum.thread.opened": ThreadOpenedPayload,
     "forum.post.added": PostAddedPayload,
@@ -116,6 +127,7 @@ EVENT_PAYLOADS: dict[str, type[Frozen]] = {
     "forum.thread.closed": ThreadClosedPayload,
     "forum.sla.escalation_requested": EscalationRequestedPayload,
     "run.status.changed": RunStatusChangedPayload,
+    "operator.decision": OperatorDecisionPayload,
 }
 EventType = Literal[
     "forum.thread.opened",
@@ -127,6 +139,7 @@ EventType = Literal[
     "forum.thread.closed",
     "forum.sla.escalation_requested",
     "run.status.changed",
+    "operator.decision",
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 

@@ -50,6 +50,7 @@ class EventWriter:
         agent_name: str | None = None,
         actor: Actor | None = None,
         event_id: str | None = None,
+        touch_thread: bool = True,
     ) -> Event:
         """Append one event (validated against its payload model) and its outbox rows."""
         EVENT_PAYLOADS[event_type].model_validate(payload)
@@ -57,7 +58,8 @@ class EventWriter:
         thread_seq = None
         if thread is not None:
             thread.last_thread_seq += 1
-            thread.updated_at = self.now
+            if touch_thread:  # escalations do not reset a thread's SLA clock
+                thread.updated_at = self.now
             thread_seq = thread.last_thread_seq
             run_id, ticket, agent_name = thread.run_id, thread.ticket, thread.agent_name
         who = actor or self.actor

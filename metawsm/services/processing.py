@@ -81,6 +81,10 @@ def count_command_delivery(rt: Runtime, command: AnyCommand) -> tuple[str, int]:
         if row.status == "accepted":
             row.delivery_attempts += 1
             row.updated_at = now
+        elif row.status in ("applied", "rejected"):
+            # A duplicate of a finished command (e.g. redriven twice): its effect is there, so its
+            # outbox row is done; left 'sent', reconciliation would re-publish it forever.
+            mark_done(session, [command.command_id], now)
         return row.status, row.delivery_attempts
 
 

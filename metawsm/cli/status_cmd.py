@@ -1,0 +1,209 @@
+"""``metawsm status``, ``metawsm watch`` and ``metawsm operator``: all from the typed snapshot.
+
+watch exit codes (single run, on a terminal class): 0 run_done, 1 run_failed, 5 run_stopped,
+6 guidance_needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from typing import Any
+
+import click
+
+from metawsm.cli.context import AppContext, emit_json, pass_app
+from metawsm.cli.render import paint, render_run
+from metawsm.domain.snapshot import Snapshot
+from metawsm.domain.watch import WATCH_EXIT, Alert, classify
+from metawsm.errors import UsageError
+from metawsm.services import queries, snapshot
+from metawsm.services.operator import operate_once
+
+
+def _selection(kw: dict[str, Any]) -> tuple[str | None, str | None]:
+    chosen = [k for k in ("run_id", "ticket") if kw.get(k)]
+    if kw.get("all_runs") and chosen:
+        raise UsageError("--all cannot be combined with --run-id or --ticket")
+    if len(chosen) > 1:
+        raise UsageError("give --run-id or --ticket, not both")
+    return kw.get("run_id"), kw.get("ticket")
+
+
+def _select_options(fn: Any) -> Any:
+    fn = click.option("--all", "all_runs", is_flag=True, help="Every active run (default).")(fn)
+    fn = click.option("--ticket", default=None)(fn)
+    return click.option("--run-id", default=None)(fn)
+
+
+def _snap(app: AppContext, run_id: str | None, ticket: str | None) -> Snapshot:
+    c = app.container
+    return snapshot.build(c.engine, c.settings, run_id=run_id, ticket=ticket)
+
+
+@click.command("status")
+@_select_options
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def status(app: AppContext, /, **kw: Any) -> None:
+    """Show runs: rendered from the typed snapshot only (--json prints the snapshot)."""
+    run_id, ticket = _selection(kw)
+    snap = _snap(app, run_id, ticket)
+    if kw["as_json"]:
+        emit_json(snap.model_dump(mode="json"))
+        return
+    if not snap.runs:
+        click.echo("no active runs")
+    for i, run in enumerate(snap.runs):
+        if i:
+            click.echo("")
+        for line in render_run(run):
+            click.echo(line)
+
+
+def notify_env(alert: Alert, snap_run: Any) -> dict[str, str]:
+    """Environment handed to --notify-cmd."""
+    return {
+        "METAWSM_EVENT": alert.event,
+        "METAWSM_MESSAGE": alert.message,
+        "METAWSM_HINT": alert.hint or "",
+        "METAWSM_RUN_ID": alert.run_id,
+        "METAWSM_RUN_STATUS": snap_run.status,
+        "METAWSM_TICKETS": ",".join(snap_run.tickets),
+    }
+
+
+@click.command("watch")
+@_select_options
+@click.option("--notify-cmd", default=None, help="Shell command run per alert (event in env).")
+@click.option("--bell", is_flag=True, help="Ring the terminal bell on each alert.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per alert.")
+@click.option(
+    "--refresh",
+    type=float,
+    default=15.0,
+    show_default=True,
+    help="Also re-check this often (seconds) when no event arrives (SLA ageing).",
+)
+@click.option("--once", is_flag=True, help="Classify once and exit.")
+@pass_app
+def watch(app: AppContext, /, **kw: Any) -> None:
+    """Follow the event log and alert when a run's class changes, with the fixing command."""
+    run_id, ticket = _selection(kw)
+    engine = app.container.engine
+    single = bool(run_id or ticket)
+    last: dict[str, str] = {}
+    cursor = queries.last_sequence(engine)
+    checked = 0.0
+    while True:
+        snap = _snap(app, run_id, ticket)
+        for run in snap.runs:
+            alert = classify(run)
+            if last.get(run.run_id) != alert.event and (alert.event != "ok" or run.run_id in last):
+                _emit(alert, run, kw)
+            last[run.run_id] = alert.event
+            if single and alert.terminal:
+                raise click.exceptions.Exit(WATCH_EXIT[alert.event])
+        if kw["once"]:
+            return
+        checked = time.monotonic()
+        cursor = _wait_for_events(engine, cursor, checked + kw["refresh"])
+
+
+def _wait_for_events(engine: Any, cursor: int, until: float) -> int:
+    while time.monotonic() < until:
+        latest = queries.last_sequence(engine)
+        if latest > cursor:
+            return latest
+        time.sleep(0.25)  # the event log is polled as a condition; reacts within 250 ms
+    return cursor
+
+
+def _emit(alert: Alert, run: Any, kw: dict[str, Any]) -> None:
+    if kw["as_json"]:
+        click.echo(json.dumps({**alert.__dict__, "run_status": run.status}, sort_keys=True))
+    else:
+        colour = "red" if alert.terminal and alert.event != "run_done" else "yellow"
+        click.echo(paint(f"[{alert.event}] {alert.message}", colour))
+        if alert.hint:
+            click.echo(f"  -> {alert.hint}")
+    if kw["bell"]:
+        click.echo("\a", nl=False)
+    if kw["notify_cmd"]:
+        subprocess.run(
+            kw["notify_cmd"],
+            shell=True,
+            env={**os.environ, **notify_env(alert, run)},
+            check=False,
+            timeout=60,
+        )
+
+
+@click.command("operator")
+@click.option("--all", "all_runs", is_flag=True, help="Every active run (default).")
+@click.option("--run-id", default=None)
+@click.option(
+    "--mode",
+    type=click.Choice(["observe", "assist", "auto"]),
+    default="assist",
+    show_default=True,
+    help="auto executes close_ready; the others only decide.",
+)
+@click.option("--dry-run", is_flag=True, help="Decide and print; record and execute nothing.")
+@click.option("--once", is_flag=True, help="One pass, then exit.")
+@click.option("--interval", type=float, default=15.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def operator(app: AppContext, /, **kw: Any) -> None:
+    """Decide per run from the snapshot: escalate_guidance, escalate_blocked, close_ready,
+    stale_run; decisions are recorded as events and not repeated while nothing changes."""
+    if kw["all_runs"] and kw["run_id"]:
+        raise UsageError("--all cannot be combined with --run-id")
+    c = app.container
+    cursor = -1
+    while True:
+        acted = operate_once(
+            c.engine,
+            c.settings,
+            c.publisher,
+            run_id=kw["run_id"],
+            mode=kw["mode"],
+            dry_run=kw["dry_run"],
+            stale_after_s=c.settings.operator_stale_run_s,
+        )
+        for a in acted:
+            if not (a.recorded or kw["dry_run"]):
+                continue
+            d = a.decision
+            if kw["as_json"]:
+                click.echo(
+                    json.dumps(
+                        {
+                            **d.__dict__,
+                            "recorded": a.recorded,
+                            "executed": a.executed,
+                            "error": a.error,
+                        },
+                        sort_keys=True,
+                    )
+                )
+            else:
+                done = " (executed)" if a.executed else ""
+                click.echo(f"{d.run_id} {d.intent}{done}: {d.reason}")
+                if d.command and kw["mode"] != "observe":
+                    click.echo(f"  -> {d.command}")
+        if kw["once"]:
+            return
+        cursor = _wait_for_events(
+            c.engine,
+            max(cursor, queries.last_sequence(c.engine)),
+            time.monotonic() + kw["interval"],
+        )
+
+
+def register(cli: click.Group) -> None:
+    """Attach status, watch and operator to the root group."""
+    for command in (status, watch, operator):
+        cli.add_command(command)

@@ -1,0 +1,88 @@
+"""Operator decisions, from the typed snapshot only (first match wins)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from metawsm.domain.snapshot import RunSnapshot
+
+INTENTS = ("escalate_guidance", "escalate_blocked", "close_ready", "stale_run", "noop")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the operator decided for one run, why, and the command that acts on it."""
+
+    run_id: str
+    intent: str
+    reason: str
+    command: str | None
+    executes: bool
+    fingerprint: str
+
+
+def _fingerprint(intent: str, facts: object) -> str:
+    text = json.dumps([intent, facts], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def decide(run: RunSnapshot, *, mode: str, now: datetime, stale_after_s: int) -> Decision:
+    """Decide for one run. ``auto`` executes close_ready; other intents never execute."""
+    rid = run.run_id
+    if run.pending_guidance:
+        ids = sorted(g.request_event_id for g in run.pending_guidance)
+        g = run.pending_guidance[0]
+        return Decision(
+            rid,
+            "escalate_guidance",
+            f"operator input is required: {g.question}",
+            f"metawsm forum signal --run-id {rid} --agent-name {g.agent_name}"
+            " --type guidance_answer --answer '<answer>'",
+            False,
+            _fingerprint("escalate_guidance", ids),
+        )
+    sick = sorted(a.agent_name for a in run.agents if a.status in ("failed", "stalled", "dead"))
+    dead = sorted(b.message_id or "" for b in run.blockers if b.kind == "dead_letter")
+    if sick or dead or run.status == "failed":
+        reason = "; ".join(
+            filter(
+                None,
+                [
+                    f"unhealthy agents: {', '.join(sick)}" if sick else "",
+                    f"dead letters: {len(dead)}" if dead else "",
+                    "run failed" if run.status == "failed" else "",
+                ],
+            )
+        )
+        return Decision(
+            rid,
+            "escalate_blocked",
+            reason,
+            f"metawsm run show {rid}",
+            False,
+            _fingerprint("escalate_blocked", [sick, dead, run.status]),
+        )
+    gates = [b for b in run.blockers if b.kind == "gate"]
+    if run.status == "completed" and not gates:
+        return Decision(
+            rid,
+            "close_ready",
+            "every close gate passes",
+            f"metawsm close --run-id {rid}",
+            mode == "auto",
+            _fingerprint("close_ready", run.status),
+        )
+    idle_s = (now - (run.last_event_at or run.updated_at)).total_seconds()
+    if run.status in ("running", "awaiting_guidance") and idle_s >= stale_after_s:
+        return Decision(
+            rid,
+            "stale_run",
+            f"no event for {int(idle_s // 60)} min",
+            f"metawsm run show {rid}",
+            False,
+            _fingerprint("stale_run", run.last_event_sequence),
+        )
+    return Decision(rid, "noop", f"run is {run.status}", None, False, _fingerprint("noop", None))

@@ -1,0 +1,111 @@
+"""The typed snapshot: what watch, operator and status decide and render from.
+
+Pure data (pydantic, snake_case JSON). Built by metawsm.services.snapshot from the database
+alone; nothing here parses text.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AgentSnapshot(_Model):
+    """One agent of a run: its status and control state."""
+
+    agent_name: str
+    status: str
+    last_signal_at: datetime | None
+    pending_guidance: bool
+    completed: bool
+    validation_status: str | None
+    control_thread_id: str | None
+
+
+class PendingGuidance(_Model):
+    """A guidance request still waiting for its answer."""
+
+    thread_id: str
+    agent_name: str
+    question: str
+    context: str | None
+    asked_at: datetime
+    age_s: int
+    request_event_id: str
+
+
+class ThreadItem(_Model):
+    """An open, non-control thread of the run."""
+
+    thread_id: str
+    title: str
+    state: str
+    priority: str
+    assignee_name: str | None
+    updated_at: datetime
+    age_s: int
+    is_unanswered: bool
+
+
+class EscalationItem(_Model):
+    """An escalation: a candidate past its SLA, or one already raised."""
+
+    thread_id: str
+    tier: str
+    reason: str
+    subject: str
+    since: datetime
+    age_s: int
+    raised: bool
+    agent_name: str | None = None
+
+
+class Blocker(_Model):
+    """Something that keeps the run from closing: an unmet gate or a dead letter."""
+
+    kind: str
+    reason: str
+    fix: str | None = None
+    message_id: str | None = None
+
+
+class BriefSummary(_Model):
+    """The bootstrap brief, in short."""
+
+    goal: str
+    done_criteria: str
+
+
+class RunSnapshot(_Model):
+    """Everything known about one run at ``generated_at``."""
+
+    run_id: str
+    status: str
+    mode: str
+    tickets: list[str]
+    control_epoch: int
+    updated_at: datetime
+    brief: BriefSummary | None
+    agents: list[AgentSnapshot]
+    pending_guidance: list[PendingGuidance]
+    open_threads: list[ThreadItem]
+    escalation_candidates: list[EscalationItem]
+    escalations: list[EscalationItem]
+    queue_counts: dict[str, int]
+    unanswered_count: int
+    blockers: list[Blocker]
+    last_event_sequence: int
+    last_event_at: datetime | None
+    generated_at: datetime
+
+
+class Snapshot(_Model):
+    """Snapshots of the selected runs."""
+
+    generated_at: datetime
+    runs: list[RunSnapshot]

@@ -1,0 +1,181 @@
+"""SLA escalation: find what waits past its SLA and raise it once per (thread, tier, subject).
+
+Beat runs :func:`raise_due` periodically. Two beats, or a redelivered task, cannot raise the
+same escalation twice: each is its own transaction, guarded by a unique constraint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from metawsm.domain.runs import SIGNAL_DRIVEN
+from metawsm.domain.sla import ESCALATING_STATES, due_tiers
+from metawsm.errors import DatabaseBusy
+from metawsm.services.outbox import Publisher, new_claim, publish_claimed
+from metawsm.services.runs import SYSTEM, agent_controls, writer_for
+from metawsm.settings import Settings
+from metawsm.storage.models import ForumEscalation, ForumThread, ForumThreadView, Run
+from metawsm.storage.types import utcnow
+from metawsm.storage.uow import unit_of_work
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Something waiting past the threshold of ``tier``."""
+
+    thread_id: str
+    tier: str
+    subject: str
+    reason: str
+    since: datetime
+    threshold_minutes: int
+    run_id: str | None
+    agent_name: str | None = None
+
+
+def _age_s(now: datetime, since: datetime) -> float:
+    return (now - since).total_seconds()
+
+
+def thread_candidates(
+    session: Session, settings: Settings, now: datetime, run_id: str | None = None
+) -> list[Candidate]:
+    """Non-control threads in new/waiting_human past a tier's threshold."""
+    query = select(ForumThreadView).where(
+        ForumThreadView.state.in_(ESCALATING_STATES), ForumThreadView.is_control.is_(False)
+    )
+    if run_id is not None:
+        query = query.where(ForumThreadView.run_id == run_id)
+    out = []
+    for view in session.execute(query).scalars():
+        age = _age_s(now, view.updated_at)
+        for tier in due_tiers(age, view.priority, settings.sla_minutes, settings.sla_human_minutes):
+            reason = (
+                f"{view.priority} thread '{view.title}' waiting in {view.state} for"
+                f" {int(age // 60)} min (tier {tier.name} at {tier.after_minutes} min)"
+            )
+            out.append(
+                Candidate(
+                    view.thread_id,
+                    tier.name,
+                    "",
+                    reason,
+                    view.updated_at,
+                    tier.after_minutes,
+                    view.run_id,
+                    view.agent_name,
+                )
+            )
+    return out
+
+
+def guidance_candidates(
+    session: Session, settings: Settings, now: datetime, run_id: str | None = None
+) -> list[Candidate]:
+    """Pending guidance requests of active runs past a tier's threshold."""
+    query = select(Run).where(Run.status.in_([s.value for s in SIGNAL_DRIVEN]))
+    if run_id is not None:
+        query = query.where(Run.run_id == run_id)
+    out = []
+    for run in session.execute(query).scalars():
+        for state in agent_controls(session, run).values():
+            if not (
+                state.pending and state.asked_at and state.thread_id and state.request_event_id
+            ):
+                continue
+            age = _age_s(now, state.asked_at)
+            for tier in due_tiers(age, "normal", settings.sla_minutes, settings.sla_human_minutes):
+                reason = (
+                    f"agent {state.agent_name} has waited {int(age // 60)} min for guidance:"
+                    f" {state.question}"
+                )
+                out.append(
+                    Candidate(
+                        state.thread_id,
+                        tier.name,
+                        state.request_event_id,
+                        reason,
+                        state.asked_at,
+                        tier.after_minutes,
+                        run.run_id,
+                        state.agent_name,
+                    )
+                )
+    return out
+
+
+def raised_keys(session: Session) -> set[tuple[str, str, str]]:
+    """(thread, tier, subject) of every escalation already raised."""
+    rows = session.execute(
+        select(ForumEscalation.thread_id, ForumEscalation.tier, ForumEscalation.subject)
+    ).all()
+    return {(t, tier, s) for t, tier, s in rows}
+
+
+def pending_candidates(
+    session: Session, settings: Settings, now: datetime, run_id: str | None = None
+) -> list[Candidate]:
+    """Every candidate not raised yet."""
+    raised = raised_keys(session)
+    found = thread_candidates(session, settings, now, run_id)
+    found += guidance_candidates(session, settings, now, run_id)
+    return [c for c in found if (c.thread_id, c.tier, c.subject) not in raised]
+
+
+def raise_due(
+    engine: Engine, settings: Settings, publisher: Publisher, now: datetime | None = None
+) -> int:
+    """Raise every due escalation once; returns how many this call raised."""
+    now = now or utcnow()
+    with unit_of_work(engine, readonly=True) as session:
+        todo = pending_candidates(session, settings, now)
+    raised = 0
+    for candidate in todo:
+        claim = new_claim()
+        try:
+            raised += _raise_one(engine, settings, candidate, now, claim)
+        except DatabaseBusy:
+            continue  # another beat raised it first (unique constraint) or the DB is busy
+        publish_claimed(engine, publisher, claim, settings)
+    return raised
+
+
+def _raise_one(engine: Engine, settings: Settings, c: Candidate, now: datetime, claim: str) -> int:
+    with unit_of_work(engine) as session:
+        exists = session.execute(
+            select(ForumEscalation.id).where(
+                ForumEscalation.thread_id == c.thread_id,
+                ForumEscalation.tier == c.tier,
+                ForumEscalation.subject == c.subject,
+            )
+        ).first()
+        thread = session.get(ForumThread, c.thread_id)
+        if exists is not None or thread is None:
+            return 0
+        writer = writer_for(session, settings, SYSTEM, now, claim)
+        payload = {
+            "tier": c.tier,
+            "reason": c.reason[:2000],
+            "threshold_minutes": c.threshold_minutes,
+            "waiting_since": c.since.isoformat(),
+        }
+        event = writer.append(
+            "forum.sla.escalation_requested", payload, thread=thread, touch_thread=False
+        )
+        session.add(
+            ForumEscalation(
+                thread_id=c.thread_id,
+                tier=c.tier,
+                subject=c.subject,
+                run_id=c.run_id,
+                event_id=event.event_id,
+                reason=c.reason[:2000],
+                raised_at=now,
+            )
+        )
+        session.flush()  # the unique constraint speaks now, inside this transaction
+    return 1
