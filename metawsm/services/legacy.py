@@ -36,6 +36,7 @@ COMPLETE = "implementation-complete.json"
 VALIDATION = "validation-result.json"
 FILE_NAMES = (REQUEST, RESPONSE, COMPLETE, VALIDATION)
 IMPORT_ACTOR = "metawsm-legacy-import"
+ASK = "guidance_request"
 FAILED_OUTCOMES = ("rejected", "dead")
 
 
@@ -86,7 +87,11 @@ class PlannedSignal:
 
     def command(self, run_id: str) -> AnyCommand:
         """The ``control_signal`` command (the ticket defaults to the run's)."""
-        payload = {"run_id": run_id, "agent_name": self.agent_name, "signal": self.signal}
+        payload: dict[str, object] = {
+            "run_id": run_id,
+            "agent_name": self.agent_name,
+            "signal": self.signal,
+        }
         return make_command(
             "control_signal",
             payload,
@@ -109,7 +114,7 @@ class Plan:
 class _Accepted:
     file: LegacyFile
     agent: str
-    signals: dict[str, PlannedSignal]  # by role: request, answer, completion, validation
+    signals: dict[str, PlannedSignal]  # by control type (a response gives a request and answer)
 
 
 def signal_dir(root: Path) -> Path:
@@ -167,16 +172,20 @@ def _agent_signals(chosen: dict[tuple[str, str], _Accepted], agent: str) -> list
     request, response = chosen.get((agent, REQUEST)), chosen.get((agent, RESPONSE))
     out: list[PlannedSignal] = []
     if response is not None:
-        asked = response.signals["request"]
-        if request is not None and request.signals["request"]["question"] == asked["question"]:
-            asked, request = request.signals["request"], None  # the request this response answered
-        out += [asked, response.signals["answer"]]
+        asked = response.signals[ASK]
+        if request is not None and _question(request) == asked.signal["question"]:
+            asked, request = request.signals[ASK], None  # the request this response answered
+        out += [asked, response.signals["guidance_answer"]]
     if request is not None:
-        out.append(request.signals["request"])
-    for name, role in ((COMPLETE, "completion"), (VALIDATION, "validation")):
+        out.append(request.signals[ASK])
+    for name in (COMPLETE, VALIDATION):
         if (agent, name) in chosen:
-            out.append(chosen[(agent, name)].signals[role])
+            out += chosen[(agent, name)].signals.values()
     return out
+
+
+def _question(accepted: _Accepted) -> str:
+    return str(accepted.signals[ASK].signal["question"])
 
 
 def accept_file(file: LegacyFile, scope: RunScope) -> _Accepted | Skipped:
@@ -185,41 +194,39 @@ def accept_file(file: LegacyFile, scope: RunScope) -> _Accepted | Skipped:
         data = json.loads(file.text)
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-        fields = _FIELDS[file.name](data)
-        run_id = _text(data, "run_id")
-        agent_or_reason = _agent(_text(data, "agent"), scope)
-    except ValidationError as exc:  # a ValueError too: must come first
-        return Skipped(file.path, f"malformed: {_describe(exc)}")
+        bodies = _FIELDS[file.name](data)
+        run_id, named = _text(data, "run_id"), _text(data, "agent")
     except ValueError as exc:
-        detail = f"invalid JSON ({exc})" if isinstance(exc, json.JSONDecodeError) else str(exc)
-        return Skipped(file.path, f"malformed: {detail}")
+        return Skipped(file.path, f"malformed: {_detail(exc)}")
     if run_id and run_id != scope.run_id:
         return Skipped(file.path, f"run_id mismatch: the file names {run_id}, not {scope.run_id}")
-    if not agent_or_reason[0]:
-        return Skipped(file.path, agent_or_reason[1])
-    agent = agent_or_reason[0]
+    agent, problem = _pick_agent(named, scope)
+    if problem:
+        return Skipped(file.path, problem)
+    digest = content_digest(data)
     try:
         signals = {
-            role: _planned(file, scope.run_id, agent, role, body) for role, body in fields.items()
+            kind: _planned(file, scope.run_id, agent, kind, body, digest)
+            for kind, body in bodies.items()
         }
-    except ValidationError as exc:
-        return Skipped(file.path, f"malformed: {_describe(exc)}")
+    except ValueError as exc:  # pydantic: a body too large for a control signal
+        return Skipped(file.path, f"malformed: {_detail(exc)}")
     return _Accepted(file=file, agent=agent, signals=signals)
 
 
-def _agent(named: str, scope: RunScope) -> tuple[str, str]:
-    """(agent, "") or ("", reason): the file's agent, else --agent-name, else the only agent."""
+def _pick_agent(named: str, scope: RunScope) -> tuple[str, str | None]:
+    """The file's agent, else --agent-name, else the run's only agent; and why it cannot be."""
     if named and scope.agent_name and named != scope.agent_name:
-        return "", f"agent mismatch: the file names {named}, --agent-name is {scope.agent_name}"
+        return named, f"agent mismatch: the file names {named}, --agent-name is {scope.agent_name}"
     agent = named or scope.agent_name or (scope.agents[0] if len(scope.agents) == 1 else "")
     if not agent:
-        return "", (
-            f"cannot tell the agent: the file names none, no --agent-name was given"
+        return agent, (
+            "cannot tell the agent: the file names none, no --agent-name was given"
             f" and run {scope.run_id} has {len(scope.agents)} agents"
         )
     if agent not in scope.agents:
-        return "", f"agent {agent} is not in run {scope.run_id}"
-    return agent, ""
+        return agent, f"agent {agent} is not in run {scope.run_id}"
+    return agent, None
 
 
 def _text(data: dict[str, Any], key: str, required: bool = False) -> str:
@@ -242,13 +249,13 @@ def _json_text(data: dict[str, Any], key: str) -> str | None:
 
 def _request(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     question = _text(data, "question", required=True)
-    return {"request": {"question": question, "context": _json_text(data, "context")}}
+    return {ASK: {"question": question, "context": _json_text(data, "context")}}
 
 
 def _response(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     question = _text(data, "question", required=True)
     answer = _text(data, "answer", required=True)
-    return {"request": {"question": question}, "answer": {"answer": answer}}
+    return {ASK: {"question": question}, "guidance_answer": {"answer": answer}}
 
 
 def _complete(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -264,18 +271,11 @@ def _validation(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 _FIELDS = {REQUEST: _request, RESPONSE: _response, COMPLETE: _complete, VALIDATION: _validation}
-_CONTROL_TYPES = {
-    "request": "guidance_request",
-    "answer": "guidance_answer",
-    "completion": "completion",
-    "validation": "validation",
-}
 
 
 def _planned(
-    file: LegacyFile, run_id: str, agent: str, role: str, body: dict[str, Any]
+    file: LegacyFile, run_id: str, agent: str, control_type: str, body: dict[str, Any], digest: str
 ) -> PlannedSignal:
-    control_type = _CONTROL_TYPES[role]
     signal = parse_control(
         {"control_type": control_type, "run_id": run_id, "agent_name": agent, **body}
     ).model_dump(mode="json", exclude_none=True)
@@ -283,31 +283,41 @@ def _planned(
         path=file.path,
         agent_name=agent,
         signal=signal,
-        command_id=legacy_command_id(run_id, agent, f"{file.name}#{role}", file.text),
-        actor_type="operator" if role == "answer" else "system",
+        command_id=legacy_command_id(run_id, agent, f"{file.name}#{control_type}", digest),
+        actor_type="operator" if control_type == "guidance_answer" else "system",
     )
 
 
-def legacy_command_id(run_id: str, agent: str, kind: str, text: str) -> str:
-    """``legacy-<24 hex>`` from (run, agent, kind, sha256 of the file's canonical JSON)."""
-    canonical = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
-    content = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-    key = "\n".join((run_id, agent, kind, content))
+def content_digest(data: Any) -> str:
+    """sha256 (hex) of a file's canonical JSON: sorted keys, no spaces, so layout does not count."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def legacy_command_id(run_id: str, agent: str, kind: str, digest: str) -> str:
+    """``legacy-<24 hex>``: sha256 of (run, agent, file kind and role, content digest)."""
+    key = "\n".join((run_id, agent, kind, digest))
     return "legacy-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
 
 
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged")))
-        parts.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}")
-    return "; ".join(parts)
+def _detail(exc: ValueError) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON ({exc})"
+    return str(exc)
 
 
 @dataclass(frozen=True)
 class Imported:
-    """What became of one planned signal: applied, rejected, dead, timeout, planned or
-    not_submitted (after a timeout, the rest waits for the next import)."""
+    """What became of one planned signal.
+
+    ``outcome`` is applied, rejected or dead (final), timeout (still in flight), planned (dry
+    run) or not_submitted (after a timeout the rest waits for the next import, to keep order).
+    """
 
     signal: PlannedSignal
     outcome: str
@@ -382,25 +392,36 @@ def import_legacy(
     remaining signals are left ``not_submitted``; importing again picks them up.
     """
     report = Report(skipped=list(plan.skipped))
-    stopped = False
     for planned in plan.signals:
+        if report.timed_out:
+            report.imported.append(Imported(planned, "not_submitted"))
+            continue
         known = read_outcome(engine, planned.command_id)
-        if dry_run or stopped or (known is not None and known.final):
-            outcome = "not_submitted" if stopped else "planned"
-            if known is not None and known.final and not stopped:
-                outcome = known.status
-            reason, thread = (known.reason, known.thread_id) if known else (None, None)
-            report.imported.append(Imported(planned, outcome, known is not None, reason, thread))
-            continue
-        result = submit(engine, settings, topics, publisher, planned.command(plan.run_id))
-        try:
-            result = wait_for_outcome(engine, planned.command_id, settings.wait_timeout_s)
-        except WaitTimeout as exc:
-            stopped = True
-            reason = f"{result.publish_error}; {exc}" if result.publish_error else str(exc)
-            report.imported.append(Imported(planned, "timeout", known is not None, reason))
-            continue
-        report.imported.append(
-            Imported(planned, result.status, known is not None, result.reason, result.thread_id)
-        )
+        if known is not None and known.final:
+            report.imported.append(
+                Imported(planned, known.status, True, known.reason, known.thread_id)
+            )
+        elif dry_run:
+            report.imported.append(Imported(planned, "planned", known is not None))
+        else:
+            report.imported.append(
+                _submit_one(engine, settings, topics, publisher, plan.run_id, planned)
+            )
     return report
+
+
+def _submit_one(
+    engine: Engine,
+    settings: Settings,
+    topics: Topics,
+    publisher: Publisher,
+    run_id: str,
+    planned: PlannedSignal,
+) -> Imported:
+    sent = submit(engine, settings, topics, publisher, planned.command(run_id))
+    try:
+        done = wait_for_outcome(engine, planned.command_id, settings.wait_timeout_s)
+    except WaitTimeout as exc:
+        reason = f"{sent.publish_error}; {exc}" if sent.publish_error else str(exc)
+        return Imported(planned, "timeout", reason=reason)
+    return Imported(planned, done.status, reason=done.reason, thread_id=done.thread_id)
