@@ -249,6 +249,24 @@ def thread(app: AppContext, thread_id: str, as_json: bool) -> None:
         click.echo(p["body"])
 
 
+@forum.command("seen")
+@_thread_id_option
+@click.option("--viewer-type", type=click.Choice(["human", "agent"]), required=True)
+@click.option("--viewer-id", required=True)
+@click.option("--sequence", type=int, default=0, help="Seen up to this event (default: latest).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def seen(app: AppContext, /, **kw: Any) -> None:
+    """Mark a thread seen by a viewer (the watermark only moves forward)."""
+    result = queries.mark_seen(
+        app.container.engine, kw["thread_id"], kw["viewer_type"], kw["viewer_id"], kw["sequence"]
+    )
+    if kw["as_json"]:
+        emit_json(result)
+    else:
+        click.echo(f"seen {result['thread_id']} up to {result['last_seen_event_sequence']}")
+
+
 @forum.command("watch")
 @click.option("--ticket", default=None)
 @click.option("--run-id", default=None)

@@ -224,3 +224,36 @@ def _post_out(post: ForumPost) -> dict[str, Any]:
         "body": post.body,
         "created_at": post.created_at.isoformat(),
     }
+
+
+def mark_seen(
+    engine: Engine, thread_id: str, viewer_type: str, viewer_id: str, sequence: int = 0
+) -> dict[str, Any]:
+    """Move a viewer's 'last seen' watermark on a thread forward (never back).
+
+    ``sequence`` <= 0 means the thread's latest event.
+
+    Raises:
+        NotFound: the thread has no view.
+        Rejected: the viewer type is not human or agent, or the viewer id is blank.
+    """
+    from metawsm.errors import Rejected
+    from metawsm.storage.types import utcnow
+
+    if viewer_type not in ("human", "agent"):
+        raise Rejected("viewer_type must be one of human|agent")
+    if not viewer_id.strip():
+        raise Rejected("viewer_id is required")
+    with unit_of_work(engine) as session:
+        view = session.get(V, thread_id)
+        if view is None:
+            raise NotFound(f"forum thread {thread_id} not found")
+        target = view.last_event_sequence if sequence <= 0 else sequence
+        key = {"thread_id": thread_id, "viewer_type": viewer_type, "viewer_id": viewer_id.strip()}
+        row = session.get(ForumThreadRead, key)
+        if row is None:
+            row = ForumThreadRead(last_seen_event_sequence=target, updated_at=utcnow(), **key)
+            session.add(row)
+        elif target > row.last_seen_event_sequence:
+            row.last_seen_event_sequence, row.updated_at = target, utcnow()
+        return {**key, "last_seen_event_sequence": row.last_seen_event_sequence}

@@ -154,3 +154,28 @@ def test_event_sequences_are_global_and_per_thread(pipeline: Pipeline) -> None:
     assert [r[0] for r in rows] == [1, 2, 3]
     assert [(r[1], r[2]) for r in rows] == [("t-a", 1), ("t-b", 1), ("t-a", 2)]
     assert statuses == {"applied"}
+
+
+def test_unseen_and_unanswered_follow_who_spoke_last_and_the_seen_watermark(
+    pipeline: Pipeline,
+) -> None:
+    _open(pipeline)  # an agent asks
+    pipeline.settle()
+    viewer = ("human", "hana")
+    flags = lambda: queries.search(pipeline.engine, queries.ThreadFilter(), viewer=viewer)[0]  # noqa: E731
+    assert (flags()["is_unseen"], flags()["is_unanswered"]) == (True, True)
+    seen = queries.mark_seen(pipeline.engine, "t-1", *viewer)
+    assert seen["last_seen_event_sequence"] == 1
+    assert flags()["is_unseen"] is False
+    assert (
+        queries.mark_seen(pipeline.engine, "t-1", *viewer, sequence=0)["last_seen_event_sequence"]
+        == 1
+    )
+    pipeline.run("add_post", actor="human", thread_id="t-1", body="on it")
+    pipeline.settle()
+    assert (flags()["is_unseen"], flags()["is_unanswered"]) == (True, False)
+    pipeline.run("add_post", actor="agent", thread_id="t-1", body="still broken")
+    pipeline.settle()
+    assert flags()["is_unanswered"] is True
+    unanswered = queries.search(pipeline.engine, queries.ThreadFilter(), queue="unanswered")
+    assert [t["thread_id"] for t in unanswered] == ["t-1"]

@@ -1,0 +1,96 @@
+"""``metawsm migrate legacy-signals``: import pre-cutover file signals as control signals.
+
+The files are only read (never written, moved or deleted); each accepted file becomes control
+signals of the run, submitted in order through the pipeline under deterministic command ids, so
+importing again changes nothing. Skipped files are listed with their reason; they are not
+failures.
+
+Exit codes: 0 nothing failed (skips are listed), 1 a signal was rejected or dead-lettered,
+2 usage (a root that does not exist, an --agent-name not in the run), 3 unreachable, 4 timed out
+waiting for an outcome (the remaining signals were not submitted; run the import again).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from metawsm.cli.context import AppContext, emit_json, pass_app
+from metawsm.errors import EXIT_FAILED, EXIT_TIMEOUT
+from metawsm.services import legacy
+
+
+@click.group("migrate")
+def migrate() -> None:
+    """One-off data migrations into the pipeline."""
+
+
+@migrate.command("legacy-signals")
+@click.option(
+    "--root",
+    "roots",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A workspace or doc repo whose .metawsm/ holds legacy signal files (or that .metawsm/"
+    " itself). Repeat for more; for each agent and file kind the first root wins.",
+)
+@click.option("--run-id", required=True, help="The run the signals belong to.")
+@click.option(
+    "--agent-name",
+    default=None,
+    help="Agent of the files that name none (default: the run's only agent).",
+)
+@click.option("--dry-run", is_flag=True, help="Check the files and print the plan; submit nothing.")
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print {"imported": [...], "skipped": [...]}.'
+)
+@pass_app
+def legacy_signals(
+    app: AppContext,
+    /,
+    roots: tuple[Path, ...],
+    run_id: str,
+    agent_name: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Import the legacy signal files of a run's agents as control signals of the run."""
+    c = app.container
+    scope = legacy.run_scope(c.engine, run_id, agent_name)
+    plan = legacy.plan_import(legacy.read_roots(roots), scope)
+    report = legacy.import_legacy(
+        c.engine, c.settings, c.topics, c.publisher, plan, dry_run=dry_run
+    )
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        _render(report, dry_run)
+    for item in report.imported:
+        if item.outcome in (*legacy.FAILED_OUTCOMES, "timeout"):
+            click.echo(f"{item.outcome}: {item.signal.path}: {item.reason}", err=True)
+    if report.timed_out:
+        raise click.exceptions.Exit(EXIT_TIMEOUT)
+    if report.failed:
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+def _render(report: legacy.Report, dry_run: bool) -> None:
+    title = "plan (dry run; nothing submitted)" if dry_run else "imported"
+    click.echo(f"{title}: {len(report.imported)} signal(s)")
+    for item in report.imported:
+        already = " (already imported)" if item.already_imported else ""
+        thread = f" thread={item.thread_id}" if item.thread_id else ""
+        click.echo(
+            f"  {item.signal.path} -> {item.signal.control_type} -> {item.outcome}{already}"
+            f" [agent={item.signal.agent_name} command={item.signal.command_id}{thread}]"
+        )
+    click.echo(f"skipped: {len(report.skipped)} file(s)")
+    for skip in report.skipped:
+        click.echo(f"  {skip.path} -> {skip.reason}")
+
+
+def register(cli: click.Group) -> None:
+    """Attach the ``migrate`` group to the root group."""
+    cli.add_command(migrate)
