@@ -301,9 +301,9 @@ def legacy_command_id(run_id: str, agent: str, kind: str, digest: str) -> str:
 
 
 def _detail(exc: ValueError) -> str:
-    if isinstance(exc, ValidationError):
+    if isinstance(exc, ValidationError):  # loc[0] is the control type (the union's tag)
         return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg'].removeprefix('Value error, ')}"
             for e in exc.errors()
         )
     if isinstance(exc, json.JSONDecodeError):

@@ -31,7 +31,7 @@ from metawsm.services.submit import target_thread
 from metawsm.settings import Settings
 from metawsm.storage.models import ForumCommand, ForumOutbox
 from metawsm.storage.types import utcnow
-from metawsm.storage.uow import unit_of_work
+from metawsm.storage.uow import lock_event_log, unit_of_work
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,9 @@ def apply_command(rt: Runtime, command: AnyCommand) -> str:
 def _apply(rt: Runtime, command: AnyCommand, claim: str) -> str:
     now = utcnow()
     with unit_of_work(rt.engine) as session:
+        # Serialise handlers on PostgreSQL before reading any state, so invariants are checked
+        # against the latest commit and event sequences follow commit order (SQLite: no-op).
+        lock_event_log(session)
         row = session.get(ForumCommand, command.command_id)
         if row is None or row.status != "accepted":
             mark_done(session, [command.command_id], now)

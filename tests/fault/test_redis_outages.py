@@ -1,0 +1,248 @@
+"""Redis going away — down before a submit, crashed mid-run, frozen — loses no command.
+
+The database is the record of what was accepted; the drainer and the reconciliation sweep (what
+beat runs) re-publish whatever Redis refused or lost, and idempotent handlers absorb duplicates.
+The mid-run outages use a real prefork worker in a subprocess, so its own reconnection is tested.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from metawsm.celery_config import transport_options
+from metawsm.composition import Container
+from metawsm.messages.commands import AnyCommand
+from metawsm.redis_server import RedisServer
+from metawsm.services import outbox
+from metawsm.services.submit import Outcome, make_command, read_outcome, submit
+from metawsm.settings import Settings
+from metawsm.storage.models import ForumOutbox
+from metawsm.storage.uow import unit_of_work
+from tests.fixtures.database import settings_for
+from tests.fixtures.pipeline import (
+    FAST,
+    Pipeline,
+    SubprocessWorker,
+    all_final,
+    assert_applied_exactly_once,
+    client_container,
+    redrive_until,
+    settled,
+    subprocess_worker,
+    wait_until,
+)
+
+pytestmark = pytest.mark.fault
+
+WARM_THREADS = 4
+
+
+def _open(thread_id: str) -> AnyCommand:
+    payload = {"thread_id": thread_id, "ticket": "TCK-1", "title": f"T {thread_id}", "body": "?"}
+    return make_command("open_thread", payload, actor_type="agent", actor_name="agent-1")
+
+
+def _post(thread_id: str, n: int) -> AnyCommand:
+    payload = {"thread_id": thread_id, "body": f"post {n}"}
+    return make_command("add_post", payload, actor_type="agent", actor_name="agent-1")
+
+
+class Submitter(threading.Thread):
+    """Submits commands one after another (as agents would) until stopped; keeps the outcomes.
+
+    Alternates new threads with posts on threads opened before the fault, so no command waits
+    on another one still in flight.
+    """
+
+    def __init__(self, settings: Settings, pace_s: float = 0.02) -> None:
+        super().__init__(name="submitter", daemon=True)
+        self.settings = settings
+        self.pace_s = pace_s
+        self.commands: list[AnyCommand] = []
+        self.outcomes: list[Outcome] = []
+        self.error: BaseException | None = None
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        """Submit until stopped."""
+        try:
+            with client_container(self.settings) as c:
+                n = 0
+                while not self._halt.is_set():
+                    command = _open(f"t-new-{n}") if n % 2 else _post(f"t-{n % WARM_THREADS}", n)
+                    outcome = submit(c.engine, c.settings, c.topics, c.publisher, command)
+                    with self._lock:
+                        self.commands.append(command)
+                        self.outcomes.append(outcome)
+                    n += 1
+                    self._halt.wait(self.pace_s)  # pacing the load, not synchronising
+        except BaseException as exc:  # reported by stop()
+            self.error = exc
+
+    def stop(self) -> None:
+        """Stop submitting and wait for the thread; re-raise what it failed with."""
+        self._halt.set()
+        self.join(timeout=60)
+        assert not self.is_alive(), "the submitter did not stop"
+        if self.error is not None:
+            raise self.error
+
+    def count(self) -> int:
+        """Commands submitted so far."""
+        with self._lock:
+            return len(self.outcomes)
+
+    def published_since(self, mark: int, published: bool) -> int:
+        """Submits after the first ``mark`` that were (or were not) published at once."""
+        with self._lock:
+            return sum(1 for o in self.outcomes[mark:] if o.published is published)
+
+    def expected_posts(self) -> dict[str, int]:
+        """Posts per thread once every submitted command is applied."""
+        posts = {f"t-{i}": 1 for i in range(WARM_THREADS)}
+        for command in self.commands:
+            thread_id = str(getattr(command.payload, "thread_id", ""))
+            posts[thread_id] = posts.get(thread_id, 0) + 1
+        return posts
+
+
+@pytest.fixture
+def fault_settings(db_url: str, private_redis: RedisServer) -> Settings:
+    """Fast settings on this test's Redis, with the production default of 5 attempts.
+
+    Deliveries cut short by the outage are counted too; the default leaves the same headroom as
+    in production.
+    """
+    return settings_for(db_url, private_redis.url, **{**FAST, "retry_max_attempts": 5})
+
+
+@pytest.fixture
+def ops(fault_settings: Settings) -> Iterator[Container]:
+    """What beat and the CLI use: a send-only container with its own engine."""
+    with client_container(fault_settings) as container:
+        yield container
+
+
+def _warm_up(ops: Container, worker: SubprocessWorker) -> list[str]:
+    """Open the threads the submitter posts to; proves the worker consumes."""
+    ids = []
+    for i in range(WARM_THREADS):
+        command = _open(f"t-{i}")
+        assert submit(ops.engine, ops.settings, ops.topics, ops.publisher, command).published
+        ids.append(command.command_id)
+    what = f"the subprocess worker to apply the first commands; log:\n{worker.log_tail()}"
+    wait_until(lambda: all_final(ops.engine, ids), 45, what)
+    return ids
+
+
+def _recover(ops: Container, worker: SubprocessWorker, ids: list[str]) -> None:
+    def done() -> bool:
+        return all_final(ops.engine, ids) and settled(ops.engine)
+
+    redrive_until(
+        ops, done, 60, f"every command applied and projected; worker log:\n{worker.log_tail()}"
+    )
+
+
+def test_a_command_submitted_while_redis_is_down_is_drained_and_applied_once(
+    private_idle_pipeline: Pipeline, private_redis: RedisServer
+) -> None:
+    p = private_idle_pipeline
+    with client_container(p.settings) as cli:
+        command = _open("t-1")
+        private_redis.stop()
+        outcome = submit(cli.engine, cli.settings, cli.topics, cli.publisher, command)
+        assert (outcome.status, outcome.published) == ("accepted", False)
+        assert "broker unreachable" in (outcome.publish_error or "")
+        # While Redis is still down, the drainer tries, fails and keeps the row for later.
+        wait_until(
+            lambda: outbox.drain(cli.engine, cli.publisher, cli.settings).failed,
+            10,
+            "a drain attempt while Redis is down",
+        )
+        with unit_of_work(cli.engine, readonly=True) as s:
+            row = s.execute(select(ForumOutbox)).scalar_one()
+        assert (row.message_id, row.status, row.attempts) == (command.command_id, "pending", 2)
+        assert "broker unreachable" in (row.last_error or "")
+
+        private_redis.start()
+        with p.worker():
+
+            def applied() -> bool:
+                outbox.drain(cli.engine, cli.publisher, cli.settings)
+                current = read_outcome(cli.engine, command.command_id)
+                return current is not None and current.status == "applied"
+
+            wait_until(applied, 20, "the drained command to be applied")
+            p.settle()
+    assert_applied_exactly_once(p.engine, [command.command_id], {"t-1": 1})
+
+
+def test_a_running_worker_recovers_from_a_redis_crash_without_a_restart(
+    fault_settings: Settings, private_redis: RedisServer, ops: Container, tmp_path: Path
+) -> None:
+    with subprocess_worker(fault_settings, tmp_path / "worker") as worker:
+        warm = _warm_up(ops, worker)
+        pid = worker.pid
+        submitter = Submitter(fault_settings)
+        submitter.start()
+        try:
+            wait_until(lambda: submitter.count() >= 10, 20, "commands flowing")
+            private_redis.kill()
+            mark = submitter.count()
+            wait_until(
+                lambda: submitter.published_since(mark, False) >= 3, 30, "submits refused by Redis"
+            )
+            private_redis.start()  # same port, empty: everything it held is gone
+            mark = submitter.count()
+            wait_until(
+                lambda: submitter.published_since(mark, True) >= 10, 30, "submits published again"
+            )
+        finally:
+            submitter.stop()
+        ids = warm + [c.command_id for c in submitter.commands]
+        _recover(ops, worker, ids)
+        assert worker.alive() and worker.pid == pid, worker.log_tail()
+    assert_applied_exactly_once(ops.engine, ids, submitter.expected_posts())
+
+
+def test_a_running_worker_recovers_from_a_frozen_redis_without_a_restart(
+    fault_settings: Settings, private_redis: RedisServer, ops: Container, tmp_path: Path
+) -> None:
+    client_timeout_s = float(transport_options(fault_settings, client=True)["socket_timeout"])
+    with subprocess_worker(fault_settings, tmp_path / "worker") as worker:
+        warm = _warm_up(ops, worker)
+        pid = worker.pid
+        submitter = Submitter(fault_settings)
+        submitter.start()
+        try:
+            wait_until(lambda: submitter.count() >= 10, 20, "commands flowing")
+            private_redis.pause()  # SIGSTOP: connections stay open, nothing answers
+            paused_at = time.monotonic()
+            mark = submitter.count()
+            # A publish gives up only after the client's socket timeout: the freeze outlasts it.
+            wait_until(
+                lambda: submitter.published_since(mark, False) >= 1,
+                4 * client_timeout_s,
+                "a submit to time out on the frozen Redis",
+            )
+            frozen_s = time.monotonic() - paused_at
+            private_redis.resume()
+            mark = submitter.count()
+            wait_until(
+                lambda: submitter.published_since(mark, True) >= 10, 30, "submits published again"
+            )
+        finally:
+            submitter.stop()
+        assert frozen_s > client_timeout_s
+        ids = warm + [c.command_id for c in submitter.commands]
+        _recover(ops, worker, ids)
+        assert worker.alive() and worker.pid == pid, worker.log_tail()
+    assert_applied_exactly_once(ops.engine, ids, submitter.expected_posts())

@@ -1,0 +1,608 @@
+"""Runs and control signals driven as a user drives them: ``python -m metawsm ...`` subprocesses.
+
+Each command runs in its own process (no terminal on stdin, so the exit codes and the
+"stdin is not a terminal" rules are the real ones) against the pipeline's database and Redis,
+while the pipeline's in-process worker applies commands and moves runs. The service-level
+behaviour is in ``test_run_lifecycle.py``; this file is about what the command line promises.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from metawsm.cli import cli as cli_group
+from metawsm.services import runs
+from metawsm.storage.models import ForumCommand, ForumEvent, ForumOutbox, RunEvent
+from metawsm.storage.uow import unit_of_work
+from tests.fixtures.pipeline import Pipeline, wait_until, worker_environment
+
+METAWSM = [sys.executable, "-m", "metawsm"]
+BRIEF = ["--goal", "ship it", "--scope", "api", "--done-criteria", "tests pass"]
+BRIEF += ["--constraints", "no new deps"]
+
+
+@pytest.fixture
+def sh(pipeline: Pipeline, tmp_path: Path) -> Shell:
+    """Runs ``metawsm`` subprocesses against the pipeline (with its worker running)."""
+    return Shell(pipeline, tmp_path)
+
+
+class Shell:
+    """``python -m metawsm`` in a subprocess with the pipeline's settings as METAWSM_* variables."""
+
+    def __init__(self, pipeline: Pipeline, cwd: Path) -> None:
+        self.p = pipeline
+        self.cwd = cwd  # no stray .env or .metawsm/ from the checkout
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment of one command: the pipeline's settings plus METAWSM_<extra>."""
+        env = worker_environment(self.p.settings)
+        env.update({f"METAWSM_{k}": v for k, v in extra.items()})
+        return env
+
+    def __call__(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """Run ``metawsm ARGS`` to completion (stdin is not a terminal)."""
+        return subprocess.run(
+            [*METAWSM, *args],
+            env=self.env(**env),
+            cwd=self.cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def ok(self, *args: str, **env: str) -> str:
+        """Run ``metawsm ARGS``, assert exit 0 and return stdout."""
+        result = self(*args, **env)
+        assert result.returncode == 0, (args, result.returncode, result.stdout, result.stderr)
+        return result.stdout
+
+    def json(self, *args: str, **env: str) -> Any:
+        """Run ``metawsm ARGS --json``, assert exit 0 and return the parsed stdout."""
+        return json.loads(self.ok(*args, "--json", **env))
+
+    @contextmanager
+    def background(self, *args: str, **env: str) -> Iterator[subprocess.Popen[str]]:
+        """Start ``metawsm ARGS`` without waiting; killed on exit if it is still running."""
+        proc = subprocess.Popen(
+            [*METAWSM, *args],
+            env=self.env(**env),
+            cwd=self.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=30)
+
+    def run_fix(self, fix: str, **placeholders: str) -> str:
+        """Run a fix command printed by ``run why``, with its ``<placeholders>`` filled in."""
+        words = shlex.split(fix)
+        assert words[0] == "metawsm", fix
+        filled = [placeholders.get(w, w) for w in words[1:]]
+        assert not [w for w in filled if w.startswith("<")], (fix, placeholders)
+        return self.ok(*filled)
+
+
+def exits(result: subprocess.CompletedProcess[str], code: int, *stderr_parts: str) -> None:
+    """Assert the exit code and that stderr says each of ``stderr_parts``."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    for part in stderr_parts:
+        assert part in result.stderr, (part, result.stderr)
+
+
+def create(sh: Shell, *agents: str, mode: str = "run", ticket: str = "TCK-7") -> str:
+    """Create a run through the CLI and return its id."""
+    args = ["run", "create", "--ticket", ticket, "--mode", mode]
+    for agent in agents:
+        args += ["--agent", agent]
+    if mode == "bootstrap":
+        args += BRIEF
+    return str(sh.json(*args)["run_id"])
+
+
+def signal(sh: Shell, run_id: str, agent: str, kind: str, *fields: str) -> dict[str, Any]:
+    """Post one control signal through the CLI; returns its applied outcome."""
+    out = sh.json(
+        "forum", "signal", "--run-id", run_id, "--agent-name", agent, "--type", kind, *fields
+    )
+    assert out["status"] == "applied", out
+    return dict(out)
+
+
+def complete(sh: Shell, run_id: str, agent: str, criteria: str = "tests pass") -> None:
+    """Signal completion and a passed validation for ``agent``."""
+    signal(sh, run_id, agent, "completion", "--summary", "done")
+    signal(sh, run_id, agent, "validation", "--status", "passed", "--done-criteria", criteria)
+
+
+def status(p: Pipeline, run_id: str) -> str:
+    return str(runs.run_rows(p.engine, run_id)[0]["status"])
+
+
+def wait_status(p: Pipeline, run_id: str, want: str) -> None:
+    wait_until(lambda: status(p, run_id) == want, 15, f"run {run_id} to be {want}")
+
+
+def history(p: Pipeline, run_id: str) -> list[tuple[str, str]]:
+    return [(h["from_status"], h["to_status"]) for h in runs.run_history(p.engine, run_id)]
+
+
+def unmet(sh: Shell, run_id: str) -> dict[str, dict[str, Any]]:
+    """``run why --json``: the unmet gates keyed ``name:agent``."""
+    out = sh.json("run", "why", run_id)
+    return {f"{g['name']}:{g['agent_name']}": g for g in out["unmet"]}
+
+
+def footprint(p: Pipeline) -> tuple[int, ...]:
+    """Row counts of every table a write would touch."""
+    with unit_of_work(p.engine, readonly=True) as s:
+        return tuple(
+            s.execute(select(func.count()).select_from(table)).scalar_one()
+            for table in (ForumCommand, ForumEvent, ForumOutbox, RunEvent)
+        )
+
+
+def fix_of(run_id: str, agent: str, kind: str, *extra: str, actor: str = "agent") -> str:
+    """The exact fix command ``run why`` prints for a signal gate."""
+    words = ["metawsm", "forum", "signal", "--run-id", run_id, "--agent-name", agent]
+    words += ["--type", kind, *extra, "--actor-type", actor]
+    return shlex.join(words)
+
+
+# run create / list / show ----------------------------------------------------------------------
+
+
+def test_run_create_list_and_show_print_the_run_as_json(sh: Shell) -> None:
+    created = sh.json("run", "create", "--ticket", "TCK-7", "--agent", "a", "--agent", "b")
+    run_id = created["run_id"]
+    assert run_id.startswith("run-")
+    assert (created["status"], created["mode"], created["tickets"]) == ("running", "run", ["TCK-7"])
+    assert [a["agent_name"] for a in created["agents"]] == ["a", "b"]
+    assert {a["status"] for a in created["agents"]} == {"running"}
+    assert (created["brief"], created["control_epoch"]) == (None, 1)
+    assert [(h["from_status"], h["to_status"]) for h in created["history"]] == [
+        ("created", "planning"),
+        ("planning", "running"),
+    ]
+    assert sh.json("run", "show", run_id) == created
+
+    other = sh.json(
+        "run", "create", "--ticket", "X", "--ticket", "Y", "--agent", "c", "--mode", "run"
+    )
+    listed = sh.json("run", "list")["runs"]
+    assert {r["run_id"] for r in listed} == {run_id, other["run_id"]}
+    assert next(r for r in listed if r["run_id"] == other["run_id"])["tickets"] == ["X", "Y"]
+    lines = sh.ok("run", "list").splitlines()
+    assert f"{run_id} running mode=run tickets=TCK-7 agents=a,b" in lines
+    text = sh.ok("run", "show", run_id)
+    assert text.splitlines()[0] == f"run={run_id} status=running mode=run tickets=TCK-7 epoch=1"
+
+
+def test_run_create_refuses_duplicate_agents_and_unknown_runs_are_not_found(sh: Shell) -> None:
+    exits(
+        sh("run", "create", "--ticket", "T", "--agent", "a", "--agent", "a"),
+        1,
+        "agent names in a run must be unique",
+    )
+    exits(sh("run", "show", "run-nope"), 1, "run run-nope not found")
+    exits(sh("run", "create", "--ticket", "T"), 2, "--agent")
+    assert sh.json("run", "list") == {"runs": []}
+
+
+# bootstrap -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("missing", ["--goal", "--scope", "--done-criteria", "--constraints"])
+def test_bootstrap_without_a_brief_flag_and_no_terminal_is_exit_2_and_creates_nothing(
+    sh: Shell, missing: str
+) -> None:
+    flags = dict(zip(BRIEF[::2], BRIEF[1::2], strict=True))
+    flags[missing] = "   "  # blank counts as missing
+    args = [a for pair in flags.items() for a in pair]
+    result = sh("bootstrap", "--ticket", "TCK-7", "--agent", "a", *args)
+    exits(result, 2, f"{missing} is required (stdin is not a terminal)")
+    del flags[missing]
+    args = [a for pair in flags.items() for a in pair]
+    exits(sh("bootstrap", "--ticket", "TCK-7", "--agent", "a", *args), 2, f"{missing} is required")
+    exits(
+        sh("run", "create", "--mode", "bootstrap", "--ticket", "T", "--agent", "a", *args),
+        2,
+        f"{missing} is required",
+    )
+    assert sh.json("run", "list") == {"runs": []}
+    assert footprint(sh.p) == (0, 0, 0, 0)
+
+
+def test_bootstrap_with_the_brief_flags_creates_a_bootstrap_run_with_its_brief(sh: Shell) -> None:
+    out = sh.json("bootstrap", "--ticket", "TCK-7", "--agent", "a", "--agent", "b", *BRIEF)
+    assert (out["mode"], out["status"], out["tickets"]) == ("bootstrap", "running", ["TCK-7"])
+    assert out["brief"] == {
+        "ticket": "TCK-7",
+        "goal": "ship it",
+        "scope": "api",
+        "done_criteria": "tests pass",
+        "constraints": "no new deps",
+        "merge_intent": "default",
+    }
+    assert sh.json("run", "show", out["run_id"])["brief"] == out["brief"]
+
+
+# forum signal ----------------------------------------------------------------------------------
+
+
+def test_each_signal_type_is_applied_on_the_agents_control_thread(sh: Shell) -> None:
+    run_id = create(sh, "a", mode="bootstrap")
+    env = {"RUN_ID": run_id, "AGENT_NAME": "a"}  # what an agent's environment carries
+    asked = sh.json(
+        "forum", "signal", "--type", "guidance_request", "--question", "Which DB?", **env
+    )
+    assert (asked["status"], asked["command_type"]) == ("applied", "control_signal")
+    thread_id = asked["thread_id"]
+    assert thread_id.startswith(f"fctrl-{run_id}-a")
+    wait_status(sh.p, run_id, "awaiting_guidance")
+
+    answered = sh.json(
+        "forum", "signal", "--run-id", run_id, "--agent-name", "a",
+        "--type", "guidance_answer", "--answer", "SQLite",
+    )  # fmt: skip
+    assert answered["thread_id"] == thread_id
+    wait_status(sh.p, run_id, "running")
+    plain = sh.ok("forum", "signal", "--type", "completion", "--summary", "done", **env)
+    word, command_type, command_id, thread = plain.split()
+    assert (word, command_type, thread) == ("applied", "control_signal", f"thread={thread_id}")
+    assert command_id.startswith("cmd")
+    validated = sh.json(
+        "forum", "signal", "--type", "validation", "--status", "PASSED",
+        "--done-criteria", "tests pass", **env,
+    )  # fmt: skip
+    assert validated["thread_id"] == thread_id
+    wait_status(sh.p, run_id, "completed")
+
+    assert history(sh.p, run_id)[2:] == [
+        ("running", "awaiting_guidance"),
+        ("awaiting_guidance", "running"),
+        ("running", "completed"),
+    ]
+    detail = sh.json("forum", "thread", "--thread-id", thread_id)
+    kinds = [json.loads(p["body"]).get("control_type") for p in detail["posts"][1:]]
+    assert kinds == ["guidance_request", "guidance_answer", "completion", "validation"]
+    authors = [(p["author_type"], p["author_name"]) for p in detail["posts"][1:]]
+    assert authors[0] == ("agent", "a")  # the actor name defaults to METAWSM_AGENT_NAME
+    assert authors[1][0] == "operator"  # an answer is an operator's by default
+    agent = sh.json("run", "show", run_id)["agents"][0]
+    assert agent["last_signal_at"] is not None
+
+
+USAGE_ERRORS = [
+    (["--type", "guidance_request", "--question", "   "], "question: is required"),
+    (["--type", "guidance_request"], "question: Field required"),
+    (["--type", "guidance_answer", "--answer", ""], "answer: is required"),
+    (["--type", "validation", "--status", "maybe", "--done-criteria", "c"], "'--status'"),
+    (["--type", "validation", "--status", "passed"], "done_criteria: Field required"),
+    (["--type", "completion", "--answer", "x"], "--answer not allowed with --type completion"),
+    (["--type", "guidance_answer", "--answer", "x", "--question", "q"], "--question not allowed"),
+    (["--type", "finished"], "'--type'"),
+    (["--type", "guidance_request", "--question", "q", "--timeout", "soon"], "--timeout"),
+]
+
+
+def test_invalid_signal_input_is_exit_2_naming_the_field_and_nothing_is_accepted(
+    sh: Shell,
+) -> None:
+    run_id = create(sh, "a")
+    before = footprint(sh.p)
+    for args, says in USAGE_ERRORS:
+        exits(sh("forum", "signal", "--run-id", run_id, "--agent-name", "a", *args), 2, says)
+    exits(sh("forum", "signal", "--agent-name", "a", "--type", "completion"), 2, "run_id")
+    exits(sh("forum", "signal", "--run-id", run_id, "--type", "completion"), 2, "agent_name")
+    assert footprint(sh.p) == before
+
+
+def test_a_signal_breaking_a_rule_is_exit_1_with_the_reason(sh: Shell) -> None:
+    run_id = create(sh, "a")
+    cases = [
+        (["--run-id", "run-nope", "--agent-name", "a"], "rejected: run run-nope not found"),
+        (["--run-id", run_id, "--agent-name", "zed"], f"agent zed is not in run {run_id}"),
+        (
+            ["--run-id", run_id, "--agent-name", "a", "--ticket", "OTHER"],
+            f"ticket OTHER is not a ticket of run {run_id}",
+        ),
+    ]
+    for args, says in cases:
+        result = sh("forum", "signal", *args, "--type", "completion", "--json")
+        exits(result, 1, says)
+        assert json.loads(result.stdout)["status"] == "rejected"
+    assert status(sh.p, run_id) == "running"
+
+
+# --wait on a guidance request ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["plain", "json"])
+def test_wait_blocks_until_another_process_answers_and_prints_the_answer(
+    sh: Shell, as_json: bool
+) -> None:
+    run_id = create(sh, "a", "b", mode="bootstrap")
+    ask = ["forum", "signal", "--type", "guidance_request", "--question", "Which DB?"]
+    ask += ["--wait", "--timeout", "20s"] + (["--json"] if as_json else [])
+    with sh.background(*ask, RUN_ID=run_id, AGENT_NAME="b") as waiter:
+        wait_status(sh.p, run_id, "awaiting_guidance")
+        time.sleep(0.5)
+        assert waiter.poll() is None, "the agent must block until it is answered"
+        sh.ok(
+            "forum", "signal", "--run-id", run_id, "--agent-name", "b",
+            "--type", "guidance_answer", "--answer", "Use SQLite",
+        )  # fmt: skip
+        out, err = waiter.communicate(timeout=30)
+    assert waiter.returncode == 0, (out, err)
+    if as_json:
+        answer = json.loads(out)
+        assert (answer["answered"], answer["answer"]) == (True, "Use SQLite")
+        assert answer["answered_by"].startswith("operator/")
+        assert answer["thread_id"].startswith(f"fctrl-{run_id}-b")
+    else:
+        assert out == "Use SQLite\n"
+    wait_status(sh.p, run_id, "running")
+
+
+def test_wait_without_an_answer_exits_4_after_the_timeout(sh: Shell) -> None:
+    run_id = create(sh, "a", mode="bootstrap")
+    started = time.monotonic()
+    result = sh(
+        "forum", "signal", "--run-id", run_id, "--agent-name", "a",
+        "--type", "guidance_request", "--question", "anyone?", "--wait", "--timeout", "2s",
+    )  # fmt: skip
+    exits(result, 4, "no guidance answer", "within 2 s")
+    assert time.monotonic() - started >= 2
+    assert result.stdout == ""
+    assert status(sh.p, run_id) == "awaiting_guidance"  # the question stays pending
+    assert unmet(sh, run_id)["guidance:a"]["reason"] == "agent a has pending guidance: anyone?"
+
+
+def test_wait_exits_5_when_the_run_is_stopped_meanwhile(sh: Shell) -> None:
+    run_id = create(sh, "a", mode="bootstrap")
+    ask = ["forum", "signal", "--type", "guidance_request", "--question", "hello?"]
+    with sh.background(*ask, "--wait", "--timeout", "20s", RUN_ID=run_id, AGENT_NAME="a") as w:
+        wait_status(sh.p, run_id, "awaiting_guidance")
+        assert sh.ok("run", "stop", run_id) == f"run {run_id} stopped\n"
+        out, err = w.communicate(timeout=30)
+    assert w.returncode == 5, (out, err)
+    assert f"run {run_id} is stopped; no answer will come" in err
+    assert out == ""
+
+
+# run why and the fixes it prints -----------------------------------------------------------------
+
+
+def test_run_why_names_every_unmet_gate_with_its_exact_fix_and_each_fix_meets_it(
+    sh: Shell,
+) -> None:
+    run_id = create(sh, "a", "b", mode="bootstrap")
+    signal(sh, run_id, "a", "guidance_request", "--question", "Which DB?")
+    signal(sh, run_id, "b", "validation", "--status", "passed", "--done-criteria", "all good")
+    wait_status(sh.p, run_id, "awaiting_guidance")
+    sh.ok("run", "stop", run_id)
+
+    gates = sh.json("run", "why", run_id)
+    assert (gates["run_id"], gates["status"], gates["mode"]) == (run_id, "stopped", "bootstrap")
+    criteria = ("--status", "passed", "--done-criteria", "tests pass")
+    expected = [
+        ("status", None, "run is stopped, not completed", f"metawsm run resume {run_id}"),
+        (
+            "guidance",
+            "a",
+            "agent a has pending guidance: Which DB?",
+            fix_of(run_id, "a", "guidance_answer", "--answer", "<answer>", actor="operator"),
+        ),
+        (
+            "completion",
+            "a",
+            "agent a has not signalled completion in epoch 1",
+            fix_of(run_id, "a", "completion", "--summary", "<summary>"),
+        ),
+        (
+            "validation",
+            "a",
+            "agent a has no validation signal",
+            fix_of(run_id, "a", "validation", *criteria),
+        ),
+        (
+            "completion",
+            "b",
+            "agent b has not signalled completion in epoch 1",
+            fix_of(run_id, "b", "completion", "--summary", "<summary>"),
+        ),
+        (
+            "validation",
+            "b",
+            "agent b validation done_criteria does not match the brief",
+            fix_of(run_id, "b", "validation", *criteria),
+        ),
+    ]
+    assert [(g["name"], g["agent_name"], g["reason"], g["fix"]) for g in gates["unmet"]] == expected
+    assert all(g["met"] is False for g in gates["unmet"])
+    text = sh.ok("run", "why", run_id).splitlines()
+    assert text[0] == f"run {run_id} (stopped): 6 gate(s) not met"
+    assert text[1:] == [
+        line for _, _, reason, fix in expected for line in (f"- {reason}", f"    fix: {fix}")
+    ]
+
+    # Each agent gate is met by its own fix; the status gate (completed) follows from the others,
+    # so its fix, resume, is run last.
+    for name, agent, _, fix in expected[1:]:
+        sh.run_fix(fix, **{"<answer>": "Use SQLite", "<summary>": "done"})
+        assert f"{name}:{agent}" not in unmet(sh, run_id), (name, agent)
+    assert list(unmet(sh, run_id)) == ["status:None"]
+    assert sh.run_fix(expected[0][3]) == f"run {run_id} completed\n"
+    assert unmet(sh, run_id) == {}
+    assert sh.ok("run", "why", run_id) == f"run {run_id} (completed): every close gate is met\n"
+
+
+def test_run_why_fixes_in_a_standard_run_fill_in_the_done_criteria_placeholder(sh: Shell) -> None:
+    run_id = create(sh, "a")
+    gates = unmet(sh, run_id)
+    assert gates["status:None"]["fix"] is None  # running: the other gates are what is left
+    assert gates["validation:a"]["fix"] == fix_of(
+        run_id, "a", "validation", "--status", "passed", "--done-criteria", "<done criteria>"
+    )
+    for key in ("completion:a", "validation:a"):
+        sh.run_fix(gates[key]["fix"], **{"<summary>": "done", "<done criteria>": "it works"})
+        assert key not in unmet(sh, run_id)
+    wait_status(sh.p, run_id, "completed")
+    assert unmet(sh, run_id) == {}
+
+
+# close -----------------------------------------------------------------------------------------
+
+
+def test_close_dry_run_changes_nothing_and_close_closes_a_passing_run(sh: Shell) -> None:
+    run_id = create(sh, "a", mode="bootstrap")
+    before = sh.json("run", "show", run_id), footprint(sh.p)
+    refused = sh("close", "--run-id", run_id, "--dry-run")
+    exits(
+        refused,
+        1,
+        f"run {run_id} cannot close: run is running, not completed",
+        f"see: metawsm run why {run_id}",
+    )
+    as_json = sh("close", "--run-id", run_id, "--json")
+    exits(as_json, 1, "cannot close")
+    report = json.loads(as_json.stdout)
+    assert (report["run_id"], report["closed"]) == (run_id, False)
+    assert [g["name"] for g in report["unmet"]] == ["status", "completion", "validation"]
+    assert (sh.json("run", "show", run_id), footprint(sh.p)) == before
+
+    complete(sh, run_id, "a")
+    wait_status(sh.p, run_id, "completed")
+    sh.p.settle()
+    before = sh.json("run", "show", run_id), footprint(sh.p)
+    dry = sh.ok("close", "--run-id", run_id, "--dry-run")
+    assert dry == f"run {run_id}: every close gate passes (dry run; nothing changed)\n"
+    assert sh.json("close", "--run-id", run_id, "--dry-run") == {
+        "run_id": run_id,
+        "closed": False,
+        "dry_run": True,
+        "status": "completed",
+    }
+    assert (sh.json("run", "show", run_id), footprint(sh.p)) == before
+
+    assert sh.ok("close", "--run-id", run_id) == f"run {run_id} closed\n"
+    assert history(sh.p, run_id)[-2:] == [("completed", "closing"), ("closing", "closed")]
+    assert sh.json("close", "--run-id", run_id)["closed"] is True  # closing again: a no-op
+    assert len(history(sh.p, run_id)) == len(before[0]["history"]) + 2
+
+    # A closed run is final.
+    exits(sh("run", "resume", run_id), 1, f"run {run_id} cannot go from closed to running")
+    exits(sh("run", "stop", run_id), 1, f"run {run_id} is closed; it cannot be stopped")
+    exits(sh("run", "iterate", run_id, "--feedback", "more"), 1, "is closed; it cannot iterate")
+    exits(
+        sh("forum", "signal", "--run-id", run_id, "--agent-name", "a", "--type", "completion"),
+        1,
+        f"rejected: run {run_id} is closed",
+    )
+    assert status(sh.p, run_id) == "closed"
+
+
+# stop / resume / iterate / agent-status --------------------------------------------------------
+
+
+def test_stop_and_resume_follow_the_table_and_an_illegal_one_is_exit_1(sh: Shell) -> None:
+    run_id = create(sh, "a")
+    assert sh.ok("run", "stop", run_id) == f"run {run_id} stopped\n"
+    assert history(sh.p, run_id)[-2:] == [("running", "stopping"), ("stopping", "stopped")]
+    assert sh.ok("run", "stop", run_id) == f"run {run_id} stopped\n"  # already stopped: no-op
+    assert sh.ok("run", "resume", run_id) == f"run {run_id} running\n"
+    steps = len(history(sh.p, run_id))
+    assert history(sh.p, run_id)[-1] == ("stopped", "running")
+    # Same status is always allowed: resuming a running run changes nothing.
+    assert sh.ok("run", "resume", run_id) == f"run {run_id} running\n"
+    assert len(history(sh.p, run_id)) == steps
+
+    complete(sh, run_id, "a", "anything")
+    wait_status(sh.p, run_id, "completed")
+    exits(sh("run", "stop", run_id), 1, f"run {run_id} is completed; it cannot be stopped")
+    exits(sh("run", "stop", "run-nope"), 1, "run run-nope not found")
+    exits(sh("run", "resume", "run-nope"), 1, "run run-nope not found")
+    assert status(sh.p, run_id) == "completed"
+
+
+def test_iterate_moves_a_completed_run_back_to_running_in_a_new_epoch(sh: Shell) -> None:
+    run_id = create(sh, "a", mode="bootstrap")
+    complete(sh, run_id, "a")
+    wait_status(sh.p, run_id, "completed")
+    assert unmet(sh, run_id) == {}
+
+    out = sh.ok("run", "iterate", run_id, "--feedback", "add docs")
+    assert out.splitlines()[-1] == f"run {run_id} running; control epoch 2"
+    shown = sh.json("run", "show", run_id)
+    assert (shown["status"], shown["control_epoch"]) == ("running", 2)
+    assert shown["history"][-1]["reason"] == "iterate (epoch 2): add docs"
+    gates = unmet(sh, run_id)
+    assert set(gates) == {"status:None", "completion:a", "validation:a"}
+    assert gates["completion:a"]["reason"] == "agent a has not signalled completion in epoch 2"
+
+    thread_id = signal(sh, run_id, "a", "completion")["thread_id"]
+    sh.p.settle()
+    bodies = [p["body"] for p in sh.json("forum", "thread", "--thread-id", thread_id)["posts"]]
+    assert "Operator feedback: add docs" in bodies
+    assert status(sh.p, run_id) == "running"  # the epoch-1 validation no longer counts
+    signal(sh, run_id, "a", "validation", "--status", "passed", "--done-criteria", "tests pass")
+    wait_status(sh.p, run_id, "completed")
+    assert [h[1] for h in history(sh.p, run_id)[-2:]] == ["running", "completed"]
+
+
+def test_agent_status_failed_fails_a_running_run(sh: Shell) -> None:
+    run_id = create(sh, "a", "b")
+    out = sh.ok("run", "agent-status", run_id, "--agent-name", "b", "--status", "failed")
+    assert out == f"agent b failed; run {run_id} failed\n"
+    shown = sh.json("run", "show", run_id)
+    assert shown["status"] == "failed"
+    assert {a["agent_name"]: a["status"] for a in shown["agents"]} == {
+        "a": "running",
+        "b": "failed",
+    }
+    assert shown["history"][-1]["reason"] == "agent reported failed: b"
+    exits(
+        sh("run", "agent-status", run_id, "--agent-name", "zed", "--status", "idle"),
+        1,
+        f"agent zed is not in run {run_id}",
+    )
+    exits(
+        sh("run", "agent-status", run_id, "--agent-name", "a", "--status", "sleepy"),
+        2,
+        "'--status'",
+    )
+
+
+def test_agent_status_failed_fails_a_run_awaiting_guidance(sh: Shell) -> None:
+    run_id = create(sh, "a", mode="bootstrap")
+    signal(sh, run_id, "a", "guidance_request", "--question", "stuck?")
+    wait_status(sh.p, run_id, "awaiting_guidance")
+    sh.ok("run", "agent-status", run_id, "--agent-name", "a", "--status", "failed")
+    assert history(sh.p, run_id)[-1] == ("awaiting_guidance", "failed")
+
+
+def test_the_run_group_help_lists_its_commands() -> None:
+    result = CliRunner().invoke(cli_group, ["run", "--help"])
+    assert result.exit_code == 0
+    for command in ("create", "list", "show", "stop", "resume", "why", "iterate", "agent-status"):
+        assert command in result.output
