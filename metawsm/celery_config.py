@@ -30,7 +30,9 @@ def transport_options(settings: Settings, *, client: bool) -> dict[str, Any]:
         "socket_timeout": 5.0 if client else 30.0,
         "socket_connect_timeout": 3.0 if client else 5.0,
         "socket_keepalive": True,
-        "retry_on_timeout": True,
+        # A client gives up on a silent Redis after one timeout (the drainer publishes later);
+        # redis-py's retries on top of kombu's would hold a CLI ~10x the socket timeout.
+        "retry_on_timeout": not client,
         "health_check_interval": 10 if client else 20,
     }
 

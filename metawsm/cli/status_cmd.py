@@ -90,22 +90,35 @@ def notify_env(alert: Alert, snap_run: Any) -> dict[str, str]:
 @click.option("--once", is_flag=True, help="Classify once and exit.")
 @pass_app
 def watch(app: AppContext, /, **kw: Any) -> None:
-    """Follow the event log and alert when a run's class changes, with the fixing command."""
+    """Follow the event log and alert when a run's class changes, with the fixing command.
+
+    --ticket follows the ticket's newest run. Without a selector, a run that leaves the active
+    set (done, failed, stopped) is classified one last time, then no longer tracked.
+    """
     run_id, ticket = _selection(kw)
     engine = app.container.engine
     single = bool(run_id or ticket)
+    if ticket:
+        run_id = _snap(app, None, ticket).runs[0].run_id  # newest first
     last: dict[str, str] = {}
     cursor = queries.last_sequence(engine)
     checked = 0.0
     while True:
-        snap = _snap(app, run_id, ticket)
-        for run in snap.runs:
+        runs = _snap(app, run_id, None).runs
+        active = {r.run_id for r in runs}
+        if not single:
+            runs += [
+                r for rid in list(last) if rid not in active for r in _snap(app, rid, None).runs
+            ]
+        for run in runs:
             alert = classify(run)
             if last.get(run.run_id) != alert.event and (alert.event != "ok" or run.run_id in last):
                 _emit(alert, run, kw)
             last[run.run_id] = alert.event
             if single and alert.terminal:
                 raise click.exceptions.Exit(WATCH_EXIT[alert.event])
+            if not single and run.run_id not in active:
+                del last[run.run_id]
         if kw["once"]:
             return
         checked = time.monotonic()
@@ -142,7 +155,7 @@ def _emit(alert: Alert, run: Any, kw: dict[str, Any]) -> None:
 
 
 @click.command("operator")
-@click.option("--all", "all_runs", is_flag=True, help="Every active run (default).")
+@click.option("--all", "all_runs", is_flag=True, help="Every active or completed run (default).")
 @click.option("--run-id", default=None)
 @click.option(
     "--mode",

@@ -73,7 +73,8 @@ def decide(run: RunSnapshot, *, mode: str, now: datetime, stale_after_s: int) ->
             "every close gate passes",
             f"metawsm close --run-id {rid}",
             mode == "auto",
-            _fingerprint("close_ready", run.status),
+            # Whether it executes is part of it: an assist decision must not silence auto.
+            _fingerprint("close_ready", [run.status, mode == "auto"]),
         )
     idle_s = (now - (run.last_event_at or run.updated_at)).total_seconds()
     if run.status in ("running", "awaiting_guidance") and idle_s >= stale_after_s:

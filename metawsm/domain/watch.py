@@ -8,7 +8,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from metawsm.domain.snapshot import RunSnapshot
+from metawsm.domain.sla import ESCALATING_STATES
+from metawsm.domain.snapshot import EscalationItem, RunSnapshot
 
 # Exit codes of single-run watch when it stops on a terminal class.
 WATCH_EXIT = {"run_done": 0, "run_failed": 1, "run_stopped": 5, "guidance_needed": 6}
@@ -29,6 +30,17 @@ class Alert:
 
 def _q(*parts: str) -> str:
     return " ".join(shlex.quote(p) for p in parts)
+
+
+def _live_escalations(run: RunSnapshot) -> list[EscalationItem]:
+    """Raised escalations of what still waits (the thread, or the same guidance request),
+    then the candidates due now; an answered or closed thread's escalation is history."""
+    waiting = {t.thread_id for t in run.open_threads if t.state in ESCALATING_STATES}
+    asked = {g.request_event_id for g in run.pending_guidance}
+    raised = [
+        e for e in run.escalations if e.thread_id in waiting or (e.subject and e.subject in asked)
+    ]
+    return raised or run.escalation_candidates
 
 
 def classify(run: RunSnapshot) -> Alert:
@@ -65,8 +77,9 @@ def classify(run: RunSnapshot) -> Alert:
         return Alert(
             rid, "guidance_needed", f"agent {g.agent_name} asks: {g.question}{more}", hint, True
         )
-    if run.escalations or run.escalation_candidates:
-        item = (run.escalations or run.escalation_candidates)[-1]
+    live = _live_escalations(run)
+    if live:
+        item = live[-1]
         hint = _q("metawsm", "forum", "answer", "--thread-id", item.thread_id, "--body", "<answer>")
         return Alert(rid, "sla_escalation", f"escalated to {item.tier}: {item.reason}", hint, False)
     if run.status in ("completed", "closed"):

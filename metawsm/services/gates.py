@@ -14,7 +14,13 @@ from metawsm.domain.runs import RunStatus
 from metawsm.errors import Rejected
 from metawsm.messages.common import Actor
 from metawsm.services.outbox import new_claim
-from metawsm.services.runs import agent_controls, lock_run, transition, writer_for
+from metawsm.services.runs import (
+    agent_controls,
+    failed_agents,
+    lock_run,
+    transition,
+    writer_for,
+)
 from metawsm.settings import Settings
 from metawsm.storage.models import Run, RunBrief
 from metawsm.storage.types import utcnow
@@ -56,7 +62,8 @@ def _signal(run_id: str, agent: str, kind: str, *extra: str, actor: str = "agent
 
 def evaluate(session: Session, run: Run) -> list[Gate]:
     """Every gate of ``run``, met or not, in the order they are checked."""
-    gates = [_status_gate(run)]
+    gates = _failed_agent_gates(session, run)
+    gates.append(_status_gate(run))
     brief = session.get(RunBrief, run.run_id)
     criteria = (brief.done_criteria.strip() if brief else "") or None
     if run.mode == "bootstrap":
@@ -82,6 +89,24 @@ def _status_gate(run: Run) -> Gate:
     if status in (RunStatus.STOPPED, RunStatus.PAUSED, RunStatus.FAILED):
         fix = f"metawsm run resume {shlex.quote(run.run_id)}"
     return Gate("status", False, f"run is {status}, not completed", fix)
+
+
+def _failed_agent_gates(session: Session, run: Run) -> list[Gate]:
+    # A run failed by an agent goes straight back to failed on resume while that agent is still
+    # reported failed, so name the command that clears it (before the status gate's resume).
+    if run.status != RunStatus.FAILED.value:
+        return []
+    rid = shlex.quote(run.run_id)
+    return [
+        Gate(
+            "agent",
+            False,
+            f"agent {name} is reported failed",
+            f"metawsm run agent-status {rid} --agent-name {shlex.quote(name)} --status running",
+            name,
+        )
+        for name in failed_agents(session, run.run_id)
+    ]
 
 
 def _agent_gates(run: Run, name: str, state: AgentControl, criteria: str | None) -> list[Gate]:

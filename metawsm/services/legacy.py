@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +125,12 @@ def signal_dir(root: Path) -> Path:
 def read_roots(roots: Iterable[Path]) -> list[LegacyFile | Skipped]:
     """The legacy files under each root, in root order; unreadable ones as skipped entries."""
     found: list[LegacyFile | Skipped] = []
+    seen: set[Path] = set()
     for root in roots:
         directory = signal_dir(root)
+        if directory.resolve() in seen:
+            continue  # the same root given twice (or as itself and as its .metawsm)
+        seen.add(directory.resolve())
         if not directory.is_dir():
             found.append(Skipped(str(directory), "no legacy signal directory here"))
             continue
@@ -404,9 +408,8 @@ def import_legacy(
         elif dry_run:
             report.imported.append(Imported(planned, "planned", known is not None))
         else:
-            report.imported.append(
-                _submit_one(engine, settings, topics, publisher, plan.run_id, planned)
-            )
+            sent = _submit_one(engine, settings, topics, publisher, plan.run_id, planned)
+            report.imported.append(replace(sent, already_imported=known is not None))
     return report
 
 

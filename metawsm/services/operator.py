@@ -12,6 +12,8 @@ from datetime import datetime
 from sqlalchemy import Engine, select
 
 from metawsm.domain.operator import Decision, decide
+from metawsm.domain.runs import RunStatus
+from metawsm.domain.snapshot import RunSnapshot
 from metawsm.errors import Rejected
 from metawsm.messages.common import Actor
 from metawsm.services import gates, snapshot
@@ -58,17 +60,33 @@ def operate_once(
     stale_after_s: int,
     now: datetime | None = None,
 ) -> list[Acted]:
-    """One pass over the selected runs (one run, or all active runs)."""
+    """One pass over the selected runs (one run, or all active runs and the completed ones)."""
     now = now or utcnow()
-    snap = snapshot.build(engine, settings, run_id=run_id, now=now)
     out = []
-    for run in snap.runs:
+    for run in _selected(engine, settings, run_id, now):
         decision = decide(run, mode=mode, now=now, stale_after_s=stale_after_s)
         if dry_run or decision.fingerprint == last_fingerprint(engine, run.run_id):
             out.append(Acted(decision, recorded=False, executed=False))
             continue
         out.append(_act(engine, settings, publisher, decision, mode))
     return out
+
+
+def _selected(
+    engine: Engine, settings: Settings, run_id: str | None, now: datetime
+) -> list[RunSnapshot]:
+    """The run, or every active run plus the completed ones (which close_ready acts on)."""
+    runs = snapshot.build(engine, settings, run_id=run_id, now=now).runs
+    if run_id is not None:
+        return runs
+    with unit_of_work(engine, readonly=True) as session:
+        done = session.execute(
+            select(Run.run_id).where(Run.status == RunStatus.COMPLETED.value).order_by(Run.run_id)
+        ).scalars()
+        completed = list(done)
+    return runs + [
+        r for rid in completed for r in snapshot.build(engine, settings, run_id=rid, now=now).runs
+    ]
 
 
 def _act(

@@ -241,8 +241,12 @@ def _blockers(session: Session, run: Run) -> list[Blocker]:
 
 
 def _last_event(session: Session, run_id: str) -> tuple[int, datetime | None]:
+    # The operator's own decisions are not activity of the run: counting them would make a
+    # stale run look busy again (and change its decision) every time the operator notes it.
     seq = session.execute(
-        select(func.max(ForumEvent.sequence)).where(ForumEvent.run_id == run_id)
+        select(func.max(ForumEvent.sequence)).where(
+            ForumEvent.run_id == run_id, ForumEvent.event_type != "operator.decision"
+        )
     ).scalar()
     if not seq:
         return 0, None

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from metawsm.errors import DatabaseUnreachable
 from metawsm.settings import Settings
 
 READONLY = "metawsm_readonly"
@@ -45,7 +46,11 @@ def _sqlite_engine(url: str, settings: Settings, **kwargs: Any) -> Engine:
     if database and database != ":memory:":
         from pathlib import Path
 
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            where = make_url(url).render_as_string(hide_password=True)
+            raise DatabaseUnreachable(f"cannot open the database at {where}: {exc}") from exc
     opts: dict[str, Any] = {
         "connect_args": {"timeout": settings.db_busy_timeout_ms / 1000, "check_same_thread": False},
         "poolclass": NullPool if database in (None, "", ":memory:") else None,

@@ -43,6 +43,12 @@ MINIMAL_PAYLOADS: dict[str, dict[str, Any]] = {
         "to_status": "awaiting_guidance",
         "reason": "?",
     },
+    "operator.decision": {
+        "intent": "escalate_guidance",
+        "reason": "operator input is required",
+        "mode": "assist",
+        "fingerprint": "abc123",
+    },
 }
 FULL_PAYLOADS: dict[str, dict[str, Any]] = {
     **MINIMAL_PAYLOADS,
@@ -57,6 +63,11 @@ FULL_PAYLOADS: dict[str, dict[str, Any]] = {
     },
     "forum.thread.closed": {"from_state": "answered", "reason": "done"},
     "run.status.changed": {**MINIMAL_PAYLOADS["run.status.changed"], "cause_event_id": "e-0"},
+    "operator.decision": {
+        **MINIMAL_PAYLOADS["operator.decision"],
+        "command": "metawsm close --run-id r",
+        "executed": True,
+    },
 }
 PAYLOAD_REQUIRED = {
     "forum.thread.opened": ["title", "body", "priority", "post_id"],
@@ -68,6 +79,7 @@ PAYLOAD_REQUIRED = {
     "forum.thread.closed": ["from_state"],
     "forum.sla.escalation_requested": ["tier", "reason", "threshold_minutes", "waiting_since"],
     "run.status.changed": ["from_status", "to_status", "reason"],
+    "operator.decision": ["intent", "reason", "mode", "fingerprint"],
 }
 ENVELOPE_REQUIRED = ["event_id", "event_type", "occurred_at", "actor", "payload"]
 ENVELOPE_IDS = ["event_id", "thread_id", "correlation_id", "causation_id"]
