@@ -185,8 +185,10 @@ def submitter_main(job: SubmitterJob, go: MpEvent, results: Any) -> None:
     if job.mode == "direct":
         rt = Runtime(container.engine, container.settings, container.topics, NullPublisher())
     sent = errors = 0
+    cpu_s = 0.0
     try:
         go.wait()
+        cpu_start = time.process_time()
         start = time.monotonic()
         deadline = start + job.duration_s
         while (now := time.monotonic()) < deadline:
@@ -205,8 +207,9 @@ def submitter_main(job: SubmitterJob, go: MpEvent, results: Any) -> None:
                 errors += 1
                 print(f"submitter {job.index}: {exc}", file=sys.stderr)
             sent += 1
+        cpu_s = time.process_time() - cpu_start
     finally:
-        results.put((job.index, sent, errors))
+        results.put((job.index, sent, errors, cpu_s))
         container.close()
 
 
@@ -231,7 +234,9 @@ class WorkerSet:
         env["METAWSM_BROKER_URL"] = settings.broker_url
         roles = ["all"] if args.roles == "all" else ["commands", "events"]
         for role in roles:
-            logfile = (tmp / f"worker-{role}.log").open("ab")
+            logdir = Path(args.log_dir) if args.log_dir else tmp
+            logdir.mkdir(parents=True, exist_ok=True)
+            logfile = (logdir / f"worker-{role}.log").open("ab")
             cmd = [sys.executable, "-m", "metawsm", "worker", "--role", role]
             cmd += ["--concurrency", str(args.workers_concurrency), "--pool", args.pool]
             cmd += ["--loglevel", "WARNING"]
@@ -248,6 +253,10 @@ class WorkerSet:
             if proc.poll() is not None:
                 raise RuntimeError(f"worker {proc.pid} exited with {proc.returncode}")
 
+    def cpu_s(self) -> float:
+        """CPU seconds used so far by the workers and their pool processes."""
+        return group_cpu_s({p.pid for p in self.procs})
+
     def stop(self) -> None:
         """SIGTERM each worker's process group, then SIGKILL what is left after a timeout."""
         for proc in self.procs:
@@ -261,6 +270,39 @@ class WorkerSet:
             _signal_group(proc, signal.SIGKILL)  # prefork children that outlived their parent
             proc.wait()
         self.procs.clear()
+
+
+def process_cpu_s(stat: str) -> float:
+    """CPU seconds (user + system, own and reaped children) from a /proc/<pid>/stat line."""
+    fields = stat.rpartition(")")[2].split()
+    # After the command name: state is fields[0], so utime..cstime are fields[11:15].
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_s(pgids: set[int]) -> float:
+    """CPU seconds used so far by every live process in the process groups ``pgids``."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        if int(stat.rpartition(")")[2].split()[2]) in pgids:
+            total += process_cpu_s(stat)
+    return total
+
+
+REDIS_PID: list[int] = []
+
+
+def redis_cpu_s(_settings: Settings) -> float:
+    """CPU seconds used so far by the private redis-server."""
+    try:
+        return process_cpu_s(Path(f"/proc/{REDIS_PID[0]}/stat").read_text()) if REDIS_PID else 0
+    except OSError:
+        return 0.0
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -379,6 +421,9 @@ def run_phase(
         for p in procs:
             p.start()
         time.sleep(2.0)  # let the submitters import and connect before the window opens
+        worker_cpu = workers.cpu_s() if workers is not None else 0.0
+        redis_cpu = redis_cpu_s(settings) if workers is not None else 0.0
+        load_start = round(os.getloadavg()[0], 2)
         since = utcnow()
         what = f"{rate:.0f}/s" if rate else "full speed"
         log(f"{label}: {mode} path, {args.submitters} submitters at {what}, {args.duration} s")
@@ -395,7 +440,16 @@ def run_phase(
                 p.join()
     result = measure(engine, since, until)
     result |= {"run": label, "mode": mode, "offered_rate": rate}
-    result["submit_errors"] = sum(e for _, _, e in counts)
+    result["submit_errors"] = sum(c[2] for c in counts)
+    cpu = {"submitters": sum(c[3] for c in counts)}
+    if workers is not None:
+        cpu["workers"] = workers.cpu_s() - worker_cpu
+        cpu["redis"] = redis_cpu_s(settings) - redis_cpu
+    result["cpu_s"] = {k: round(v, 2) for k, v in cpu.items()}
+    result["cpu_ms_per_command"] = round(sum(cpu.values()) * 1000 / result["commands"], 2)
+    # What the measured CPU cost allows if the machine's cores did nothing else.
+    result["cpu_bound_cps"] = round((os.cpu_count() or 1) * 1000 / result["cpu_ms_per_command"], 1)
+    result["loadavg_1m"] = {"start": load_start, "end": round(os.getloadavg()[0], 2)}
     log(f"{label}: {result['commands']} commands, {result['cps']:.1f} commands/s end to end")
     return result
 
@@ -549,12 +603,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, help="cap the full-speed broker run at R commands/s")
     p.add_argument("--half-rate", type=float, help="rate of the half-load run (default: half")
     p.add_argument("--workers-concurrency", type=int, default=2, help="per worker (default 2)")
-    p.add_argument("--pool", choices=("prefork", "threads"), default="prefork")
+    p.add_argument("--pool", choices=("prefork", "threads", "solo"), default="prefork")
     p.add_argument("--roles", choices=("all", "split"), default="all", help="one worker or two")
     p.add_argument("--database", default="sqlite", help="sqlite (temporary file) or a URL")
     p.add_argument("--tickets", type=int, default=50)
     p.add_argument("--threads-per-ticket", type=int, default=4)
     p.add_argument("--skip", action="append", default=[], choices=("direct", "broker", "half"))
+    p.add_argument("--log-dir", help="keep the worker logs in this directory")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return p.parse_args(argv)
 
@@ -565,6 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ExitStack() as stack, interrupt_as_exception():
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="metawsm-bench-")))
         redis = stack.enter_context(RedisServer(dir=tmp / "redis"))
+        REDIS_PID[:] = [redis.pid or 0]
         settings = load_settings(database_url=database_url(args, tmp), broker_url=redis.url)
         migrate_database(settings)
         engine = build_engine(settings)

@@ -20,8 +20,9 @@ OPERATOR = Actor(type="operator", name="olga")
 def _escalations(p: Pipeline) -> list[tuple[str, str, str]]:
     with unit_of_work(p.engine, readonly=True) as s:
         rows = s.execute(
-            select(ForumEscalation.thread_id, ForumEscalation.tier, ForumEscalation.subject)
-            .order_by(ForumEscalation.id)
+            select(
+                ForumEscalation.thread_id, ForumEscalation.tier, ForumEscalation.subject
+            ).order_by(ForumEscalation.id)
         ).all()
     return [tuple(r) for r in rows]
 
@@ -45,10 +46,15 @@ def _two_beats(p: Pipeline, now: datetime) -> int:
 def test_escalation_fires_exactly_once_per_tier_with_two_beats_while_the_clock_moves(
     pipeline: Pipeline,
 ) -> None:
-    assert pipeline.run("open_thread", actor="agent", thread_id="t-sla", ticket="T",
-                        title="stuck", body="help").status == "applied"
-    pipeline.run("open_thread", actor="agent", thread_id="t-tri", ticket="T", title="triaged",
-                 body="x")
+    assert (
+        pipeline.run(
+            "open_thread", actor="agent", thread_id="t-sla", ticket="T", title="stuck", body="help"
+        ).status
+        == "applied"
+    )
+    pipeline.run(
+        "open_thread", actor="agent", thread_id="t-tri", ticket="T", title="triaged", body="x"
+    )
     pipeline.run("change_state", thread_id="t-tri", to_state="triaged")
     pipeline.settle()
     start = utcnow()
@@ -69,8 +75,15 @@ def test_escalation_fires_exactly_once_per_tier_with_two_beats_while_the_clock_m
 
 
 def test_urgent_threads_escalate_to_the_operator_at_once(pipeline: Pipeline) -> None:
-    pipeline.run("open_thread", actor="agent", thread_id="t-urgent", ticket="T", title="fire",
-                 body="x", priority="urgent")
+    pipeline.run(
+        "open_thread",
+        actor="agent",
+        thread_id="t-urgent",
+        ticket="T",
+        title="fire",
+        body="x",
+        priority="urgent",
+    )
     pipeline.settle()
     assert _two_beats(pipeline, utcnow()) == 1
     assert _escalations(pipeline) == [("t-urgent", "operator", "")]
@@ -80,14 +93,24 @@ def test_pending_guidance_escalates_per_request_and_shows_in_the_snapshot(
     pipeline: Pipeline,
 ) -> None:
     run_id, claim = runs.create_run(
-        pipeline.engine, pipeline.settings, tickets=["T"], agents=["alice"], mode="run",
-        brief=None, actor=OPERATOR,
+        pipeline.engine,
+        pipeline.settings,
+        tickets=["T"],
+        agents=["alice"],
+        mode="run",
+        brief=None,
+        actor=OPERATOR,
     )
     pipeline.publish(claim)
-    signal = {"control_type": "guidance_request", "run_id": run_id, "agent_name": "alice",
-              "question": "which?"}
-    asked = pipeline.run("control_signal", actor="agent", run_id=run_id, agent_name="alice",
-                         signal=signal)
+    signal = {
+        "control_type": "guidance_request",
+        "run_id": run_id,
+        "agent_name": "alice",
+        "question": "which?",
+    }
+    asked = pipeline.run(
+        "control_signal", actor="agent", run_id=run_id, agent_name="alice", signal=signal
+    )
     assert asked.status == "applied"
     pipeline.settle()
     later = utcnow() + timedelta(minutes=31)

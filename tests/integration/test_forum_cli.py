@@ -29,8 +29,7 @@ from sqlalchemy import func, select
 from metawsm.cli import main
 from metawsm.services import outbox, queries
 from metawsm.services.submit import read_outcome, wait_for_outcome
-from metawsm.storage.models import ForumCommand, ForumOutbox, ForumThreadRead
-from metawsm.storage.types import utcnow
+from metawsm.storage.models import ForumCommand, ForumOutbox
 from metawsm.storage.uow import unit_of_work
 from tests.fixtures.database import NO_BROKER_URL
 from tests.fixtures.pipeline import Pipeline, wait_until
@@ -207,13 +206,8 @@ def test_search_by_text_and_queues(three_threads: Pipeline) -> None:
     viewer = ["--viewer-type", "human", "--viewer-id", "hana"]
     unseen = ["forum", "search", "--queue", "unseen", "--json"]
     assert sorted(_ids(metawsm(p, *unseen, *viewer))) == ["t-1", "t-2", "t-3"]
-    last = {
-        t["thread_id"]: t["last_event_sequence"]
-        for t in queries.list_threads(p.engine, queries.ThreadFilter())
-    }
-    with unit_of_work(p.engine) as s:
-        seen = {"viewer_type": "human", "viewer_id": "hana", "updated_at": utcnow()}
-        s.add(ForumThreadRead(thread_id="t-1", last_seen_event_sequence=last["t-1"], **seen))
+    seen = ok_json(metawsm(p, "forum", "seen", "--thread-id", "t-1", *viewer, "--json"))
+    assert seen["last_seen_event_sequence"] == 5  # t-1 answered: post added 4, state changed 5
     assert sorted(_ids(metawsm(p, *unseen, *viewer))) == ["t-2", "t-3"]
     refused = metawsm(p, *unseen)
     assert refused.exit_code == 2

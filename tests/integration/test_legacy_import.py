@@ -101,13 +101,13 @@ def threads(p: Pipeline, run_id: str) -> dict[str, list[tuple[str, str | None]]]
         return found
 
 
-def counts(p: Pipeline) -> tuple[int, int, int, int]:
-    """(commands, events, posts, control threads) in the database."""
+def counts(p: Pipeline) -> list[int]:
+    """[commands, events, posts, control threads] in the database."""
     with unit_of_work(p.engine, readonly=True) as s:
-        return tuple(  # type: ignore[return-value]
+        return [
             s.execute(select(func.count()).select_from(model)).scalar_one()
             for model in (ForumCommand, ForumEvent, ForumPost, ForumControlThread)
-        )
+        ]
 
 
 def two_agent_roots(tmp_path: Path) -> list[Path]:
@@ -312,3 +312,33 @@ def test_the_cli_exits_1_when_a_signal_is_rejected_and_2_on_bad_usage(
         "--agent-name", "mallory",
     )  # fmt: skip
     assert isinstance(stranger.exception, UsageError) and stranger.exception.exit_code == 2
+
+
+def test_after_a_wait_timeout_the_rest_waits_and_importing_again_finishes_in_order(
+    idle_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    p = idle_pipeline
+    run_id = bootstrap(p, "alice")
+    write(
+        tmp_path / ".metawsm",
+        implementation_complete={},
+        validation_result={"status": "passed", "done_criteria": "tests pass"},
+    )
+    c = p.container
+    plan = legacy.plan_import(
+        legacy.read_roots([tmp_path]), legacy.run_scope(c.engine, run_id, None)
+    )
+    impatient = c.settings.model_copy(update={"wait_timeout_s": 0.3})
+    first = legacy.import_legacy(c.engine, impatient, c.topics, c.publisher, plan)
+    assert [i.outcome for i in first.imported] == ["timeout", "not_submitted"]
+    assert first.timed_out and not first.failed
+    assert "still accepted" in (first.imported[0].reason or "")
+
+    with p.worker():
+        again = import_files(p, [tmp_path], run_id)
+        assert [(i.outcome, i.already_imported) for i in again.imported] == [
+            ("applied", True),
+            ("applied", False),
+        ]
+        wait_status(p, run_id, "completed")
+    assert threads(p, run_id) == {"alice": [("completion", None), ("validation", "passed")]}

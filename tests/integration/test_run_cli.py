@@ -9,20 +9,24 @@ behaviour is in ``test_run_lifecycle.py``; this file is about what the command l
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from metawsm.cli import cli as cli_group
+from metawsm.cli import main
 from metawsm.services import runs
 from metawsm.storage.models import ForumCommand, ForumEvent, ForumOutbox, RunEvent
 from metawsm.storage.uow import unit_of_work
@@ -33,18 +37,34 @@ BRIEF = ["--goal", "ship it", "--scope", "api", "--done-criteria", "tests pass"]
 BRIEF += ["--constraints", "no new deps"]
 
 
-@pytest.fixture
-def sh(pipeline: Pipeline, tmp_path: Path) -> Shell:
-    """Runs ``metawsm`` subprocesses against the pipeline (with its worker running)."""
-    return Shell(pipeline, tmp_path)
+@dataclass(frozen=True)
+class Done:
+    """How one ``metawsm`` invocation ended."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class _Entry(click.Command):
+    """``metawsm.cli.main`` shaped like a click command, so CliRunner sees its exit codes."""
+
+    def main(self, args: Any = None, prog_name: Any = None, **_: Any) -> Any:  # type: ignore[override]
+        return main(list(args or ()))
 
 
 class Shell:
-    """``python -m metawsm`` in a subprocess with the pipeline's settings as METAWSM_* variables."""
+    """Runs ``metawsm`` with the pipeline's settings as METAWSM_* variables and no terminal.
 
-    def __init__(self, pipeline: Pipeline, cwd: Path) -> None:
+    By default each command is a ``python -m metawsm`` subprocess; with ``inproc`` it goes through
+    the same entry point (``metawsm.cli.main``) in this process via CliRunner, which is quicker
+    for the set-up steps and reads around the command a test is about.
+    """
+
+    def __init__(self, pipeline: Pipeline, cwd: Path, inproc: bool = False) -> None:
         self.p = pipeline
         self.cwd = cwd  # no stray .env or .metawsm/ from the checkout
+        self.inproc = inproc
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of one command: the pipeline's settings plus METAWSM_<extra>."""
@@ -52,22 +72,30 @@ class Shell:
         env.update({f"METAWSM_{k}": v for k, v in extra.items()})
         return env
 
-    def __call__(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        """Run ``metawsm ARGS`` to completion (stdin is not a terminal)."""
-        return subprocess.run(
+    def __call__(self, *args: str, **env: str) -> Done:
+        """Run ``metawsm ARGS`` to completion."""
+        if self.inproc:
+            overrides: dict[str, str | None] = {
+                k: None for k in os.environ if k.startswith("METAWSM_")
+            }
+            overrides.update(self.env(**env))
+            result = CliRunner().invoke(_Entry("metawsm"), list(args), env=overrides)
+            return Done(result.exit_code, result.stdout, result.stderr)
+        done = subprocess.run(
             [*METAWSM, *args],
             env=self.env(**env),
             cwd=self.cwd,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=90,
         )
+        return Done(done.returncode, done.stdout, done.stderr)
 
     def ok(self, *args: str, **env: str) -> str:
         """Run ``metawsm ARGS``, assert exit 0 and return stdout."""
         result = self(*args, **env)
-        assert result.returncode == 0, (args, result.returncode, result.stdout, result.stderr)
+        assert result.returncode == 0, (args, result)
         return result.stdout
 
     def json(self, *args: str, **env: str) -> Any:
@@ -76,7 +104,7 @@ class Shell:
 
     @contextmanager
     def background(self, *args: str, **env: str) -> Iterator[subprocess.Popen[str]]:
-        """Start ``metawsm ARGS`` without waiting; killed on exit if it is still running."""
+        """Start a ``metawsm ARGS`` subprocess; killed on exit if it is still running."""
         proc = subprocess.Popen(
             [*METAWSM, *args],
             env=self.env(**env),
@@ -102,7 +130,19 @@ class Shell:
         return self.ok(*filled)
 
 
-def exits(result: subprocess.CompletedProcess[str], code: int, *stderr_parts: str) -> None:
+@pytest.fixture
+def sh(pipeline: Pipeline, tmp_path: Path) -> Shell:
+    """``metawsm`` as subprocesses against the pipeline (with its worker running)."""
+    return Shell(pipeline, tmp_path)
+
+
+@pytest.fixture
+def cli(sh: Shell) -> Shell:
+    """``metawsm`` in this process (CliRunner) against the same pipeline."""
+    return Shell(sh.p, sh.cwd, inproc=True)
+
+
+def exits(result: Done, code: int, *stderr_parts: str) -> None:
     """Assert the exit code and that stderr says each of ``stderr_parts``."""
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
     for part in stderr_parts:
@@ -171,7 +211,7 @@ def fix_of(run_id: str, agent: str, kind: str, *extra: str, actor: str = "agent"
 # run create / list / show ----------------------------------------------------------------------
 
 
-def test_run_create_list_and_show_print_the_run_as_json(sh: Shell) -> None:
+def test_run_create_list_and_show_print_the_run_as_json(sh: Shell, cli: Shell) -> None:
     created = sh.json("run", "create", "--ticket", "TCK-7", "--agent", "a", "--agent", "b")
     run_id = created["run_id"]
     assert run_id.startswith("run-")
@@ -185,54 +225,67 @@ def test_run_create_list_and_show_print_the_run_as_json(sh: Shell) -> None:
     ]
     assert sh.json("run", "show", run_id) == created
 
-    other = sh.json(
+    other = cli.json(
         "run", "create", "--ticket", "X", "--ticket", "Y", "--agent", "c", "--mode", "run"
     )
     listed = sh.json("run", "list")["runs"]
     assert {r["run_id"] for r in listed} == {run_id, other["run_id"]}
     assert next(r for r in listed if r["run_id"] == other["run_id"])["tickets"] == ["X", "Y"]
-    lines = sh.ok("run", "list").splitlines()
+    lines = cli.ok("run", "list").splitlines()
     assert f"{run_id} running mode=run tickets=TCK-7 agents=a,b" in lines
-    text = sh.ok("run", "show", run_id)
-    assert text.splitlines()[0] == f"run={run_id} status=running mode=run tickets=TCK-7 epoch=1"
+    text = cli.ok("run", "show", run_id).splitlines()
+    assert text[0] == f"run={run_id} status=running mode=run tickets=TCK-7 epoch=1"
+    assert text[1] == "  agent=a status=running last_signal=None"
 
 
-def test_run_create_refuses_duplicate_agents_and_unknown_runs_are_not_found(sh: Shell) -> None:
+def test_run_create_refuses_duplicate_agents_and_unknown_runs_are_not_found(
+    sh: Shell, cli: Shell
+) -> None:
     exits(
         sh("run", "create", "--ticket", "T", "--agent", "a", "--agent", "a"),
         1,
         "agent names in a run must be unique",
     )
     exits(sh("run", "show", "run-nope"), 1, "run run-nope not found")
-    exits(sh("run", "create", "--ticket", "T"), 2, "--agent")
-    assert sh.json("run", "list") == {"runs": []}
+    exits(cli("run", "create", "--ticket", "T"), 2, "--agent")
+    exits(cli("run", "create", "--ticket", "T", "--agent", "a", "--mode", "solo"), 2, "'--mode'")
+    assert cli.json("run", "list") == {"runs": []}
 
 
 # bootstrap -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("missing", ["--goal", "--scope", "--done-criteria", "--constraints"])
-def test_bootstrap_without_a_brief_flag_and_no_terminal_is_exit_2_and_creates_nothing(
-    sh: Shell, missing: str
-) -> None:
+def _brief_without(missing: str, blank: bool) -> list[str]:
     flags = dict(zip(BRIEF[::2], BRIEF[1::2], strict=True))
-    flags[missing] = "   "  # blank counts as missing
-    args = [a for pair in flags.items() for a in pair]
-    result = sh("bootstrap", "--ticket", "TCK-7", "--agent", "a", *args)
-    exits(result, 2, f"{missing} is required (stdin is not a terminal)")
-    del flags[missing]
-    args = [a for pair in flags.items() for a in pair]
-    exits(sh("bootstrap", "--ticket", "TCK-7", "--agent", "a", *args), 2, f"{missing} is required")
-    exits(
-        sh("run", "create", "--mode", "bootstrap", "--ticket", "T", "--agent", "a", *args),
-        2,
-        f"{missing} is required",
-    )
-    assert sh.json("run", "list") == {"runs": []}
+    if blank:
+        flags[missing] = "   "
+    else:
+        del flags[missing]
+    return [word for pair in flags.items() for word in pair]
+
+
+def test_bootstrap_without_a_brief_flag_and_no_terminal_is_exit_2_and_creates_nothing(
+    sh: Shell, cli: Shell
+) -> None:
+    result = sh("bootstrap", "--ticket", "TCK-7", "--agent", "a", *_brief_without("--goal", False))
+    exits(result, 2, "--goal is required (stdin is not a terminal)")
+    assert result.stdout == ""
+    for missing in ("--goal", "--scope", "--done-criteria", "--constraints"):
+        for blank in (False, True):  # blank counts as missing
+            args = _brief_without(missing, blank)
+            exits(cli("bootstrap", "--ticket", "T", "--agent", "a", *args), 2, f"{missing} is")
+            exits(
+                cli("run", "create", "--mode", "bootstrap", "--ticket", "T", "--agent", "a", *args),
+                2,
+                f"{missing} is required (stdin is not a terminal)",
+            )
+    assert cli.json("run", "list") == {"runs": []}
     assert footprint(sh.p) == (0, 0, 0, 0)
 
 
-def test_bootstrap_with_the_brief_flags_creates_a_bootstrap_run_with_its_brief(sh: Shell) -> None:
+def test_bootstrap_with_the_brief_flags_creates_a_bootstrap_run_with_its_brief(
+    sh: Shell, cli: Shell
+) -> None:
     out = sh.json("bootstrap", "--ticket", "TCK-7", "--agent", "a", "--agent", "b", *BRIEF)
     assert (out["mode"], out["status"], out["tickets"]) == ("bootstrap", "running", ["TCK-7"])
     assert out["brief"] == {
@@ -243,15 +296,17 @@ def test_bootstrap_with_the_brief_flags_creates_a_bootstrap_run_with_its_brief(s
         "constraints": "no new deps",
         "merge_intent": "default",
     }
-    assert sh.json("run", "show", out["run_id"])["brief"] == out["brief"]
+    assert cli.json("run", "show", out["run_id"])["brief"] == out["brief"]
+    two = ["run", "create", "--mode", "bootstrap", "--ticket", "T", "--ticket", "U", "--agent", "a"]
+    exits(cli(*two, *BRIEF), 1, "a bootstrap run has exactly one ticket")
 
 
 # forum signal ----------------------------------------------------------------------------------
 
 
-def test_each_signal_type_is_applied_on_the_agents_control_thread(sh: Shell) -> None:
-    run_id = create(sh, "a", mode="bootstrap")
-    env = {"RUN_ID": run_id, "AGENT_NAME": "a"}  # what an agent's environment carries
+def test_each_signal_type_is_applied_on_the_agents_control_thread(sh: Shell, cli: Shell) -> None:
+    run_id = create(cli, "a", mode="bootstrap")
+    env = {"RUN_ID": run_id, "AGENT_NAME": "a"}  # all an agent's environment needs to carry
     asked = sh.json(
         "forum", "signal", "--type", "guidance_request", "--question", "Which DB?", **env
     )
@@ -282,45 +337,60 @@ def test_each_signal_type_is_applied_on_the_agents_control_thread(sh: Shell) -> 
         ("awaiting_guidance", "running"),
         ("running", "completed"),
     ]
-    detail = sh.json("forum", "thread", "--thread-id", thread_id)
-    kinds = [json.loads(p["body"]).get("control_type") for p in detail["posts"][1:]]
-    assert kinds == ["guidance_request", "guidance_answer", "completion", "validation"]
-    authors = [(p["author_type"], p["author_name"]) for p in detail["posts"][1:]]
-    assert authors[0] == ("agent", "a")  # the actor name defaults to METAWSM_AGENT_NAME
-    assert authors[1][0] == "operator"  # an answer is an operator's by default
-    agent = sh.json("run", "show", run_id)["agents"][0]
-    assert agent["last_signal_at"] is not None
+    sh.p.settle()
+    detail = cli.json("forum", "thread", "--thread-id", thread_id)
+    posts = detail["posts"][1:]  # after the control thread's opening post
+    assert [json.loads(p["body"])["control_type"] for p in posts] == [
+        "guidance_request",
+        "guidance_answer",
+        "completion",
+        "validation",
+    ]
+    assert json.loads(posts[3]["body"])["status"] == "passed"
+    assert (posts[0]["author_type"], posts[0]["author_name"]) == ("agent", "a")
+    assert posts[1]["author_type"] == "operator"  # an answer is an operator's by default
+    assert cli.json("run", "show", run_id)["agents"][0]["last_signal_at"] is not None
 
 
-USAGE_ERRORS = [
+SUBPROCESS_USAGE_ERRORS = [
     (["--type", "guidance_request", "--question", "   "], "question: is required"),
+    (["--type", "validation", "--status", "maybe", "--done-criteria", "c"], "'--status'"),
+    (["--type", "completion", "--answer", "x"], "--answer not allowed with --type completion"),
+]
+USAGE_ERRORS = [
     (["--type", "guidance_request"], "question: Field required"),
     (["--type", "guidance_answer", "--answer", ""], "answer: is required"),
-    (["--type", "validation", "--status", "maybe", "--done-criteria", "c"], "'--status'"),
     (["--type", "validation", "--status", "passed"], "done_criteria: Field required"),
-    (["--type", "completion", "--answer", "x"], "--answer not allowed with --type completion"),
+    (["--type", "validation", "--done-criteria", "c"], "status: Field required"),
     (["--type", "guidance_answer", "--answer", "x", "--question", "q"], "--question not allowed"),
+    (["--type", "completion", "--status", "passed"], "--status not allowed"),
     (["--type", "finished"], "'--type'"),
     (["--type", "guidance_request", "--question", "q", "--timeout", "soon"], "--timeout"),
 ]
 
 
 def test_invalid_signal_input_is_exit_2_naming_the_field_and_nothing_is_accepted(
-    sh: Shell,
+    sh: Shell, cli: Shell
 ) -> None:
-    run_id = create(sh, "a")
+    run_id = create(cli, "a")
     before = footprint(sh.p)
-    for args, says in USAGE_ERRORS:
+    for args, says in SUBPROCESS_USAGE_ERRORS:
         exits(sh("forum", "signal", "--run-id", run_id, "--agent-name", "a", *args), 2, says)
-    exits(sh("forum", "signal", "--agent-name", "a", "--type", "completion"), 2, "run_id")
-    exits(sh("forum", "signal", "--run-id", run_id, "--type", "completion"), 2, "agent_name")
+    for args, says in USAGE_ERRORS:
+        exits(cli("forum", "signal", "--run-id", run_id, "--agent-name", "a", *args), 2, says)
+    exits(cli("forum", "signal", "--agent-name", "a", "--type", "completion"), 2, "run_id")
+    exits(cli("forum", "signal", "--run-id", run_id, "--type", "completion"), 2, "agent_name")
     assert footprint(sh.p) == before
 
 
-def test_a_signal_breaking_a_rule_is_exit_1_with_the_reason(sh: Shell) -> None:
-    run_id = create(sh, "a")
+def test_a_signal_breaking_a_rule_is_exit_1_with_the_reason(sh: Shell, cli: Shell) -> None:
+    run_id = create(cli, "a")
+    result = sh(
+        "forum", "signal", "--run-id", "run-nope", "--agent-name", "a", "--type", "completion"
+    )
+    exits(result, 1, "rejected: run run-nope not found")
+    assert result.stdout.split()[:2] == ["rejected", "control_signal"]
     cases = [
-        (["--run-id", "run-nope", "--agent-name", "a"], "rejected: run run-nope not found"),
         (["--run-id", run_id, "--agent-name", "zed"], f"agent zed is not in run {run_id}"),
         (
             ["--run-id", run_id, "--agent-name", "a", "--ticket", "OTHER"],
@@ -328,9 +398,12 @@ def test_a_signal_breaking_a_rule_is_exit_1_with_the_reason(sh: Shell) -> None:
         ),
     ]
     for args, says in cases:
-        result = sh("forum", "signal", *args, "--type", "completion", "--json")
-        exits(result, 1, says)
-        assert json.loads(result.stdout)["status"] == "rejected"
+        result = cli("forum", "signal", *args, "--type", "completion", "--json")
+        exits(result, 1, f"rejected: {says}")
+        assert (json.loads(result.stdout)["status"], json.loads(result.stdout)["reason"]) == (
+            "rejected",
+            says,
+        )
     assert status(sh.p, run_id) == "running"
 
 
@@ -339,9 +412,9 @@ def test_a_signal_breaking_a_rule_is_exit_1_with_the_reason(sh: Shell) -> None:
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["plain", "json"])
 def test_wait_blocks_until_another_process_answers_and_prints_the_answer(
-    sh: Shell, as_json: bool
+    sh: Shell, cli: Shell, as_json: bool
 ) -> None:
-    run_id = create(sh, "a", "b", mode="bootstrap")
+    run_id = create(cli, "a", "b", mode="bootstrap")
     ask = ["forum", "signal", "--type", "guidance_request", "--question", "Which DB?"]
     ask += ["--wait", "--timeout", "20s"] + (["--json"] if as_json else [])
     with sh.background(*ask, RUN_ID=run_id, AGENT_NAME="b") as waiter:
@@ -364,8 +437,8 @@ def test_wait_blocks_until_another_process_answers_and_prints_the_answer(
     wait_status(sh.p, run_id, "running")
 
 
-def test_wait_without_an_answer_exits_4_after_the_timeout(sh: Shell) -> None:
-    run_id = create(sh, "a", mode="bootstrap")
+def test_wait_without_an_answer_exits_4_after_the_timeout(sh: Shell, cli: Shell) -> None:
+    run_id = create(cli, "a", mode="bootstrap")
     started = time.monotonic()
     result = sh(
         "forum", "signal", "--run-id", run_id, "--agent-name", "a",
@@ -375,11 +448,11 @@ def test_wait_without_an_answer_exits_4_after_the_timeout(sh: Shell) -> None:
     assert time.monotonic() - started >= 2
     assert result.stdout == ""
     assert status(sh.p, run_id) == "awaiting_guidance"  # the question stays pending
-    assert unmet(sh, run_id)["guidance:a"]["reason"] == "agent a has pending guidance: anyone?"
+    assert unmet(cli, run_id)["guidance:a"]["reason"] == "agent a has pending guidance: anyone?"
 
 
-def test_wait_exits_5_when_the_run_is_stopped_meanwhile(sh: Shell) -> None:
-    run_id = create(sh, "a", mode="bootstrap")
+def test_wait_exits_5_when_the_run_is_stopped_meanwhile(sh: Shell, cli: Shell) -> None:
+    run_id = create(cli, "a", mode="bootstrap")
     ask = ["forum", "signal", "--type", "guidance_request", "--question", "hello?"]
     with sh.background(*ask, "--wait", "--timeout", "20s", RUN_ID=run_id, AGENT_NAME="a") as w:
         wait_status(sh.p, run_id, "awaiting_guidance")
@@ -394,13 +467,13 @@ def test_wait_exits_5_when_the_run_is_stopped_meanwhile(sh: Shell) -> None:
 
 
 def test_run_why_names_every_unmet_gate_with_its_exact_fix_and_each_fix_meets_it(
-    sh: Shell,
+    sh: Shell, cli: Shell
 ) -> None:
-    run_id = create(sh, "a", "b", mode="bootstrap")
-    signal(sh, run_id, "a", "guidance_request", "--question", "Which DB?")
-    signal(sh, run_id, "b", "validation", "--status", "passed", "--done-criteria", "all good")
+    run_id = create(cli, "a", "b", mode="bootstrap")
+    signal(cli, run_id, "a", "guidance_request", "--question", "Which DB?")
+    signal(cli, run_id, "b", "validation", "--status", "passed", "--done-criteria", "all good")
     wait_status(sh.p, run_id, "awaiting_guidance")
-    sh.ok("run", "stop", run_id)
+    cli.ok("run", "stop", run_id)
 
     gates = sh.json("run", "why", run_id)
     assert (gates["run_id"], gates["status"], gates["mode"]) == (run_id, "stopped", "bootstrap")
@@ -450,33 +523,65 @@ def test_run_why_names_every_unmet_gate_with_its_exact_fix_and_each_fix_meets_it
     # so its fix, resume, is run last.
     for name, agent, _, fix in expected[1:]:
         sh.run_fix(fix, **{"<answer>": "Use SQLite", "<summary>": "done"})
-        assert f"{name}:{agent}" not in unmet(sh, run_id), (name, agent)
-    assert list(unmet(sh, run_id)) == ["status:None"]
+        assert f"{name}:{agent}" not in unmet(cli, run_id), (name, agent)
+    assert list(unmet(cli, run_id)) == ["status:None"]
     assert sh.run_fix(expected[0][3]) == f"run {run_id} completed\n"
-    assert unmet(sh, run_id) == {}
+    assert unmet(cli, run_id) == {}
     assert sh.ok("run", "why", run_id) == f"run {run_id} (completed): every close gate is met\n"
 
 
-def test_run_why_fixes_in_a_standard_run_fill_in_the_done_criteria_placeholder(sh: Shell) -> None:
-    run_id = create(sh, "a")
-    gates = unmet(sh, run_id)
-    assert gates["status:None"]["fix"] is None  # running: the other gates are what is left
+def test_run_why_fixes_in_a_standard_run_fill_in_the_done_criteria_placeholder(
+    sh: Shell, cli: Shell
+) -> None:
+    run_id = create(cli, "a")
+    gates = unmet(cli, run_id)
+    assert gates["status:None"]["fix"] is None  # running: what is left is the other gates
     assert gates["validation:a"]["fix"] == fix_of(
         run_id, "a", "validation", "--status", "passed", "--done-criteria", "<done criteria>"
     )
     for key in ("completion:a", "validation:a"):
         sh.run_fix(gates[key]["fix"], **{"<summary>": "done", "<done criteria>": "it works"})
-        assert key not in unmet(sh, run_id)
+        assert key not in unmet(cli, run_id)
     wait_status(sh.p, run_id, "completed")
-    assert unmet(sh, run_id) == {}
+    assert unmet(cli, run_id) == {}
+
+
+def test_run_why_of_a_run_failed_by_an_agent_names_the_agent_and_the_fixes_bring_it_back(
+    sh: Shell, cli: Shell
+) -> None:
+    run_id = create(cli, "a", "b")
+    complete(cli, run_id, "a", "ok")
+    cli.ok("run", "agent-status", run_id, "--agent-name", "b", "--status", "failed")
+    assert status(sh.p, run_id) == "failed"
+
+    gates = sh.json("run", "why", run_id)["unmet"]
+    assert [(g["name"], g["agent_name"], g["reason"], g["fix"]) for g in gates[:2]] == [
+        (
+            "agent",
+            "b",
+            "agent b is reported failed",
+            f"metawsm run agent-status {run_id} --agent-name b --status running",
+        ),
+        ("status", None, "run is failed, not completed", f"metawsm run resume {run_id}"),
+    ]
+    # Top to bottom: report the agent back, resume the run, then the agent's own signals.
+    assert sh.run_fix(gates[0]["fix"]) == f"agent b running; run {run_id} failed\n"
+    assert "agent:b" not in unmet(cli, run_id)
+    assert sh.run_fix(gates[1]["fix"]) == f"run {run_id} running\n"
+    for gate in gates[2:]:
+        sh.run_fix(gate["fix"], **{"<summary>": "done", "<done criteria>": "ok"})
+    wait_status(sh.p, run_id, "completed")
+    assert unmet(cli, run_id) == {}
 
 
 # close -----------------------------------------------------------------------------------------
 
 
-def test_close_dry_run_changes_nothing_and_close_closes_a_passing_run(sh: Shell) -> None:
-    run_id = create(sh, "a", mode="bootstrap")
-    before = sh.json("run", "show", run_id), footprint(sh.p)
+def test_close_dry_run_changes_nothing_and_close_closes_a_passing_run(
+    sh: Shell, cli: Shell
+) -> None:
+    run_id = create(cli, "a", mode="bootstrap")
+    before = cli.json("run", "show", run_id), footprint(sh.p)
     refused = sh("close", "--run-id", run_id, "--dry-run")
     exits(
         refused,
@@ -484,38 +589,38 @@ def test_close_dry_run_changes_nothing_and_close_closes_a_passing_run(sh: Shell)
         f"run {run_id} cannot close: run is running, not completed",
         f"see: metawsm run why {run_id}",
     )
-    as_json = sh("close", "--run-id", run_id, "--json")
+    as_json = cli("close", "--run-id", run_id, "--json")
     exits(as_json, 1, "cannot close")
     report = json.loads(as_json.stdout)
     assert (report["run_id"], report["closed"]) == (run_id, False)
     assert [g["name"] for g in report["unmet"]] == ["status", "completion", "validation"]
-    assert (sh.json("run", "show", run_id), footprint(sh.p)) == before
+    assert (cli.json("run", "show", run_id), footprint(sh.p)) == before
 
-    complete(sh, run_id, "a")
+    complete(cli, run_id, "a")
     wait_status(sh.p, run_id, "completed")
     sh.p.settle()
-    before = sh.json("run", "show", run_id), footprint(sh.p)
+    before = cli.json("run", "show", run_id), footprint(sh.p)
     dry = sh.ok("close", "--run-id", run_id, "--dry-run")
     assert dry == f"run {run_id}: every close gate passes (dry run; nothing changed)\n"
-    assert sh.json("close", "--run-id", run_id, "--dry-run") == {
+    assert cli.json("close", "--run-id", run_id, "--dry-run") == {
         "run_id": run_id,
         "closed": False,
         "dry_run": True,
         "status": "completed",
     }
-    assert (sh.json("run", "show", run_id), footprint(sh.p)) == before
+    assert (cli.json("run", "show", run_id), footprint(sh.p)) == before
 
     assert sh.ok("close", "--run-id", run_id) == f"run {run_id} closed\n"
     assert history(sh.p, run_id)[-2:] == [("completed", "closing"), ("closing", "closed")]
-    assert sh.json("close", "--run-id", run_id)["closed"] is True  # closing again: a no-op
+    assert cli.json("close", "--run-id", run_id)["closed"] is True  # closing again: a no-op
     assert len(history(sh.p, run_id)) == len(before[0]["history"]) + 2
 
     # A closed run is final.
     exits(sh("run", "resume", run_id), 1, f"run {run_id} cannot go from closed to running")
-    exits(sh("run", "stop", run_id), 1, f"run {run_id} is closed; it cannot be stopped")
-    exits(sh("run", "iterate", run_id, "--feedback", "more"), 1, "is closed; it cannot iterate")
+    exits(cli("run", "stop", run_id), 1, f"run {run_id} is closed; it cannot be stopped")
+    exits(cli("run", "iterate", run_id, "--feedback", "more"), 1, "is closed; it cannot iterate")
     exits(
-        sh("forum", "signal", "--run-id", run_id, "--agent-name", "a", "--type", "completion"),
+        cli("forum", "signal", "--run-id", run_id, "--agent-name", "a", "--type", "completion"),
         1,
         f"rejected: run {run_id} is closed",
     )
@@ -525,56 +630,61 @@ def test_close_dry_run_changes_nothing_and_close_closes_a_passing_run(sh: Shell)
 # stop / resume / iterate / agent-status --------------------------------------------------------
 
 
-def test_stop_and_resume_follow_the_table_and_an_illegal_one_is_exit_1(sh: Shell) -> None:
-    run_id = create(sh, "a")
+def test_stop_and_resume_follow_the_table_and_an_illegal_one_is_exit_1(
+    sh: Shell, cli: Shell
+) -> None:
+    run_id = create(cli, "a")
     assert sh.ok("run", "stop", run_id) == f"run {run_id} stopped\n"
     assert history(sh.p, run_id)[-2:] == [("running", "stopping"), ("stopping", "stopped")]
-    assert sh.ok("run", "stop", run_id) == f"run {run_id} stopped\n"  # already stopped: no-op
-    assert sh.ok("run", "resume", run_id) == f"run {run_id} running\n"
     steps = len(history(sh.p, run_id))
+    assert cli.ok("run", "stop", run_id) == f"run {run_id} stopped\n"  # already stopped: no-op
+    assert len(history(sh.p, run_id)) == steps
+    assert sh.ok("run", "resume", run_id) == f"run {run_id} running\n"
     assert history(sh.p, run_id)[-1] == ("stopped", "running")
     # Same status is always allowed: resuming a running run changes nothing.
-    assert sh.ok("run", "resume", run_id) == f"run {run_id} running\n"
-    assert len(history(sh.p, run_id)) == steps
+    assert cli.ok("run", "resume", run_id) == f"run {run_id} running\n"
+    assert len(history(sh.p, run_id)) == steps + 1
 
-    complete(sh, run_id, "a", "anything")
+    complete(cli, run_id, "a", "anything")
     wait_status(sh.p, run_id, "completed")
     exits(sh("run", "stop", run_id), 1, f"run {run_id} is completed; it cannot be stopped")
-    exits(sh("run", "stop", "run-nope"), 1, "run run-nope not found")
-    exits(sh("run", "resume", "run-nope"), 1, "run run-nope not found")
+    exits(cli("run", "stop", "run-nope"), 1, "run run-nope not found")
+    exits(cli("run", "resume", "run-nope"), 1, "run run-nope not found")
     assert status(sh.p, run_id) == "completed"
 
 
-def test_iterate_moves_a_completed_run_back_to_running_in_a_new_epoch(sh: Shell) -> None:
-    run_id = create(sh, "a", mode="bootstrap")
-    complete(sh, run_id, "a")
+def test_iterate_moves_a_completed_run_back_to_running_in_a_new_epoch(
+    sh: Shell, cli: Shell
+) -> None:
+    run_id = create(cli, "a", mode="bootstrap")
+    complete(cli, run_id, "a")
     wait_status(sh.p, run_id, "completed")
-    assert unmet(sh, run_id) == {}
+    assert unmet(cli, run_id) == {}
 
     out = sh.ok("run", "iterate", run_id, "--feedback", "add docs")
     assert out.splitlines()[-1] == f"run {run_id} running; control epoch 2"
-    shown = sh.json("run", "show", run_id)
+    shown = cli.json("run", "show", run_id)
     assert (shown["status"], shown["control_epoch"]) == ("running", 2)
     assert shown["history"][-1]["reason"] == "iterate (epoch 2): add docs"
-    gates = unmet(sh, run_id)
+    gates = unmet(cli, run_id)
     assert set(gates) == {"status:None", "completion:a", "validation:a"}
     assert gates["completion:a"]["reason"] == "agent a has not signalled completion in epoch 2"
 
-    thread_id = signal(sh, run_id, "a", "completion")["thread_id"]
+    thread_id = signal(cli, run_id, "a", "completion")["thread_id"]
     sh.p.settle()
-    bodies = [p["body"] for p in sh.json("forum", "thread", "--thread-id", thread_id)["posts"]]
+    bodies = [p["body"] for p in cli.json("forum", "thread", "--thread-id", thread_id)["posts"]]
     assert "Operator feedback: add docs" in bodies
     assert status(sh.p, run_id) == "running"  # the epoch-1 validation no longer counts
-    signal(sh, run_id, "a", "validation", "--status", "passed", "--done-criteria", "tests pass")
+    signal(cli, run_id, "a", "validation", "--status", "passed", "--done-criteria", "tests pass")
     wait_status(sh.p, run_id, "completed")
     assert [h[1] for h in history(sh.p, run_id)[-2:]] == ["running", "completed"]
 
 
-def test_agent_status_failed_fails_a_running_run(sh: Shell) -> None:
-    run_id = create(sh, "a", "b")
+def test_agent_status_failed_fails_a_running_run(sh: Shell, cli: Shell) -> None:
+    run_id = create(cli, "a", "b")
     out = sh.ok("run", "agent-status", run_id, "--agent-name", "b", "--status", "failed")
     assert out == f"agent b failed; run {run_id} failed\n"
-    shown = sh.json("run", "show", run_id)
+    shown = cli.json("run", "show", run_id)
     assert shown["status"] == "failed"
     assert {a["agent_name"]: a["status"] for a in shown["agents"]} == {
         "a": "running",
@@ -582,22 +692,22 @@ def test_agent_status_failed_fails_a_running_run(sh: Shell) -> None:
     }
     assert shown["history"][-1]["reason"] == "agent reported failed: b"
     exits(
-        sh("run", "agent-status", run_id, "--agent-name", "zed", "--status", "idle"),
+        cli("run", "agent-status", run_id, "--agent-name", "zed", "--status", "idle"),
         1,
         f"agent zed is not in run {run_id}",
     )
     exits(
-        sh("run", "agent-status", run_id, "--agent-name", "a", "--status", "sleepy"),
+        cli("run", "agent-status", run_id, "--agent-name", "a", "--status", "sleepy"),
         2,
         "'--status'",
     )
 
 
-def test_agent_status_failed_fails_a_run_awaiting_guidance(sh: Shell) -> None:
-    run_id = create(sh, "a", mode="bootstrap")
-    signal(sh, run_id, "a", "guidance_request", "--question", "stuck?")
+def test_agent_status_failed_fails_a_run_awaiting_guidance(sh: Shell, cli: Shell) -> None:
+    run_id = create(cli, "a", mode="bootstrap")
+    signal(cli, run_id, "a", "guidance_request", "--question", "stuck?")
     wait_status(sh.p, run_id, "awaiting_guidance")
-    sh.ok("run", "agent-status", run_id, "--agent-name", "a", "--status", "failed")
+    cli.ok("run", "agent-status", run_id, "--agent-name", "a", "--status", "failed")
     assert history(sh.p, run_id)[-1] == ("awaiting_guidance", "failed")
 
 

@@ -376,7 +376,8 @@ def test_roots_are_read_from_their_metawsm_directory_or_as_that_directory(tmp_pa
     b = _write(tmp_path / "ws-b" / ".metawsm", COMPLETE, {})
     _write(tmp_path / "ws-a" / ".metawsm", "operator-feedback.md", "not a signal")
     (tmp_path / "bare").mkdir()
-    found = read_roots([tmp_path / "ws-a", b.parent, tmp_path / "bare"])
+    roots = [tmp_path / "ws-a", b.parent, tmp_path / "bare", a.parent, tmp_path / "ws-b"]
+    found = read_roots(roots)  # the last two are roots already read
     assert found == [
         LegacyFile(str(a), REQUEST, a.read_text()),
         LegacyFile(str(b), COMPLETE, b.read_text()),

@@ -18,7 +18,9 @@ def test_defaults_are_the_embedded_ones(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert s.database_url == f"sqlite:///{tmp_path}/.metawsm/metawsm.db"
     assert s.broker_url == "redis://127.0.0.1:6379/0"
     assert (s.command_prefix, s.event_prefix, s.integration_prefix) == (
-        "forum.commands", "forum.events", "forum.integration",
+        "forum.commands",
+        "forum.events",
+        "forum.integration",
     )
     assert s.sla_minutes == 30
 

@@ -1,0 +1,97 @@
+"""A worker SIGKILLed mid-batch — main process and pool children at once — loses nothing.
+
+Its unacked messages stay in Redis until the visibility timeout (an hour), and whatever it took
+between BRPOP and ack is simply gone; reconciliation re-drives both from the outbox.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from metawsm.messages.commands import AnyCommand
+from metawsm.redis_server import RedisServer
+from metawsm.services.submit import make_command, submit
+from metawsm.settings import Settings
+from tests.fixtures.database import settings_for
+from tests.fixtures.pipeline import (
+    FAST,
+    all_final,
+    assert_applied_exactly_once,
+    client_container,
+    ledger,
+    redrive_until,
+    settled,
+    subprocess_worker,
+    wait_until,
+)
+
+pytestmark = pytest.mark.fault
+
+THREADS = 4
+BATCH = 50
+
+
+def _command(command_type: str, **payload: str) -> AnyCommand:
+    return make_command(command_type, dict(payload), actor_type="agent", actor_name="agent-1")
+
+
+@pytest.fixture
+def kill_settings(db_url: str, private_redis: RedisServer) -> Settings:
+    """Fast settings on this test's Redis, with the production default of 5 attempts."""
+    return settings_for(db_url, private_redis.url, **{**FAST, "retry_max_attempts": 5})
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_once_another_worker_takes_over(
+    kill_settings: Settings, tmp_path: Path
+) -> None:
+    opens = [
+        _command("open_thread", thread_id=f"t-{i}", ticket="TCK-1", title="T", body="?")
+        for i in range(THREADS)
+    ]
+    batch = [
+        _command("add_post", thread_id=f"t-{i % THREADS}", body=f"post {i}")
+        if i % 2
+        else _command("open_thread", thread_id=f"t-b{i}", ticket="TCK-1", title="B", body="!")
+        for i in range(BATCH)
+    ]
+    with client_container(kill_settings) as ops:
+
+        def run(commands: list[AnyCommand]) -> None:
+            for command in commands:
+                assert submit(
+                    ops.engine, ops.settings, ops.topics, ops.publisher, command
+                ).published
+
+        with subprocess_worker(kill_settings, tmp_path / "first") as first:
+            run(opens)
+            wait_until(
+                lambda: all_final(ops.engine, [c.command_id for c in opens]),
+                45,
+                f"the first worker to apply the opens; log:\n{first.log_tail()}",
+            )
+            run(batch)
+            wait_until(
+                lambda: (
+                    sum(s == "applied" for s in ledger(ops.engine).statuses.values()) >= THREADS + 2
+                ),
+                20,
+                "the batch to be under way",
+            )
+            first.kill()  # SIGKILL to the whole group: no warm shutdown, no requeue
+        ids = [c.command_id for c in opens + batch]
+        unfinished = sum(s != "applied" for s in ledger(ops.engine).statuses.values())
+        assert unfinished, "the worker finished the whole batch before the kill: nothing tested"
+
+        with subprocess_worker(kill_settings, tmp_path / "second") as second:
+            redrive_until(
+                ops,
+                lambda: all_final(ops.engine, ids) and settled(ops.engine),
+                60,
+                f"the second worker to finish the batch; log:\n{second.log_tail()}",
+            )
+        # One post per open_thread and per add_post, on the thread each names.
+        expected = Counter(str(c.payload.thread_id) for c in opens + batch)
+        assert_applied_exactly_once(ops.engine, ids, dict(expected))
