@@ -44,7 +44,7 @@ _KOMBU_CONNPARAMS = kombu_redis.Channel._connparams  # type: ignore[attr-defined
 
 
 def _connparams(channel: Any, asynchronous: bool = False) -> Any:
-    if channel.connection.client is None:
+    if getattr(channel.connection, "client", None) is None:
         # A channel of a connection already closed: a connection error, which celery handles
         # (reconnect; an ack that cannot be sent is logged and the message redelivered later).
         raise RedisConnectionError("the broker connection of this channel was closed")

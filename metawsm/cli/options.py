@@ -87,7 +87,7 @@ def run_write(
     outcome = submit(c.engine, c.settings, c.topics, c.publisher, command)
     if wait and not outcome.final:
         outcome = _wait(app, outcome, timeout)
-    if not quiet or outcome.status != "applied":
+    if not quiet or outcome.status in ("rejected", "dead"):
         render_outcome(outcome, as_json)
     if outcome.status in ("rejected", "dead"):
         raise click.exceptions.Exit(EXIT_FAILED)

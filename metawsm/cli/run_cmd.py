@@ -222,6 +222,8 @@ def why(app: AppContext, run_id: str, as_json: bool) -> None:
 @pass_app
 def iterate(app: AppContext, /, run_id: str, feedback: str, **kw: Any) -> None:
     """Start a new control epoch with feedback posted on every control thread."""
+    if not feedback.strip():
+        raise click.UsageError("--feedback is required (blank after trimming)")
     c = app.container
     status, epoch, threads, claim = lifecycle.iterate_run(
         c.engine, c.settings, run_id, feedback, _actor(kw)

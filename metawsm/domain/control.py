@@ -78,18 +78,27 @@ def is_done(state: AgentControl) -> bool:
 def target_status(
     current: RunStatus, agents: Mapping[str, AgentControl], agent_failed: bool
 ) -> list[RunStatus]:
-    """The run statuses to pass through (empty: no change) given the agents' control state."""
-    if current not in (RunStatus.RUNNING, RunStatus.AWAITING_GUIDANCE):
+    """The run statuses to pass through (empty: no change) given the agents' control state.
+
+    Within running, awaiting_guidance and completed the status is a function of the folded
+    control state alone, so a consumer that lags (or gets signals out of order) ends where one
+    that kept up does: a guidance request after completion reopens the run.
+    """
+    if current not in (RunStatus.RUNNING, RunStatus.AWAITING_GUIDANCE, RunStatus.COMPLETED):
         return []
     if agent_failed:
-        return [RunStatus.FAILED]
+        return [] if current is RunStatus.COMPLETED else [RunStatus.FAILED]
     pending = any(a.pending for a in agents.values())
     done = bool(agents) and all(is_done(a) for a in agents.values())
-    if pending:
-        return [] if current is RunStatus.AWAITING_GUIDANCE else [RunStatus.AWAITING_GUIDANCE]
-    path: list[RunStatus] = []
-    if current is RunStatus.AWAITING_GUIDANCE:
-        path.append(RunStatus.RUNNING)
-    if done:
-        path.append(RunStatus.COMPLETED)
-    return path
+    want = (
+        RunStatus.AWAITING_GUIDANCE
+        if pending
+        else RunStatus.COMPLETED
+        if done
+        else RunStatus.RUNNING
+    )
+    if want is current:
+        return []
+    # Every move between these three passes through running (see the transition table).
+    path = [] if current is RunStatus.RUNNING else [RunStatus.RUNNING]
+    return path if want is RunStatus.RUNNING else [*path, want]

@@ -48,6 +48,8 @@ def resume_run(engine: Engine, settings: Settings, run_id: str, actor: Actor) ->
     claim = new_claim()
     with unit_of_work(engine) as session:
         run = lock_run(session, run_id)
+        if RunStatus(run.status) in (RunStatus.RUNNING, RunStatus.AWAITING_GUIDANCE):
+            return run.status, claim  # already going: nothing to resume
         writer = writer_for(session, settings, actor, utcnow(), claim)
         transition(session, writer, run, RunStatus.RUNNING, f"resumed by {actor.type}/{actor.name}")
         status = advance_run(session, settings, run_id, None, claim)

@@ -92,6 +92,8 @@ def mark_done(session: Session, message_ids: Iterable[str], now: datetime) -> No
             update(ForumOutbox)
             .where(ForumOutbox.message_id.in_(ids))
             .values(status="done", lease_owner=None, lease_until=None, updated_at=now)
+            # No outbox row is loaded in a consumer's session: nothing in memory to refresh.
+            .execution_options(synchronize_session=False)
         )
 
 
@@ -148,6 +150,7 @@ def _record(
                     last_error=None,
                     publish_count=ForumOutbox.publish_count + 1,
                 )
+                .execution_options(synchronize_session=False)
             )
         for message_id, error in failed.items():
             row = session.execute(

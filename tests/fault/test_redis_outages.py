@@ -246,3 +246,25 @@ def test_a_running_worker_recovers_from_a_frozen_redis_without_a_restart(
         _recover(ops, worker, ids)
         assert worker.alive() and worker.pid == pid, worker.log_tail()
     assert_applied_exactly_once(ops.engine, ids, submitter.expected_posts())
+
+
+def test_a_channel_of_a_closed_broker_connection_fails_with_a_connection_error(
+    private_redis: RedisServer,
+) -> None:
+    # What celery 5.7's consumer does on a connection loss: collect the connection (detaching its
+    # transport), then ack a task that finished meanwhile on the old channel. An AttributeError
+    # there is "unrecoverable" and the worker exits; a connection error is logged and survived.
+    from kombu import Connection
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from workers.app import tolerate_detached_redis_channels
+
+    tolerate_detached_redis_channels()
+    connection = Connection(private_redis.url)
+    channel = connection.default_channel
+    channel.qos._delivered["tag-1"] = None  # a delivery still unacked (acks_late)
+    connection.collect()
+    channel._pool = None  # the pool it had is gone with the connection
+    with pytest.raises(RedisConnectionError, match="broker connection of this channel was closed"):
+        channel.qos.ack("tag-1")
+    assert issubclass(RedisConnectionError, Connection(private_redis.url).connection_errors)

@@ -88,7 +88,8 @@ def test_a_command_delivered_twice_or_resubmitted_has_one_effect(
     post = pipeline.command("add_post", thread_id="t-1", body="once")
     pipeline.submit(post)
     pipeline.settle()
-    assert read_outcome(pipeline.engine, post.command_id).status == "applied"  # type: ignore[union-attr]
+    outcome = read_outcome(pipeline.engine, post.command_id)
+    assert outcome is not None and outcome.status == "applied"
     before = _counts(pipeline.engine), queries.thread_detail(pipeline.engine, "t-1")["thread"]
 
     for command_id in (open_id, post.command_id):

@@ -288,7 +288,7 @@ def test_the_decision_table(
 
 
 @pytest.mark.parametrize(
-    "current", [s for s in RunStatus if s not in (R.RUNNING, R.AWAITING_GUIDANCE)]
+    "current", [s for s in RunStatus if s not in (R.RUNNING, R.AWAITING_GUIDANCE, R.COMPLETED)]
 )
 @pytest.mark.parametrize(
     "agents",
@@ -296,10 +296,26 @@ def test_the_decision_table(
     ids=["pending", "done", "working"],
 )
 @pytest.mark.parametrize("failed", [False, True], ids=["ok", "failed"])
-def test_signals_move_only_running_or_awaiting_guidance_runs(
+def test_signals_move_only_running_awaiting_guidance_or_completed_runs(
     current: RunStatus, agents: dict[str, AgentControl], failed: bool
 ) -> None:
     assert target_status(current, agents, failed) == []
+
+
+@pytest.mark.parametrize(
+    ("agents", "failed", "expected"),
+    [
+        ({"a": done_agent("a")}, False, []),
+        ({"a": done_agent("a")}, True, []),
+        ({"a": pending_agent("a")}, False, [R.RUNNING, R.AWAITING_GUIDANCE]),
+        ({"a": AgentControl("a")}, False, [R.RUNNING]),
+    ],
+    ids=["still-done", "failed-agent-after-completion", "new-request", "not-done-any-more"],
+)
+def test_a_completed_run_follows_its_control_state_like_a_lagging_consumer_would(
+    agents: dict[str, AgentControl], failed: bool, expected: list[RunStatus]
+) -> None:
+    assert target_status(R.COMPLETED, agents, failed) == expected
 
 
 # check_run_transition: the whole table ---------------------------------------------------------
