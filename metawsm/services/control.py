@@ -19,7 +19,7 @@ from metawsm.ids import new_id
 from metawsm.messages import commands as c
 from metawsm.messages.events import Event
 from metawsm.services import handlers
-from metawsm.services.handlers import HandlerContext, insert_thread, post_id_for
+from metawsm.services.handlers import HandlerContext, insert_post, insert_thread, post_id_for
 from metawsm.services.outbox import mark_done, new_claim, publish_claimed
 from metawsm.services.processing import Runtime, register_consumer
 from metawsm.services.runs import (
@@ -33,7 +33,6 @@ from metawsm.services.runs import (
 from metawsm.settings import Settings
 from metawsm.storage.models import (
     ForumControlThread,
-    ForumPost,
     ForumProjectionEvent,
     ForumThread,
     Run,
@@ -59,18 +58,7 @@ def control_signal(ctx: HandlerContext, command: c.ControlSignal) -> str:
     signal = p.signal.model_dump(mode="json", exclude_none=True)
     payload = {"post_id": post_id_for(event_id), "epoch": run.control_epoch, "signal": signal}
     ctx.writer.append("forum.control.signal", payload, thread=thread, event_id=event_id)
-    ctx.session.add(
-        ForumPost(
-            post_id=post_id_for(event_id),
-            thread_id=thread.thread_id,
-            event_id=event_id,
-            author_type=ctx.actor.type.value,
-            author_name=ctx.actor.name,
-            body=p.signal.model_dump_json(exclude_none=True),
-            kind="control",
-            created_at=ctx.now,
-        )
-    )
+    insert_post(ctx, thread, event_id, p.signal.model_dump_json(exclude_none=True), "control")
     ctx.session.execute(
         update(RunAgent)
         .where(RunAgent.run_id == run.run_id, RunAgent.agent_name == p.agent_name)
@@ -129,18 +117,7 @@ def ensure_control_thread(
     ctx.writer.append(
         "forum.thread.opened", payload, thread=thread, actor=SYSTEM, event_id=event_id
     )
-    ctx.session.add(
-        ForumPost(
-            post_id=post_id_for(event_id),
-            thread_id=thread_id,
-            event_id=event_id,
-            author_type="system",
-            author_name=SYSTEM.name,
-            body=body,
-            kind="opening",
-            created_at=ctx.now,
-        )
-    )
+    insert_post(ctx, thread, event_id, body, "opening", author=SYSTEM)
     return thread
 
 

@@ -58,7 +58,7 @@ def open_thread(ctx: HandlerContext, command: c.OpenThread) -> str:
         "post_id": post_id_for(event_id),
     }
     ctx.writer.append("forum.thread.opened", payload, thread=thread, event_id=event_id)
-    _insert_post(ctx, thread, event_id, p.body, "opening")
+    insert_post(ctx, thread, event_id, p.body, "opening")
     return thread.thread_id
 
 
@@ -189,19 +189,26 @@ def post_event(
     event_id = new_id("fevt")
     payload = {"post_id": post_id_for(event_id), "body": body, "answer": answer}
     ctx.writer.append("forum.post.added", payload, thread=thread, event_id=event_id)
-    _insert_post(ctx, thread, event_id, body, "answer" if answer else "reply")
+    insert_post(ctx, thread, event_id, body, "answer" if answer else "reply")
 
 
-def _insert_post(
-    ctx: HandlerContext, thread: ForumThread, event_id: str, body: str, kind: str
+def insert_post(
+    ctx: HandlerContext,
+    thread: ForumThread,
+    event_id: str,
+    body: str,
+    kind: str,
+    author: Actor | None = None,
 ) -> None:
+    """Insert the post row written by ``event_id`` (by the command's actor unless given)."""
+    who = author or ctx.actor
     ctx.session.add(
         ForumPost(
             post_id=post_id_for(event_id),
             thread_id=thread.thread_id,
             event_id=event_id,
-            author_type=ctx.actor.type.value,
-            author_name=ctx.actor.name,
+            author_type=who.type.value,
+            author_name=who.name,
             body=body,
             kind=kind,
             created_at=ctx.now,

@@ -27,7 +27,7 @@ from metawsm.services import handlers, projections
 from metawsm.services.deadletters import Failure, dead_letter
 from metawsm.services.eventlog import EventWriter
 from metawsm.services.outbox import Publisher, mark_done, new_claim, publish_claimed
-from metawsm.services.submit import target_thread
+from metawsm.services.submit import ledger_row
 from metawsm.settings import Settings
 from metawsm.storage.models import ForumCommand, ForumOutbox
 from metawsm.storage.types import utcnow
@@ -76,7 +76,7 @@ def count_command_delivery(rt: Runtime, command: AnyCommand) -> tuple[str, int]:
         if row is None:
             # Delivered without a ledger row (sent by hand, or the ledger was reset): the message
             # itself is the record of acceptance.
-            row = _ledger_row(command, now)
+            row = ledger_row(command, now)
             session.add(row)
         if row.status == "accepted":
             row.delivery_attempts += 1
@@ -86,19 +86,6 @@ def count_command_delivery(rt: Runtime, command: AnyCommand) -> tuple[str, int]:
             # outbox row is done; left 'sent', reconciliation would re-publish it forever.
             mark_done(session, [command.command_id], now)
         return row.status, row.delivery_attempts
-
-
-def _ledger_row(command: AnyCommand, now: Any) -> ForumCommand:
-    return ForumCommand(
-        command_id=command.command_id,
-        command_type=command.command_type,
-        payload=command.model_dump(mode="json"),
-        status="accepted",
-        thread_id=target_thread(command),
-        delivery_attempts=0,
-        accepted_at=now,
-        updated_at=now,
-    )
 
 
 def apply_command(rt: Runtime, command: AnyCommand) -> str:

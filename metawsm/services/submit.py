@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Engine
 
@@ -64,6 +65,20 @@ def target_thread(command: AnyCommand) -> str | None:
     return command_thread_id(command)
 
 
+def ledger_row(command: AnyCommand, now: datetime) -> ForumCommand:
+    """A new ``forum_commands`` row for ``command``, status accepted."""
+    return ForumCommand(
+        command_id=command.command_id,
+        command_type=command.command_type,
+        payload=command.model_dump(mode="json"),
+        status="accepted",
+        thread_id=target_thread(command),
+        delivery_attempts=0,
+        accepted_at=now,
+        updated_at=now,
+    )
+
+
 def accept(
     engine: Engine, settings: Settings, topics: Topics, command: AnyCommand
 ) -> tuple[Outcome, str | None]:
@@ -78,16 +93,7 @@ def accept(
         existing = session.get(ForumCommand, command.command_id)
         if existing is not None:
             return outcome_of(existing), None
-        row = ForumCommand(
-            command_id=command.command_id,
-            command_type=command.command_type,
-            payload=command.model_dump(mode="json"),
-            status="accepted",
-            thread_id=target_thread(command),
-            delivery_attempts=0,
-            accepted_at=now,
-            updated_at=now,
-        )
+        row = ledger_row(command, now)
         session.add(row)
         enqueue(
             session,
