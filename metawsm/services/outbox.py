@@ -103,9 +103,9 @@ def publish_claimed(
     """Publish every row held under ``claim``, then record which were sent and which failed."""
     with unit_of_work(engine, readonly=True) as session:
         rows = session.execute(
-            select(ForumOutbox.message_id, ForumOutbox.topic, ForumOutbox.payload).where(
-                ForumOutbox.lease_owner == claim, ForumOutbox.status == "processing"
-            )
+            select(ForumOutbox.message_id, ForumOutbox.topic, ForumOutbox.payload)
+            .where(ForumOutbox.lease_owner == claim, ForumOutbox.status == "processing")
+            .order_by(ForumOutbox.id)  # in write order: an open goes out before its posts
         ).all()
     report = RelayReport(claimed=len(rows))
     sent: list[str] = []
