@@ -1,1 +1,50 @@
+"""Test configuration: fixtures as plugins, and which tests also run on PostgreSQL.
+
+Every test that takes ``db_url`` is parametrized over SQLite and PostgreSQL. To keep a CI run
+well under 15 minutes on two cores, the PostgreSQL variant runs only for the modules where the
+backend matters (storage, concurrency, ordering, the pipeline's contracts) unless
+``METAWSM_TEST_ALL_BACKENDS=1`` asks for every test on both.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
 pytest_plugins = ["tests.fixtures.redis", "tests.fixtures.database", "tests.fixtures.pipeline"]
+
+POSTGRES_MODULES = {
+    "test_migrations.py",
+    "test_pipeline_commands.py",
+    "test_drainers.py",
+    "test_idempotency.py",
+    "test_dead_letters.py",
+    "test_escalation.py",
+    "test_run_lifecycle.py",
+    "test_lifecycle_idempotency.py",
+    "test_snapshot.py",
+    "test_legacy_import.py",
+}
+# Single PostgreSQL tests worth their cost in modules that otherwise run on SQLite only.
+POSTGRES_TESTS = ("test_watch_follow_prints_every_event_once",)
+
+
+def _wants_postgres(item: pytest.Item) -> bool:
+    if item.path.name in POSTGRES_MODULES:
+        return True
+    return any(word in item.name for word in POSTGRES_TESTS)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect PostgreSQL variants outside the modules where the backend matters."""
+    if os.environ.get("METAWSM_TEST_ALL_BACKENDS") == "1":
+        return
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and "postgres" in callspec.id.split("-")
+        (drop if on_postgres and not _wants_postgres(item) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
