@@ -251,6 +251,7 @@ class WorkerSet:
     roles: list[str]
     pool: str
     concurrency: int
+    loglevel: str = "WARNING"
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self, settings: Settings, logdir: Path) -> None:
@@ -261,7 +262,7 @@ class WorkerSet:
         logdir.mkdir(parents=True, exist_ok=True)
         for role in self.roles:
             cmd = [sys.executable, "-m", "metawsm", "worker", "--role", role, "--pool", self.pool]
-            cmd += ["--concurrency", str(self.concurrency), "--loglevel", "WARNING"]
+            cmd += ["--concurrency", str(self.concurrency), "--loglevel", self.loglevel]
             with (logdir / f"worker-{role}.log").open("ab") as out:
                 self.procs.append(
                     subprocess.Popen(
@@ -611,6 +612,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads-per-ticket", type=int, default=4, help="pre-opened threads (4)")
     p.add_argument("--skip", action="append", default=[], choices=("direct", "broker", "half"))
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--worker-loglevel", default="WARNING", help="INFO logs every task's time")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return p.parse_args(argv)
 
@@ -631,7 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.callback(engine.dispose)
         migrate.upgrade(engine)
         roles = ["commands", "events"] if args.roles == "split" else ["all"]
-        workers = WorkerSet(roles, args.pool, args.workers_concurrency)
+        workers = WorkerSet(roles, args.pool, args.workers_concurrency, args.worker_loglevel)
         stack.callback(workers.stop)
         bench = Bench(args, settings, engine, workers, redis.pid or 0)
         results = run_all(bench, tmp)

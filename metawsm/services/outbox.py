@@ -92,7 +92,9 @@ def mark_done(session: Session, message_ids: Iterable[str], now: datetime) -> No
             update(ForumOutbox)
             .where(ForumOutbox.message_id.in_(ids))
             .values(status="done", lease_owner=None, lease_until=None, updated_at=now)
-            # No outbox row is loaded in a consumer's session: nothing in memory to refresh.
+            # Callers never load the rows they mark done (a handler's own new rows have other
+            # ids): nothing in the session to refresh, and the default synchronisation would
+            # still evaluate the criteria against every object in it (docs/performance.md).
             .execution_options(synchronize_session=False)
         )
 
