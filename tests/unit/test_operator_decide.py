@@ -2,38 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from metawsm.domain.operator import INTENTS, Decision, decide
 from metawsm.domain.snapshot import (
-    AgentSnapshot,
     Blocker,
     EscalationItem,
     PendingGuidance,
     RunSnapshot,
     ThreadItem,
 )
+from tests.fixtures.snapshots import NOW, RID, agent
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-RID = "run-20260301-abcde"
 STALE_S = 3600
 MODES = ["observe", "assist", "auto"]
-
-
-def agent(name: str = "alice", status: str = "running") -> AgentSnapshot:
-    """An agent with no control signals yet."""
-    return AgentSnapshot(
-        agent_name=name,
-        status=status,
-        last_signal_at=None,
-        pending_guidance=False,
-        completed=False,
-        validation_status=None,
-        control_thread_id=None,
-    )
 
 
 def guidance(name: str = "alice", event_id: str = "fevt-1", age_s: int = 60) -> PendingGuidance:

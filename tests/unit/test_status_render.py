@@ -5,13 +5,11 @@ from __future__ import annotations
 import io
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from metawsm.cli.render import render_run, table, use_colour
 from metawsm.domain.snapshot import (
-    AgentSnapshot,
     Blocker,
     BriefSummary,
     EscalationItem,
@@ -19,9 +17,8 @@ from metawsm.domain.snapshot import (
     RunSnapshot,
     ThreadItem,
 )
+from tests.fixtures.snapshots import NOW, RID, agent
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-RID = "run-20260301-abcde"
 ANSI = "\x1b["
 
 
@@ -30,20 +27,6 @@ class _Terminal(io.StringIO):
 
     def isatty(self) -> bool:
         return True
-
-
-def _agent(name: str, **fields: Any) -> AgentSnapshot:
-    data: dict[str, Any] = {
-        "agent_name": name,
-        "status": "running",
-        "last_signal_at": None,
-        "pending_guidance": False,
-        "completed": False,
-        "validation_status": None,
-        "control_thread_id": None,
-    }
-    data.update(fields)
-    return AgentSnapshot(**data)
 
 
 def _thread(thread_id: str, state: str, age_s: int, title: str) -> ThreadItem:
@@ -82,13 +65,13 @@ def full() -> RunSnapshot:
         updated_at=NOW,
         brief=BriefSummary(goal="ship the importer", done_criteria="tests pass"),
         agents=[
-            _agent(
+            agent(
                 "alice",
                 pending_guidance=True,
                 last_signal_at=datetime(2026, 3, 1, 11, 55, 0, 123456, tzinfo=UTC),
                 control_thread_id="fctrl-alice",
             ),
-            _agent("bob", status="stalled", completed=True, validation_status="passed"),
+            agent("bob", status="stalled", completed=True, validation_status="passed"),
         ],
         pending_guidance=[
             PendingGuidance(
@@ -138,7 +121,7 @@ def bare() -> RunSnapshot:
             "tickets": ["TCK-1"],
             "control_epoch": 1,
             "brief": None,
-            "agents": [_agent("alice")],
+            "agents": [agent("alice")],
             "pending_guidance": [],
             "open_threads": [],
             "escalation_candidates": [],

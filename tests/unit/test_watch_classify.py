@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import shlex
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from metawsm.domain.snapshot import (
-    AgentSnapshot,
     Blocker,
     EscalationItem,
     PendingGuidance,
@@ -17,22 +16,7 @@ from metawsm.domain.snapshot import (
     ThreadItem,
 )
 from metawsm.domain.watch import TERMINAL, WATCH_EXIT, classify
-
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-RID = "run-20260301-abcde"
-
-
-def agent(name: str = "alice", status: str = "running") -> AgentSnapshot:
-    """An agent with no control signals yet."""
-    return AgentSnapshot(
-        agent_name=name,
-        status=status,
-        last_signal_at=None,
-        pending_guidance=False,
-        completed=False,
-        validation_status=None,
-        control_thread_id=None,
-    )
+from tests.fixtures.snapshots import NOW, RID, agent
 
 
 def guidance(name: str = "alice", question: str = "Which DB?", n: int = 1) -> PendingGuidance:
