@@ -38,6 +38,14 @@ def _retry(task: Task[Any, Any], attempts: int, exc: Exception, container: Conta
     return task.retry(countdown=countdown, exc=exc, max_retries=None)
 
 
+def _seen_before(task: Task[Any, Any]) -> bool:
+    """True when this message may have been worked on before: Redis marks every message it
+    restores (a lost worker, a visibility timeout) ``redelivered``, and a retry is a new message
+    of a delivery that failed. Such deliveries are counted before any work."""
+    info = task.request.delivery_info or {}
+    return bool(info.get("redelivered")) or bool(task.request.retries)
+
+
 def _command_task(app: Celery, container: Container, topic: str) -> None:
     @app.task(name=topic, bind=True, acks_late=True, reject_on_worker_lost=True, shared=False)
     def handle_command(self: Task[Any, Any], message: Any) -> str:
@@ -49,6 +57,20 @@ def _command_task(app: Celery, container: Container, topic: str) -> None:
         except InvalidMessage as exc:
             _dead(rt, message_id, "command", topic, message, exc, 1)
             return "dead"
+        if not _seen_before(self):
+            # First delivery: the handling transaction counts it itself.
+            try:
+                status = processing.apply_command(rt, command, count_delivery=True)
+            except Exception as exc:
+                # The handling transaction rolled back with its count: count it now.
+                status, attempts = processing.count_command_delivery(rt, command)
+                if status != "accepted":
+                    return status
+                return _failed(
+                    self, container, "command", command.command_id, topic, message, exc, attempts
+                )
+            if status != processing.PAST_LIMIT:
+                return status
         status, attempts = processing.count_command_delivery(rt, command)
         if status != "accepted":
             return status
@@ -62,10 +84,27 @@ def _command_task(app: Celery, container: Container, topic: str) -> None:
         try:
             return processing.apply_command(rt, command)
         except Exception as exc:
-            if attempts >= rt.settings.retry_max_attempts:
-                _dead(rt, command.command_id, "command", topic, message, exc, attempts)
-                return "dead"
-            raise _retry(self, attempts, exc, container) from exc
+            return _failed(
+                self, container, "command", command.command_id, topic, message, exc, attempts
+            )
+
+
+def _failed(
+    task: Task[Any, Any],
+    container: Container,
+    kind: str,
+    message_id: str,
+    topic: str,
+    message: Any,
+    exc: Exception,
+    attempts: int,
+) -> str:
+    """After a failed attempt: dead-letter at the limit, else retry with backoff."""
+    rt = container.runtime
+    if attempts >= rt.settings.retry_max_attempts:
+        _dead(rt, message_id, kind, topic, message, exc, attempts)
+        return "dead"
+    raise _retry(task, attempts, exc, container) from exc
 
 
 def _event_task(app: Celery, container: Container, topic: str, subscriber: str) -> None:
@@ -78,16 +117,25 @@ def _event_task(app: Celery, container: Container, topic: str, subscriber: str) 
         except InvalidMessage as exc:
             _dead(rt, str(self.request.id), f"event.{subscriber}", topic, message, exc, 1)
             return "dead"
-        message_id = f"{event.event_id}:{subscriber}"
-        attempts = processing.count_event_delivery(rt, message_id)
+        message_id, kind = f"{event.event_id}:{subscriber}", f"event.{subscriber}"
+        # A first delivery to a consumer whose transaction counts it is counted there.
+        counted = _seen_before(self) or subscriber not in processing.COUNTING_CONSUMERS
+        if counted:
+            attempts = processing.count_event_delivery(rt, message_id)
+            limit = rt.settings.retry_max_attempts
+            if attempts > limit:
+                error = f"delivered {attempts} times (limit {limit}) without finishing"
+                _dead(rt, message_id, kind, topic, message, error, attempts)
+                return "dead"
         try:
-            applied = processing.consume_event(rt, subscriber, event, message_id)
+            applied = processing.consume_event(
+                rt, subscriber, event, message_id, count_delivery=not counted
+            )
             return "applied" if applied else "duplicate"
         except Exception as exc:
-            if attempts >= rt.settings.retry_max_attempts:
-                _dead(rt, message_id, f"event.{subscriber}", topic, message, exc, attempts)
-                return "dead"
-            raise _retry(self, attempts, exc, container) from exc
+            if not counted:
+                attempts = processing.count_event_delivery(rt, message_id)
+            return _failed(self, container, kind, message_id, topic, message, exc, attempts)
 
 
 def _dead(

@@ -30,11 +30,11 @@ from metawsm.services.runs import (
     transition,
     writer_for,
 )
+from metawsm.services.threads import ThreadRecord
 from metawsm.settings import Settings
 from metawsm.storage.models import (
     ForumControlThread,
     ForumProjectionEvent,
-    ForumThread,
     Run,
     RunAgent,
 )
@@ -80,11 +80,14 @@ def _signal_run(session: Session, run_id: str, agent_name: str) -> Run:
 
 def ensure_control_thread(
     ctx: HandlerContext, run: Run, agent_name: str, ticket: str
-) -> ForumThread:
+) -> ThreadRecord:
     """The control thread of (run, agent): exactly one, enforced by the mapping's primary key."""
     mapping = ctx.session.get(ForumControlThread, {"run_id": run.run_id, "agent_name": agent_name})
     if mapping is not None:
-        return ctx.session.get_one(ForumThread, mapping.thread_id)
+        existing = ctx.threads.get(mapping.thread_id)
+        if existing is None:
+            raise NotFound(f"control thread {mapping.thread_id} of {agent_name} is missing")
+        return existing
     thread_id = control_thread_id(run.run_id, agent_name)
     ctx.session.add(
         ForumControlThread(
@@ -104,8 +107,8 @@ def ensure_control_thread(
         f"Control thread for {agent_name} in {run.run_id}",
         "normal",
         is_control=True,
+        opened_by=SYSTEM,
     )
-    thread.opened_by_type, thread.opened_by_name = SYSTEM.type.value, SYSTEM.name
     event_id = new_id("fevt")
     body = "System-managed control thread for run lifecycle signals."
     payload = {
@@ -145,14 +148,16 @@ def _reason(target: RunStatus, failed: list[str]) -> str:
     }.get(target, "control state changed")
 
 
-def consume_lifecycle(rt: Runtime, event: Event, message_id: str) -> bool:
+def consume_lifecycle(
+    rt: Runtime, event: Event, message_id: str, *, count_delivery: bool = False
+) -> bool:
     """Lifecycle consumer of control-signal events: idempotent by (consumer, event_id)."""
-    if not event.run_id:
-        return False
     claim = new_claim()
     now = utcnow()
     with unit_of_work(rt.engine) as session:
-        mark_done(session, [message_id], now)
+        mark_done(session, [message_id], now, count_delivery=count_delivery)
+        if not event.run_id:
+            return False
         key = {"projection": LIFECYCLE, "event_id": event.event_id}
         if session.get(ForumProjectionEvent, key) is not None:
             return False
@@ -166,7 +171,7 @@ def consume_lifecycle(rt: Runtime, event: Event, message_id: str) -> bool:
 def install() -> None:
     """Register the control-signal handler and the lifecycle consumer."""
     handlers.register_handler("control_signal", control_signal)
-    register_consumer("run_lifecycle", consume_lifecycle)
+    register_consumer("run_lifecycle", consume_lifecycle, counts_delivery=True)
 
 
 install()

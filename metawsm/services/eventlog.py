@@ -8,43 +8,63 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from metawsm.ids import new_id
 from metawsm.messages.common import Actor
 from metawsm.messages.events import EVENT_PAYLOADS, Event
 from metawsm.routing import Topics
-from metawsm.services.outbox import enqueue
+from metawsm.services.outbox import OutboxMessage, enqueue
 from metawsm.settings import Settings
-from metawsm.storage.models import ForumEvent, ForumThread
+from metawsm.storage.models import ForumEvent, table
 from metawsm.storage.uow import lock_event_log
+
+EVENTS = table(ForumEvent)
+_INSERT_EVENT = insert(EVENTS)
+_MAX_SEQUENCE = select(func.max(EVENTS.c.sequence))
+
+
+class ThreadLike(Protocol):
+    """What appending an event needs of its thread (an ORM row or a ThreadRecord)."""
+
+    thread_id: str
+    ticket: str
+    run_id: str | None
+    agent_name: str | None
+    last_thread_seq: int
+    updated_at: datetime
 
 
 @dataclass
 class EventWriter:
-    """Appends events within one transaction; remembers what it wrote."""
+    """Appends events within one transaction; remembers what it wrote.
+
+    With ``claim`` None the outbox rows are staged for :func:`outbox.publish_staged` (they are in
+    ``messages``); with a claim they are pre-claimed for :func:`outbox.publish_claimed`.
+    """
 
     session: Session
     settings: Settings
     topics: Topics
-    claim: str
+    claim: str | None
     now: datetime
     actor: Actor
     command_id: str | None = None
     correlation_id: str | None = None
     causation_id: str | None = None
     written: list[Event] = field(default_factory=list)
-    _locked: bool = False
+    messages: list[OutboxMessage] = field(default_factory=list)
+    _sequence: int | None = None
 
     def append(
         self,
         event_type: str,
         payload: dict[str, Any],
         *,
-        thread: ForumThread | None = None,
+        thread: ThreadLike | None = None,
         run_id: str | None = None,
         ticket: str | None = None,
         agent_name: str | None = None,
@@ -78,23 +98,25 @@ class EventWriter:
             causation_id=self.causation_id or self.command_id,
             payload=payload,
         )
-        self.session.add(_row(event, self.command_id, self.now))
+        self.session.connection().execute(_INSERT_EVENT, _row(event, self.command_id, self.now))
         self._enqueue(event)
         self.written.append(event)
         return event
 
     def _next_sequence(self) -> int:
-        if not self._locked:
+        if self._sequence is None:
+            # Once per transaction: the lock (SQLite's write lock, PostgreSQL's advisory lock)
+            # is held until commit, so no other writer appends in between.
             lock_event_log(self.session)
-            self._locked = True
-        self.session.flush()
-        current = self.session.execute(select(func.max(ForumEvent.sequence))).scalar()
-        return int(current or 0) + 1
+            current = self.session.connection().execute(_MAX_SEQUENCE).scalar()
+            self._sequence = int(current or 0)
+        self._sequence += 1
+        return self._sequence
 
     def _enqueue(self, event: Event) -> None:
         wire = event.model_dump(mode="json")
         for route in self.topics.event_routes(event.event_type):
-            enqueue(
+            message = enqueue(
                 self.session,
                 message_id=f"{event.event_id}:{route.subscriber}",
                 kind=f"event.{route.subscriber}",
@@ -105,29 +127,30 @@ class EventWriter:
                 settings=self.settings,
                 now=self.now,
             )
+            self.messages.append(message)
 
 
-def _row(event: Event, command_id: str | None, now: datetime) -> ForumEvent:
+def _row(event: Event, command_id: str | None, now: datetime) -> dict[str, Any]:
     assert event.sequence is not None
-    return ForumEvent(
-        sequence=event.sequence,
-        event_id=event.event_id,
-        event_type=event.event_type,
-        event_version=event.event_version,
-        occurred_at=event.occurred_at,
-        recorded_at=now,
-        thread_id=event.thread_id,
-        thread_seq=event.thread_seq,
-        run_id=event.run_id,
-        ticket=event.ticket,
-        agent_name=event.agent_name,
-        actor_type=event.actor.type.value,
-        actor_name=event.actor.name,
-        correlation_id=event.correlation_id,
-        causation_id=event.causation_id,
-        command_id=command_id,
-        payload=event.payload,
-    )
+    return {
+        "sequence": event.sequence,
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "event_version": event.event_version,
+        "occurred_at": event.occurred_at,
+        "recorded_at": now,
+        "thread_id": event.thread_id,
+        "thread_seq": event.thread_seq,
+        "run_id": event.run_id,
+        "ticket": event.ticket,
+        "agent_name": event.agent_name,
+        "actor_type": event.actor.type.value,
+        "actor_name": event.actor.name,
+        "correlation_id": event.correlation_id,
+        "causation_id": event.causation_id,
+        "command_id": command_id,
+        "payload": event.payload,
+    }
 
 
 def row_to_event(row: ForumEvent) -> Event:

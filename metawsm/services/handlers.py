@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from metawsm.domain.forum import check_transition, ensure_open
@@ -21,22 +21,47 @@ from metawsm.ids import new_id
 from metawsm.messages import commands as c
 from metawsm.messages.common import Actor, ThreadState
 from metawsm.services.eventlog import EventWriter
+from metawsm.services.threads import ThreadRecord, ThreadStore
 from metawsm.storage.models import (
     ForumAssignment,
     ForumCommand,
     ForumPost,
     ForumStateTransition,
-    ForumThread,
+    table,
+)
+
+_INSERT_POST = insert(table(ForumPost))
+_INSERT_ASSIGNMENT = insert(table(ForumAssignment))
+_INSERT_TRANSITION = insert(table(ForumStateTransition))
+_COMMANDS = table(ForumCommand)
+_OPEN_IN_FLIGHT = (
+    select(_COMMANDS.c.command_id)
+    .where(
+        _COMMANDS.c.thread_id == bindparam("tid"),
+        _COMMANDS.c.command_type.in_(("open_thread", "control_signal")),
+        _COMMANDS.c.status == "accepted",
+    )
+    .limit(1)
 )
 
 
 @dataclass
 class HandlerContext:
-    """What a handler may touch: the session, the event writer and the clock."""
+    """What a handler may touch: the session, the event writer, the threads and the clock.
+
+    Forum rows go through ``conn`` (prebuilt Core statements) and ``threads``; the session is
+    there for the few ORM reads of the control-signal handler (runs, agents).
+    """
 
     session: Session
     writer: EventWriter
     now: datetime
+    threads: ThreadStore
+
+    @property
+    def conn(self) -> Connection:
+        """The transaction's connection."""
+        return self.session.connection()
 
     @property
     def actor(self) -> Actor:
@@ -47,7 +72,7 @@ class HandlerContext:
 def open_thread(ctx: HandlerContext, command: c.OpenThread) -> str:
     """Open a thread with its first post; an existing thread id is a rejection."""
     p = command.payload
-    if ctx.session.get(ForumThread, p.thread_id) is not None:
+    if ctx.threads.get(p.thread_id) is not None:
         raise Rejected(f"forum thread {p.thread_id} already exists")
     thread = insert_thread(ctx, p.thread_id, p.ticket, p.run_id, p.agent_name, p.title, p.priority)
     event_id = new_id("fevt")
@@ -72,37 +97,41 @@ def insert_thread(
     priority: str,
     *,
     is_control: bool = False,
-) -> ForumThread:
-    """Insert a new thread row in state ``new``."""
-    thread = ForumThread(
-        thread_id=thread_id,
-        ticket=ticket,
-        run_id=run_id,
-        agent_name=agent_name,
-        title=title,
-        state=ThreadState.NEW.value,
-        priority=str(priority),
-        opened_by_type=ctx.actor.type.value,
-        opened_by_name=ctx.actor.name,
-        is_control=is_control,
-        last_thread_seq=0,
-        opened_at=ctx.now,
-        updated_at=ctx.now,
+    opened_by: Actor | None = None,
+) -> ThreadRecord:
+    """Insert a new thread row in state ``new`` (opened by the command's actor unless given)."""
+    who = opened_by or ctx.actor
+    return ctx.threads.insert(
+        ThreadRecord(
+            thread_id=thread_id,
+            ticket=ticket,
+            run_id=run_id,
+            agent_name=agent_name,
+            title=title,
+            state=ThreadState.NEW.value,
+            priority=str(priority),
+            assignee_type=None,
+            assignee_name=None,
+            opened_by_type=who.type.value,
+            opened_by_name=who.name,
+            is_control=is_control,
+            last_thread_seq=0,
+            opened_at=ctx.now,
+            updated_at=ctx.now,
+        )
     )
-    ctx.session.add(thread)
-    return thread
 
 
 def add_post(ctx: HandlerContext, command: c.AddPost) -> str:
     """Add a post to an open thread."""
-    thread = load_open_thread(ctx.session, command.payload.thread_id)
+    thread = load_open_thread(ctx, command.payload.thread_id)
     post_event(ctx, thread, command.payload.body, answer=False)
     return thread.thread_id
 
 
 def answer_thread(ctx: HandlerContext, command: c.AnswerThread) -> str:
     """Add an answering post and move the thread to ``answered``."""
-    thread = load_open_thread(ctx.session, command.payload.thread_id)
+    thread = load_open_thread(ctx, command.payload.thread_id)
     post_event(ctx, thread, command.payload.body, answer=True)
     _move(ctx, thread, ThreadState.ANSWERED)
     return thread.thread_id
@@ -111,7 +140,7 @@ def answer_thread(ctx: HandlerContext, command: c.AnswerThread) -> str:
 def assign_thread(ctx: HandlerContext, command: c.AssignThread) -> str:
     """Replace the thread's assignee and record the change in the assignment history."""
     p = command.payload
-    thread = load_open_thread(ctx.session, p.thread_id)
+    thread = load_open_thread(ctx, p.thread_id)
     payload = {
         "from_assignee_type": thread.assignee_type,
         "from_assignee_name": thread.assignee_name,
@@ -120,19 +149,20 @@ def assign_thread(ctx: HandlerContext, command: c.AssignThread) -> str:
         "note": p.note,
     }
     event = ctx.writer.append("forum.assigned", payload, thread=thread)
-    ctx.session.add(
-        ForumAssignment(
-            thread_id=thread.thread_id,
-            event_id=event.event_id,
-            from_assignee_type=thread.assignee_type,
-            from_assignee_name=thread.assignee_name,
-            to_assignee_type=p.assignee_type.value,
-            to_assignee_name=p.assignee_name,
-            note=p.note,
-            changed_by_type=ctx.actor.type.value,
-            changed_by_name=ctx.actor.name,
-            changed_at=ctx.now,
-        )
+    ctx.conn.execute(
+        _INSERT_ASSIGNMENT,
+        {
+            "thread_id": thread.thread_id,
+            "event_id": event.event_id,
+            "from_assignee_type": thread.assignee_type,
+            "from_assignee_name": thread.assignee_name,
+            "to_assignee_type": p.assignee_type.value,
+            "to_assignee_name": p.assignee_name,
+            "note": p.note,
+            "changed_by_type": ctx.actor.type.value,
+            "changed_by_name": ctx.actor.name,
+            "changed_at": ctx.now,
+        },
     )
     thread.assignee_type, thread.assignee_name = p.assignee_type.value, p.assignee_name
     return thread.thread_id
@@ -140,7 +170,7 @@ def assign_thread(ctx: HandlerContext, command: c.AssignThread) -> str:
 
 def change_state(ctx: HandlerContext, command: c.ChangeState) -> str:
     """Move the thread along the transition table (to ``closed`` means close)."""
-    thread = load_thread(ctx.session, command.payload.thread_id)
+    thread = load_thread(ctx, command.payload.thread_id)
     _refuse_control(thread)
     target = command.payload.to_state
     check_transition(thread.thread_id, ThreadState(thread.state), target)
@@ -153,7 +183,7 @@ def change_state(ctx: HandlerContext, command: c.ChangeState) -> str:
 
 def set_priority(ctx: HandlerContext, command: c.SetPriority) -> str:
     """Change the priority of an open thread (the same priority changes nothing)."""
-    thread = load_open_thread(ctx.session, command.payload.thread_id)
+    thread = load_open_thread(ctx, command.payload.thread_id)
     target = command.payload.priority.value
     if thread.priority != target:
         payload = {"from_priority": thread.priority, "to_priority": target}
@@ -164,14 +194,14 @@ def set_priority(ctx: HandlerContext, command: c.SetPriority) -> str:
 
 def close_thread(ctx: HandlerContext, command: c.CloseThread) -> str:
     """Close the thread; closing a closed thread is an idempotent no-op."""
-    thread = load_thread(ctx.session, command.payload.thread_id)
+    thread = load_thread(ctx, command.payload.thread_id)
     _refuse_control(thread)
     if thread.state != ThreadState.CLOSED.value:
         _close(ctx, thread, command.payload.reason)
     return thread.thread_id
 
 
-def _refuse_control(thread: ForumThread) -> None:
+def _refuse_control(thread: ThreadRecord) -> None:
     if thread.is_control:
         raise Rejected(
             f"thread {thread.thread_id} is a control thread; its state is managed by metawsm"
@@ -180,7 +210,7 @@ def _refuse_control(thread: ForumThread) -> None:
 
 def post_event(
     ctx: HandlerContext,
-    thread: ForumThread,
+    thread: ThreadRecord,
     body: str,
     *,
     answer: bool,
@@ -194,7 +224,7 @@ def post_event(
 
 def insert_post(
     ctx: HandlerContext,
-    thread: ForumThread,
+    thread: ThreadRecord,
     event_id: str,
     body: str,
     kind: str,
@@ -202,17 +232,18 @@ def insert_post(
 ) -> None:
     """Insert the post row written by ``event_id`` (by the command's actor unless given)."""
     who = author or ctx.actor
-    ctx.session.add(
-        ForumPost(
-            post_id=post_id_for(event_id),
-            thread_id=thread.thread_id,
-            event_id=event_id,
-            author_type=who.type.value,
-            author_name=who.name,
-            body=body,
-            kind=kind,
-            created_at=ctx.now,
-        )
+    ctx.conn.execute(
+        _INSERT_POST,
+        {
+            "post_id": post_id_for(event_id),
+            "thread_id": thread.thread_id,
+            "event_id": event_id,
+            "author_type": who.type.value,
+            "author_name": who.name,
+            "body": body,
+            "kind": kind,
+            "created_at": ctx.now,
+        },
     )
 
 
@@ -221,14 +252,14 @@ def post_id_for(event_id: str) -> str:
     return f"{event_id}.post"
 
 
-def _move(ctx: HandlerContext, thread: ForumThread, target: ThreadState) -> None:
+def _move(ctx: HandlerContext, thread: ThreadRecord, target: ThreadState) -> None:
     if thread.state == target.value:
         return
     _transition_row(ctx, thread, target, "forum.state.changed")
     thread.state = target.value
 
 
-def _close(ctx: HandlerContext, thread: ForumThread, reason: str | None) -> None:
+def _close(ctx: HandlerContext, thread: ThreadRecord, reason: str | None) -> None:
     _transition_row(ctx, thread, ThreadState.CLOSED, "forum.thread.closed", reason)
     thread.state = ThreadState.CLOSED.value
     thread.closed_at = ctx.now
@@ -236,7 +267,7 @@ def _close(ctx: HandlerContext, thread: ForumThread, reason: str | None) -> None
 
 def _transition_row(
     ctx: HandlerContext,
-    thread: ForumThread,
+    thread: ThreadRecord,
     target: ThreadState,
     event_type: str,
     reason: str | None = None,
@@ -247,43 +278,35 @@ def _transition_row(
     else:
         payload["to_state"] = target.value
     event = ctx.writer.append(event_type, payload, thread=thread)
-    ctx.session.add(
-        ForumStateTransition(
-            thread_id=thread.thread_id,
-            event_id=event.event_id,
-            from_state=thread.state,
-            to_state=target.value,
-            changed_by_type=ctx.actor.type.value,
-            changed_by_name=ctx.actor.name,
-            changed_at=ctx.now,
-        )
+    ctx.conn.execute(
+        _INSERT_TRANSITION,
+        {
+            "thread_id": thread.thread_id,
+            "event_id": event.event_id,
+            "from_state": thread.state,
+            "to_state": target.value,
+            "changed_by_type": ctx.actor.type.value,
+            "changed_by_name": ctx.actor.name,
+            "changed_at": ctx.now,
+        },
     )
 
 
-def load_thread(session: Session, thread_id: str) -> ForumThread:
+def load_thread(ctx: HandlerContext, thread_id: str) -> ThreadRecord:
     """The thread row, or an error saying whether it is missing or merely not open yet."""
-    thread = session.get(ForumThread, thread_id)
+    thread = ctx.threads.get(thread_id)
     if thread is not None:
         return thread
-    if _open_in_flight(session, thread_id):
+    if ctx.conn.execute(_OPEN_IN_FLIGHT, {"tid": thread_id}).first() is not None:
         raise ThreadNotYetOpen(f"forum thread {thread_id} is not open yet (open in flight)")
     raise NotFound(f"forum thread {thread_id} not found")
 
 
-def load_open_thread(session: Session, thread_id: str) -> ForumThread:
+def load_open_thread(ctx: HandlerContext, thread_id: str) -> ThreadRecord:
     """The thread row; rejects a closed thread."""
-    thread = load_thread(session, thread_id)
+    thread = load_thread(ctx, thread_id)
     ensure_open(thread_id, ThreadState(thread.state))
     return thread
-
-
-def _open_in_flight(session: Session, thread_id: str) -> bool:
-    query = select(ForumCommand.command_id).where(
-        ForumCommand.thread_id == thread_id,
-        ForumCommand.command_type.in_(("open_thread", "control_signal")),
-        ForumCommand.status == "accepted",
-    )
-    return session.execute(query.limit(1)).first() is not None
 
 
 Handler = Callable[[HandlerContext, Any], str]

@@ -69,15 +69,17 @@ def notify(rt: Runtime, event: Event) -> None:
             raise Transient(f"webhook failed: {exc}") from exc
 
 
-def consume_escalation(rt: Runtime, event: Event, message_id: str) -> bool:
-    """Notify once per escalation event."""
+def consume_escalation(
+    rt: Runtime, event: Event, message_id: str, *, count_delivery: bool = False
+) -> bool:
+    """Notify once per escalation event (its deliveries are counted before it runs)."""
     key = {"projection": LEDGER, "event_id": event.event_id}
     with unit_of_work(rt.engine, readonly=True) as session:
         done = session.get(ForumProjectionEvent, key) is not None
     if not done:
         notify(rt, event)
     with unit_of_work(rt.engine) as session:
-        mark_done(session, [message_id], utcnow())
+        mark_done(session, [message_id], utcnow(), count_delivery=count_delivery)
         if session.get(ForumProjectionEvent, key) is None:
             session.add(ForumProjectionEvent(applied_at=utcnow(), **key))
     return not done

@@ -10,20 +10,32 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam, insert, select
 
 from metawsm.domain.forum import control_thread_id
 from metawsm.errors import WaitTimeout
 from metawsm.messages.commands import AnyCommand, ControlSignal, command_thread_id
 from metawsm.routing import Topics
-from metawsm.services.outbox import Publisher, enqueue, new_claim, publish_claimed
+from metawsm.services.outbox import OutboxMessage, Publisher, enqueue, publish_staged
 from metawsm.settings import Settings
-from metawsm.storage.models import ForumCommand
+from metawsm.storage.models import ForumCommand, table
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
 
 FINAL_STATUSES = ("applied", "rejected", "dead")
+
+COMMANDS = table(ForumCommand)
+_INSERT_COMMAND = insert(COMMANDS)
+_SELECT_COMMAND = select(
+    COMMANDS.c.command_id,
+    COMMANDS.c.command_type,
+    COMMANDS.c.status,
+    COMMANDS.c.reason,
+    COMMANDS.c.thread_id,
+    COMMANDS.c.delivery_attempts,
+).where(COMMANDS.c.command_id == bindparam("cid"))
 
 
 @dataclass(frozen=True)
@@ -65,48 +77,52 @@ def target_thread(command: AnyCommand) -> str | None:
     return command_thread_id(command)
 
 
-def ledger_row(command: AnyCommand, now: datetime) -> ForumCommand:
-    """A new ``forum_commands`` row for ``command``, status accepted."""
-    return ForumCommand(
-        command_id=command.command_id,
-        command_type=command.command_type,
-        payload=command.model_dump(mode="json"),
-        status="accepted",
-        thread_id=target_thread(command),
-        delivery_attempts=0,
-        accepted_at=now,
-        updated_at=now,
-    )
+def ledger_row(command: AnyCommand, now: datetime) -> dict[str, Any]:
+    """A new ``forum_commands`` row for ``command``, status accepted (column values)."""
+    return {
+        "command_id": command.command_id,
+        "command_type": command.command_type,
+        "payload": command.model_dump(mode="json"),
+        "status": "accepted",
+        "reason": None,
+        "thread_id": target_thread(command),
+        "delivery_attempts": 0,
+        "accepted_at": now,
+        "updated_at": now,
+        "finished_at": None,
+    }
 
 
 def accept(
     engine: Engine, settings: Settings, topics: Topics, command: AnyCommand
-) -> tuple[Outcome, str | None]:
+) -> tuple[Outcome, list[OutboxMessage]]:
     """Record the command and its outbox row; a known command_id is a no-op.
 
-    Returns the outcome and the claim under which the new outbox row may be published (None
+    Returns the outcome and the staged message to publish with :func:`publish_staged` (none
     when the command was already known).
     """
     now = utcnow()
-    claim = new_claim()
     with unit_of_work(engine) as session:
-        existing = session.get(ForumCommand, command.command_id)
+        conn = session.connection()
+        existing = conn.execute(_SELECT_COMMAND, {"cid": command.command_id}).first()
         if existing is not None:
-            return outcome_of(existing), None
+            return outcome_of(existing), []
         row = ledger_row(command, now)
-        session.add(row)
-        enqueue(
-            session,
+        conn.execute(_INSERT_COMMAND, row)
+        message = enqueue(
+            conn,
             message_id=command.command_id,
             kind="command",
             topic=topics.command(command.command_type),
-            key=row.thread_id,
-            payload=row.payload,
-            claim=claim,
+            key=row["thread_id"],
+            payload=row["payload"],
+            claim=None,
             settings=settings,
             now=now,
         )
-    return outcome_of(row), claim
+    return Outcome(
+        command.command_id, command.command_type, "accepted", None, row["thread_id"], 0
+    ), [message]
 
 
 def submit(
@@ -117,10 +133,10 @@ def submit(
     command: AnyCommand,
 ) -> Outcome:
     """Accept the command, then publish it at once; a broker failure leaves it to the drainer."""
-    outcome, claim = accept(engine, settings, topics, command)
-    if claim is None:
+    outcome, staged = accept(engine, settings, topics, command)
+    if not staged:
         return outcome
-    report = publish_claimed(engine, publisher, claim, settings)
+    report = publish_staged(engine, publisher, staged, settings)
     if report.failed:
         return _with_publish_error(outcome, "; ".join(report.errors))
     return outcome
@@ -133,7 +149,7 @@ def _with_publish_error(outcome: Outcome, error: str) -> Outcome:
 def read_outcome(engine: Engine, command_id: str) -> Outcome | None:
     """The current outcome of a command, or None if it was never accepted."""
     with unit_of_work(engine, readonly=True) as session:
-        row = session.get(ForumCommand, command_id)
+        row = session.connection().execute(_SELECT_COMMAND, {"cid": command_id}).first()
         return outcome_of(row) if row is not None else None
 
 
@@ -159,8 +175,8 @@ def wait_for_outcome(engine: Engine, command_id: str, timeout_s: float) -> Outco
         pause = min(pause * 1.5, 0.1)
 
 
-def outcome_of(row: ForumCommand) -> Outcome:
-    """Outcome of a ledger row."""
+def outcome_of(row: Any) -> Outcome:
+    """Outcome of a ledger row (an ORM object or a row with the same columns)."""
     return Outcome(
         command_id=row.command_id,
         command_type=row.command_type,

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -359,3 +360,13 @@ class RunEvent(Base):
     reason: Mapped[str] = mapped_column(Text)
     cause_event_id: Mapped[str | None] = mapped_column(ID)
     created_at: Mapped[datetime]
+
+
+def table(model: type[Base]) -> Table:
+    """The Core table of a mapped class, typed (``__table__`` is only a FromClause to mypy).
+
+    The hot paths execute prebuilt Core statements on these tables (docs/performance.md).
+    """
+    mapped = model.__table__
+    assert isinstance(mapped, Table)
+    return mapped

@@ -23,8 +23,8 @@ def _open_in_flight_forever(p: Pipeline, thread_id: str) -> str:
     command = p.command(
         "open_thread", actor="agent", thread_id=thread_id, ticket="TCK-1", title="T", body="b"
     )
-    outcome, claim = accept(c.engine, c.settings, c.topics, command)
-    assert outcome.status == "accepted" and claim is not None
+    outcome, staged = accept(c.engine, c.settings, c.topics, command)
+    assert outcome.status == "accepted" and staged
     return command.command_id
 
 
@@ -48,11 +48,13 @@ def _drain_until_applied(p: Pipeline, command_id: str) -> None:
     c = p.container
 
     def applied() -> bool:
+        outbox.reconcile(c.engine, c.settings)
         outbox.drain(c.engine, c.publisher, c.settings)
         outcome = read_outcome(c.engine, command_id)
         return outcome is not None and outcome.status == "applied"
 
-    # The open's outbox row is still under accept()'s lease: the drainer takes it once it expires.
+    # The open's row is staged 'sent' but was never published (as if its writer died first):
+    # reconciliation makes it due once it is older than outbox_redrive_age_s, then it is drained.
     wait_until(applied, 15, f"{command_id} to be drained and applied")
 
 
@@ -130,7 +132,7 @@ def test_a_command_past_its_delivery_limit_is_dead_lettered_instead_of_run_again
     ).final
     c = pipeline.container
     post = pipeline.command("add_post", thread_id="t-1", body="kills workers")
-    _outcome, claim = accept(c.engine, c.settings, c.topics, post)
+    _outcome, staged = accept(c.engine, c.settings, c.topics, post)
     limit = c.settings.retry_max_attempts
     # Earlier deliveries were counted and then lost with the worker running them (SIGKILL).
     with unit_of_work(c.engine) as s:
@@ -139,8 +141,9 @@ def test_a_command_past_its_delivery_limit_is_dead_lettered_instead_of_run_again
             .where(ForumCommand.command_id == post.command_id)
             .values(delivery_attempts=limit)
         )
-    assert claim is not None
-    outbox.publish_claimed(c.engine, c.publisher, claim, c.settings)
+    # Published afresh (as reconciliation would after Redis lost it): a first delivery to the
+    # worker, whose ledger row is already at the limit.
+    assert outbox.publish_staged(c.engine, c.publisher, staged, c.settings).sent == 1
 
     outcome = wait_for_outcome(c.engine, post.command_id, 15)
     assert outcome.status == "dead", outcome
