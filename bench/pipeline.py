@@ -155,7 +155,7 @@ class NullPublisher:
 def run_direct(rt: Runtime, command: AnyCommand) -> None:
     """Accept, apply and project one command in-process with the real service functions."""
     accept(rt.engine, rt.settings, rt.topics, command)
-    apply_command(rt, command)
+    apply_command(rt, command, count_delivery=True)  # as a worker on a first delivery
     with unit_of_work(rt.engine, readonly=True) as session:
         rows = session.execute(
             select(ForumEvent).where(ForumEvent.command_id == command.command_id)

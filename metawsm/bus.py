@@ -23,6 +23,13 @@ def make_client_app(settings: Settings) -> Celery:
     return app
 
 
+def _summary(message_id: str, payload: dict[str, Any]) -> str:
+    kind = payload.get("command_type") or payload.get("event_type") or "message"
+    thread = payload.get("thread_id") or (payload.get("payload") or {}).get("thread_id")
+    where = f" thread={thread}" if thread else ""
+    return f"{{'message': <{kind} {message_id}{where}>}}"
+
+
 class CeleryPublisher:
     """Publishes outbox messages through a Celery app (the client's or the worker's own)."""
 
@@ -37,7 +44,17 @@ class CeleryPublisher:
             BrokerUnreachable: Redis refused, timed out or dropped the connection.
         """
         try:
-            self._app.send_task(topic, kwargs={"message": payload}, queue=topic, task_id=message_id)
+            self._app.send_task(
+                topic,
+                kwargs={"message": payload},
+                queue=topic,
+                task_id=message_id,
+                # What task events, Flower and worker logs show of the arguments: the ids, not
+                # the bodies (no post text in monitoring), and no repr of the whole payload on
+                # every publish (docs/performance.md).
+                argsrepr="()",
+                kwargsrepr=_summary(message_id, payload),
+            )
         except (OperationalError, KombuError, OSError, TimeoutError) as exc:
             raise BrokerUnreachable(f"broker unreachable at {self._where}: {exc}") from exc
         except Exception as exc:

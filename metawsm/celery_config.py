@@ -64,8 +64,8 @@ def celery_config(settings: Settings, *, client: bool = False) -> dict[str, Any]
         "task_publish_retry_policy": CLIENT_PUBLISH_RETRY
         if client
         else {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 2},
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
         "worker_hijack_root_logger": False,
         "enable_utc": True,
         "timezone": "UTC",

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     drain_interval_s: float = Field(default=5.0, gt=0)
     visibility_timeout_s: int = Field(default=3600, gt=0)
     task_time_limit_s: int = Field(default=120, gt=0)
+    task_events: bool = True
     wait_timeout_s: float = Field(default=30.0, gt=0)
     db_busy_timeout_ms: int = Field(default=5000, ge=0)
     escalate_interval_s: float = Field(default=30.0, gt=0)

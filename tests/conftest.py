@@ -27,7 +27,11 @@ POSTGRES_MODULES = {
     "test_legacy_import.py",
 }
 # Single PostgreSQL tests worth their cost in modules that otherwise run on SQLite only.
-POSTGRES_TESTS = ("test_watch_follow_prints_every_event_once",)
+POSTGRES_TESTS = (
+    "test_watch_follow_prints_every_event_once",
+    "test_concurrent_projectors_of_one_ticket_serialise",
+    "test_stats_follow_state_and_priority_changes_by_difference",
+)
 
 
 def _wants_postgres(item: pytest.Item) -> bool:

@@ -51,7 +51,7 @@ def worker_args(
         pool,
         "-l",
         loglevel,
-        "-E",
+        *(["-E"] if app.settings.task_events else []),
         "-n",
         f"{role}@%h",
         "--without-gossip",

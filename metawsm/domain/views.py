@@ -19,14 +19,24 @@ def fold_thread(events: Iterable[Event], *, is_control: bool = False) -> dict[st
     ordered = sorted(events, key=lambda e: e.thread_seq or 0)
     if not ordered or ordered[0].event_type != "forum.thread.opened":
         return None  # the opening event is not in the log (yet): nothing to show
-    view: dict[str, Any] = _opened(ordered[0], is_control)
+    view = opened_view(ordered[0], is_control=is_control)
     for event in ordered[1:]:
-        _apply(view, event)
-        _track_actor(view, event)
+        advance(view, event)
     return view
 
 
-def _opened(event: Event, is_control: bool) -> dict[str, Any]:
+def advance(view: dict[str, Any], event: Event) -> None:
+    """Apply the thread's next event (``thread_seq`` one past the view's) to ``view`` in place.
+
+    The one step of :func:`fold_thread`: the projector calls it alone when an event arrives in
+    order, so the incremental view and the re-folded one are the same by construction.
+    """
+    _apply(view, event)
+    _track_actor(view, event)
+
+
+def opened_view(event: Event, *, is_control: bool = False) -> dict[str, Any]:
+    """The view of a thread whose only event so far is its ``forum.thread.opened`` event."""
     p = event.payload
     view = {
         "thread_id": event.thread_id,
@@ -99,10 +109,12 @@ def _track_actor(view: dict[str, Any], event: Event) -> None:
 
 def fold_stats(views: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str, str], int]:
     """Thread counts per (ticket, run_id or '', state, priority)."""
-    counts: Counter[tuple[str, str, str, str]] = Counter()
-    for v in views:
-        counts[(v["ticket"], v["run_id"] or "", v["state"], v["priority"])] += 1
-    return dict(counts)
+    return dict(Counter(stats_key(v) for v in views))
+
+
+def stats_key(view: dict[str, Any]) -> tuple[str, str, str, str]:
+    """The stats row a thread view counts in: (ticket, run_id or '', state, priority)."""
+    return (view["ticket"], view["run_id"] or "", view["state"], view["priority"])
 
 
 def is_unanswered(view: dict[str, Any]) -> bool:
