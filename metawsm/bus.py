@@ -11,6 +11,7 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
 
+from metawsm import kombu_redis
 from metawsm.celery_config import celery_config
 from metawsm.errors import BrokerUnreachable
 from metawsm.settings import Settings, mask_url
@@ -18,6 +19,7 @@ from metawsm.settings import Settings, mask_url
 
 def make_client_app(settings: Settings) -> Celery:
     """A Celery app that only sends (never imported tasks, never consumes)."""
+    kombu_redis.install()
     app = Celery("metawsm-client", set_as_current=False)
     app.conf.update(celery_config(settings, client=True))
     return app

@@ -11,11 +11,10 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_init
-from kombu.transport import redis as kombu_redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from beat import jobs
 from beat.schedule import build_schedule
+from metawsm import kombu_redis
 from metawsm.celery_config import celery_config
 from metawsm.composition import Container, build
 from metawsm.settings import Settings, load_settings
@@ -30,40 +29,15 @@ class MetawsmCelery(Celery):
 
 def create_app(settings: Settings) -> MetawsmCelery:
     """Build the worker app for ``settings`` with every task registered."""
-    tolerate_detached_redis_channels()
+    kombu_redis.install()
     app = MetawsmCelery("metawsm", set_as_current=False)
     app.conf.update(celery_config(settings))
+    app.conf.worker_consumer = "workers.consumer:EventBatchingConsumer"
     app.container = build(settings, app=app)
     app.conf.beat_schedule = build_schedule(settings)
     tasks.register(app, app.container)
     jobs.register(app, app.container)
     return track(app)
-
-
-_KOMBU_CONNPARAMS = kombu_redis.Channel._connparams  # type: ignore[attr-defined]
-
-
-def _connparams(channel: Any, asynchronous: bool = False) -> Any:
-    if getattr(channel.connection, "client", None) is None:
-        # A channel of a connection already closed: a connection error, which celery handles
-        # (reconnect; an ack that cannot be sent is logged and the message redelivered later).
-        raise RedisConnectionError("the broker connection of this channel was closed")
-    return _KOMBU_CONNPARAMS(channel, asynchronous=asynchronous)
-
-
-def tolerate_detached_redis_channels() -> None:
-    """Keep the worker alive when Redis drops while tasks run (celery 5.7 with kombu 5.7).
-
-    On a broker connection loss celery's consumer collects the connection, which detaches the
-    transport (``transport.client = None``), then still uses its channels: it closes the channel
-    again (restoring unacked messages) and acks tasks that finish meanwhile. Each builds a new
-    pool from the detached transport and fails with AttributeError, which celery treats as an
-    unrecoverable error: the worker exits instead of reconnecting. Raising a connection error
-    instead lets celery's own handling run. Redis is gone at that point, so nothing could have
-    been restored or acked anyway: those messages come back after the visibility timeout, and
-    reconciliation re-drives them from the outbox well before that. Idempotent.
-    """
-    kombu_redis.Channel._connparams = _connparams  # type: ignore[attr-defined]
 
 
 @worker_process_init.connect

@@ -35,7 +35,7 @@ from metawsm.services.threads import ThreadStore
 from metawsm.settings import Settings
 from metawsm.storage.models import ForumCommand, ForumOutbox, table
 from metawsm.storage.types import utcnow
-from metawsm.storage.uow import lock_event_log, unit_of_work
+from metawsm.storage.uow import connection_unit, lock_event_log, unit_of_work
 
 COMMANDS = table(ForumCommand)
 OUTBOX = table(ForumOutbox)
@@ -113,8 +113,7 @@ def _errors(exc: ValidationError) -> str:
 def count_command_delivery(rt: Runtime, command: AnyCommand) -> tuple[str, int]:
     """Count one delivery of ``command`` on its own; returns (ledger status, attempts so far)."""
     now = utcnow()
-    with unit_of_work(rt.engine) as session:
-        conn = session.connection()
+    with connection_unit(rt.engine) as conn:
         status, attempts = _ledger_state(conn, command, now)
         if status == "accepted":
             conn.execute(_COUNT_COMMAND, {"cid": command.command_id, "now": now})
@@ -211,8 +210,7 @@ def _finish(
 def reject(rt: Runtime, command_id: str, reason: str, *, count_delivery: bool = False) -> str:
     """Mark the command rejected with ``reason`` (final; never retried)."""
     now = utcnow()
-    with unit_of_work(rt.engine) as session:
-        conn = session.connection()
+    with connection_unit(rt.engine) as conn:
         row = conn.execute(
             select(COMMANDS.c.status, COMMANDS.c.thread_id).where(
                 COMMANDS.c.command_id == command_id
@@ -228,8 +226,7 @@ def reject(rt: Runtime, command_id: str, reason: str, *, count_delivery: bool = 
 
 def count_event_delivery(rt: Runtime, message_id: str) -> int:
     """Count one delivery of an event message to its subscriber; returns deliveries so far."""
-    with unit_of_work(rt.engine) as session:
-        conn = session.connection()
+    with connection_unit(rt.engine) as conn:
         conn.execute(_COUNT_EVENT, {"mid": message_id})
         deliveries = conn.execute(_EVENT_DELIVERIES, {"mid": message_id}).scalar()
         return int(deliveries) if deliveries is not None else 1

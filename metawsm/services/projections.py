@@ -44,7 +44,7 @@ from metawsm.storage.models import (
     table,
 )
 from metawsm.storage.types import utcnow
-from metawsm.storage.uow import unit_of_work
+from metawsm.storage.uow import connection_unit
 
 PROJECTION = "forum_views_v1"
 VIEW_COLUMNS = [c.name for c in table(ForumThreadView).columns]
@@ -110,8 +110,7 @@ def project(engine: Engine, event: Event, message_id: str, *, count_delivery: bo
     ``count_delivery``, its delivery counted (one statement: :func:`outbox.mark_done`).
     """
     now = utcnow()
-    with unit_of_work(engine) as session:
-        conn = session.connection()
+    with connection_unit(engine) as conn:
         mark_done(conn, [message_id], now, count_delivery=count_delivery)
         if event.thread_id and event.ticket and conn.dialect.name == "postgresql":
             # Two projectors of one ticket must not interleave their stats arithmetic (SQLite:

@@ -22,7 +22,7 @@ from metawsm.services.outbox import OutboxMessage, Publisher, enqueue, publish_s
 from metawsm.settings import Settings
 from metawsm.storage.models import ForumCommand, table
 from metawsm.storage.types import utcnow
-from metawsm.storage.uow import unit_of_work
+from metawsm.storage.uow import connection_unit, unit_of_work
 
 FINAL_STATUSES = ("applied", "rejected", "dead")
 
@@ -102,8 +102,7 @@ def accept(
     when the command was already known).
     """
     now = utcnow()
-    with unit_of_work(engine) as session:
-        conn = session.connection()
+    with connection_unit(engine) as conn:
         existing = conn.execute(_SELECT_COMMAND, {"cid": command.command_id}).first()
         if existing is not None:
             return outcome_of(existing), []

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,18 @@ def unit_of_work(engine: Engine, *, readonly: bool = False) -> Iterator[Session]
         session.begin(),
     ):
         yield session
+
+
+@contextmanager
+def connection_unit(engine: Engine) -> Iterator[Connection]:
+    """A writing unit of work on a bare Core connection (no ORM session): one transaction,
+    committed on success, rolled back on any error, driver errors translated as above.
+
+    For the hot paths that only execute prebuilt Core statements: the session's bookkeeping
+    costs more than their SQL (docs/performance.md).
+    """
+    with translate_db_errors(engine), engine.begin() as conn:
+        yield conn
 
 
 @contextmanager

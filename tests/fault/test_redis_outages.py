@@ -259,9 +259,9 @@ def test_a_channel_of_a_closed_broker_connection_fails_with_a_connection_error(
     from kombu import Connection
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from workers.app import tolerate_detached_redis_channels
+    from metawsm import kombu_redis
 
-    tolerate_detached_redis_channels()
+    kombu_redis.install()
     connection = Connection(private_redis.url)
     channel = connection.default_channel
     channel.qos._delivered["tag-1"] = None  # a delivery still unacked (acks_late)
@@ -270,3 +270,27 @@ def test_a_channel_of_a_closed_broker_connection_fails_with_a_connection_error(
     with pytest.raises(RedisConnectionError, match="broker connection of this channel was closed"):
         channel.qos.ack("tag-1")
     assert issubclass(RedisConnectionError, Connection(private_redis.url).connection_errors)
+
+
+def test_a_channel_keeps_one_redis_client_until_its_pool_is_replaced(
+    private_redis: RedisServer,
+) -> None:
+    # kombu builds a redis.Redis per publish/ack; ours keeps one per channel and pool.
+    from kombu import Connection
+
+    from metawsm import kombu_redis
+
+    kombu_redis.install()
+    with Connection(private_redis.url) as connection:
+        channel = connection.default_channel
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second
+            assert first.connection_pool is channel.pool
+            first.lpush("k", "v")
+        channel._pool = None  # a reconnect gives the channel a new pool
+        with channel.conn_or_acquire() as third:
+            assert third is not first and third.connection_pool is channel.pool
+            assert third.rpop("k") == b"v"
+        explicit = object()
+        with channel.conn_or_acquire(explicit) as given:
+            assert given is explicit
