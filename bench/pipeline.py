@@ -18,7 +18,7 @@ speed, then the broker path at half the measured top rate (rate-limited submitte
 numbers are taken every command must be final and every event projected (with a deadline).
 
     python bench/pipeline.py [--duration 30] [--submitters 4] [--rate R]
-        [--workers-concurrency N] [--database sqlite|URL] [--json]
+        [--workers-concurrency N] [--events-concurrency N] [--database sqlite|URL] [--json]
 
 The table goes to stdout (to stderr with ``--json``, when stdout gets one JSON object). Every
 process, temporary directory and scratch database it creates is removed at exit, also on Ctrl-C.
@@ -250,7 +250,7 @@ class WorkerSet:
 
     roles: list[str]
     pool: str
-    concurrency: int
+    concurrency: dict[str, int]  # pool children per role
     loglevel: str = "WARNING"
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -262,7 +262,7 @@ class WorkerSet:
         logdir.mkdir(parents=True, exist_ok=True)
         for role in self.roles:
             cmd = [sys.executable, "-m", "metawsm", "worker", "--role", role, "--pool", self.pool]
-            cmd += ["--concurrency", str(self.concurrency), "--loglevel", self.loglevel]
+            cmd += ["--concurrency", str(self.concurrency[role]), "--loglevel", self.loglevel]
             with (logdir / f"worker-{role}.log").open("ab") as out:
                 self.procs.append(
                     subprocess.Popen(
@@ -599,7 +599,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--submitters", type=int, default=4, help="submitter processes (4)")
     p.add_argument("--rate", type=float, help="cap the full-speed broker run at R commands/s")
     p.add_argument("--half-rate", type=float, help="rate of the last run (half the top rate)")
-    p.add_argument("--workers-concurrency", type=int, default=1, help="per worker (1)")
+    p.add_argument(
+        "--workers-concurrency",
+        type=int,
+        default=2,
+        help="pool children of the commands worker, or of the one worker with --roles all (2)",
+    )
+    p.add_argument(
+        "--events-concurrency",
+        type=int,
+        default=1,
+        help="pool children of the events worker with --roles split (1)",
+    )
     p.add_argument("--pool", choices=("prefork", "threads", "solo"), default="prefork")
     p.add_argument(
         "--roles",
@@ -633,7 +644,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.callback(engine.dispose)
         migrate.upgrade(engine)
         roles = ["commands", "events"] if args.roles == "split" else ["all"]
-        workers = WorkerSet(roles, args.pool, args.workers_concurrency, args.worker_loglevel)
+        concurrency = {"commands": args.workers_concurrency, "all": args.workers_concurrency}
+        concurrency["events"] = args.events_concurrency
+        workers = WorkerSet(roles, args.pool, concurrency, args.worker_loglevel)
         stack.callback(workers.stop)
         bench = Bench(args, settings, engine, workers, redis.pid or 0)
         results = run_all(bench, tmp)

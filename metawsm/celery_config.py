@@ -34,6 +34,9 @@ def transport_options(settings: Settings, *, client: bool) -> dict[str, Any]:
         # redis-py's retries on top of kombu's would hold a CLI ~10x the socket timeout.
         "retry_on_timeout": not client,
         "health_check_interval": 10 if client else 20,
+        # No message priorities: each queue is one Redis list, so a worker's BRPOP names one key
+        # per queue instead of four (kombu's default steps 0, 3, 6, 9).
+        "priority_steps": [0],
     }
 
 

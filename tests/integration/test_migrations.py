@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -242,6 +244,49 @@ def test_a_sqlite_writer_begins_immediate_so_a_second_writer_is_refused_at_begin
             # Readers begin deferred and are not blocked by the writer (WAL).
             with contender.connect().execution_options(**{READONLY: True}) as reader:
                 assert reader.execute(text("SELECT count(*) FROM runs")).scalar() == 0
+    finally:
+        holder.dispose()
+        contender.dispose()
+
+
+def test_a_waiting_sqlite_writer_gets_the_lock_once_the_holder_commits_and_keeps_its_timeout(
+    sqlite_url: str,
+) -> None:
+    settings = settings_for(sqlite_url, db_busy_timeout_ms=10_000)
+    holder, contender = build_engine(settings), build_engine(settings)
+    waiting, got_lock = threading.Event(), threading.Event()
+    timeouts: list[int] = []
+
+    def contend() -> None:
+        waiting.set()
+        with contender.begin() as conn:  # polls while the holder has the lock
+            got_lock.set()
+            timeouts.append(conn.exec_driver_sql("PRAGMA busy_timeout").scalar())
+
+    try:
+        with holder.begin():
+            thread = threading.Thread(target=contend)
+            thread.start()
+            assert waiting.wait(5)
+            assert not got_lock.wait(0.05), "the contender got the lock the holder has"
+        thread.join(10)
+        assert got_lock.is_set() and not thread.is_alive()
+        # Polling sets busy_timeout to 0 for its tries only: every other statement keeps it.
+        assert timeouts == [10_000]
+    finally:
+        holder.dispose()
+        contender.dispose()
+
+
+def test_a_refused_sqlite_writer_waited_its_whole_busy_timeout(sqlite_url: str) -> None:
+    settings = settings_for(sqlite_url, db_busy_timeout_ms=200)
+    holder, contender = build_engine(settings), build_engine(settings)
+    try:
+        with holder.begin():
+            started = time.monotonic()
+            with pytest.raises(OperationalError, match="database is locked"), contender.begin():
+                pass
+            assert time.monotonic() - started >= 0.2
     finally:
         holder.dispose()
         contender.dispose()
