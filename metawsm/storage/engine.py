@@ -6,19 +6,19 @@ never deadlock on a lock upgrade, while read-only units begin deferred. PostgreS
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from metawsm.errors import DatabaseUnreachable
 from metawsm.settings import Settings
 
 READONLY = "metawsm_readonly"
-MIN_LOCK_POLL_S = 0.0001
+MIN_LOCK_POLL_S = 0.0002
 MAX_LOCK_POLL_S = 0.002
 
 
@@ -86,26 +86,30 @@ def _sqlite_engine(url: str, settings: Settings, **kwargs: Any) -> Engine:
 
 
 def begin_immediate(conn: Connection, busy_ms: int) -> None:
-    """Take SQLite's write lock, polling every 0.1-2 ms for up to ``busy_ms``.
+    """Take SQLite's write lock, polling every 0.2-2 ms for up to ``busy_ms``.
 
     SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between tries: with write
     transactions of well under a millisecond, a waiter sleeps long after the lock came free (the
-    lock sits idle, latency grows). Polling finds it free within a fraction of a millisecond.
-    The connection's busy timeout is set to 0 for the tries only, so every other statement keeps
-    SQLite's handler. Past ``busy_ms`` the last "database is locked" error propagates.
+    lock sits idle, tails grow: docs/performance.md). Polling finds it free soon after. Each try
+    is one C call on the driver connection; the connection's busy timeout is 0 for the tries
+    only, so every other statement keeps SQLite's handler. Still locked after ``busy_ms``:
+    SQLAlchemy's OperationalError (the unit of work translates it to DatabaseBusy).
     """
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
     deadline = time.monotonic() + busy_ms / 1000
     pause = MIN_LOCK_POLL_S
-    conn.exec_driver_sql("PRAGMA busy_timeout=0")
+    raw.execute("PRAGMA busy_timeout=0")
     try:
-        while True:
+        while time.monotonic() < deadline:
             try:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                raw.execute("BEGIN IMMEDIATE")
                 return
-            except OperationalError as exc:
-                if "locked" not in str(exc.orig) or time.monotonic() >= deadline:
-                    raise
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    break  # not contention: let SQLAlchemy raise it below, wrapped
             time.sleep(pause)  # waiting for another process's lock; no event to wait on
             pause = min(pause * 1.5, MAX_LOCK_POLL_S)
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # last try; raises wrapped if still locked
     finally:
-        conn.exec_driver_sql(f"PRAGMA busy_timeout={int(busy_ms)}")
+        raw.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
