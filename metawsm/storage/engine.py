@@ -18,7 +18,7 @@ from metawsm.errors import DatabaseUnreachable
 from metawsm.settings import Settings
 
 READONLY = "metawsm_readonly"
-MIN_LOCK_POLL_S = 0.0002
+MIN_LOCK_POLL_S = 0.0005
 MAX_LOCK_POLL_S = 0.002
 
 
@@ -86,7 +86,7 @@ def _sqlite_engine(url: str, settings: Settings, **kwargs: Any) -> Engine:
 
 
 def begin_immediate(conn: Connection, busy_ms: int) -> None:
-    """Take SQLite's write lock, polling every 0.2-2 ms for up to ``busy_ms``.
+    """Take SQLite's write lock, polling every 0.5-2 ms for up to ``busy_ms``.
 
     SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between tries: with write
     transactions of well under a millisecond, a waiter sleeps long after the lock came free (the
