@@ -6,6 +6,7 @@ outbox rows commit together or not at all.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -14,7 +15,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from metawsm.ids import new_id
-from metawsm.messages.common import Actor
+from metawsm.messages.common import Actor, ActorType
 from metawsm.messages.events import EVENT_PAYLOADS, Event
 from metawsm.routing import Topics
 from metawsm.services.outbox import OutboxMessage, enqueue
@@ -153,21 +154,43 @@ def _row(event: Event, command_id: str | None, now: datetime) -> dict[str, Any]:
     }
 
 
-def row_to_event(row: ForumEvent) -> Event:
-    """Rebuild the wire :class:`Event` from its stored row."""
-    return Event(
-        event_id=row.event_id,
-        event_type=row.event_type,
-        event_version=row.event_version,
-        occurred_at=row.occurred_at,
-        sequence=row.sequence,
-        thread_id=row.thread_id,
-        thread_seq=row.thread_seq,
-        run_id=row.run_id,
-        ticket=row.ticket,
-        agent_name=row.agent_name,
-        actor=Actor(type=row.actor_type, name=row.actor_name),
-        correlation_id=row.correlation_id,
-        causation_id=row.causation_id,
-        payload=row.payload,
-    )
+# The stored columns that are Event fields of the same name (the actor is two columns).
+EVENT_FIELDS = (
+    "event_id",
+    "event_type",
+    "event_version",
+    "occurred_at",
+    "sequence",
+    "thread_id",
+    "thread_seq",
+    "run_id",
+    "ticket",
+    "agent_name",
+    "correlation_id",
+    "causation_id",
+    "payload",
+)
+
+
+def row_to_event(row: Any) -> Event:
+    """Rebuild the wire :class:`Event` from its stored row (ORM object or Core row), validated."""
+    fields = {name: getattr(row, name) for name in EVENT_FIELDS}
+    return Event(actor=Actor(type=row.actor_type, name=row.actor_name), **fields)
+
+
+def trusted_events(rows: Iterable[Any]) -> list[Event]:
+    """Events from their stored rows without validating them again.
+
+    Each row was validated when it was appended (the payload stored is the normalised one), so
+    re-folding a thread can skip pydantic; a thread's few actors are built once each.
+    """
+    actors: dict[tuple[str, str], Actor] = {}
+    events = []
+    for row in rows:
+        who = (row.actor_type, row.actor_name)
+        actor = actors.get(who)
+        if actor is None:
+            actor = actors[who] = Actor.model_construct(type=ActorType(who[0]), name=who[1])
+        fields = {name: getattr(row, name) for name in EVENT_FIELDS}
+        events.append(Event.model_construct(actor=actor, **fields))
+    return events

@@ -16,13 +16,11 @@ the ORM on the hot path", "Incremental projection").
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import (
     Connection,
     Engine,
-    RowMapping,
     bindparam,
     delete,
     insert,
@@ -32,8 +30,8 @@ from sqlalchemy import (
 )
 
 from metawsm.domain.views import advance, fold_thread, opened_view, stats_key
-from metawsm.messages.common import Actor, ActorType
 from metawsm.messages.events import Event
+from metawsm.services.eventlog import trusted_events
 from metawsm.services.outbox import mark_done
 from metawsm.storage.models import (
     ForumEvent,
@@ -161,47 +159,12 @@ def _next_view(
         return opened_view(event, is_control=_is_control(conn, thread_id))
     # A gap (events in between not projected yet, or no view yet): fold the log, which holds
     # every event of the thread up to its newest commit. None: its opening is not logged (yet).
-    events = _events(conn.execute(_LOG, {"b_thread": thread_id}).mappings())
+    events = trusted_events(conn.execute(_LOG, {"b_thread": thread_id}))
     return fold_thread(events, is_control=_is_control(conn, thread_id))
 
 
 def _is_control(conn: Connection, thread_id: str) -> bool:
     return bool(conn.execute(_IS_CONTROL, {"b_thread": thread_id}).scalar())
-
-
-def _events(rows: Iterable[RowMapping]) -> list[Event]:
-    """Logged events from their ``forum_events`` rows, without validating them again.
-
-    Each row was validated when it was appended (the payload stored is the normalised one), so
-    this skips the pydantic validation that :func:`metawsm.services.eventlog.row_to_event` does;
-    a thread's few actors are built once each.
-    """
-    actors: dict[tuple[str, str], Actor] = {}
-    events = []
-    for row in rows:
-        who = (row["actor_type"], row["actor_name"])
-        actor = actors.get(who)
-        if actor is None:
-            actor = actors[who] = Actor.model_construct(type=ActorType(who[0]), name=who[1])
-        events.append(
-            Event.model_construct(
-                event_id=row["event_id"],
-                event_type=row["event_type"],
-                event_version=row["event_version"],
-                occurred_at=row["occurred_at"],
-                sequence=row["sequence"],
-                thread_id=row["thread_id"],
-                thread_seq=row["thread_seq"],
-                run_id=row["run_id"],
-                ticket=row["ticket"],
-                agent_name=row["agent_name"],
-                actor=actor,
-                correlation_id=row["correlation_id"],
-                causation_id=row["causation_id"],
-                payload=row["payload"],
-            )
-        )
-    return events
 
 
 def _move_stats(conn: Connection, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
