@@ -29,17 +29,7 @@ COMPLETE, VALIDATION = "implementation-complete.json", "validation-result.json"
 
 def bootstrap(p: Pipeline, *agents: str) -> str:
     """A bootstrap run (running) of ``agents`` on TCK-9, its status events published."""
-    run_id, claim = runs.create_run(
-        p.engine,
-        p.settings,
-        tickets=["TCK-9"],
-        agents=list(agents),
-        mode="bootstrap",
-        brief=BRIEF,
-        actor=OPERATOR,
-    )
-    p.publish(claim)
-    return run_id
+    return p.create_run(OPERATOR, agents, ["TCK-9"], BRIEF)
 
 
 def write(directory: Path, **files: Any) -> Path:

@@ -21,26 +21,11 @@ BRIEF = runs.BriefInput(goal="g", scope="s", done_criteria="tests pass", constra
 
 
 def _bootstrap(p: Pipeline, agents: tuple[str, ...] = ("alice",)) -> str:
-    run_id, claim = runs.create_run(
-        p.engine,
-        p.settings,
-        tickets=["TCK-9"],
-        agents=list(agents),
-        mode="bootstrap",
-        brief=BRIEF,
-        actor=OPERATOR,
-    )
-    p.publish(claim)
-    return run_id
+    return p.create_run(OPERATOR, agents, ["TCK-9"], BRIEF)
 
 
 def _signal(p: Pipeline, run_id: str, agent: str, actor: str = "agent", **signal: Any) -> Any:
-    payload = {
-        "run_id": run_id,
-        "agent_name": agent,
-        "signal": {"run_id": run_id, "agent_name": agent, **signal},
-    }
-    return p.run("control_signal", actor=actor, **payload)
+    return p.control_signal(run_id, agent, actor, **signal)
 
 
 def _status(p: Pipeline, run_id: str) -> str:

@@ -39,26 +39,11 @@ def _create(
     tickets: tuple[str, ...] = ("TCK-1",),
     mode: str = "run",
 ) -> str:
-    run_id, claim = runs.create_run(
-        p.engine,
-        p.settings,
-        tickets=list(tickets),
-        agents=list(agents),
-        mode=mode,
-        brief=BRIEF if mode == "bootstrap" else None,
-        actor=OPERATOR,
-    )
-    p.publish(claim)
-    return run_id
+    return p.create_run(OPERATOR, agents, tickets, BRIEF if mode == "bootstrap" else None)
 
 
 def _signal(p: Pipeline, run_id: str, agent: str, actor: str = "agent", **signal: Any) -> Any:
-    payload = {
-        "run_id": run_id,
-        "agent_name": agent,
-        "signal": {"run_id": run_id, "agent_name": agent, **signal},
-    }
-    outcome = p.run("control_signal", actor=actor, **payload)
+    outcome = p.control_signal(run_id, agent, actor, **signal)
     assert outcome.status == "applied", outcome.reason
     return outcome
 

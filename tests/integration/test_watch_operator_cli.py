@@ -124,26 +124,11 @@ def live(p: Pipeline, cwd: Path, *args: str) -> Iterator[Live]:
 
 
 def _create(p: Pipeline, agents: tuple[str, ...] = ("alice",), ticket: str = "TCK-1") -> str:
-    run_id, claim = runs.create_run(
-        p.engine,
-        p.settings,
-        tickets=[ticket],
-        agents=list(agents),
-        mode="run",
-        brief=None,
-        actor=OPERATOR,
-    )
-    p.publish(claim)
-    return run_id
+    return p.create_run(OPERATOR, agents, [ticket])
 
 
 def _signal(p: Pipeline, run_id: str, agent: str, actor: str = "agent", **signal: Any) -> None:
-    payload = {
-        "run_id": run_id,
-        "agent_name": agent,
-        "signal": {"run_id": run_id, "agent_name": agent, **signal},
-    }
-    outcome = p.run("control_signal", actor=actor, **payload)
+    outcome = p.control_signal(run_id, agent, actor, **signal)
     assert outcome.status == "applied", outcome.reason
 
 
