@@ -54,7 +54,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--commands-concurrency", type=int, default=2)
     p.add_argument("--events-concurrency", type=int, default=1)
     p.add_argument("--roles", choices=["split", "all"], default="split")
-    p.add_argument("--pool", choices=["prefork", "threads", "solo"], default="prefork")
+    p.add_argument("--pool", choices=["prefork", "solo"], default="prefork")
     return p.parse_args()
 
 

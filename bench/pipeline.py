@@ -148,7 +148,9 @@ def next_command(rng: random.Random, plan: Plan, submitter: int, n: int) -> AnyC
 class NullPublisher:
     """The direct path's publisher: no broker is involved, so publishing does nothing."""
 
-    def publish(self, topic: str, message_id: str, payload: dict[str, Any]) -> None:
+    def publish(
+        self, topic: str, message_id: str, payload: dict[str, Any], redelivery: bool = False
+    ) -> None:
         """Do nothing."""
 
 
@@ -611,7 +613,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=1,
         help="pool children of the events worker with --roles split (1)",
     )
-    p.add_argument("--pool", choices=("prefork", "threads", "solo"), default="prefork")
+    p.add_argument("--pool", choices=("prefork", "solo"), default="prefork")
     p.add_argument(
         "--roles",
         choices=("split", "all"),

@@ -38,7 +38,9 @@ STATES = ("waiting_human", "waiting_operator")
 class NullPublisher:
     """No broker: the benchmark calls the projector itself."""
 
-    def publish(self, topic: str, message_id: str, payload: dict[str, Any]) -> None:
+    def publish(
+        self, topic: str, message_id: str, payload: dict[str, Any], redelivery: bool = False
+    ) -> None:
         """Do nothing."""
 
 

@@ -39,16 +39,24 @@ class CeleryPublisher:
         self._app = app
         self._where = mask_url(broker_url)
 
-    def publish(self, topic: str, message_id: str, payload: dict[str, Any]) -> None:
+    def publish(
+        self, topic: str, message_id: str, payload: dict[str, Any], redelivery: bool = False
+    ) -> None:
         """Send ``payload`` as task ``topic`` on queue ``topic`` with task id ``message_id``.
+
+        A ``redelivery`` carries ``redelivery=True`` beside the message: the task counts it
+        before any work.
 
         Raises:
             BrokerUnreachable: Redis refused, timed out or dropped the connection.
         """
+        kwargs: dict[str, Any] = {"message": payload}
+        if redelivery:
+            kwargs["redelivery"] = True
         try:
             self._app.send_task(
                 topic,
-                kwargs={"message": payload},
+                kwargs=kwargs,
                 queue=topic,
                 task_id=message_id,
                 # What task events, Flower and worker logs show of the arguments: the ids, not

@@ -18,7 +18,7 @@ from metawsm import kombu_redis
 from metawsm.celery_config import celery_config
 from metawsm.composition import Container, build
 from metawsm.settings import Settings, load_settings
-from workers import tasks
+from workers import tasks, watchdog
 
 
 class MetawsmCelery(Celery):
@@ -37,6 +37,7 @@ def create_app(settings: Settings) -> MetawsmCelery:
     app.conf.beat_schedule = build_schedule(settings)
     tasks.register(app, app.container)
     jobs.register(app, app.container)
+    watchdog.install_if_supervised(app)  # only in a `metawsm worker --pool solo` child
     return track(app)
 
 

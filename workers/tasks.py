@@ -38,17 +38,18 @@ def _retry(task: Task[Any, Any], attempts: int, exc: Exception, container: Conta
     return task.retry(countdown=countdown, exc=exc, max_retries=None)
 
 
-def _seen_before(task: Task[Any, Any]) -> bool:
+def _seen_before(task: Task[Any, Any], redelivery: bool) -> bool:
     """True when this message may have been worked on before: Redis marks every message it
-    restores (a lost worker, a visibility timeout) ``redelivered``, and a retry is a new message
-    of a delivery that failed. Such deliveries are counted before any work."""
+    restores (a lost worker, a visibility timeout) ``redelivered``, a retry is a new message of a
+    delivery that failed, and the drainer marks what reconciliation re-drives (``redelivery``).
+    Such deliveries are counted before any work."""
     info = task.request.delivery_info or {}
-    return bool(info.get("redelivered")) or bool(task.request.retries)
+    return redelivery or bool(info.get("redelivered")) or bool(task.request.retries)
 
 
 def _command_task(app: Celery, container: Container, topic: str) -> None:
     @app.task(name=topic, bind=True, acks_late=True, reject_on_worker_lost=True, shared=False)
-    def handle_command(self: Task[Any, Any], message: Any) -> str:
+    def handle_command(self: Task[Any, Any], message: Any, redelivery: bool = False) -> str:
         """Handle one forum command (thin adapter over metawsm.services.processing)."""
         rt = container.runtime
         message_id = str(self.request.id)
@@ -57,7 +58,7 @@ def _command_task(app: Celery, container: Container, topic: str) -> None:
         except InvalidMessage as exc:
             _dead(rt, message_id, "command", topic, message, exc, 1)
             return "dead"
-        if not _seen_before(self):
+        if not _seen_before(self, redelivery):
             # First delivery: the handling transaction counts it itself.
             try:
                 status = processing.apply_command(rt, command, count_delivery=True)
@@ -109,7 +110,7 @@ def _failed(
 
 def _event_task(app: Celery, container: Container, topic: str, subscriber: str) -> None:
     @app.task(name=topic, bind=True, acks_late=True, reject_on_worker_lost=True, shared=False)
-    def handle_event(self: Task[Any, Any], message: Any) -> str:
+    def handle_event(self: Task[Any, Any], message: Any, redelivery: bool = False) -> str:
         """Apply one event for its subscriber (thin adapter over metawsm.services)."""
         rt = container.runtime
         try:
@@ -119,7 +120,7 @@ def _event_task(app: Celery, container: Container, topic: str, subscriber: str) 
             return "dead"
         message_id, kind = f"{event.event_id}:{subscriber}", f"event.{subscriber}"
         # A first delivery to a consumer whose transaction counts it is counted there.
-        counted = _seen_before(self) or subscriber not in processing.COUNTING_CONSUMERS
+        counted = _seen_before(self, redelivery) or subscriber not in processing.COUNTING_CONSUMERS
         if counted:
             attempts = processing.count_event_delivery(rt, message_id)
             limit = rt.settings.retry_max_attempts

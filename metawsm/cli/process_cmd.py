@@ -6,6 +6,7 @@ Each checks that the database schema is at head, then replaces itself with the C
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import sys
@@ -15,6 +16,7 @@ import click
 
 from metawsm.cli.context import AppContext, pass_app
 from metawsm.routing import Topics
+from metawsm.solo_pool import SoloPool
 from metawsm.storage.engine import build_engine
 from metawsm.storage.migrate import ensure_schema_at_head
 
@@ -33,11 +35,11 @@ def _check_schema(app: AppContext) -> None:
 def _exec(args: list[str]) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", APP_PATH, *args])
+    os.execv(sys.executable, _celery_argv(args))
 
 
 def worker_args(
-    app: AppContext, role: str, concurrency: int, loglevel: str, pool: str
+    app: AppContext, role: str, concurrency: int, loglevel: str, pool: str, name: str = ""
 ) -> list[str]:
     """Celery worker arguments for ``role``: its queues, concurrency, pool, events on."""
     queues = Topics(app.settings).queues_for_role(role)
@@ -53,21 +55,59 @@ def worker_args(
         loglevel,
         *(["-E"] if app.settings.task_events else []),
         "-n",
-        f"{role}@%h",
+        name or f"{role}@%h",
         "--without-gossip",
         "--without-mingle",
     ]
 
 
+def _celery_argv(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", APP_PATH, *args]
+
+
+def _run_solo_pool(app: AppContext, role: str, concurrency: int, loglevel: str) -> int:
+    """Run ``concurrency`` supervised solo workers (metawsm.solo_pool) until stopped."""
+    logging.basicConfig(
+        level=getattr(logging, loglevel.upper(), logging.INFO),
+        format="[%(asctime)s: %(levelname)s/solo-pool] %(message)s",
+    )
+
+    def argv_for(index: int) -> list[str]:
+        name = f"{role}-{index + 1}@%h"
+        return _celery_argv(worker_args(app, role, 1, loglevel, "solo", name))
+
+    pool = SoloPool(argv_for, concurrency, hard_limit_s=app.settings.task_time_limit_s)
+    return pool.run()
+
+
 @click.command("worker")
 @click.option("--role", type=click.Choice(ROLES), default="all", show_default=True)
-@click.option("--concurrency", type=click.IntRange(1, 256), default=2, show_default=True)
-@click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=2,
+    show_default=True,
+    help="Tasks run at once: pool children (prefork) or supervised processes (solo).",
+)
+@click.option(
+    "--pool",
+    type=click.Choice(["prefork", "solo"]),
+    default="prefork",
+    show_default=True,
+    help="prefork: Celery's pool; solo: supervised single-process workers (less CPU per task).",
+)
 @click.option("--loglevel", default="INFO", show_default=True)
 @pass_app
 def worker(app: AppContext, role: str, concurrency: int, pool: str, loglevel: str) -> None:
-    """Start a Celery worker on the queues of ROLE."""
+    """Start a Celery worker on the queues of ROLE.
+
+    Both pools enforce METAWSM_TASK_TIME_LIMIT_S (soft limit 10 s earlier). With --pool solo,
+    this process supervises --concurrency single-process workers: it kills and replaces one whose
+    task outlives the hard limit, and restarts one that dies.
+    """
     _check_schema(app)
+    if pool == "solo":
+        sys.exit(_run_solo_pool(app, role, concurrency, loglevel))
     _exec(worker_args(app, role, concurrency, loglevel, pool))
 
 

@@ -37,8 +37,14 @@ from metawsm.storage.uow import unit_of_work
 class Publisher(Protocol):
     """Sends one message to the broker; raises a metawsm error when it cannot."""
 
-    def publish(self, topic: str, message_id: str, payload: dict[str, Any]) -> None:
-        """Publish ``payload`` on ``topic`` (queue and task name) with id ``message_id``."""
+    def publish(
+        self, topic: str, message_id: str, payload: dict[str, Any], redelivery: bool = False
+    ) -> None:
+        """Publish ``payload`` on ``topic`` (queue and task name) with id ``message_id``.
+
+        ``redelivery``: the message was handed to the broker before (re-driven by
+        reconciliation): its consumer must count the delivery before working on it.
+        """
 
 
 OUTBOX = table(ForumOutbox)
@@ -175,22 +181,29 @@ def publish_claimed(
     """Publish every row held under ``claim``, then record which were sent and which failed."""
     with unit_of_work(engine, readonly=True) as session:
         rows = session.execute(
-            select(ForumOutbox.message_id, ForumOutbox.topic, ForumOutbox.payload)
+            select(
+                ForumOutbox.message_id,
+                ForumOutbox.topic,
+                ForumOutbox.payload,
+                ForumOutbox.publish_count,
+            )
             .where(ForumOutbox.lease_owner == claim, ForumOutbox.status == "processing")
             .order_by(ForumOutbox.id)  # in write order: an open goes out before its posts
         ).all()
     report = RelayReport(claimed=len(rows))
     sent: list[str] = []
     failed: dict[str, str] = {}
-    for message_id, topic, payload in rows:
+    for message_id, topic, payload, publish_count in rows:
         try:
-            publisher.publish(topic, message_id, payload)
+            # Handed over before: the consumer may have died in it without a trace in the
+            # ledger (a SIGKILL mid-task rolls its count back), so it counts this one first.
+            publisher.publish(topic, message_id, payload, redelivery=publish_count > 0)
             sent.append(message_id)
         except MetawsmError as exc:
             failed[message_id] = str(exc)
             # The broker is down: the rest would fail the same way; leave them to the drainer.
             break
-    for message_id, _topic, _payload in rows:
+    for message_id, *_ in rows:
         if message_id not in sent and message_id not in failed:
             failed[message_id] = "not attempted: broker failed earlier in the batch"
     _record(engine, claim, sent, failed, settings)

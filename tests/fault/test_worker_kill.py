@@ -1,4 +1,5 @@
-"""A worker SIGKILLed mid-batch — main process and pool children at once — loses nothing.
+"""A worker SIGKILLed mid-batch — main process and pool children (or the solo supervisor and
+its workers) at once — loses nothing.
 
 Its unacked messages stay in Redis until the visibility timeout (an hour), and whatever it took
 between BRPOP and ack is simply gone; reconciliation re-drives both from the outbox.
@@ -44,8 +45,9 @@ def kill_settings(db_url: str, private_redis: RedisServer) -> Settings:
     return settings_for(db_url, private_redis.url, **{**FAST, "retry_max_attempts": 5})
 
 
+@pytest.mark.parametrize("pool", ["prefork", "solo"])
 def test_a_worker_killed_mid_batch_loses_nothing_once_another_worker_takes_over(
-    kill_settings: Settings, tmp_path: Path
+    kill_settings: Settings, tmp_path: Path, pool: str
 ) -> None:
     opens = [
         _command("open_thread", thread_id=f"t-{i}", ticket="TCK-1", title="T", body="?")
@@ -65,7 +67,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_once_another_worker_takes_over(
                     ops.engine, ops.settings, ops.topics, ops.publisher, command
                 ).published
 
-        with subprocess_worker(kill_settings, tmp_path / "first") as first:
+        with subprocess_worker(kill_settings, tmp_path / "first", pool=pool) as first:
             run(opens)
             wait_until(
                 lambda: all_final(ops.engine, [c.command_id for c in opens]),
@@ -85,7 +87,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_once_another_worker_takes_over(
         unfinished = sum(s != "applied" for s in ledger(ops.engine).statuses.values())
         assert unfinished, "the worker finished the whole batch before the kill: nothing tested"
 
-        with subprocess_worker(kill_settings, tmp_path / "second") as second:
+        with subprocess_worker(kill_settings, tmp_path / "second", pool=pool) as second:
             redrive_until(
                 ops,
                 lambda: all_final(ops.engine, ids) and settled(ops.engine),

@@ -31,16 +31,20 @@ class RecordingPublisher:
 
     def __init__(self, fail_at: int | None = None, latency_s: float = 0.0) -> None:
         self.published: list[str] = []
+        self.redelivery: dict[str, bool] = {}
         self.fail_at = fail_at
         self.latency_s = latency_s
 
-    def publish(self, topic: str, message_id: str, payload: dict[str, Any]) -> None:
+    def publish(
+        self, topic: str, message_id: str, payload: dict[str, Any], redelivery: bool = False
+    ) -> None:
         """Record ``message_id``, or raise BrokerUnreachable once the failure point is reached."""
         if self.fail_at is not None and len(self.published) + 1 >= self.fail_at:
             raise BrokerUnreachable("broker unreachable at redis://test: connection refused")
         if self.latency_s:
             time.sleep(self.latency_s)  # a broker round-trip, so drainers overlap
         self.published.append(message_id)
+        self.redelivery[message_id] = redelivery
 
 
 def _settings(db_url: str, **overrides: Any) -> Settings:
@@ -192,3 +196,31 @@ def test_rows_claimed_by_a_crashed_drainer_are_reclaimed_after_the_lease(
     assert {(r.status, r.publish_count, r.lease_owner) for r in rows.values()} == {
         ("sent", 2, None)
     }
+
+
+def test_a_redriven_row_goes_out_as_a_redelivery_and_a_row_never_handed_over_does_not(
+    relay_engine: Engine, db_url: str
+) -> None:
+    """The consumer counts a redelivery before working on it: its first delivery may have died
+    with its worker without a trace in the ledger (docs/contracts.md)."""
+    settings = _settings(db_url, retry_backoff_base_s=0.01, retry_backoff_cap_s=0.02)
+    never_sent, redriven = _accept(relay_engine, settings, 2)
+    rows = _rows(relay_engine)
+    staged = outbox.OutboxMessage(
+        message_id=never_sent, topic=rows[never_sent].topic, payload=rows[never_sent].payload
+    )
+    failed = outbox.publish_staged(relay_engine, RecordingPublisher(fail_at=1), [staged], settings)
+    assert failed.failed == 1
+    _expire_leases(relay_engine, settings)  # the other one was handed over, long ago
+    rows = _rows(relay_engine)
+    assert {i: (rows[i].status, rows[i].publish_count) for i in (never_sent, redriven)} == {
+        never_sent: ("pending", 0),
+        redriven: ("pending", 1),
+    }
+    publisher = RecordingPublisher()
+    wait_until(
+        lambda: outbox.drain(relay_engine, publisher, settings) and len(publisher.published) == 2,
+        15,
+        "both rows to be drained",
+    )
+    assert publisher.redelivery == {never_sent: False, redriven: True}

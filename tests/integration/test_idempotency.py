@@ -185,7 +185,9 @@ def test_an_event_delivered_twice_is_projected_once(
 class _NoBroker:
     """A publisher that keeps nothing: these tests call the projector themselves."""
 
-    def publish(self, topic: str, message_id: str, payload: dict[str, Any]) -> None:
+    def publish(
+        self, topic: str, message_id: str, payload: dict[str, Any], redelivery: bool = False
+    ) -> None:
         """Drop the message."""
 
 

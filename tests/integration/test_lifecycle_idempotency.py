@@ -296,7 +296,9 @@ def make_command_from(wire: dict[str, Any]) -> Any:
 class _NoBroker:
     """A publisher that keeps nothing: these tests call the lifecycle consumer themselves."""
 
-    def publish(self, topic: str, message_id: str, payload: dict[str, Any]) -> None:
+    def publish(
+        self, topic: str, message_id: str, payload: dict[str, Any], redelivery: bool = False
+    ) -> None:
         """Drop the message."""
 
 
