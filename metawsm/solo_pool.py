@@ -126,6 +126,8 @@ class SoloPool:
         while self._stop_signal is None:
             now = time.monotonic()
             for child in self._children:
+                if self._stop_signal is not None:
+                    break  # a stop arrived while we were starting children
                 if not self._tend(child, now):
                     log.error(
                         "solo worker %d failed to start %d times in a row: giving up",
@@ -160,6 +162,9 @@ class SoloPool:
             preexec_fn=self._preexec,  # the supervisor runs no threads
         )
         child.started_at, child.killed_for = now, None
+        if self._stop_signal is not None:
+            # The stop request came while we were starting it: it was not signalled.
+            _send(child.proc, self._stop_signal)
         log.info("solo worker %d started (pid %d)", child.index, child.proc.pid)
 
     def _reap(self, child: Child, code: int, now: float) -> None:
@@ -174,7 +179,7 @@ class SoloPool:
             child.start_failures, delay = 0, 0.0
         if child.killed_for is None:
             log.warning(
-                "solo worker %d (pid %d) exited with %s: restarting in %.0f s",
+                "solo worker %d (pid %d) exited with %s: restarting in %.1f s",
                 child.index,
                 pid,
                 code,
