@@ -37,7 +37,13 @@ def create_app(settings: Settings) -> MetawsmCelery:
     app.conf.beat_schedule = build_schedule(settings)
     tasks.register(app, app.container)
     jobs.register(app, app.container)
-    watchdog.install_if_supervised(app)  # only in a `metawsm worker --pool solo` child
+    if watchdog.install_if_supervised(app) is not None:  # a `metawsm worker --pool solo` child
+        # No Redis "unacked" bookkeeping (two round trips per message): what a solo worker
+        # holds when it dies is re-driven from the outbox by reconciliation, which is what
+        # recovers it first anyway; kombu's restore would come an hour later
+        # (docs/performance.md, docs/contracts.md).
+        options = dict(app.conf.broker_transport_options)
+        app.conf.broker_transport_options = {**options, "ack_emulation": False}
     return track(app)
 
 

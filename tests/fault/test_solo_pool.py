@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import redis
 
 from metawsm.composition import Container
 from metawsm.messages.commands import AnyCommand
@@ -87,9 +88,9 @@ def _open_and_wait(ops: Container, worker: SubprocessWorker) -> None:
     opened = _command("open_thread", thread_id="t-1", ticket="TCK-1", title="T", body="?")
     assert submit(ops.engine, ops.settings, ops.topics, ops.publisher, opened).published
     wait_until(
-        lambda: all_final(ops.engine, [opened.command_id]),
+        lambda: all_final(ops.engine, [opened.command_id]) and settled(ops.engine),
         45,
-        f"the worker to apply the open; log:\n{worker.log_tail()}",
+        f"the worker to apply and project the open; log:\n{worker.log_tail()}",
     )
 
 
@@ -98,6 +99,14 @@ def _attempts(ops: Container, command_id: str) -> int:
         row = s.get(ForumCommand, command_id)
         assert row is not None
         return int(row.delivery_attempts)
+
+
+def _unacked(settings: Settings) -> int:
+    client = redis.Redis.from_url(settings.broker_url)
+    try:
+        return int(client.hlen("unacked"))  # kombu's record of messages held by consumers
+    finally:
+        client.close()
 
 
 def _hung_post(ops: Container, worker: SubprocessWorker, hold_until: str) -> AnyCommand:
@@ -112,6 +121,9 @@ def _hung_post(ops: Container, worker: SubprocessWorker, hold_until: str) -> Any
         started = wait_until(
             lambda: _slot_started(worker), 20, f"the task to start; log:\n{worker.log_tail()}"
         )
+        # A solo worker keeps no Redis-side record of the message it runs (no ack emulation):
+        # if it dies, reconciliation re-drives the message from the outbox.
+        assert _unacked(ops.settings) == 0
         if hold_until:
             wait_until(
                 lambda: hold_until in worker.log_path.read_text(errors="replace"),
