@@ -6,8 +6,8 @@ no worker running, then starts REAL subprocess workers and times the drain: from
 first commands are applied until every command is final and every event projected. Prints
 commands/s and the workers' CPU per command, per process (pool parents and children).
 
-    python bench/capacity.py [--commands 4000] [--commands-concurrency 2]
-        [--events-concurrency 1] [--roles split|all] [--pool prefork|threads|solo]
+    python bench/capacity.py [--commands 4000] [--commands-concurrency 1]
+        [--events-concurrency 1] [--roles split|all] [--pool solo|prefork]
 
 ``bench/pipeline.py`` measures the pipeline end to end with submitters competing for the same
 cores; this isolates the workers (docs/performance.md).
@@ -51,10 +51,10 @@ def parse_args() -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--commands", type=int, default=4000)
-    p.add_argument("--commands-concurrency", type=int, default=2)
+    p.add_argument("--commands-concurrency", type=int, default=1)
     p.add_argument("--events-concurrency", type=int, default=1)
     p.add_argument("--roles", choices=["split", "all"], default="split")
-    p.add_argument("--pool", choices=["prefork", "solo"], default="prefork")
+    p.add_argument("--pool", choices=["solo", "prefork"], default="solo")
     return p.parse_args()
 
 

@@ -604,16 +604,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--workers-concurrency",
         type=int,
-        default=2,
-        help="pool children of the commands worker, or of the one worker with --roles all (2)",
+        default=1,
+        help="tasks at once (solo processes or pool children) of the commands worker, or of the "
+        "one worker with --roles all (1: the least CPU per command, see docs/performance.md)",
     )
     p.add_argument(
         "--events-concurrency",
         type=int,
         default=1,
-        help="pool children of the events worker with --roles split (1)",
+        help="tasks at once of the events worker with --roles split (1)",
     )
-    p.add_argument("--pool", choices=("prefork", "solo"), default="prefork")
+    p.add_argument("--pool", choices=("solo", "prefork"), default="solo", help="(solo)")
     p.add_argument(
         "--roles",
         choices=("split", "all"),

@@ -91,10 +91,10 @@ def _run_solo_pool(app: AppContext, role: str, concurrency: int, loglevel: str) 
 )
 @click.option(
     "--pool",
-    type=click.Choice(["prefork", "solo"]),
-    default="prefork",
+    type=click.Choice(["solo", "prefork"]),
+    default="solo",
     show_default=True,
-    help="prefork: Celery's pool; solo: supervised single-process workers (less CPU per task).",
+    help="solo: supervised single-process workers (less CPU per task); prefork: Celery's pool.",
 )
 @click.option("--loglevel", default="INFO", show_default=True)
 @pass_app

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from metawsm.bus import make_client_app
@@ -60,8 +61,9 @@ def test_a_published_command_shows_its_kind_and_ids_but_not_its_body_to_monitori
     assert args == [] and kwargs["message"]["payload"]["body"] == SECRET
 
 
-def test_a_prefork_worker_reports_every_task_to_event_receivers_in_batches(
-    db_url: str, private_redis: RedisServer, tmp_path: Path
+@pytest.mark.parametrize("pool", ["prefork", "solo"])
+def test_a_worker_reports_every_task_to_event_receivers_in_batches(
+    db_url: str, private_redis: RedisServer, tmp_path: Path, pool: str
 ) -> None:
     settings = _settings(db_url, private_redis)
     c = build(settings)
@@ -74,7 +76,7 @@ def test_a_prefork_worker_reports_every_task_to_event_receivers_in_batches(
         )
         listener.start()
         try:
-            with subprocess_worker(settings, tmp_path / "worker") as worker:
+            with subprocess_worker(settings, tmp_path / "worker", pool=pool) as worker:
 
                 def reported(ids: set[str], kinds: set[str]) -> bool:
                     assert worker.alive(), worker.log_tail()

@@ -84,6 +84,19 @@ def _slot_started(worker: SubprocessWorker) -> float | None:
     return state.started if state else None
 
 
+@contextmanager
+def solo_stack(
+    settings: Settings, tmp_path: Path, workers: int
+) -> Iterator[tuple[Container, SubprocessWorker]]:
+    """A client container and ``metawsm worker --pool solo`` that has applied one open."""
+    with (
+        client_container(settings) as ops,
+        subprocess_worker(settings, tmp_path / "w", workers, "solo") as worker,
+    ):
+        _open_and_wait(ops, worker)
+        yield ops, worker
+
+
 def _open_and_wait(ops: Container, worker: SubprocessWorker) -> None:
     opened = _command("open_thread", thread_id="t-1", ticket="TCK-1", title="T", body="?")
     assert submit(ops.engine, ops.settings, ops.topics, ops.publisher, opened).published
@@ -141,11 +154,7 @@ def _hung_post(ops: Container, worker: SubprocessWorker, hold_until: str) -> Any
 def test_the_soft_limit_interrupts_a_task_which_is_counted_and_retried(
     limit_settings: Settings, tmp_path: Path
 ) -> None:
-    with (
-        client_container(limit_settings) as ops,
-        subprocess_worker(limit_settings, tmp_path / "w", 1, "solo") as worker,
-    ):
-        _open_and_wait(ops, worker)
+    with solo_stack(limit_settings, tmp_path, 1) as (ops, worker):
         post = _hung_post(ops, worker, hold_until="")
         wait_until(
             lambda: all_final(ops.engine, [post.command_id]),
@@ -163,11 +172,7 @@ def test_the_soft_limit_interrupts_a_task_which_is_counted_and_retried(
 def test_the_hard_limit_kills_and_replaces_the_worker_and_the_command_is_redriven_once(
     limit_settings: Settings, tmp_path: Path
 ) -> None:
-    with (
-        client_container(limit_settings) as ops,
-        subprocess_worker(limit_settings, tmp_path / "w", 1, "solo") as worker,
-    ):
-        _open_and_wait(ops, worker)
+    with solo_stack(limit_settings, tmp_path, 1) as (ops, worker):
         post = _hung_post(ops, worker, hold_until="past the hard time limit")
         assert worker.alive(), "the supervisor itself must survive the kill"
         redrive_until(
@@ -184,31 +189,13 @@ def test_the_hard_limit_kills_and_replaces_the_worker_and_the_command_is_redrive
 def test_sigterm_to_the_supervisor_stops_every_solo_worker_warmly(
     limit_settings: Settings, tmp_path: Path
 ) -> None:
-    with (
-        client_container(limit_settings) as ops,
-        subprocess_worker(limit_settings, tmp_path / "w", 2, "solo") as worker,
-    ):
-        _open_and_wait(ops, worker)
+    with solo_stack(limit_settings, tmp_path, 2) as (_ops, worker):
         os.kill(worker.pid, signal.SIGTERM)  # the supervisor only, as a process manager does
         try:
             code = worker.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             pytest.fail(f"the supervisor did not stop; log:\n{worker.log_tail()}")
         assert code == 0, worker.log_tail()
-        left = _group_members(worker.pid)
+        left = worker.group_pids()
         assert not left, f"processes left in the worker's group: {left}"
         assert not list((tmp_path / "w" / "tmp").glob("metawsm-solo-*")), "slot file left"
-
-
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(int(entry.name))
-    return members
