@@ -74,7 +74,11 @@ def test_a_worker_killed_mid_batch_loses_nothing_once_another_worker_takes_over(
                 45,
                 f"the first worker to apply the opens; log:\n{first.log_tail()}",
             )
+            # Frozen while the batch is submitted, so a fast worker cannot keep pace with the
+            # submitter and finish the batch before the kill.
+            first.pause()
             run(batch)
+            first.resume()
             wait_until(
                 lambda: (
                     sum(s == "applied" for s in ledger(ops.engine).statuses.values()) >= THREADS + 2
