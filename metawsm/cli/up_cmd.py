@@ -279,7 +279,7 @@ def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals, *, group: bool) 
     type=click.IntRange(min=1),
     default=2,
     show_default=True,
-    help="Worker pool size.",
+    help="Tasks the worker runs at once (its supervised solo worker processes).",
 )
 @click.option("--no-flower", is_flag=True, help="Do not start Flower.")
 @click.option(
