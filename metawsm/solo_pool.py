@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -55,7 +55,7 @@ class Child:
     started_at: float = 0.0
     start_failures: int = 0
     restart_at: float = 0.0
-    killed_for: int | None = field(default=None)  # slot sequence of the task it was killed for
+    killed_for: int | None = None  # slot sequence of the task it was killed for
 
 
 def _parent_death_signal() -> Callable[[], None] | None:
@@ -170,21 +170,21 @@ class SoloPool:
     def _reap(self, child: Child, code: int, now: float) -> None:
         assert child.proc is not None
         pid, child.proc = child.proc.pid, None
-        if child.killed_for is not None:
-            child.start_failures, delay = 0, 0.0  # replaced at once: the time limit killed it
-        elif now - child.started_at < START_GRACE_S:
+        if child.killed_for is not None:  # the hard limit killed it (logged): replace at once
+            child.start_failures, child.restart_at = 0, now
+            return
+        if now - child.started_at < START_GRACE_S:
             child.start_failures += 1
             delay = min(RESTART_BACKOFF_MAX_S, 2.0 ** (child.start_failures - 1))
         else:
             child.start_failures, delay = 0, 0.0
-        if child.killed_for is None:
-            log.warning(
-                "solo worker %d (pid %d) exited with %s: restarting in %.1f s",
-                child.index,
-                pid,
-                code,
-                delay,
-            )
+        log.warning(
+            "solo worker %d (pid %d) exited with %s: restarting in %.1f s",
+            child.index,
+            pid,
+            code,
+            delay,
+        )
         child.restart_at = now + delay
 
     def _enforce_hard_limit(self, child: Child, now: float) -> None:
@@ -221,9 +221,9 @@ class SoloPool:
                 self._wake.clear()
                 self._wake.wait(WATCH_INTERVAL_S)
         self._slots.close()
-        for path in (self._slots.path, self._dir):
-            with suppress(OSError):
-                path.unlink() if path.is_file() else path.rmdir()
+        with suppress(OSError):
+            self._slots.path.unlink()
+            self._dir.rmdir()
 
 
 def _send(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:

@@ -27,6 +27,7 @@ import pytest
 from metawsm import solo_pool
 from metawsm.solo_pool import SoloPool
 from metawsm.watchdog import SLOT_SIZE, SlotFile, SlotState, slot_from_env
+from tests.fixtures.pipeline import process_stat
 
 POLL_S = 0.02
 WAIT_S = 8.0  # any single condition; each test normally takes well under 3 s
@@ -138,11 +139,8 @@ def has(directory: Path, name: str) -> bool:
 
 def proc_state(pid: int) -> str | None:
     """The process's state letter from /proc (``Z`` for a zombie), ``None`` when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
-    return stat.rpartition(")")[2].split()[0]
+    fields = process_stat(pid)
+    return fields[0] if fields else None
 
 
 def is_running(pid: int) -> bool:
