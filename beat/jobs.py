@@ -5,8 +5,8 @@ from __future__ import annotations
 from celery import Celery
 
 from metawsm.composition import Container
-from metawsm.routing import DRAIN_TASK, ESCALATE_TASK, HOUSEKEEPING_QUEUE, RECONCILE_TASK
 from metawsm.services import escalation, outbox
+from metawsm.transport.queues import DRAIN_TASK, ESCALATE_TASK, HOUSEKEEPING_QUEUE, RECONCILE_TASK
 
 
 def register(app: Celery, container: Container) -> None:

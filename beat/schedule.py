@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from metawsm.routing import DRAIN_TASK, ESCALATE_TASK, HOUSEKEEPING_QUEUE, RECONCILE_TASK
 from metawsm.settings import Settings
+from metawsm.transport.queues import DRAIN_TASK, ESCALATE_TASK, HOUSEKEEPING_QUEUE, RECONCILE_TASK
 
 
 def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:

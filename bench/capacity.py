@@ -36,11 +36,11 @@ from pipeline import (
 from sqlalchemy import Engine
 
 from metawsm.composition import build
-from metawsm.redis_server import RedisServer
 from metawsm.services.processing import Runtime
 from metawsm.services.submit import submit
 from metawsm.settings import load_settings
 from metawsm.storage import migrate
+from metawsm.transport.redis_server import RedisServer
 
 # The first commands applied mark the start: worker start-up is not part of the capacity.
 WARM_UP_COMMANDS = 50

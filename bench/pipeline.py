@@ -54,7 +54,6 @@ from sqlalchemy.pool import NullPool
 from metawsm.composition import build
 from metawsm.errors import Transient
 from metawsm.messages.commands import AnyCommand
-from metawsm.redis_server import RedisServer
 from metawsm.services.eventlog import row_to_event
 from metawsm.services.processing import Runtime, apply_command
 from metawsm.services.projections import PROJECTION, project
@@ -65,6 +64,7 @@ from metawsm.storage.engine import build_engine, normalize_url
 from metawsm.storage.models import ForumCommand, ForumEvent, ForumProjectionEvent
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
+from metawsm.transport.redis_server import RedisServer
 
 # Weights of each command type in the mixed workload. Only state moves valid from every open
 # state are used (waiting_* is reachable from new, triaged, answered and each other), and every

@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import Engine, delete, select
 
 from metawsm.messages.events import Event
-from metawsm.routing import Topics
 from metawsm.services.eventlog import row_to_event
 from metawsm.services.processing import Runtime, apply_command
 from metawsm.services.projections import project
@@ -30,6 +29,7 @@ from metawsm.storage import migrate
 from metawsm.storage.engine import build_engine
 from metawsm.storage.models import ForumEvent, ForumThreadStat, ForumThreadView
 from metawsm.storage.uow import unit_of_work
+from metawsm.topics import Topics
 
 PRIORITIES = ("high", "low", "urgent", "normal")
 STATES = ("waiting_human", "waiting_operator")

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
-from celery import Celery
 from sqlalchemy import Engine
-
-from metawsm.bus import CeleryPublisher, make_client_app
-from metawsm.routing import Topics
 
 # Importing these registers the control-signal handler and the integration consumers.
 from metawsm.services import control, notify  # noqa: F401
 from metawsm.services.processing import Runtime
 from metawsm.settings import Settings
 from metawsm.storage.engine import build_engine
+from metawsm.topics import Topics
+from metawsm.transport.publisher import CeleryPublisher, make_client_app
 
 
 @dataclass
@@ -27,7 +26,7 @@ class Container:
     """Lazily built process-wide services; nothing connects until first use."""
 
     settings: Settings
-    app: Celery | None = field(default=None)
+    app: Any = field(default=None)
 
     @cached_property
     def engine(self) -> Engine:
@@ -63,6 +62,6 @@ class Container:
             self.publisher.close()
 
 
-def build(settings: Settings, app: Celery | None = None) -> Container:
+def build(settings: Settings, app: Any = None) -> Container:
     """Build the container for one process."""
     return Container(settings=settings, app=app)

@@ -14,11 +14,11 @@ from celery.signals import worker_process_init
 
 from beat import jobs
 from beat.schedule import build_schedule
-from metawsm import kombu_redis
-from metawsm.celery_config import celery_config
 from metawsm.composition import Container, build
 from metawsm.settings import Settings, load_settings
-from workers import tasks, watchdog
+from metawsm.transport import kombu_redis_patch, task_time_limits
+from metawsm.transport.celery_config import celery_config
+from workers import tasks
 
 
 class MetawsmCelery(Celery):
@@ -29,7 +29,7 @@ class MetawsmCelery(Celery):
 
 def create_app(settings: Settings) -> MetawsmCelery:
     """Build the worker app for ``settings`` with every task registered."""
-    kombu_redis.install()
+    kombu_redis_patch.install()
     app = MetawsmCelery("metawsm", set_as_current=False)
     app.conf.update(celery_config(settings))
     app.conf.worker_consumer = "workers.consumer:EventBatchingConsumer"
@@ -37,7 +37,9 @@ def create_app(settings: Settings) -> MetawsmCelery:
     app.conf.beat_schedule = build_schedule(settings)
     tasks.register(app, app.container)
     jobs.register(app, app.container)
-    if watchdog.install_if_supervised(app) is not None:  # a `metawsm worker --pool solo` child
+    if (
+        task_time_limits.install_if_supervised(app) is not None
+    ):  # a `metawsm worker --pool solo` child
         # No Redis "unacked" bookkeeping (two round trips per message): what a solo worker
         # holds when it dies is re-driven from the outbox by reconciliation, which is what
         # recovers it first anyway; kombu's restore would come an hour later

@@ -14,9 +14,9 @@ from metawsm.composition import Container
 from metawsm.errors import InvalidMessage
 from metawsm.messages.commands import COMMAND_TYPES
 from metawsm.messages.events import EVENT_TYPES
-from metawsm.routing import INTEGRATIONS
 from metawsm.services import processing
 from metawsm.services.outbox import backoff_s
+from metawsm.topics import INTEGRATIONS
 
 log = logging.getLogger("metawsm.workers")
 

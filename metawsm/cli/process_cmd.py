@@ -15,10 +15,11 @@ from pathlib import Path
 import click
 
 from metawsm.cli.context import AppContext, pass_app
-from metawsm.routing import Topics
-from metawsm.solo_pool import SoloPool
 from metawsm.storage.engine import build_engine
 from metawsm.storage.migrate import ensure_schema_at_head
+from metawsm.topics import Topics
+from metawsm.transport.queues import queues_for_role
+from metawsm.transport.worker_supervisor import WorkerSupervisor
 
 APP_PATH = "workers.app:app"
 ROLES = ["commands", "events", "integration", "housekeeping", "all"]
@@ -42,7 +43,7 @@ def worker_args(
     app: AppContext, role: str, concurrency: int, loglevel: str, pool: str, name: str = ""
 ) -> list[str]:
     """Celery worker arguments for ``role``: its queues, concurrency, pool, events on."""
-    queues = Topics(app.settings).queues_for_role(role)
+    queues = queues_for_role(Topics(app.settings), role)
     return [
         "worker",
         "-Q",
@@ -66,7 +67,7 @@ def _celery_argv(args: list[str]) -> list[str]:
 
 
 def _run_solo_pool(app: AppContext, role: str, concurrency: int, loglevel: str) -> int:
-    """Run ``concurrency`` supervised solo workers (metawsm.solo_pool) until stopped."""
+    """Run ``concurrency`` supervised solo workers (transport.worker_supervisor) until stopped."""
     logging.basicConfig(
         level=getattr(logging, loglevel.upper(), logging.INFO),
         format="[%(asctime)s: %(levelname)s/solo-pool] %(message)s",
@@ -76,7 +77,7 @@ def _run_solo_pool(app: AppContext, role: str, concurrency: int, loglevel: str) 
         name = f"{role}-{index + 1}@%h"
         return _celery_argv(worker_args(app, role, 1, loglevel, "solo", name))
 
-    pool = SoloPool(argv_for, concurrency, hard_limit_s=app.settings.task_time_limit_s)
+    pool = WorkerSupervisor(argv_for, concurrency, hard_limit_s=app.settings.task_time_limit_s)
     return pool.run()
 
 

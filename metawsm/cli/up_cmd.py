@@ -29,10 +29,10 @@ import click
 
 from metawsm.cli.context import AppContext, pass_app
 from metawsm.errors import BrokerUnreachable, MetawsmError
-from metawsm.redis_server import RedisServer, ping, wait_for
 from metawsm.settings import Settings, mask_url
 from metawsm.storage.engine import build_engine
 from metawsm.storage.migrate import upgrade
+from metawsm.transport.redis_server import RedisServer, ping, wait_for
 
 REDIS_DIR = Path(".metawsm") / "redis"
 BROKER_PING_TIMEOUT_S = 1.0

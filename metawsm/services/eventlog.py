@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session
 from metawsm.ids import new_id
 from metawsm.messages.common import Actor, ActorType
 from metawsm.messages.events import EVENT_PAYLOADS, Event
-from metawsm.routing import Topics
 from metawsm.services.outbox import OutboxMessage, enqueue
 from metawsm.settings import Settings
 from metawsm.storage.models import ForumEvent, table
 from metawsm.storage.uow import lock_event_log
+from metawsm.topics import Topics
 
 EVENTS = table(ForumEvent)
 _INSERT_EVENT = insert(EVENTS)

@@ -23,11 +23,11 @@ from sqlalchemy import Engine
 from metawsm.errors import UsageError, WaitTimeout
 from metawsm.messages.commands import AnyCommand
 from metawsm.messages.control import parse_control
-from metawsm.routing import Topics
 from metawsm.services.outbox import Publisher
 from metawsm.services.runs import run_rows
 from metawsm.services.submit import make_command, read_outcome, submit, wait_for_outcome
 from metawsm.settings import Settings
+from metawsm.topics import Topics
 
 LEGACY_DIR = ".metawsm"
 REQUEST = "guidance-request.json"

@@ -25,7 +25,6 @@ from metawsm.errors import InvalidMessage, Rejected
 from metawsm.messages.commands import AnyCommand, parse_command
 from metawsm.messages.common import Actor
 from metawsm.messages.events import Event, parse_event
-from metawsm.routing import Topics
 from metawsm.services import handlers, projections
 from metawsm.services.deadletters import Failure, dead_letter
 from metawsm.services.eventlog import EventWriter
@@ -36,6 +35,7 @@ from metawsm.settings import Settings
 from metawsm.storage.models import ForumCommand, ForumOutbox, table
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import connection_unit, lock_event_log, unit_of_work
+from metawsm.topics import Topics
 
 COMMANDS = table(ForumCommand)
 OUTBOX = table(ForumOutbox)
@@ -259,7 +259,7 @@ COUNTING_CONSUMERS: set[str] = {"projector"}
 def register_consumer(
     subscriber: str, consumer: Consumer, *, counts_delivery: bool = False
 ) -> None:
-    """Add the consumer of an integration subscriber (see metawsm.routing.INTEGRATIONS)."""
+    """Add the consumer of an integration subscriber (see metawsm.topics.INTEGRATIONS)."""
     CONSUMERS[subscriber] = consumer
     if counts_delivery:
         COUNTING_CONSUMERS.add(subscriber)

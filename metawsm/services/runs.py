@@ -20,7 +20,6 @@ from metawsm.domain.runs import RunStatus, check_run_transition
 __all__ = ["RunStatus"]
 from metawsm.errors import NotFound, Rejected
 from metawsm.messages.common import Actor
-from metawsm.routing import Topics
 from metawsm.services.eventlog import EventWriter
 from metawsm.services.outbox import new_claim
 from metawsm.settings import Settings
@@ -34,6 +33,7 @@ from metawsm.storage.models import (
 )
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
+from metawsm.topics import Topics
 
 SYSTEM = Actor(type="system", name="metawsm")
 ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: easy to read and type

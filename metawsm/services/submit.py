@@ -17,12 +17,12 @@ from sqlalchemy import Engine, bindparam, insert, select
 from metawsm.domain.forum import control_thread_id
 from metawsm.errors import WaitTimeout
 from metawsm.messages.commands import AnyCommand, ControlSignal, command_thread_id
-from metawsm.routing import Topics
 from metawsm.services.outbox import OutboxMessage, Publisher, enqueue, publish_staged
 from metawsm.settings import Settings
 from metawsm.storage.models import ForumCommand, table
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import connection_unit, unit_of_work
+from metawsm.topics import Topics
 
 FINAL_STATUSES = ("applied", "rejected", "dead")
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from metawsm.redis_server import RedisServer
+from metawsm.transport.redis_server import RedisServer
 from tests.fixtures.database import NO_BROKER_URL
 
 pytestmark = pytest.mark.e2e

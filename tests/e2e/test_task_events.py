@@ -1,8 +1,8 @@
 """What monitoring sees of a message: task events from a real prefork worker, and argument reprs.
 
 The worker flushes its task events in batches (workers/consumer.py) and the publisher replaces
-the argument repr by a one-line summary (metawsm/bus.py): Flower must still see every task, and
-never a post body.
+the argument repr by a one-line summary (metawsm/transport/publisher.py): Flower must still see
+every task, and never a post body.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import redis
 
-from metawsm.bus import make_client_app
 from metawsm.composition import build
-from metawsm.redis_server import RedisServer
 from metawsm.services.submit import make_command, submit
 from metawsm.settings import Settings
+from metawsm.transport.publisher import make_client_app
+from metawsm.transport.redis_server import RedisServer
 from tests.fixtures.database import settings_for
 from tests.fixtures.pipeline import subprocess_worker, wait_until
 

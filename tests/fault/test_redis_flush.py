@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from metawsm.redis_server import RedisServer
 from metawsm.storage.models import ForumOutbox
 from metawsm.storage.uow import unit_of_work
+from metawsm.transport.redis_server import RedisServer
 from tests.fixtures.pipeline import (
     Pipeline,
     all_final,

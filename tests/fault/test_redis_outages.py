@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from metawsm.celery_config import transport_options
 from metawsm.composition import Container
 from metawsm.messages.commands import AnyCommand
-from metawsm.redis_server import RedisServer
 from metawsm.services import outbox
 from metawsm.services.submit import Outcome, make_command, read_outcome, submit
 from metawsm.settings import Settings
 from metawsm.storage.models import ForumOutbox
 from metawsm.storage.uow import unit_of_work
+from metawsm.transport.celery_config import transport_options
+from metawsm.transport.redis_server import RedisServer
 from tests.fixtures.database import settings_for
 from tests.fixtures.pipeline import (
     FAST,
@@ -268,9 +268,9 @@ def test_a_channel_of_a_closed_broker_connection_fails_with_a_connection_error(
     from kombu import Connection
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from metawsm import kombu_redis
+    from metawsm.transport import kombu_redis_patch
 
-    kombu_redis.install()
+    kombu_redis_patch.install()
     connection = Connection(private_redis.url)
     channel = connection.default_channel
     channel.qos._delivered["tag-1"] = None  # a delivery still unacked (acks_late)
@@ -287,9 +287,9 @@ def test_a_channel_keeps_one_redis_client_until_its_pool_is_replaced(
     # kombu builds a redis.Redis per publish/ack; ours keeps one per channel and pool.
     from kombu import Connection
 
-    from metawsm import kombu_redis
+    from metawsm.transport import kombu_redis_patch
 
-    kombu_redis.install()
+    kombu_redis_patch.install()
     with Connection(private_redis.url) as connection:
         channel = connection.default_channel
         with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:

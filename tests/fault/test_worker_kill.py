@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from metawsm.messages.commands import AnyCommand
-from metawsm.redis_server import RedisServer
 from metawsm.services.submit import make_command, submit
 from metawsm.settings import Settings
+from metawsm.transport.redis_server import RedisServer
 from tests.fixtures.database import settings_for
 from tests.fixtures.pipeline import (
     FAST,

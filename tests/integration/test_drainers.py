@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from metawsm.errors import BrokerUnreachable
-from metawsm.routing import Topics
 from metawsm.services import outbox
 from metawsm.services.submit import accept, make_command
 from metawsm.settings import Settings
@@ -20,6 +19,7 @@ from metawsm.storage.engine import build_engine
 from metawsm.storage.models import ForumOutbox
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
+from metawsm.topics import Topics
 from tests.fixtures.database import settings_for
 from tests.fixtures.pipeline import wait_until
 

@@ -13,7 +13,6 @@ from sqlalchemy import Engine, func, select
 
 from metawsm.messages.commands import AnyCommand
 from metawsm.messages.events import Event
-from metawsm.routing import Topics
 from metawsm.services import processing, queries
 from metawsm.services.eventlog import row_to_event
 from metawsm.services.projections import PROJECTION, project, view_dict
@@ -31,6 +30,7 @@ from metawsm.storage.models import (
     ForumThreadView,
 )
 from metawsm.storage.uow import unit_of_work
+from metawsm.topics import Topics
 from tests.fixtures.database import (
     POSTGRES_ENV,
     migrate_to_head,

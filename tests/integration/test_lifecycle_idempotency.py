@@ -19,7 +19,6 @@ from sqlalchemy import Engine, delete, func, select
 
 from metawsm.messages.common import Actor
 from metawsm.messages.events import Event
-from metawsm.routing import Topics
 from metawsm.services import processing, runs
 from metawsm.services.control import LIFECYCLE, consume_lifecycle
 from metawsm.services.eventlog import row_to_event
@@ -40,6 +39,7 @@ from metawsm.storage.models import (
     RunEvent,
 )
 from metawsm.storage.uow import unit_of_work
+from metawsm.topics import Topics
 from tests.fixtures.database import POSTGRES_ENV, migrate_to_head, postgres_database, settings_for
 from tests.fixtures.pipeline import Pipeline, TaskRecorder, wait_until
 

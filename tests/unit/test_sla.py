@@ -6,8 +6,8 @@ import pytest
 
 from beat.schedule import build_schedule
 from metawsm.domain.sla import ESCALATING_STATES, URGENT, Tier, due_tiers, tiers_for
-from metawsm.routing import ESCALATE_TASK, HOUSEKEEPING_QUEUE
 from metawsm.settings import load_settings
+from metawsm.transport.queues import ESCALATE_TASK, HOUSEKEEPING_QUEUE
 
 SLA = 30
 HUMAN = 60

@@ -21,12 +21,12 @@ import redis
 
 from metawsm.composition import Container
 from metawsm.messages.commands import AnyCommand
-from metawsm.redis_server import RedisServer
 from metawsm.services.submit import accept, make_command, submit
 from metawsm.settings import Settings
 from metawsm.storage.models import ForumCommand
 from metawsm.storage.uow import unit_of_work
-from metawsm.watchdog import SlotFile
+from metawsm.transport.redis_server import RedisServer
+from metawsm.transport.task_slots import SlotFile
 from tests.fixtures.database import settings_for
 from tests.fixtures.pipeline import (
     FAST,

@@ -15,7 +15,10 @@
    object in front of that pool is kept too, and rebuilt when the channel gets a new pool (after
    a reconnect). ``redis.Redis`` is safe to share between threads.
 
-Both are idempotent.
+Both replace private kombu API (``Channel._connparams``, ``Channel.conn_or_acquire``), so they
+were written for one kombu release line: :data:`WRITTEN_FOR` (the dependency pin says the same).
+:func:`install` refuses another line rather than patch code it was not checked against. Both
+patches are idempotent.
 """
 
 from __future__ import annotations
@@ -24,8 +27,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import kombu
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+# The kombu release line (major, minor) these patches were written and tested for.
+WRITTEN_FOR = (5, 7)
 
 _CHANNEL: Any = kombu_redis.Channel
 _KOMBU_CONNPARAMS = _CHANNEL._connparams
@@ -53,7 +60,33 @@ def _conn_or_acquire(channel: Any, client: Any = None) -> Iterator[Any]:
     yield shared
 
 
+class UnsupportedKombu(RuntimeError):
+    """The installed kombu is not the release line the patches were written for."""
+
+
+def check_kombu_version(version: str | None = None) -> None:
+    """Refuse a kombu outside :data:`WRITTEN_FOR`.
+
+    Raises:
+        UnsupportedKombu: naming the installed version and the one expected.
+    """
+    version = version or str(getattr(kombu, "__version__", "0.0"))
+    found = tuple(int(part) for part in version.split(".")[:2])
+    if found != WRITTEN_FOR:
+        expected = ".".join(map(str, WRITTEN_FOR))
+        raise UnsupportedKombu(
+            f"kombu {version} is installed, but metawsm's Redis channel patches were written for"
+            f" kombu {expected}.x (metawsm/transport/kombu_redis_patch.py); install kombu"
+            f" {expected}.x or check the patches against {version}"
+        )
+
+
 def install() -> None:
-    """Patch kombu's Redis channel (see the module docstring). Idempotent."""
+    """Patch kombu's Redis channel (see the module docstring). Idempotent.
+
+    Raises:
+        UnsupportedKombu: the installed kombu is not the release line the patches target.
+    """
+    check_kombu_version()
     _CHANNEL._connparams = _connparams
     _CHANNEL.conn_or_acquire = _conn_or_acquire

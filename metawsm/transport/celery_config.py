@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from metawsm.routing import HOUSEKEEPING_QUEUE
 from metawsm.settings import Settings
+from metawsm.transport.queues import HOUSEKEEPING_QUEUE
 
 # Publishing from a CLI fails fast when Redis is away: the command is already accepted in the
 # database and the drainer publishes it later.

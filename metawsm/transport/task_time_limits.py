@@ -1,7 +1,8 @@
 """Time limits inside a supervised solo worker (``metawsm worker --pool solo``).
 
 Celery's solo pool enforces neither time limit. In a process started by
-:class:`metawsm.solo_pool.SoloPool` (it sets ``METAWSM_WATCHDOG_SLOT``) this module
+:class:`metawsm.transport.worker_supervisor.WorkerSupervisor` (it sets
+``METAWSM_WATCHDOG_SLOT``) this module
 
 * records in the shared slot when each task starts and ends, so the supervisor can SIGKILL a task
   that outlives the hard limit;
@@ -22,7 +23,7 @@ from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_postrun, task_prerun
 
-from metawsm.watchdog import SLOT_ENV, SlotFile, slot_from_env
+from metawsm.transport.task_slots import SLOT_ENV, SlotFile, slot_from_env
 
 
 class TaskWatch:

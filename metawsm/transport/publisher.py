@@ -11,15 +11,15 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
 
-from metawsm import kombu_redis
-from metawsm.celery_config import celery_config
 from metawsm.errors import BrokerUnreachable
 from metawsm.settings import Settings, mask_url
+from metawsm.transport import kombu_redis_patch
+from metawsm.transport.celery_config import celery_config
 
 
 def make_client_app(settings: Settings) -> Celery:
     """A Celery app that only sends (never imported tasks, never consumes)."""
-    kombu_redis.install()
+    kombu_redis_patch.install()
     app = Celery("metawsm-client", set_as_current=False)
     app.conf.update(celery_config(settings, client=True))
     return app

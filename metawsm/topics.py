@@ -13,12 +13,6 @@ from metawsm.messages.commands import COMMAND_TYPES
 from metawsm.messages.events import EVENT_TYPES, event_topic_suffix
 from metawsm.settings import Settings
 
-HOUSEKEEPING_QUEUE = "metawsm.housekeeping"
-DRAIN_TASK = "metawsm.outbox.drain"
-RECONCILE_TASK = "metawsm.outbox.reconcile"
-ESCALATE_TASK = "metawsm.sla.escalate"
-HOUSEKEEPING_TASKS = (DRAIN_TASK, RECONCILE_TASK, ESCALATE_TASK)
-
 # Integration consumers: name -> event types they receive (besides the projector).
 INTEGRATIONS: dict[str, tuple[str, ...]] = {
     "run_lifecycle": ("forum.control.signal",),
@@ -73,15 +67,3 @@ class Topics:
     def integration_topics(self) -> list[str]:
         """All integration topics."""
         return [self.integration(n) for n in INTEGRATIONS]
-
-    def queues_for_role(self, role: str) -> list[str]:
-        """Queues a worker of ``role`` (commands|events|integration|housekeeping|all) consumes."""
-        by_role = {
-            "commands": self.command_topics(),
-            "events": self.event_topics(),
-            "integration": self.integration_topics(),
-            "housekeeping": [HOUSEKEEPING_QUEUE],
-        }
-        if role == "all":
-            return [q for queues in by_role.values() for q in queues]
-        return by_role[role]

@@ -14,8 +14,8 @@ therefore runs ``--concurrency`` solo workers as children of this supervisor, wh
   start-up, and gives up after :data:`START_FAILURES_LIMIT` such failures in a row;
 * forwards SIGTERM/SIGINT as a warm shutdown (SIGQUIT: cold) and exits when the children have.
 
-The children enforce the soft limit themselves (``workers/watchdog.py``); this module never
-imports Celery or the worker code: it starts them by command line.
+The children enforce the soft limit themselves (``metawsm/transport/task_time_limits.py``);
+this module never imports Celery or the worker code: it starts them by command line.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from metawsm.watchdog import SLOT_ENV, SlotFile
+from metawsm.transport.task_slots import SLOT_ENV, SlotFile
 
-log = logging.getLogger("metawsm.solo_pool")
+log = logging.getLogger("metawsm.transport.worker_supervisor")
 
 WATCH_INTERVAL_S = 0.25
 # A child that dies within this long of its start failed to start (bad config, import error).
@@ -72,7 +72,7 @@ def _parent_death_signal() -> Callable[[], None] | None:
     return hook
 
 
-class SoloPool:
+class WorkerSupervisor:
     """Runs ``count`` copies of a worker command line and supervises them (module docstring)."""
 
     def __init__(

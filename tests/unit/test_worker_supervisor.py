@@ -1,4 +1,4 @@
-"""The solo worker supervisor (``metawsm.solo_pool``) and its shared task slots (``watchdog``).
+"""The worker supervisor (``metawsm.transport.worker_supervisor``) and its task slots.
 
 The supervisor runs real child processes: small ``python -c`` programs that leave files in a
 directory (``pid-<pid>`` when started, ``stopped-<pid>`` on SIGTERM, ``slot-<pid>`` with the
@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from metawsm import solo_pool
-from metawsm.solo_pool import SoloPool
-from metawsm.watchdog import SLOT_SIZE, SlotFile, SlotState, slot_from_env
+from metawsm.transport import worker_supervisor
+from metawsm.transport.task_slots import SLOT_SIZE, SlotFile, SlotState, slot_from_env
+from metawsm.transport.worker_supervisor import WorkerSupervisor
 from tests.fixtures.pipeline import process_stat
 
 POLL_S = 0.02
@@ -57,7 +57,7 @@ put(f"pid-{pid}", str(index))
 """
 
 SLOT = """
-from metawsm.watchdog import slot_from_env
+from metawsm.transport.task_slots import slot_from_env
 slots, slot = slot_from_env(os.environ["METAWSM_WATCHDOG_SLOT"])
 """
 
@@ -172,7 +172,7 @@ def outlive_three_hard_limits(
     )
 
 
-def supervise(pool: SoloPool, observe: Callable[[threading.Event], None]) -> int:
+def supervise(pool: WorkerSupervisor, observe: Callable[[threading.Event], None]) -> int:
     """Run ``pool.run()`` in this (the main) thread while ``observe(done)`` runs in a thread;
     ``done`` is set when run() returns. The observer always ends with ``request_stop()``; a
     backstop thread stops the pool after BACKSTOP_S, then SIGKILLs its children, so a broken
@@ -220,13 +220,13 @@ def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == "metawsm.solo_pool" and r.levelno == level
+        if r.name == "metawsm.transport.worker_supervisor" and r.levelno == level
     ]
 
 
 @pytest.fixture
 def caplog_pool(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.INFO, logger="metawsm.solo_pool")
+    caplog.set_level(logging.INFO, logger="metawsm.transport.worker_supervisor")
     return caplog
 
 
@@ -236,7 +236,7 @@ def caplog_pool(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 def test_a_task_past_the_hard_limit_gets_its_process_killed_and_replaced(
     tmp_path: Path, caplog_pool: pytest.LogCaptureFixture
 ) -> None:
-    pool = SoloPool(argv_for(HUNG_ONCE, tmp_path), 1, HARD_LIMIT_S)
+    pool = WorkerSupervisor(argv_for(HUNG_ONCE, tmp_path), 1, HARD_LIMIT_S)
     seen: dict[str, Any] = {}
 
     def observe(done: threading.Event) -> None:
@@ -271,7 +271,7 @@ def test_a_task_past_the_hard_limit_gets_its_process_killed_and_replaced(
 def test_an_idle_worker_is_never_killed(
     tmp_path: Path, caplog_pool: pytest.LogCaptureFixture, script: str
 ) -> None:
-    pool = SoloPool(argv_for(script, tmp_path), 1, HARD_LIMIT_S)
+    pool = WorkerSupervisor(argv_for(script, tmp_path), 1, HARD_LIMIT_S)
     seen: dict[str, Any] = {}
 
     def observe(done: threading.Event) -> None:
@@ -293,7 +293,7 @@ def test_a_task_that_finished_does_not_get_its_process_killed(
     # and well below the hard limit; then the slot says idle again.
     limit_s = 0.8
     env = {**os.environ, "SOLO_POOL_TEST_TASK_S": "0.35"}
-    pool = SoloPool(argv_for(TASK_FINISHES, tmp_path), 1, limit_s, env=env)
+    pool = WorkerSupervisor(argv_for(TASK_FINISHES, tmp_path), 1, limit_s, env=env)
     seen: dict[str, Any] = {}
 
     def observe(done: threading.Event) -> None:
@@ -313,7 +313,7 @@ def test_a_task_that_finished_does_not_get_its_process_killed(
 
 
 def test_request_stop_sends_sigterm_waits_and_removes_the_slot_directory(tmp_path: Path) -> None:
-    pool = SoloPool(argv_for(IDLE_SILENT, tmp_path), 1, HARD_LIMIT_S)
+    pool = WorkerSupervisor(argv_for(IDLE_SILENT, tmp_path), 1, HARD_LIMIT_S)
     seen: dict[str, Any] = {}
 
     def observe(done: threading.Event) -> None:
@@ -336,7 +336,7 @@ def test_request_stop_sends_sigterm_waits_and_removes_the_slot_directory(tmp_pat
 
 def test_each_child_gets_its_own_slot_index_and_the_given_environment(tmp_path: Path) -> None:
     env = {**os.environ, "SOLO_POOL_TEST_MARK": "from-the-supervisor"}
-    pool = SoloPool(argv_for(IDLE_SILENT, tmp_path), 2, HARD_LIMIT_S, env=env)
+    pool = WorkerSupervisor(argv_for(IDLE_SILENT, tmp_path), 2, HARD_LIMIT_S, env=env)
     seen: dict[str, Any] = {}
 
     def observe(done: threading.Event) -> None:
@@ -373,9 +373,9 @@ def test_each_child_gets_its_own_slot_index_and_the_given_environment(tmp_path: 
 def test_a_child_that_keeps_failing_at_start_makes_run_give_up(
     tmp_path: Path, caplog_pool: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(solo_pool, "START_FAILURES_LIMIT", 3)
-    monkeypatch.setattr(solo_pool, "RESTART_BACKOFF_MAX_S", 0.1)
-    pool = SoloPool(argv_for(EXIT_AT_ONCE, tmp_path), 1, HARD_LIMIT_S)
+    monkeypatch.setattr(worker_supervisor, "START_FAILURES_LIMIT", 3)
+    monkeypatch.setattr(worker_supervisor, "RESTART_BACKOFF_MAX_S", 0.1)
+    pool = WorkerSupervisor(argv_for(EXIT_AT_ONCE, tmp_path), 1, HARD_LIMIT_S)
 
     def observe(done: threading.Event) -> None:
         wait_until(done.is_set, "run() to give up")
@@ -396,11 +396,11 @@ def test_a_child_that_keeps_failing_at_start_makes_run_give_up(
 def test_a_child_that_crashes_after_the_start_grace_is_restarted_without_giving_up(
     tmp_path: Path, caplog_pool: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(solo_pool, "START_GRACE_S", 0.2)
+    monkeypatch.setattr(worker_supervisor, "START_GRACE_S", 0.2)
     # Were these crashes counted as start failures, run() would give up at the second.
-    monkeypatch.setattr(solo_pool, "START_FAILURES_LIMIT", 2)
-    monkeypatch.setattr(solo_pool, "RESTART_BACKOFF_MAX_S", 0.1)
-    pool = SoloPool(argv_for(CRASH_LATER, tmp_path), 1, HARD_LIMIT_S)
+    monkeypatch.setattr(worker_supervisor, "START_FAILURES_LIMIT", 2)
+    monkeypatch.setattr(worker_supervisor, "RESTART_BACKOFF_MAX_S", 0.1)
+    pool = WorkerSupervisor(argv_for(CRASH_LATER, tmp_path), 1, HARD_LIMIT_S)
     seen: dict[str, Any] = {}
 
     def observe(done: threading.Event) -> None:
@@ -485,7 +485,7 @@ def test_slot_from_env_parses_path_and_index(tmp_path: Path) -> None:
 def test_a_stop_that_arrives_while_children_start_stops_them_all(tmp_path: Path) -> None:
     """SIGTERM landing while the supervisor starts its children (a `docker stop` right at
     start-up): the child being started is told to stop, no further child starts, run() ends."""
-    pool: SoloPool
+    pool: WorkerSupervisor
     build = argv_for(IDLE_SILENT, tmp_path)
     argv_calls: list[int] = []
 
@@ -495,7 +495,7 @@ def test_a_stop_that_arrives_while_children_start_stops_them_all(tmp_path: Path)
             pool.request_stop()  # what the SIGTERM handler does, before this child exists
         return build(index)
 
-    pool = SoloPool(argv_stopping_at_first, 2, HARD_LIMIT_S)
+    pool = WorkerSupervisor(argv_stopping_at_first, 2, HARD_LIMIT_S)
     done = threading.Event()
 
     def backstop() -> None:

@@ -1,0 +1,11 @@
+"""Everything Celery, kombu and Redis: the only package of ``metawsm`` that imports them.
+
+- ``celery_config``: the Celery configuration built from settings (JSON only, acks late, ...);
+- ``publisher``: sends outbox messages as Celery tasks by their stable names;
+- ``queues``: which queues a worker of each role consumes;
+- ``kombu_redis_patch``: two fixes to kombu's Redis channel, for the kombu it was written for;
+- ``worker_supervisor``: the ``metawsm worker`` process that supervises single-process workers;
+- ``task_slots``: the shared-memory slots through which a worker tells its supervisor a task runs;
+- ``task_time_limits``: inside a supervised worker, the soft limit and the slot writes;
+- ``redis_server``: the private ``redis-server`` of ``metawsm up`` and the tests.
+"""
