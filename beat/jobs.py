@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from metawsm.composition import Container
+from metawsm.bootstrap import Container
 from metawsm.services import escalation, outbox
 from metawsm.transport.queues import DRAIN_TASK, ESCALATE_TASK, HOUSEKEEPING_QUEUE, RECONCILE_TASK
 
@@ -30,5 +30,4 @@ def register(app: Celery, container: Container) -> None:
     @app.task(name=ESCALATE_TASK, queue=HOUSEKEEPING_QUEUE, acks_late=True, shared=False)
     def escalate() -> dict[str, int]:
         """Raise every SLA escalation that is due, once per (thread, tier, subject)."""
-        rt = container.runtime
-        return {"raised": escalation.raise_due(rt.engine, rt.settings, rt.publisher)}
+        return {"raised": escalation.raise_due(container.runtime)}

@@ -35,8 +35,8 @@ from pipeline import (
 )
 from sqlalchemy import Engine
 
-from metawsm.composition import build
-from metawsm.services.processing import Runtime
+from metawsm.bootstrap import build
+from metawsm.runtime import Runtime
 from metawsm.services.submit import submit
 from metawsm.settings import load_settings
 from metawsm.storage import migrate
@@ -86,7 +86,7 @@ def main() -> int:
             run_direct(direct, open_command(plan.pool_thread(n), plan.ticket(n % plan.tickets)))
         rng = random.Random(1)
         for n in range(args.commands):
-            submit(c.engine, c.settings, c.topics, c.publisher, next_command(rng, plan, 0, n))
+            submit(c.runtime, next_command(rng, plan, 0, n))
         roles = ["commands", "events"] if args.roles == "split" else ["all"]
         concurrency = {"commands": args.commands_concurrency, "all": args.commands_concurrency}
         concurrency["events"] = args.events_concurrency

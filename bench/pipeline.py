@@ -12,7 +12,7 @@ composition root. Every timestamp comes from the database rows (aware UTC dateti
 * submit→projected   the sum (commands that wrote no event end at ``finished_at``)
 * cmd/s              commands / (first ``accepted_at`` → last projection)
 
-Runs, in order: the DIRECT path (the real ``accept``, ``apply_command`` with a publisher that does
+Runs, in order: the DIRECT path (the real ``submit``, ``apply_command`` with a publisher that does
 nothing, and ``project`` for each written event, in-process: no broker), the broker path at full
 speed, then the broker path at half the measured top rate (rate-limited submitters). Before the
 numbers are taken every command must be final and every event projected (with a deadline).
@@ -51,13 +51,14 @@ from sqlalchemy import Engine, and_, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from metawsm.composition import build
+from metawsm.bootstrap import build, message_bus
 from metawsm.errors import Transient
 from metawsm.messages.commands import AnyCommand
+from metawsm.runtime import Runtime
+from metawsm.services.delivery import apply_command
 from metawsm.services.eventlog import row_to_event
-from metawsm.services.processing import Runtime, apply_command
 from metawsm.services.projections import PROJECTION, project
-from metawsm.services.submit import accept, make_command, submit
+from metawsm.services.submit import make_command, submit
 from metawsm.settings import Settings, load_settings
 from metawsm.storage import migrate
 from metawsm.storage.engine import build_engine, normalize_url
@@ -145,6 +146,9 @@ def next_command(rng: random.Random, plan: Plan, submitter: int, n: int) -> AnyC
     return make_command(kind, payload, actor_type=actor, actor_name=f"bench-{actor}")
 
 
+BUS = message_bus()
+
+
 class NullPublisher:
     """The direct path's publisher: no broker is involved, so publishing does nothing."""
 
@@ -156,8 +160,8 @@ class NullPublisher:
 
 def run_direct(rt: Runtime, command: AnyCommand) -> None:
     """Accept, apply and project one command in-process with the real service functions."""
-    accept(rt.engine, rt.settings, rt.topics, command)
-    apply_command(rt, command, count_delivery=True)  # as a worker on a first delivery
+    submit(rt, command)  # its publisher does nothing
+    apply_command(rt, BUS, command, count_delivery=True)  # as a worker on a first delivery
     with unit_of_work(rt.engine, readonly=True) as session:
         rows = session.execute(
             select(ForumEvent).where(ForumEvent.command_id == command.command_id)
@@ -214,7 +218,7 @@ def submitter_main(job: SubmitterJob, go: MpEvent, results: Any) -> None:
                 if job.mode == "direct":
                     retrying(run_direct, direct, command)
                 else:
-                    submit(c.engine, c.settings, c.topics, c.publisher, command)
+                    submit(c.runtime, command)
             except Exception as exc:  # counted and reported; the run goes on
                 errors += 1
                 print(f"submitter {job.index}: {exc}", file=sys.stderr)
@@ -376,7 +380,7 @@ class Bench:
                 if mode == "direct":
                     retrying(run_direct, rt, command)
                 else:
-                    submit(c.engine, c.settings, c.topics, c.publisher, command)
+                    submit(c.runtime, command)
         finally:
             c.close()
         self.wait_settled(f"{plan.name}: warm-up of {plan.pool_size} threads")

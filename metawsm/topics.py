@@ -1,23 +1,21 @@
-"""Topics, queues and stable task names: where each message travels.
+"""Topics: where each message travels.
 
 A topic is also the Celery queue and the task name that consumes it, so Flower shows lag per
 topic. Events fan out at the outbox: one row per subscriber (the projector on
-``forum.events.<suffix>``, and integration consumers on ``forum.integration.<name>``).
+``forum.events.<suffix>``, and integration consumers on ``forum.integration.<name>``). Which
+subscribers an event type has comes from the message bus's consumer map (``bootstrap``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from metawsm.messages.commands import COMMAND_TYPES
 from metawsm.messages.events import EVENT_TYPES, event_topic_suffix
 from metawsm.settings import Settings
 
-# Integration consumers: name -> event types they receive (besides the projector).
-INTEGRATIONS: dict[str, tuple[str, ...]] = {
-    "run_lifecycle": ("forum.control.signal",),
-    "escalation_notify": ("forum.sla.escalation_requested",),
-}
+PROJECTOR = "projector"
 
 
 @dataclass(frozen=True)
@@ -29,12 +27,27 @@ class Route:
 
 
 class Topics:
-    """Topic names built from the configured prefixes."""
+    """Topic names built from the configured prefixes and the event subscriptions.
 
-    def __init__(self, settings: Settings) -> None:
+    ``subscriptions``: event type → names of its subscribers, the projector first.
+    """
+
+    def __init__(self, settings: Settings, subscriptions: Mapping[str, Sequence[str]]) -> None:
         self.command_prefix = settings.command_prefix
         self.event_prefix = settings.event_prefix
         self.integration_prefix = settings.integration_prefix
+        self._routes = {
+            event_type: [self._route(event_type, name) for name in names]
+            for event_type, names in subscriptions.items()
+        }
+        self.integrations = sorted(
+            {name for names in subscriptions.values() for name in names} - {PROJECTOR}
+        )
+
+    def _route(self, event_type: str, subscriber: str) -> Route:
+        if subscriber == PROJECTOR:
+            return Route(self.event(event_type), PROJECTOR)
+        return Route(self.integration(subscriber), subscriber)
 
     def command(self, command_type: str) -> str:
         """Topic of a command type, e.g. ``forum.commands.open_thread``."""
@@ -50,11 +63,7 @@ class Topics:
 
     def event_routes(self, event_type: str) -> list[Route]:
         """Every subscriber of an event type: the projector first, then integrations."""
-        routes = [Route(self.event(event_type), "projector")]
-        for name, types in INTEGRATIONS.items():
-            if event_type in types:
-                routes.append(Route(self.integration(name), name))
-        return routes
+        return self._routes.get(event_type, [])
 
     def command_topics(self) -> list[str]:
         """All command topics."""
@@ -66,4 +75,4 @@ class Topics:
 
     def integration_topics(self) -> list[str]:
         """All integration topics."""
-        return [self.integration(n) for n in INTEGRATIONS]
+        return [self.integration(n) for n in self.integrations]

@@ -14,7 +14,7 @@ from celery.signals import worker_process_init
 
 from beat import jobs
 from beat.schedule import build_schedule
-from metawsm.composition import Container, build
+from metawsm.bootstrap import Container, build
 from metawsm.settings import Settings, load_settings
 from metawsm.transport import kombu_redis_patch, task_time_limits
 from metawsm.transport.celery_config import celery_config

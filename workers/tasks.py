@@ -1,6 +1,7 @@
-"""Thin task adapters: validate, count the delivery, call the service, apply the retry policy.
+"""Thin task adapters: read the delivery info, call the delivery function, map its result.
 
-Each task's name is its topic (= its queue), so Flower shows lag and failures per topic.
+Each task's name is its topic (= its queue), so Flower shows lag and failures per topic. What a
+delivery does (counting, limits, retries, dead letters) is :mod:`metawsm.services.delivery`.
 """
 
 from __future__ import annotations
@@ -10,151 +11,65 @@ from typing import Any
 
 from celery import Celery, Task
 
-from metawsm.composition import Container
-from metawsm.errors import InvalidMessage
+from metawsm.bootstrap import Container
 from metawsm.messages.commands import COMMAND_TYPES
 from metawsm.messages.events import EVENT_TYPES
-from metawsm.services import processing
-from metawsm.services.outbox import backoff_s
-from metawsm.topics import INTEGRATIONS
+from metawsm.services.delivery import Delivery, Result, deliver_command, deliver_event
+from metawsm.topics import PROJECTOR
 
 log = logging.getLogger("metawsm.workers")
+TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "shared": False,
+}
 
 
 def register(app: Celery, container: Container) -> None:
-    """Register every task of metawsm on ``app``."""
+    """Register every task of metawsm on ``app``: one per command topic, one per event topic
+    (the projector), one per integration subscriber of the bus."""
     topics = container.topics
     for command_type in COMMAND_TYPES:
         _command_task(app, container, topics.command(command_type))
     for event_type in EVENT_TYPES:
-        _event_task(app, container, topics.event(event_type), "projector")
-    for name in INTEGRATIONS:
+        _event_task(app, container, topics.event(event_type), PROJECTOR)
+    for name in topics.integrations:
         _event_task(app, container, topics.integration(name), name)
 
 
-def _retry(task: Task[Any, Any], attempts: int, exc: Exception, container: Container) -> Any:
-    countdown = backoff_s(attempts, container.settings)
-    log.warning("retrying %s in %.2fs after: %s", task.name, countdown, exc)
-    return task.retry(countdown=countdown, exc=exc, max_retries=None)
-
-
-def _seen_before(task: Task[Any, Any], redelivery: bool) -> bool:
-    """True when this message may have been worked on before: Redis marks every message it
-    restores (a lost worker, a visibility timeout) ``redelivered``, a retry is a new message of a
-    delivery that failed, and the drainer marks what reconciliation re-drives (``redelivery``).
-    Such deliveries are counted before any work."""
+def _delivery(task: Task[Any, Any], redelivery: bool) -> Delivery:
+    """The delivery as the broker tells it. It may have been worked on before when Redis marks
+    it ``redelivered`` (a lost worker, a visibility timeout), when it is a retry, or when the
+    outbox re-drove it (``redelivery``)."""
     info = task.request.delivery_info or {}
-    return redelivery or bool(info.get("redelivered")) or bool(task.request.retries)
+    seen = redelivery or bool(info.get("redelivered")) or bool(task.request.retries)
+    return Delivery(str(task.request.id), str(task.name), seen)
+
+
+def _outcome(task: Task[Any, Any], result: Result) -> str:
+    """Ack with the status, or ask Celery to deliver it again after the backoff."""
+    if result.retry_in_s is None:
+        return result.status
+    log.warning("retrying %s in %.2fs after: %s", task.name, result.retry_in_s, result.error)
+    raise task.retry(countdown=result.retry_in_s, exc=result.error, max_retries=None)
 
 
 def _command_task(app: Celery, container: Container, topic: str) -> None:
-    @app.task(name=topic, bind=True, acks_late=True, reject_on_worker_lost=True, shared=False)
+    @app.task(name=topic, **TASK_OPTIONS)
     def handle_command(self: Task[Any, Any], message: Any, redelivery: bool = False) -> str:
-        """Handle one forum command (thin adapter over metawsm.services.processing)."""
-        rt = container.runtime
-        message_id = str(self.request.id)
-        try:
-            command = processing.validate_command(message)
-        except InvalidMessage as exc:
-            _dead(rt, message_id, "command", topic, message, exc, 1)
-            return "dead"
-        if not _seen_before(self, redelivery):
-            # First delivery: the handling transaction counts it itself.
-            try:
-                status = processing.apply_command(rt, command, count_delivery=True)
-            except Exception as exc:
-                # The handling transaction rolled back with its count: count it now.
-                status, attempts = processing.count_command_delivery(rt, command)
-                if status != "accepted":
-                    return status
-                return _failed(
-                    self, container, "command", command.command_id, topic, message, exc, attempts
-                )
-            if status != processing.PAST_LIMIT:
-                return status
-        status, attempts = processing.count_command_delivery(rt, command)
-        if status != "accepted":
-            return status
-        limit = rt.settings.retry_max_attempts
-        if attempts > limit:
-            # Delivered again after its last allowed attempt without finishing: an earlier
-            # delivery died with its worker (SIGKILL, OOM). Running it again could loop forever.
-            error = f"delivered {attempts} times (limit {limit}) without finishing"
-            _dead(rt, command.command_id, "command", topic, message, error, attempts)
-            return "dead"
-        try:
-            return processing.apply_command(rt, command)
-        except Exception as exc:
-            return _failed(
-                self, container, "command", command.command_id, topic, message, exc, attempts
-            )
-
-
-def _failed(
-    task: Task[Any, Any],
-    container: Container,
-    kind: str,
-    message_id: str,
-    topic: str,
-    message: Any,
-    exc: Exception,
-    attempts: int,
-) -> str:
-    """After a failed attempt: dead-letter at the limit, else retry with backoff."""
-    rt = container.runtime
-    if attempts >= rt.settings.retry_max_attempts:
-        _dead(rt, message_id, kind, topic, message, exc, attempts)
-        return "dead"
-    raise _retry(task, attempts, exc, container) from exc
+        """Deliver one forum command (thin adapter over metawsm.services.delivery)."""
+        result = deliver_command(
+            container.runtime, container.bus, message, _delivery(self, redelivery)
+        )
+        return _outcome(self, result)
 
 
 def _event_task(app: Celery, container: Container, topic: str, subscriber: str) -> None:
-    @app.task(name=topic, bind=True, acks_late=True, reject_on_worker_lost=True, shared=False)
+    @app.task(name=topic, **TASK_OPTIONS)
     def handle_event(self: Task[Any, Any], message: Any, redelivery: bool = False) -> str:
-        """Apply one event for its subscriber (thin adapter over metawsm.services)."""
-        rt = container.runtime
-        try:
-            event = processing.validate_event(message)
-        except InvalidMessage as exc:
-            _dead(rt, str(self.request.id), f"event.{subscriber}", topic, message, exc, 1)
-            return "dead"
-        message_id, kind = f"{event.event_id}:{subscriber}", f"event.{subscriber}"
-        # A first delivery to a consumer whose transaction counts it is counted there.
-        counted = _seen_before(self, redelivery) or subscriber not in processing.COUNTING_CONSUMERS
-        if counted:
-            attempts = processing.count_event_delivery(rt, message_id)
-            limit = rt.settings.retry_max_attempts
-            if attempts > limit:
-                error = f"delivered {attempts} times (limit {limit}) without finishing"
-                _dead(rt, message_id, kind, topic, message, error, attempts)
-                return "dead"
-        try:
-            applied = processing.consume_event(
-                rt, subscriber, event, message_id, count_delivery=not counted
-            )
-            return "applied" if applied else "duplicate"
-        except Exception as exc:
-            if not counted:
-                attempts = processing.count_event_delivery(rt, message_id)
-            return _failed(self, container, kind, message_id, topic, message, exc, attempts)
-
-
-def _dead(
-    rt: processing.Runtime,
-    message_id: str,
-    kind: str,
-    topic: str,
-    message: Any,
-    exc: BaseException | str,
-    attempts: int,
-) -> None:
-    log.error("dead-lettering %s on %s after %d attempt(s): %s", message_id, topic, attempts, exc)
-    processing.dead_letter_message(
-        rt,
-        message_id=message_id,
-        kind=kind,
-        task_name=topic,
-        payload=message,
-        error=exc,
-        attempts=attempts,
-    )
+        """Deliver one event to its subscriber (thin adapter over metawsm.services.delivery)."""
+        result = deliver_event(
+            container.runtime, container.bus, subscriber, message, _delivery(self, redelivery)
+        )
+        return _outcome(self, result)

@@ -13,7 +13,7 @@ from metawsm.errors import MetawsmError, UsageError
 from metawsm.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from metawsm.composition import Container
+    from metawsm.bootstrap import Container
 
 
 @dataclass
@@ -34,7 +34,7 @@ class AppContext:
     def container(self) -> Container:
         """The composition root, built on first use after checking the schema is at head."""
         if self._container is None:
-            from metawsm.composition import build
+            from metawsm.bootstrap import build
             from metawsm.storage.migrate import ensure_schema_at_head
 
             container = build(self.settings)

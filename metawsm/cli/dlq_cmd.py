@@ -51,7 +51,7 @@ def show(app: AppContext, message_id: str, as_json: bool) -> None:
 def redrive(app: AppContext, message_id: str, as_json: bool) -> None:
     """Republish a dead message with its original id (nothing is applied twice)."""
     c = app.container
-    result = deadletters.redrive(c.engine, c.publisher, c.settings, message_id)
+    result = deadletters.redrive(c.runtime, message_id)
     if as_json:
         emit_json(result)
     else:

@@ -61,9 +61,7 @@ def legacy_signals(
     c = app.container
     scope = legacy.run_scope(c.engine, run_id, agent_name)
     plan = legacy.plan_import(legacy.read_roots(roots), scope)
-    report = legacy.import_legacy(
-        c.engine, c.settings, c.topics, c.publisher, plan, dry_run=dry_run
-    )
+    report = legacy.import_legacy(c.runtime, plan, dry_run=dry_run)
     if as_json:
         emit_json(report.as_dict())
     else:

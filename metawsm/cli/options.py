@@ -84,7 +84,7 @@ def run_write(
     except ValidationError as exc:
         raise usage_from_validation(exc) from None
     c = app.container
-    outcome = submit(c.engine, c.settings, c.topics, c.publisher, command)
+    outcome = submit(c.runtime, command)
     if wait and not outcome.final:
         outcome = _wait(app, outcome, timeout)
     if not quiet or outcome.status in ("rejected", "dead"):

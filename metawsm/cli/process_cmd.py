@@ -14,10 +14,10 @@ from pathlib import Path
 
 import click
 
+from metawsm.bootstrap import topics_for
 from metawsm.cli.context import AppContext, pass_app
 from metawsm.storage.engine import build_engine
 from metawsm.storage.migrate import ensure_schema_at_head
-from metawsm.topics import Topics
 from metawsm.transport.queues import queues_for_role
 from metawsm.transport.worker_supervisor import WorkerSupervisor
 
@@ -43,7 +43,7 @@ def worker_args(
     app: AppContext, role: str, concurrency: int, loglevel: str, pool: str, name: str = ""
 ) -> list[str]:
     """Celery worker arguments for ``role``: its queues, concurrency, pool, events on."""
-    queues = queues_for_role(Topics(app.settings), role)
+    queues = queues_for_role(topics_for(app.settings), role)
     return [
         "worker",
         "-Q",

@@ -16,17 +16,10 @@ from metawsm.cli.options import default_actor_name, run_write
 from metawsm.errors import EXIT_FAILED, Rejected
 from metawsm.messages.common import Actor
 from metawsm.services import gates, lifecycle, runs
-from metawsm.services.outbox import publish_claimed
 
 
 def _actor(kw: dict[str, Any]) -> Actor:
     return Actor(type=kw.get("actor_type") or "operator", name=kw.get("actor_name") or "operator")
-
-
-def _publish(app: AppContext, claim: str | None) -> None:
-    if claim:
-        c = app.container
-        publish_claimed(c.engine, c.publisher, claim, c.settings)
 
 
 def _actor_opts(fn: Any) -> Any:
@@ -98,17 +91,14 @@ def _brief(kw: dict[str, Any]) -> runs.BriefInput:
 
 
 def _create(app: AppContext, kw: dict[str, Any], brief: runs.BriefInput | None) -> None:
-    c = app.container
-    run_id, claim = runs.create_run(
-        c.engine,
-        c.settings,
+    run_id = runs.create_run(
+        app.container.runtime,
         tickets=list(kw["tickets"]),
         agents=list(kw["agents"]),
         mode=kw["mode"],
         brief=brief,
         actor=_actor(kw),
     )
-    _publish(app, claim)
     _show_one(app, run_id, kw["as_json"])
 
 
@@ -162,8 +152,7 @@ def _show_one(app: AppContext, run_id: str, as_json: bool) -> None:
 @pass_app
 def stop(app: AppContext, /, run_id: str, **kw: Any) -> None:
     """Stop a run."""
-    status, claim = lifecycle.stop_run(app.container.engine, app.settings, run_id, _actor(kw))
-    _publish(app, claim)
+    status = lifecycle.stop_run(app.container.runtime, run_id, _actor(kw))
     click.echo(f"run {run_id} {status}")
 
 
@@ -173,8 +162,7 @@ def stop(app: AppContext, /, run_id: str, **kw: Any) -> None:
 @pass_app
 def resume(app: AppContext, /, run_id: str, **kw: Any) -> None:
     """Resume a stopped, paused or failed run."""
-    status, claim = lifecycle.resume_run(app.container.engine, app.settings, run_id, _actor(kw))
-    _publish(app, claim)
+    status = lifecycle.resume_run(app.container.runtime, run_id, _actor(kw))
     click.echo(f"run {run_id} {status}")
 
 
@@ -188,10 +176,9 @@ def resume(app: AppContext, /, run_id: str, **kw: Any) -> None:
 @pass_app
 def agent_status(app: AppContext, /, run_id: str, agent_name: str, status: str, **kw: Any) -> None:
     """Report an agent's status; a failed agent fails its running run."""
-    run_status, claim = lifecycle.set_agent_status(
-        app.container.engine, app.settings, run_id, agent_name, status, _actor(kw)
+    run_status = lifecycle.set_agent_status(
+        app.container.runtime, run_id, agent_name, status, _actor(kw)
     )
-    _publish(app, claim)
     click.echo(f"agent {agent_name} {status}; run {run_id} {run_status}")
 
 
@@ -224,11 +211,9 @@ def iterate(app: AppContext, /, run_id: str, feedback: str, **kw: Any) -> None:
     """Start a new control epoch with feedback posted on every control thread."""
     if not feedback.strip():
         raise click.UsageError("--feedback is required (blank after trimming)")
-    c = app.container
-    status, epoch, threads, claim = lifecycle.iterate_run(
-        c.engine, c.settings, run_id, feedback, _actor(kw)
+    status, epoch, threads = lifecycle.iterate_run(
+        app.container.runtime, run_id, feedback, _actor(kw)
     )
-    _publish(app, claim)
     for thread_id in threads:
         run_write(
             app,
@@ -254,9 +239,7 @@ def close(app: AppContext, /, run_id: str, dry_run: bool, as_json: bool, **kw: A
     """Close a completed run whose close gates all pass (see `metawsm run why`)."""
     c = app.container
     try:
-        status, _, claim = gates.close_run(
-            c.engine, c.settings, run_id, dry_run=dry_run, actor=_actor(kw)
-        )
+        status = gates.close_run(c.runtime, run_id, dry_run=dry_run, actor=_actor(kw))
     except Rejected as exc:
         if as_json:
             _, unmet = gates.unmet(c.engine, run_id)
@@ -264,7 +247,6 @@ def close(app: AppContext, /, run_id: str, dry_run: bool, as_json: bool, **kw: A
         click.echo(f"error: {exc}", err=True)
         click.echo(f"see: metawsm run why {run_id}", err=True)
         raise click.exceptions.Exit(EXIT_FAILED) from None
-    _publish(app, claim)
     if as_json:
         emit_json(
             {"run_id": run_id, "closed": status == "closed", "dry_run": dry_run, "status": status}

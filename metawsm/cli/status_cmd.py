@@ -178,9 +178,7 @@ def operator(app: AppContext, /, **kw: Any) -> None:
     cursor = -1
     while True:
         acted = operate_once(
-            c.engine,
-            c.settings,
-            c.publisher,
+            c.runtime,
             run_id=kw["run_id"],
             mode=kw["mode"],
             dry_run=kw["dry_run"],

@@ -18,28 +18,18 @@ from metawsm.errors import NotFound, Rejected
 from metawsm.ids import new_id
 from metawsm.messages import commands as c
 from metawsm.messages.events import Event
-from metawsm.services import handlers
+from metawsm.runtime import Runtime
 from metawsm.services.handlers import HandlerContext, insert_post, insert_thread, post_id_for
-from metawsm.services.outbox import mark_done, new_claim, publish_claimed
-from metawsm.services.processing import Runtime, register_consumer
-from metawsm.services.runs import (
-    SYSTEM,
-    agent_controls,
-    failed_agents,
-    lock_run,
-    transition,
-    writer_for,
-)
+from metawsm.services.outbox import mark_done
+from metawsm.services.runs import SYSTEM, agent_controls, failed_agents, lock_run, transition
 from metawsm.services.threads import ThreadRecord
-from metawsm.settings import Settings
+from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.storage.models import (
     ForumControlThread,
     ForumProjectionEvent,
     Run,
     RunAgent,
 )
-from metawsm.storage.types import utcnow
-from metawsm.storage.uow import unit_of_work
 
 LIFECYCLE = "run_lifecycle_v1"
 
@@ -124,16 +114,14 @@ def ensure_control_thread(
     return thread
 
 
-def advance_run(
-    session: Session, settings: Settings, run_id: str, cause: str | None, claim: str
-) -> str:
+def advance_run(uow: UnitOfWork, run_id: str, cause: str | None) -> str:
     """Move the run as its agents' control state implies; returns its status after."""
+    session = uow.session
     run = lock_run(session, run_id)
     states = agent_controls(session, run)
     failed = failed_agents(session, run_id)
     path = target_status(RunStatus(run.status), states, bool(failed))
-    writer = writer_for(session, settings, SYSTEM, utcnow(), claim)
-    writer.causation_id = cause
+    writer = uow.events(SYSTEM, causation_id=cause)
     for target in path:
         transition(session, writer, run, target, _reason(target, failed), cause)
     return run.status
@@ -152,26 +140,15 @@ def consume_lifecycle(
     rt: Runtime, event: Event, message_id: str, *, count_delivery: bool = False
 ) -> bool:
     """Lifecycle consumer of control-signal events: idempotent by (consumer, event_id)."""
-    claim = new_claim()
-    now = utcnow()
-    with unit_of_work(rt.engine) as session:
-        mark_done(session, [message_id], now, count_delivery=count_delivery)
+    with UnitOfWork(rt) as uow:
+        session = uow.session
+        mark_done(session, [message_id], uow.now, count_delivery=count_delivery)
         if not event.run_id:
             return False
         key = {"projection": LIFECYCLE, "event_id": event.event_id}
         if session.get(ForumProjectionEvent, key) is not None:
             return False
-        session.add(ForumProjectionEvent(applied_at=now, **key))
+        session.add(ForumProjectionEvent(applied_at=uow.now, **key))
         if session.get(Run, event.run_id) is not None:
-            advance_run(session, rt.settings, event.run_id, event.event_id, claim)
-    publish_claimed(rt.engine, rt.publisher, claim, rt.settings)
+            advance_run(uow, event.run_id, event.event_id)
     return True
-
-
-def install() -> None:
-    """Register the control-signal handler and the lifecycle consumer."""
-    handlers.register_handler("control_signal", control_signal)
-    register_consumer("run_lifecycle", consume_lifecycle, counts_delivery=True)
-
-
-install()

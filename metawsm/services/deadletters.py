@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from metawsm.errors import NotFound, Rejected
-from metawsm.services.outbox import Publisher, new_claim, publish_claimed
-from metawsm.settings import Settings
+from metawsm.runtime import Runtime
+from metawsm.services.outbox import OutboxMessage, enqueue
+from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.storage.models import ForumCommand, ForumDeadLetter, ForumOutbox
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
@@ -90,27 +91,24 @@ def show_dead_letter(engine: Engine, message_id: str) -> dict[str, Any]:
         return as_dict(row, full=True)
 
 
-def redrive(
-    engine: Engine, publisher: Publisher, settings: Settings, message_id: str
-) -> dict[str, Any]:
+def redrive(rt: Runtime, message_id: str) -> dict[str, Any]:
     """Republish a dead message with its original id; its command becomes accepted again.
 
     Raises:
         NotFound: no dead letter has that message id.
         Rejected: the dead letter was purged.
     """
-    now = utcnow()
-    claim = new_claim()
-    with unit_of_work(engine) as session:
+    with UnitOfWork(rt) as uow:
+        session, now = uow.session, uow.now
         row = _get(session, message_id)
         if row.status == "purged":
             raise Rejected(f"dead letter {message_id} was purged; it cannot be redriven")
         row.status, row.redriven_at = "redriven", now
         if row.kind == "command":
             _reopen_command(session, message_id, now)
-        _requeue(session, row, claim, settings, now)
-    report = publish_claimed(engine, publisher, claim, settings)
-    return {"message_id": message_id, "published": report.sent == 1, "errors": report.errors}
+        uow.stage(_requeue(uow, row))
+    published = uow.report.sent == 1
+    return {"message_id": message_id, "published": published, "errors": uow.report.errors}
 
 
 def _reopen_command(session: Any, command_id: str, now: datetime) -> None:
@@ -120,32 +118,30 @@ def _reopen_command(session: Any, command_id: str, now: datetime) -> None:
         command.delivery_attempts, command.updated_at = 0, now
 
 
-def _requeue(
-    session: Any, row: ForumDeadLetter, claim: str, settings: Settings, now: datetime
-) -> None:
-    from datetime import timedelta
+def _requeue(uow: UnitOfWork, row: ForumDeadLetter) -> OutboxMessage:
+    """Put the message's outbox row back to ``sent`` (or write one), to publish after commit.
 
-    from metawsm.services.outbox import enqueue
-
-    outbox = session.execute(
+    A message that went to the broker before goes out marked as a redelivery: its consumer
+    counts the delivery before working on it.
+    """
+    outbox = uow.session.execute(
         select(ForumOutbox).where(ForumOutbox.message_id == row.message_id)
     ).scalar_one_or_none()
     if outbox is None:
-        enqueue(
-            session,
+        return enqueue(
+            uow.conn,
             message_id=row.message_id,
             kind=row.kind,
             topic=row.topic,
             key=None,
             payload=row.payload,
-            claim=claim,
-            settings=settings,
-            now=now,
+            now=uow.now,
         )
-        return
-    outbox.status, outbox.lease_owner = "processing", claim
-    outbox.lease_until = now + timedelta(seconds=settings.outbox_lease_s)
-    outbox.deliveries, outbox.updated_at = 0, now
+    redelivery = outbox.publish_count > 0
+    outbox.status, outbox.sent_at, outbox.publish_count = "sent", uow.now, outbox.publish_count + 1
+    outbox.lease_owner = outbox.lease_until = None
+    outbox.deliveries, outbox.updated_at = 0, uow.now
+    return OutboxMessage(outbox.message_id, outbox.topic, outbox.payload, redelivery)
 
 
 def purge(engine: Engine, message_id: str | None = None) -> int:

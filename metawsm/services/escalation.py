@@ -9,17 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from metawsm.domain.runs import SIGNAL_DRIVEN
 from metawsm.domain.sla import ESCALATING_STATES, due_tiers
 from metawsm.errors import DatabaseBusy
-from metawsm.services.outbox import Publisher, new_claim, publish_claimed
-from metawsm.services.runs import SYSTEM, agent_controls, writer_for
+from metawsm.runtime import Runtime
+from metawsm.services.runs import SYSTEM, agent_controls
+from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.settings import Settings
 from metawsm.storage.models import ForumEscalation, ForumThread, ForumThreadView, Run
-from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
 
 
@@ -126,26 +126,23 @@ def pending_candidates(
     return [c for c in found if (c.thread_id, c.tier, c.subject) not in raised]
 
 
-def raise_due(
-    engine: Engine, settings: Settings, publisher: Publisher, now: datetime | None = None
-) -> int:
+def raise_due(rt: Runtime, now: datetime | None = None) -> int:
     """Raise every due escalation once; returns how many this call raised."""
-    now = now or utcnow()
-    with unit_of_work(engine, readonly=True) as session:
-        todo = pending_candidates(session, settings, now)
+    now = now or rt.clock()
+    with unit_of_work(rt.engine, readonly=True) as session:
+        todo = pending_candidates(session, rt.settings, now)
     raised = 0
     for candidate in todo:
-        claim = new_claim()
         try:
-            raised += _raise_one(engine, settings, candidate, now, claim)
+            raised += _raise_one(rt, candidate, now)
         except DatabaseBusy:
             continue  # another beat raised it first (unique constraint) or the DB is busy
-        publish_claimed(engine, publisher, claim, settings)
     return raised
 
 
-def _raise_one(engine: Engine, settings: Settings, c: Candidate, now: datetime, claim: str) -> int:
-    with unit_of_work(engine) as session:
+def _raise_one(rt: Runtime, c: Candidate, now: datetime) -> int:
+    with UnitOfWork(rt) as uow:
+        session = uow.session
         exists = session.execute(
             select(ForumEscalation.id).where(
                 ForumEscalation.thread_id == c.thread_id,
@@ -156,7 +153,8 @@ def _raise_one(engine: Engine, settings: Settings, c: Candidate, now: datetime, 
         thread = session.get(ForumThread, c.thread_id)
         if exists is not None or thread is None:
             return 0
-        writer = writer_for(session, settings, SYSTEM, now, claim)
+        writer = uow.events(SYSTEM)
+        writer.now = now
         payload = {
             "tier": c.tier,
             "reason": c.reason[:2000],

@@ -1,7 +1,8 @@
 """Appending events: one ``forum_events`` row plus one outbox row per subscriber.
 
-Called only inside a handler's unit of work, so the event, the state it describes and its
-outbox rows commit together or not at all.
+Used only inside a unit of work (:mod:`metawsm.services.unit_of_work`), so the event, the state
+it describes and its outbox rows commit together or not at all; the unit of work publishes the
+outbox rows after commit.
 """
 
 from __future__ import annotations
@@ -11,14 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, func, insert, select
 
 from metawsm.ids import new_id
 from metawsm.messages.common import Actor, ActorType
 from metawsm.messages.events import EVENT_PAYLOADS, Event
 from metawsm.services.outbox import OutboxMessage, enqueue
-from metawsm.settings import Settings
 from metawsm.storage.models import ForumEvent, table
 from metawsm.storage.uow import lock_event_log
 from metawsm.topics import Topics
@@ -43,21 +42,19 @@ class ThreadLike(Protocol):
 class EventWriter:
     """Appends events within one transaction; remembers what it wrote.
 
-    With ``claim`` None the outbox rows are staged for :func:`outbox.publish_staged` (they are in
-    ``messages``); with a claim they are pre-claimed for :func:`outbox.publish_claimed`.
+    Each event's outbox rows (one per subscriber) are added to ``staged``, the unit of work's
+    list of messages to publish after commit.
     """
 
-    session: Session
-    settings: Settings
+    conn: Connection
     topics: Topics
-    claim: str | None
+    staged: list[OutboxMessage]
     now: datetime
     actor: Actor
     command_id: str | None = None
     correlation_id: str | None = None
     causation_id: str | None = None
     written: list[Event] = field(default_factory=list)
-    messages: list[OutboxMessage] = field(default_factory=list)
     _sequence: int | None = None
 
     def append(
@@ -99,7 +96,7 @@ class EventWriter:
             causation_id=self.causation_id or self.command_id,
             payload=payload,
         )
-        self.session.connection().execute(_INSERT_EVENT, _row(event, self.command_id, self.now))
+        self.conn.execute(_INSERT_EVENT, _row(event, self.command_id, self.now))
         self._enqueue(event)
         self.written.append(event)
         return event
@@ -108,8 +105,8 @@ class EventWriter:
         if self._sequence is None:
             # Once per transaction: the lock (SQLite's write lock, PostgreSQL's advisory lock)
             # is held until commit, so no other writer appends in between.
-            lock_event_log(self.session)
-            current = self.session.connection().execute(_MAX_SEQUENCE).scalar()
+            lock_event_log(self.conn)
+            current = self.conn.execute(_MAX_SEQUENCE).scalar()
             self._sequence = int(current or 0)
         self._sequence += 1
         return self._sequence
@@ -118,17 +115,15 @@ class EventWriter:
         wire = event.model_dump(mode="json")
         for route in self.topics.event_routes(event.event_type):
             message = enqueue(
-                self.session,
+                self.conn,
                 message_id=f"{event.event_id}:{route.subscriber}",
                 kind=f"event.{route.subscriber}",
                 topic=route.topic,
                 key=event.thread_id,
                 payload=wire,
-                claim=self.claim,
-                settings=self.settings,
                 now=self.now,
             )
-            self.messages.append(message)
+            self.staged.append(message)
 
 
 def _row(event: Event, command_id: str | None, now: datetime) -> dict[str, Any]:

@@ -13,17 +13,15 @@ from metawsm.domain.control import AgentControl
 from metawsm.domain.runs import RunStatus
 from metawsm.errors import Rejected
 from metawsm.messages.common import Actor
-from metawsm.services.outbox import new_claim
+from metawsm.runtime import Runtime
 from metawsm.services.runs import (
     agent_controls,
     failed_agents,
     lock_run,
     transition,
-    writer_for,
 )
-from metawsm.settings import Settings
+from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.storage.models import Run, RunBrief
-from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
 
 
@@ -170,28 +168,26 @@ def unmet(engine: Engine, run_id: str) -> tuple[dict[str, Any], list[Gate]]:
         return {"run_id": run.run_id, "status": run.status, "mode": run.mode}, gates
 
 
-def close_run(
-    engine: Engine, settings: Settings, run_id: str, *, dry_run: bool, actor: Actor
-) -> tuple[str, list[Gate], str | None]:
-    """Close a completed run whose gates all pass; returns (status, unmet gates, claim).
+def close_run(rt: Runtime, run_id: str, *, dry_run: bool, actor: Actor) -> str:
+    """Close a completed run whose gates all pass; returns its status after.
 
     A closed run is a no-op success. ``dry_run`` checks the gates and changes nothing.
 
     Raises:
         Rejected: naming every unmet gate.
     """
-    claim = new_claim()
-    with unit_of_work(engine) as session:
+    with UnitOfWork(rt) as uow:
+        session = uow.session
         run = lock_run(session, run_id)
         if run.status == RunStatus.CLOSED.value:
-            return run.status, [], None
+            return run.status
         failing = [g for g in evaluate(session, run) if not g.met]
         if failing:
             reasons = "; ".join(g.reason for g in failing)
             raise Rejected(f"run {run_id} cannot close: {reasons}")
         if dry_run:
-            return run.status, [], None
-        writer = writer_for(session, settings, actor, utcnow(), claim)
+            return run.status
+        writer = uow.events(actor)
         transition(session, writer, run, RunStatus.CLOSING, "close gates passed")
         transition(session, writer, run, RunStatus.CLOSED, "closed")
-        return run.status, [], claim
+        return run.status

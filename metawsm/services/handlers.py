@@ -7,7 +7,6 @@ raises :class:`ThreadNotYetOpen` (retried).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -307,20 +306,3 @@ def load_open_thread(ctx: HandlerContext, thread_id: str) -> ThreadRecord:
     thread = load_thread(ctx, thread_id)
     ensure_open(thread_id, ThreadState(thread.state))
     return thread
-
-
-Handler = Callable[[HandlerContext, Any], str]
-HANDLERS: dict[str, Handler] = {
-    "open_thread": open_thread,
-    "add_post": add_post,
-    "answer_thread": answer_thread,
-    "assign_thread": assign_thread,
-    "change_state": change_state,
-    "set_priority": set_priority,
-    "close_thread": close_thread,
-}
-
-
-def register_handler(command_type: str, handler: Handler) -> None:
-    """Add a handler for a command type (the control-signal module registers its own)."""
-    HANDLERS[command_type] = handler

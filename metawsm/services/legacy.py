@@ -23,11 +23,9 @@ from sqlalchemy import Engine
 from metawsm.errors import UsageError, WaitTimeout
 from metawsm.messages.commands import AnyCommand
 from metawsm.messages.control import parse_control
-from metawsm.services.outbox import Publisher
+from metawsm.runtime import Runtime
 from metawsm.services.runs import run_rows
 from metawsm.services.submit import make_command, read_outcome, submit, wait_for_outcome
-from metawsm.settings import Settings
-from metawsm.topics import Topics
 
 LEGACY_DIR = ".metawsm"
 REQUEST = "guidance-request.json"
@@ -382,10 +380,7 @@ def run_scope(engine: Engine, run_id: str, agent_name: str | None) -> RunScope:
 
 
 def import_legacy(
-    engine: Engine,
-    settings: Settings,
-    topics: Topics,
-    publisher: Publisher,
+    rt: Runtime,
     plan: Plan,
     *,
     dry_run: bool = False,
@@ -400,7 +395,7 @@ def import_legacy(
         if report.timed_out:
             report.imported.append(Imported(planned, "not_submitted"))
             continue
-        known = read_outcome(engine, planned.command_id)
+        known = read_outcome(rt.engine, planned.command_id)
         if known is not None and known.final:
             report.imported.append(
                 Imported(planned, known.status, True, known.reason, known.thread_id)
@@ -408,22 +403,15 @@ def import_legacy(
         elif dry_run:
             report.imported.append(Imported(planned, "planned", known is not None))
         else:
-            sent = _submit_one(engine, settings, topics, publisher, plan.run_id, planned)
+            sent = _submit_one(rt, plan.run_id, planned)
             report.imported.append(replace(sent, already_imported=known is not None))
     return report
 
 
-def _submit_one(
-    engine: Engine,
-    settings: Settings,
-    topics: Topics,
-    publisher: Publisher,
-    run_id: str,
-    planned: PlannedSignal,
-) -> Imported:
-    sent = submit(engine, settings, topics, publisher, planned.command(run_id))
+def _submit_one(rt: Runtime, run_id: str, planned: PlannedSignal) -> Imported:
+    sent = submit(rt, planned.command(run_id))
     try:
-        done = wait_for_outcome(engine, planned.command_id, settings.wait_timeout_s)
+        done = wait_for_outcome(rt.engine, planned.command_id, rt.settings.wait_timeout_s)
     except WaitTimeout as exc:
         reason = f"{sent.publish_error}; {exc}" if sent.publish_error else str(exc)
         return Imported(planned, "timeout", reason=reason)

@@ -5,18 +5,16 @@ Each runs in one transaction and records every status change with its reason.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from metawsm.domain.runs import RunStatus
 from metawsm.errors import NotFound, Rejected
 from metawsm.messages.common import Actor
+from metawsm.runtime import Runtime
 from metawsm.services.control import advance_run
-from metawsm.services.outbox import new_claim
-from metawsm.services.runs import lock_run, transition, writer_for
-from metawsm.settings import Settings
+from metawsm.services.runs import lock_run, transition
+from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.storage.models import ForumControlThread, RunAgent
-from metawsm.storage.types import utcnow
-from metawsm.storage.uow import unit_of_work
 
 STOPPABLE = {
     RunStatus.PLANNING,
@@ -27,51 +25,49 @@ STOPPABLE = {
 }
 
 
-def stop_run(engine: Engine, settings: Settings, run_id: str, actor: Actor) -> tuple[str, str]:
+def stop_run(rt: Runtime, run_id: str, actor: Actor) -> str:
     """Stop a run (→ stopping → stopped); stopping a stopped run changes nothing."""
-    claim = new_claim()
-    with unit_of_work(engine) as session:
-        run = lock_run(session, run_id)
+    with UnitOfWork(rt) as uow:
+        run = lock_run(uow.session, run_id)
         status = RunStatus(run.status)
         if status is RunStatus.STOPPED:
-            return run.status, claim
+            return run.status
         if status not in STOPPABLE and status is not RunStatus.STOPPING:
             raise Rejected(f"run {run_id} is {status}; it cannot be stopped")
-        writer = writer_for(session, settings, actor, utcnow(), claim)
+        writer = uow.events(actor)
         for target in (RunStatus.STOPPING, RunStatus.STOPPED):
-            transition(session, writer, run, target, f"stopped by {actor.type}/{actor.name}")
-        return run.status, claim
+            transition(uow.session, writer, run, target, f"stopped by {actor.type}/{actor.name}")
+        return run.status
 
 
-def resume_run(engine: Engine, settings: Settings, run_id: str, actor: Actor) -> tuple[str, str]:
+def resume_run(rt: Runtime, run_id: str, actor: Actor) -> str:
     """Resume a stopped, paused or failed run; then follow its agents' control state."""
-    claim = new_claim()
-    with unit_of_work(engine) as session:
-        run = lock_run(session, run_id)
+    with UnitOfWork(rt) as uow:
+        run = lock_run(uow.session, run_id)
         if RunStatus(run.status) in (RunStatus.RUNNING, RunStatus.AWAITING_GUIDANCE):
-            return run.status, claim  # already going: nothing to resume
-        writer = writer_for(session, settings, actor, utcnow(), claim)
-        transition(session, writer, run, RunStatus.RUNNING, f"resumed by {actor.type}/{actor.name}")
-        status = advance_run(session, settings, run_id, None, claim)
-        return status, claim
+            return run.status  # already going: nothing to resume
+        writer = uow.events(actor)
+        reason = f"resumed by {actor.type}/{actor.name}"
+        transition(uow.session, writer, run, RunStatus.RUNNING, reason)
+        return advance_run(uow, run_id, None)
 
 
 def iterate_run(
-    engine: Engine, settings: Settings, run_id: str, feedback: str, actor: Actor
-) -> tuple[str, int, list[str], str]:
+    rt: Runtime, run_id: str, feedback: str, actor: Actor
+) -> tuple[str, int, list[str]]:
     """Start a new control epoch: earlier completions and validations no longer count.
 
-    Returns (status, epoch, control thread ids to post the feedback on, claim).
+    Returns (status, epoch, control thread ids to post the feedback on).
     """
     if not feedback.strip():
         raise Rejected("--feedback is required (blank after trimming)")
-    claim = new_claim()
-    with unit_of_work(engine) as session:
+    with UnitOfWork(rt) as uow:
+        session = uow.session
         run = lock_run(session, run_id)
         if RunStatus(run.status) in (RunStatus.CLOSED, RunStatus.CLOSING):
             raise Rejected(f"run {run_id} is {run.status}; it cannot iterate")
         run.control_epoch += 1
-        writer = writer_for(session, settings, actor, utcnow(), claim)
+        writer = uow.events(actor)
         if run.status == RunStatus.COMPLETED.value:
             transition(
                 session,
@@ -87,19 +83,20 @@ def iterate_run(
             .scalars()
             .all()
         )
-        return run.status, run.control_epoch, list(threads), claim
+        return run.status, run.control_epoch, list(threads)
 
 
-def set_agent_status(
-    engine: Engine, settings: Settings, run_id: str, agent_name: str, status: str, actor: Actor
-) -> tuple[str, str]:
-    """Report an agent's status (e.g. failed); the run follows (a failed agent fails the run)."""
-    claim = new_claim()
-    with unit_of_work(engine) as session:
+def set_agent_status(rt: Runtime, run_id: str, agent_name: str, status: str, actor: Actor) -> str:
+    """Report an agent's status (e.g. failed); the run follows (a failed agent fails the run).
+
+    ``actor`` is who reported it (the status change itself is recorded as metawsm's).
+    """
+    with UnitOfWork(rt) as uow:
+        session = uow.session
         lock_run(session, run_id)
         agent = session.get(RunAgent, {"run_id": run_id, "agent_name": agent_name})
         if agent is None:
             raise NotFound(f"agent {agent_name} is not in run {run_id}")
-        agent.status, agent.updated_at = status, utcnow()
+        agent.status, agent.updated_at = status, uow.now
         session.flush()
-        return advance_run(session, settings, run_id, None, claim), claim
+        return advance_run(uow, run_id, None)

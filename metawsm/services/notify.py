@@ -12,8 +12,8 @@ import urllib.request
 
 from metawsm.errors import Transient
 from metawsm.messages.events import Event
+from metawsm.runtime import Runtime
 from metawsm.services.outbox import mark_done
-from metawsm.services.processing import Runtime, register_consumer
 from metawsm.storage.models import ForumProjectionEvent
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
@@ -83,6 +83,3 @@ def consume_escalation(
         if session.get(ForumProjectionEvent, key) is None:
             session.add(ForumProjectionEvent(applied_at=utcnow(), **key))
     return not done
-
-
-register_consumer("escalation_notify", consume_escalation)

@@ -16,12 +16,11 @@ from metawsm.domain.runs import RunStatus
 from metawsm.domain.snapshot import RunSnapshot
 from metawsm.errors import Rejected
 from metawsm.messages.common import Actor
+from metawsm.runtime import Runtime
 from metawsm.services import gates, snapshot
-from metawsm.services.outbox import Publisher, new_claim, publish_claimed
-from metawsm.services.runs import writer_for
+from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.settings import Settings
 from metawsm.storage.models import ForumEvent, Run
-from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
 
 OPERATOR = Actor(type="operator", name="metawsm-operator")
@@ -50,9 +49,7 @@ def last_fingerprint(engine: Engine, run_id: str) -> str | None:
 
 
 def operate_once(
-    engine: Engine,
-    settings: Settings,
-    publisher: Publisher,
+    rt: Runtime,
     *,
     run_id: str | None,
     mode: str,
@@ -61,14 +58,14 @@ def operate_once(
     now: datetime | None = None,
 ) -> list[Acted]:
     """One pass over the selected runs (one run, or all active runs and the completed ones)."""
-    now = now or utcnow()
+    now = now or rt.clock()
     out = []
-    for run in _selected(engine, settings, run_id, now):
+    for run in _selected(rt.engine, rt.settings, run_id, now):
         decision = decide(run, mode=mode, now=now, stale_after_s=stale_after_s)
-        if dry_run or decision.fingerprint == last_fingerprint(engine, run.run_id):
+        if dry_run or decision.fingerprint == last_fingerprint(rt.engine, run.run_id):
             out.append(Acted(decision, recorded=False, executed=False))
             continue
-        out.append(_act(engine, settings, publisher, decision, mode))
+        out.append(_act(rt, decision, mode))
     return out
 
 
@@ -89,23 +86,16 @@ def _selected(
     ]
 
 
-def _act(
-    engine: Engine, settings: Settings, publisher: Publisher, decision: Decision, mode: str
-) -> Acted:
+def _act(rt: Runtime, decision: Decision, mode: str) -> Acted:
     executed, error = False, None
     if decision.executes:
         try:
-            _, _, claim = gates.close_run(
-                engine, settings, decision.run_id, dry_run=False, actor=OPERATOR
-            )
-            publish_claimed(engine, publisher, claim or "", settings)
+            gates.close_run(rt, decision.run_id, dry_run=False, actor=OPERATOR)
             executed = True
         except Rejected as exc:
             error = str(exc)
-    claim = new_claim()
-    with unit_of_work(engine) as session:
-        run = session.get_one(Run, decision.run_id)
-        writer = writer_for(session, settings, OPERATOR, utcnow(), claim)
+    with UnitOfWork(rt) as uow:
+        run = uow.session.get_one(Run, decision.run_id)
         payload = {
             "intent": decision.intent,
             "reason": decision.reason[:2000],
@@ -114,6 +104,6 @@ def _act(
             "executed": executed,
             "fingerprint": decision.fingerprint,
         }
+        writer = uow.events(OPERATOR)
         writer.append("operator.decision", payload, run_id=run.run_id, ticket=run.tickets[0])
-    publish_claimed(engine, publisher, claim, settings)
     return Acted(decision, recorded=True, executed=executed, error=error)

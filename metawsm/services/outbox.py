@@ -1,18 +1,17 @@
 """The transactional outbox and its relay.
 
-Rows are written in the same transaction as the state they announce. On the hot path (accepting
-a command, handling one) the writer stages them as ``sent`` and publishes them from memory right
-after commit: no read-back and no second transaction when the publish succeeds
+Rows are written in the same transaction as the state they announce, by the unit of work
+(:mod:`metawsm.services.unit_of_work`), which stages them as ``sent`` and publishes them from
+memory right after commit: no read-back and no second transaction when the publish succeeds
 (docs/performance.md). A publish that fails puts the rows back to ``pending`` with backoff; a
 writer that dies between commit and publish leaves ``sent`` rows that reconciliation re-drives,
-as it does for anything Redis lost. Other writers (escalation, redrive, operator) pre-claim their
-rows (``processing`` under a lease) and publish them with :func:`publish_claimed`; what they do
-not mark ``sent`` is re-claimed by the drainer once the lease expires.
+as it does for anything Redis lost. The drainer is the safety net: it claims due rows under a
+lease, publishes them and records the outcome.
 
-Statuses: ``pending`` (due at ``next_attempt_at``) → ``processing`` (claimed under a lease) →
-``sent`` (on the broker) → ``done`` (its consumer committed its effect). Reconciliation turns a
-``sent`` row that is still not ``done`` after a while back into ``pending``: whatever Redis lost
-is published again, and idempotent consumers absorb the duplicates.
+Statuses: ``pending`` (due at ``next_attempt_at``) → ``processing`` (claimed by a drainer under a
+lease) → ``sent`` (on the broker) → ``done`` (its consumer committed its effect). Reconciliation
+turns a ``sent`` row that is still not ``done`` after a while back into ``pending``: whatever
+Redis lost is published again, and idempotent consumers absorb the duplicates.
 """
 
 from __future__ import annotations
@@ -21,31 +20,18 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from metawsm.errors import MetawsmError
 from metawsm.ids import new_id
+from metawsm.runtime import Publisher
 from metawsm.settings import Settings
 from metawsm.storage.models import ForumOutbox, table
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
-
-
-class Publisher(Protocol):
-    """Sends one message to the broker; raises a metawsm error when it cannot."""
-
-    def publish(
-        self, topic: str, message_id: str, payload: dict[str, Any], redelivery: bool = False
-    ) -> None:
-        """Publish ``payload`` on ``topic`` (queue and task name) with id ``message_id``.
-
-        ``redelivery``: the message was handed to the broker before (re-driven by
-        reconciliation): its consumer must count the delivery before working on it.
-        """
-
 
 OUTBOX = table(ForumOutbox)
 _INSERT = insert(OUTBOX)
@@ -68,11 +54,15 @@ Db = Session | Connection
 
 @dataclass(frozen=True)
 class OutboxMessage:
-    """A message staged in the outbox by a writer, to publish right after its commit."""
+    """A message staged in the outbox by a writer, to publish right after its commit.
+
+    ``redelivery``: it was handed to the broker before (a redriven dead letter).
+    """
 
     message_id: str
     topic: str
     payload: dict[str, Any]
+    redelivery: bool = False
 
 
 @dataclass
@@ -93,31 +83,27 @@ def enqueue(
     topic: str,
     key: str | None,
     payload: dict[str, Any],
-    claim: str | None,
-    settings: Settings,
     now: datetime,
 ) -> OutboxMessage:
-    """Add an outbox row in the caller's transaction.
+    """Add an outbox row, staged ``sent``, in the caller's transaction.
 
-    With a ``claim`` the row is pre-claimed (``processing`` under a lease) for
-    :func:`publish_claimed`; without one it is staged ``sent``, and the caller must hand the
-    returned message to :func:`publish_staged` right after commit.
+    The unit of work that owns the transaction publishes the returned message right after
+    commit (:func:`publish_staged`); nothing else publishes it.
     """
-    staged = claim is None
     row = {
         "message_id": message_id,
         "kind": kind,
         "topic": topic,
         "message_key": key,
         "payload": payload,
-        "status": "sent" if staged else "processing",
+        "status": "sent",
         "attempts": 0,
-        "publish_count": 1 if staged else 0,
+        "publish_count": 1,
         "deliveries": 0,
         "next_attempt_at": now,
-        "sent_at": now if staged else None,
-        "lease_until": None if staged else now + timedelta(seconds=settings.outbox_lease_s),
-        "lease_owner": claim,
+        "sent_at": now,
+        "lease_until": None,
+        "lease_owner": None,
         "created_at": now,
         "updated_at": now,
     }
@@ -130,7 +116,7 @@ def _connection(db: Db) -> Connection:
 
 
 def new_claim() -> str:
-    """A fresh claim token (one per writer transaction or drainer pass)."""
+    """A fresh claim token (one per drainer pass)."""
     return new_id("claim")
 
 
@@ -160,7 +146,9 @@ def publish_staged(
     failed: dict[str, str] = {}
     for index, message in enumerate(messages):
         try:
-            publisher.publish(message.topic, message.message_id, message.payload)
+            publisher.publish(
+                message.topic, message.message_id, message.payload, message.redelivery
+            )
             report.sent += 1
         except MetawsmError as exc:
             failed[message.message_id] = str(exc)
@@ -175,7 +163,7 @@ def publish_staged(
     return report
 
 
-def publish_claimed(
+def _publish_claimed(
     engine: Engine, publisher: Publisher, claim: str, settings: Settings
 ) -> RelayReport:
     """Publish every row held under ``claim``, then record which were sent and which failed."""
@@ -304,7 +292,7 @@ def drain(engine: Engine, publisher: Publisher, settings: Settings) -> RelayRepo
     claim = new_claim()
     total = RelayReport()
     while claim_due(engine, settings, claim, utcnow()):
-        report = publish_claimed(engine, publisher, claim, settings)
+        report = _publish_claimed(engine, publisher, claim, settings)
         total.claimed += report.claimed
         total.sent += report.sent
         total.failed += report.failed
@@ -330,14 +318,3 @@ def reconcile(engine: Engine, settings: Settings, now: datetime | None = None) -
             .values(status="pending", next_attempt_at=now, updated_at=now)
         )
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-def outbox_counts(engine: Engine) -> dict[str, int]:
-    """Number of outbox rows per status."""
-    from sqlalchemy import func
-
-    with unit_of_work(engine, readonly=True) as session:
-        rows = session.execute(
-            select(ForumOutbox.status, func.count()).group_by(ForumOutbox.status)
-        ).all()
-    return {status: int(count) for status, count in rows}

@@ -31,6 +31,7 @@ from sqlalchemy import (
 
 from metawsm.domain.views import advance, fold_thread, opened_view, stats_key
 from metawsm.messages.events import Event
+from metawsm.runtime import Runtime
 from metawsm.services.eventlog import trusted_events
 from metawsm.services.outbox import mark_done
 from metawsm.storage.models import (
@@ -99,6 +100,11 @@ _STAT_DOWN = (
 )
 _STAT_INSERT = insert(_STATS)
 _STAT_DELETE = delete(_STATS).where(_STAT_ROW)
+
+
+def consume(rt: Runtime, event: Event, message_id: str, *, count_delivery: bool = False) -> bool:
+    """The projector as a subscriber of the message bus (see :func:`project`)."""
+    return project(rt.engine, event, message_id, count_delivery=count_delivery)
 
 
 def project(engine: Engine, event: Event, message_id: str, *, count_delivery: bool = False) -> bool:

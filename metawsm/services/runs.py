@@ -20,9 +20,9 @@ from metawsm.domain.runs import RunStatus, check_run_transition
 __all__ = ["RunStatus"]
 from metawsm.errors import NotFound, Rejected
 from metawsm.messages.common import Actor
+from metawsm.runtime import Runtime
 from metawsm.services.eventlog import EventWriter
-from metawsm.services.outbox import new_claim
-from metawsm.settings import Settings
+from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.storage.models import (
     ForumControlThread,
     ForumEvent,
@@ -31,9 +31,7 @@ from metawsm.storage.models import (
     RunBrief,
     RunEvent,
 )
-from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
-from metawsm.topics import Topics
 
 SYSTEM = Actor(type="system", name="metawsm")
 ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: easy to read and type
@@ -56,41 +54,25 @@ def new_run_id(now: datetime) -> str:
     return f"run-{now:%Y%m%d}-{suffix}"
 
 
-def writer_for(
-    session: Session, settings: Settings, actor: Actor, now: datetime, claim: str
-) -> EventWriter:
-    """An event writer for run-level events in ``session``."""
-    return EventWriter(
-        session=session,
-        settings=settings,
-        topics=Topics(settings),
-        claim=claim,
-        now=now,
-        actor=actor,
-    )
-
-
 def create_run(
-    engine: Engine,
-    settings: Settings,
+    rt: Runtime,
     *,
     tickets: list[str],
     agents: list[str],
     mode: str,
     brief: BriefInput | None,
     actor: Actor,
-) -> tuple[str, str]:
+) -> str:
     """Create a run (created → planning → running) with its agents and brief.
 
-    Returns (run_id, claim) — the claim covers the outbox rows of its status events.
+    Returns the run id.
 
     Raises:
         Rejected: no ticket or agent, a duplicate agent, or a bootstrap run without a brief.
     """
     _check_new_run(tickets, agents, mode, brief)
-    now = utcnow()
-    claim = new_claim()
-    with unit_of_work(engine) as session:
+    with UnitOfWork(rt) as uow:
+        session, now = uow.session, uow.now
         run_id = _unique_run_id(session, now)
         session.add(
             Run(
@@ -111,11 +93,11 @@ def create_run(
             )
         if brief is not None:
             _add_brief(session, run_id, tickets[0], brief, now)
-        writer = writer_for(session, settings, actor, now, claim)
+        writer = uow.events(actor)
         run = session.get_one(Run, run_id)
         for status in (RunStatus.PLANNING, RunStatus.RUNNING):
             transition(session, writer, run, status, f"run {mode} created")
-    return run_id, claim
+    return run_id
 
 
 def _check_new_run(
@@ -281,25 +263,6 @@ def failed_agents(session: Session, run_id: str) -> list[str]:
             )
         ).scalars()
     )
-
-
-def set_status(
-    engine: Engine,
-    settings: Settings,
-    run_id: str,
-    targets: list[RunStatus],
-    reason: str,
-    actor: Actor,
-) -> tuple[str, str]:
-    """Move a run through ``targets`` in one transaction; returns (final status, claim)."""
-    now = utcnow()
-    claim = new_claim()
-    with unit_of_work(engine) as session:
-        run = lock_run(session, run_id)
-        writer = writer_for(session, settings, actor, now, claim)
-        for target in targets:
-            transition(session, writer, run, target, reason)
-        return run.status, claim
 
 
 def run_rows(engine: Engine, run_id: str | None = None) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """Accepting commands durably, publishing them, and waiting for their outcome.
 
 The database is the record of what was accepted: a command is written to ``forum_commands`` with
-its outbox row in one transaction, then published right after commit. If Redis is down the
+its outbox row in one unit of work, which publishes it right after commit. If Redis is down the
 command stays accepted and the drainer publishes it when Redis is back.
 """
 
@@ -17,12 +17,12 @@ from sqlalchemy import Engine, bindparam, insert, select
 from metawsm.domain.forum import control_thread_id
 from metawsm.errors import WaitTimeout
 from metawsm.messages.commands import AnyCommand, ControlSignal, command_thread_id
-from metawsm.services.outbox import OutboxMessage, Publisher, enqueue, publish_staged
-from metawsm.settings import Settings
+from metawsm.runtime import Runtime
+from metawsm.services.outbox import enqueue
+from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.storage.models import ForumCommand, table
 from metawsm.storage.types import utcnow
-from metawsm.storage.uow import connection_unit, unit_of_work
-from metawsm.topics import Topics
+from metawsm.storage.uow import unit_of_work
 
 FINAL_STATUSES = ("applied", "rejected", "dead")
 
@@ -93,51 +93,31 @@ def ledger_row(command: AnyCommand, now: datetime) -> dict[str, Any]:
     }
 
 
-def accept(
-    engine: Engine, settings: Settings, topics: Topics, command: AnyCommand
-) -> tuple[Outcome, list[OutboxMessage]]:
-    """Record the command and its outbox row; a known command_id is a no-op.
-
-    Returns the outcome and the staged message to publish with :func:`publish_staged` (none
-    when the command was already known).
-    """
-    now = utcnow()
-    with connection_unit(engine) as conn:
-        existing = conn.execute(_SELECT_COMMAND, {"cid": command.command_id}).first()
+def submit(rt: Runtime, command: AnyCommand) -> Outcome:
+    """Accept the command durably and publish it right after commit; a known command id is a
+    no-op (its outcome as it stands). A broker failure leaves the command to the drainer and
+    says so in the outcome (``published`` false, ``publish_error``)."""
+    with UnitOfWork(rt, orm=False) as uow:
+        existing = uow.conn.execute(_SELECT_COMMAND, {"cid": command.command_id}).first()
         if existing is not None:
-            return outcome_of(existing), []
-        row = ledger_row(command, now)
-        conn.execute(_INSERT_COMMAND, row)
+            return outcome_of(existing)
+        row = ledger_row(command, uow.now)
+        uow.conn.execute(_INSERT_COMMAND, row)
         message = enqueue(
-            conn,
+            uow.conn,
             message_id=command.command_id,
             kind="command",
-            topic=topics.command(command.command_type),
+            topic=rt.topics.command(command.command_type),
             key=row["thread_id"],
             payload=row["payload"],
-            claim=None,
-            settings=settings,
-            now=now,
+            now=uow.now,
         )
-    return Outcome(
+        uow.stage(message)
+    outcome = Outcome(
         command.command_id, command.command_type, "accepted", None, row["thread_id"], 0
-    ), [message]
-
-
-def submit(
-    engine: Engine,
-    settings: Settings,
-    topics: Topics,
-    publisher: Publisher,
-    command: AnyCommand,
-) -> Outcome:
-    """Accept the command, then publish it at once; a broker failure leaves it to the drainer."""
-    outcome, staged = accept(engine, settings, topics, command)
-    if not staged:
-        return outcome
-    report = publish_staged(engine, publisher, staged, settings)
-    if report.failed:
-        return _with_publish_error(outcome, "; ".join(report.errors))
+    )
+    if uow.report.failed:
+        return _with_publish_error(outcome, "; ".join(uow.report.errors))
     return outcome
 
 

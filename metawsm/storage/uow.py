@@ -64,10 +64,10 @@ def translate_db_errors(engine: Engine) -> Iterator[None]:
         raise _classify(engine, exc) from exc
 
 
-def lock_event_log(session: Session) -> None:
+def lock_event_log(conn: Connection) -> None:
     """Serialise appends to ``forum_events`` until commit (PostgreSQL; SQLite already does)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENT_LOG_LOCK})
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENT_LOG_LOCK})
 
 
 def _classify(engine: Engine, exc: DBAPIError) -> Exception:

@@ -25,6 +25,13 @@ def make_client_app(settings: Settings) -> Celery:
     return app
 
 
+def make_publisher(settings: Settings, app: Celery | None = None) -> CeleryPublisher:
+    """A publisher over ``app`` (a worker's own), or over a new send-only client app."""
+    return CeleryPublisher(
+        app if app is not None else make_client_app(settings), settings.broker_url
+    )
+
+
 def _summary(message_id: str, payload: dict[str, Any]) -> str:
     kind = payload.get("command_type") or payload.get("event_type") or "message"
     thread = payload.get("thread_id") or (payload.get("payload") or {}).get("thread_id")

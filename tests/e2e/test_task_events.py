@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis
 
-from metawsm.composition import build
+from metawsm.bootstrap import build
 from metawsm.services.submit import make_command, submit
 from metawsm.settings import Settings
 from metawsm.transport.publisher import make_client_app
@@ -42,7 +42,7 @@ def test_a_published_command_shows_its_kind_and_ids_but_not_its_body_to_monitori
     c = build(_settings(db_url, private_redis))
     try:
         command = _open_thread("t-1")
-        assert submit(c.engine, c.settings, c.topics, c.publisher, command).published
+        assert submit(c.runtime, command).published
     finally:
         c.close()
     client = redis.Redis.from_url(private_redis.url)
@@ -84,12 +84,12 @@ def test_a_worker_reports_every_task_to_event_receivers_in_batches(
 
                 # A first command proves the worker is up and the receiver subscribed.
                 first = _open_thread("t-0")
-                submit(c.engine, c.settings, c.topics, c.publisher, first)
+                submit(c.runtime, first)
                 done = {"task-received", "task-succeeded"}
                 wait_until(lambda: reported({first.command_id}, done), 60, "the first task")
                 commands = [_open_thread(f"t-{i}") for i in range(1, 6)]
                 for command in commands:
-                    submit(c.engine, c.settings, c.topics, c.publisher, command)
+                    submit(c.runtime, command)
                 ids = {command.command_id for command in commands}
                 every = {"task-sent", "task-received", "task-started", "task-succeeded"}
                 wait_until(lambda: reported(ids, every), 30, "every event of every command")

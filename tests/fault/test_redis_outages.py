@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from metawsm.composition import Container
+from metawsm.bootstrap import Container
 from metawsm.messages.commands import AnyCommand
 from metawsm.services import outbox
 from metawsm.services.submit import Outcome, make_command, read_outcome, submit
@@ -77,7 +77,7 @@ class Submitter(threading.Thread):
                 n = 0
                 while not self._halt.is_set():
                     command = _open(f"t-new-{n}") if n % 2 else _post(f"t-{n % WARM_THREADS}", n)
-                    outcome = submit(c.engine, c.settings, c.topics, c.publisher, command)
+                    outcome = submit(c.runtime, command)
                     with self._lock:
                         self.commands.append(command)
                         self.outcomes.append(outcome)
@@ -135,7 +135,7 @@ def _warm_up(ops: Container, worker: SubprocessWorker) -> list[str]:
     ids = []
     for i in range(WARM_THREADS):
         command = _open(f"t-{i}")
-        assert submit(ops.engine, ops.settings, ops.topics, ops.publisher, command).published
+        assert submit(ops.runtime, command).published
         ids.append(command.command_id)
     what = f"the subprocess worker to apply the first commands; log:\n{worker.log_tail()}"
     wait_until(lambda: all_final(ops.engine, ids), 45, what)
@@ -158,7 +158,7 @@ def test_a_command_submitted_while_redis_is_down_is_drained_and_applied_once(
     with client_container(p.settings) as cli:
         command = _open("t-1")
         private_redis.stop()
-        outcome = submit(cli.engine, cli.settings, cli.topics, cli.publisher, command)
+        outcome = submit(cli.runtime, command)
         assert (outcome.status, outcome.published) == ("accepted", False)
         assert "broker unreachable" in (outcome.publish_error or "")
         # While Redis is still down, the drainer tries, fails and keeps the row for later.

@@ -63,9 +63,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_once_another_worker_takes_over(
 
         def run(commands: list[AnyCommand]) -> None:
             for command in commands:
-                assert submit(
-                    ops.engine, ops.settings, ops.topics, ops.publisher, command
-                ).published
+                assert submit(ops.runtime, command).published
 
         with subprocess_worker(kill_settings, tmp_path / "first", pool=pool) as first:
             run(opens)

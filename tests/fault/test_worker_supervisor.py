@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from metawsm.composition import Container
+from metawsm.bootstrap import Container
 from metawsm.messages.commands import AnyCommand
-from metawsm.services.submit import accept, make_command, submit
+from metawsm.services.submit import make_command, submit
 from metawsm.settings import Settings
 from metawsm.storage.models import ForumCommand
 from metawsm.storage.uow import unit_of_work
@@ -31,6 +31,7 @@ from tests.fixtures.database import settings_for
 from tests.fixtures.pipeline import (
     FAST,
     SubprocessWorker,
+    accept_only,
     all_final,
     assert_applied_exactly_once,
     client_container,
@@ -99,7 +100,7 @@ def solo_stack(
 
 def _open_and_wait(ops: Container, worker: SubprocessWorker) -> None:
     opened = _command("open_thread", thread_id="t-1", ticket="TCK-1", title="T", body="?")
-    assert submit(ops.engine, ops.settings, ops.topics, ops.publisher, opened).published
+    assert submit(ops.runtime, opened).published
     wait_until(
         lambda: all_final(ops.engine, [opened.command_id]) and settled(ops.engine),
         45,
@@ -126,11 +127,12 @@ def _hung_post(ops: Container, worker: SubprocessWorker, hold_until: str) -> Any
     """Submit a post that starts while the database is locked; keep it locked until
     ``hold_until`` appears in the worker's log (or the soft limit has passed, for "")."""
     post = _command("add_post", thread_id="t-1", body="stuck")
-    accepted, messages = accept(ops.engine, ops.settings, ops.topics, post)
+    accepted = accept_only(ops.runtime, post)
     assert accepted.status == "accepted"
     with write_lock(ops.settings):
-        for message in messages:
-            ops.publisher.publish(message.topic, message.message_id, message.payload)
+        ops.publisher.publish(
+            ops.topics.command("add_post"), post.command_id, post.model_dump(mode="json")
+        )
         started = wait_until(
             lambda: _slot_started(worker), 20, f"the task to start; log:\n{worker.log_tail()}"
         )

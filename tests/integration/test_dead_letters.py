@@ -11,10 +11,10 @@ from sqlalchemy import select, update
 from metawsm.cli import cli
 from metawsm.errors import Rejected
 from metawsm.services import deadletters, outbox
-from metawsm.services.submit import accept, read_outcome, wait_for_outcome
+from metawsm.services.submit import read_outcome, wait_for_outcome
 from metawsm.storage.models import ForumCommand, ForumDeadLetter
 from metawsm.storage.uow import unit_of_work
-from tests.fixtures.pipeline import Pipeline, TaskRecorder, ledger, wait_until
+from tests.fixtures.pipeline import Pipeline, TaskRecorder, accept_only, ledger, wait_until
 
 
 def _open_in_flight_forever(p: Pipeline, thread_id: str) -> str:
@@ -23,8 +23,8 @@ def _open_in_flight_forever(p: Pipeline, thread_id: str) -> str:
     command = p.command(
         "open_thread", actor="agent", thread_id=thread_id, ticket="TCK-1", title="T", body="b"
     )
-    outcome, staged = accept(c.engine, c.settings, c.topics, command)
-    assert outcome.status == "accepted" and staged
+    outcome = accept_only(c.runtime, command)
+    assert outcome.status == "accepted"
     return command.command_id
 
 
@@ -84,13 +84,11 @@ def test_a_poison_command_is_dead_after_exactly_max_attempts_and_a_redrive_appli
     assert ledger(pipeline.engine).events_per_command == {}
 
     _drain_until_applied(pipeline, open_id)  # the fix: the open command finally goes out
-    result = deadletters.redrive(
-        pipeline.engine, pipeline.container.publisher, pipeline.settings, post_id
-    )
+    result = deadletters.redrive(pipeline.container.runtime, post_id)
     assert result == {"message_id": post_id, "published": True, "errors": []}
     assert wait_for_outcome(pipeline.engine, post_id, 15).status == "applied"
     # A second redrive republishes the same id: the worker finds it applied and does nothing.
-    deadletters.redrive(pipeline.engine, pipeline.container.publisher, pipeline.settings, post_id)
+    deadletters.redrive(pipeline.container.runtime, post_id)
     wait_until(lambda: task_runs.results(post_id)[-2:] == ["applied", "applied"], 15, "redrives")
     pipeline.settle()
 
@@ -132,7 +130,7 @@ def test_a_command_past_its_delivery_limit_is_dead_lettered_instead_of_run_again
     ).final
     c = pipeline.container
     post = pipeline.command("add_post", thread_id="t-1", body="kills workers")
-    _outcome, staged = accept(c.engine, c.settings, c.topics, post)
+    accept_only(c.runtime, post)
     limit = c.settings.retry_max_attempts
     # Earlier deliveries were counted and then lost with the worker running them (SIGKILL).
     with unit_of_work(c.engine) as s:
@@ -143,7 +141,7 @@ def test_a_command_past_its_delivery_limit_is_dead_lettered_instead_of_run_again
         )
     # Published afresh (as reconciliation would after Redis lost it): a first delivery to the
     # worker, whose ledger row is already at the limit.
-    assert outbox.publish_staged(c.engine, c.publisher, staged, c.settings).sent == 1
+    c.publisher.publish(c.topics.command("add_post"), post.command_id, post.model_dump(mode="json"))
 
     outcome = wait_for_outcome(c.engine, post.command_id, 15)
     assert outcome.status == "dead", outcome

@@ -13,15 +13,14 @@ from sqlalchemy import Engine, select, update
 
 from metawsm.errors import BrokerUnreachable
 from metawsm.services import outbox
-from metawsm.services.submit import accept, make_command
+from metawsm.services.submit import make_command
 from metawsm.settings import Settings
 from metawsm.storage.engine import build_engine
 from metawsm.storage.models import ForumOutbox
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
-from metawsm.topics import Topics
 from tests.fixtures.database import settings_for
-from tests.fixtures.pipeline import wait_until
+from tests.fixtures.pipeline import accept_only, direct_runtime, wait_until
 
 ROWS = 300
 
@@ -65,7 +64,7 @@ def relay_engine(db_url: str) -> Iterator[Engine]:
 
 def _accept(engine: Engine, settings: Settings, n: int) -> list[str]:
     """Accept ``n`` commands without publishing them (their rows stay staged ``sent``)."""
-    topics = Topics(settings)
+    rt = direct_runtime(engine, settings)
     ids = []
     for i in range(n):
         command = make_command(
@@ -74,8 +73,7 @@ def _accept(engine: Engine, settings: Settings, n: int) -> list[str]:
             actor_type="agent",
             actor_name="agent-1",
         )
-        _outcome, staged = accept(engine, settings, topics, command)
-        assert [m.message_id for m in staged] == [command.command_id]
+        assert accept_only(rt, command).status == "accepted"
         ids.append(command.command_id)
     return ids
 

@@ -33,7 +33,7 @@ def _two_beats(p: Pipeline, now: datetime) -> int:
 
     def beat() -> None:
         barrier.wait()
-        results.append(escalation.raise_due(p.engine, p.settings, p.container.publisher, now))
+        results.append(escalation.raise_due(p.container.runtime, now))
 
     threads = [threading.Thread(target=beat) for _ in range(2)]
     for t in threads:
@@ -92,16 +92,14 @@ def test_urgent_threads_escalate_to_the_operator_at_once(pipeline: Pipeline) -> 
 def test_pending_guidance_escalates_per_request_and_shows_in_the_snapshot(
     pipeline: Pipeline,
 ) -> None:
-    run_id, claim = runs.create_run(
-        pipeline.engine,
-        pipeline.settings,
+    run_id = runs.create_run(
+        pipeline.container.runtime,
         tickets=["T"],
         agents=["alice"],
         mode="run",
         brief=None,
         actor=OPERATOR,
     )
-    pipeline.publish(claim)
     signal = {
         "control_type": "guidance_request",
         "run_id": run_id,

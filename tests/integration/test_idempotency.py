@@ -13,11 +13,11 @@ from sqlalchemy import Engine, func, select
 
 from metawsm.messages.commands import AnyCommand
 from metawsm.messages.events import Event
-from metawsm.services import processing, queries
+from metawsm.services import queries
 from metawsm.services.eventlog import row_to_event
 from metawsm.services.projections import PROJECTION, project, view_dict
 from metawsm.services.rebuild import rebuild
-from metawsm.services.submit import accept, make_command, read_outcome
+from metawsm.services.submit import make_command, read_outcome
 from metawsm.storage.engine import build_engine
 from metawsm.storage.models import (
     ForumCommand,
@@ -30,14 +30,21 @@ from metawsm.storage.models import (
     ForumThreadView,
 )
 from metawsm.storage.uow import unit_of_work
-from metawsm.topics import Topics
 from tests.fixtures.database import (
     POSTGRES_ENV,
     migrate_to_head,
     postgres_database,
     settings_for,
 )
-from tests.fixtures.pipeline import Pipeline, TaskRecorder, ledger, wait_until
+from tests.fixtures.pipeline import (
+    Pipeline,
+    TaskRecorder,
+    accept_only,
+    direct_runtime,
+    handle_in_process,
+    ledger,
+    wait_until,
+)
 
 
 def _open(p: Pipeline, thread_id: str) -> str:
@@ -127,10 +134,9 @@ def test_a_command_delivered_twice_at_once_has_one_effect(
     opened = p.command(
         "open_thread", actor="agent", thread_id="t-1", ticket="TCK-1", title="T", body="b"
     )
-    accept(rt.engine, rt.settings, rt.topics, opened)
-    assert processing.apply_command(rt, opened) == "applied"
+    assert handle_in_process(rt, opened) == "applied"
     post = p.command("add_post", thread_id="t-1", body="raced")
-    accept(rt.engine, rt.settings, rt.topics, post)
+    accept_only(rt, post)
     wire = post.model_dump(mode="json")
     topic = rt.topics.command("add_post")
     rt.publisher.publish(topic, post.command_id, wire)
@@ -182,15 +188,6 @@ def test_an_event_delivered_twice_is_projected_once(
     assert (row.status, row.deliveries) == ("done", 2)
 
 
-class _NoBroker:
-    """A publisher that keeps nothing: these tests call the projector themselves."""
-
-    def publish(
-        self, topic: str, message_id: str, payload: dict[str, Any], redelivery: bool = False
-    ) -> None:
-        """Drop the message."""
-
-
 def _history() -> list[tuple[str, dict[str, Any], str]]:
     """Commands over four threads on two tickets: every kind of forum event."""
     steps: list[tuple[str, dict[str, Any], str]] = []
@@ -235,16 +232,12 @@ def _history() -> list[tuple[str, dict[str, Any], str]]:
 
 
 def _make_history(engine: Engine, db_url: str) -> None:
-    settings = settings_for(db_url)
-    rt = processing.Runtime(
-        engine=engine, settings=settings, topics=Topics(settings), publisher=_NoBroker()
-    )
+    rt = direct_runtime(engine, settings_for(db_url))
     for command_type, payload, actor in _history():
         command: AnyCommand = make_command(
             command_type, payload, actor_type=actor, actor_name=f"{actor}-1"
         )
-        accept(engine, settings, rt.topics, command)
-        assert processing.apply_command(rt, command) == "applied", command_type
+        assert handle_in_process(rt, command) == "applied", command_type
 
 
 def _log(engine: Engine) -> tuple[list[ForumThread], list[ForumEvent]]:

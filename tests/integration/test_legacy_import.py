@@ -7,6 +7,7 @@ meant, a second import changes nothing, and the files are never touched.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ def import_files(
     c = p.container
     scope = legacy.run_scope(c.engine, run_id, agent)
     plan = legacy.plan_import(legacy.read_roots(roots), scope)
-    return legacy.import_legacy(c.engine, c.settings, c.topics, c.publisher, plan, dry_run=dry)
+    return legacy.import_legacy(c.runtime, plan, dry_run=dry)
 
 
 def status(p: Pipeline, run_id: str) -> str:
@@ -280,7 +281,7 @@ def test_the_cli_exits_1_when_a_signal_is_rejected_and_2_on_bad_usage(
     )
     assert ok.exit_code == 0, ok.output
     wait_status(pipeline, run_id, "completed")
-    gates.close_run(pipeline.engine, pipeline.settings, run_id, dry_run=False, actor=OPERATOR)
+    gates.close_run(pipeline.container.runtime, run_id, dry_run=False, actor=OPERATOR)
     assert status(pipeline, run_id) == "closed"
 
     write(tmp_path / "b" / ".metawsm", guidance_request={"question": "late?"})
@@ -319,7 +320,7 @@ def test_after_a_wait_timeout_the_rest_waits_and_importing_again_finishes_in_ord
         legacy.read_roots([tmp_path]), legacy.run_scope(c.engine, run_id, None)
     )
     impatient = c.settings.model_copy(update={"wait_timeout_s": 0.3})
-    first = legacy.import_legacy(c.engine, impatient, c.topics, c.publisher, plan)
+    first = legacy.import_legacy(replace(c.runtime, settings=impatient), plan)
     assert [i.outcome for i in first.imported] == ["timeout", "not_submitted"]
     assert first.timed_out and not first.failed
     assert "still accepted" in (first.imported[0].reason or "")

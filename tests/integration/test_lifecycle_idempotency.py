@@ -19,11 +19,12 @@ from sqlalchemy import Engine, delete, func, select
 
 from metawsm.messages.common import Actor
 from metawsm.messages.events import Event
-from metawsm.services import processing, runs
+from metawsm.runtime import Runtime
+from metawsm.services import runs
 from metawsm.services.control import LIFECYCLE, consume_lifecycle
 from metawsm.services.eventlog import row_to_event
 from metawsm.services.projections import view_dict
-from metawsm.services.submit import accept, make_command, read_outcome
+from metawsm.services.submit import make_command, read_outcome
 from metawsm.storage.engine import build_engine
 from metawsm.storage.models import (
     ForumControlThread,
@@ -39,9 +40,14 @@ from metawsm.storage.models import (
     RunEvent,
 )
 from metawsm.storage.uow import unit_of_work
-from metawsm.topics import Topics
 from tests.fixtures.database import POSTGRES_ENV, migrate_to_head, postgres_database, settings_for
-from tests.fixtures.pipeline import Pipeline, TaskRecorder, wait_until
+from tests.fixtures.pipeline import (
+    Pipeline,
+    TaskRecorder,
+    direct_runtime,
+    handle_in_process,
+    wait_until,
+)
 
 OPERATOR = Actor(type="operator", name="olga")
 BRIEF = runs.BriefInput(goal="g", scope="s", done_criteria="tests pass", constraints="c")
@@ -162,10 +168,9 @@ def _wire(engine: Engine, message_id: str) -> tuple[str, dict[str, Any]]:
         return row.topic, dict(row.payload)
 
 
-def _bootstrap(engine: Engine, settings: Any) -> tuple[str, str]:
+def _bootstrap(rt: Runtime) -> str:
     return runs.create_run(
-        engine,
-        settings,
+        rt,
         tickets=["TCK-9"],
         agents=["alice", "bob"],
         mode="bootstrap",
@@ -195,8 +200,7 @@ def _play(p: Pipeline, run_id: str, story: list[Signal]) -> list[str]:
 def test_control_signal_events_delivered_again_change_nothing(
     pipeline: Pipeline, task_runs: TaskRecorder
 ) -> None:
-    run_id, claim = _bootstrap(pipeline.engine, pipeline.settings)
-    pipeline.publish(claim)
+    run_id = _bootstrap(pipeline.container.runtime)
     story, final = STORIES["completes"]
     _play(pipeline, run_id, story)
     before = _run_state(pipeline.engine, run_id)
@@ -227,8 +231,7 @@ def test_control_signal_events_delivered_again_change_nothing(
 def test_redelivered_events_change_nothing_even_without_the_lifecycle_ledger(
     pipeline: Pipeline, task_runs: TaskRecorder
 ) -> None:
-    run_id, claim = _bootstrap(pipeline.engine, pipeline.settings)
-    pipeline.publish(claim)
+    run_id = _bootstrap(pipeline.container.runtime)
     story, final = STORIES["awaits guidance"]
     _play(pipeline, run_id, story)
     with unit_of_work(pipeline.engine) as s:
@@ -262,8 +265,7 @@ def test_redelivered_events_change_nothing_even_without_the_lifecycle_ledger(
 def test_a_control_signal_command_delivered_twice_posts_once(
     pipeline: Pipeline, task_runs: TaskRecorder
 ) -> None:
-    run_id, claim = _bootstrap(pipeline.engine, pipeline.settings)
-    pipeline.publish(claim)
+    run_id = _bootstrap(pipeline.container.runtime)
     [request_id] = _play(pipeline, run_id, STORIES["completes"][0][:1])
     before = _run_state(pipeline.engine, run_id)
     assert before["run"][0] == "awaiting_guidance"
@@ -293,28 +295,17 @@ def make_command_from(wire: dict[str, Any]) -> Any:
 # Delivery order, with the consumer called directly ----------------------------------------------
 
 
-class _NoBroker:
-    """A publisher that keeps nothing: these tests call the lifecycle consumer themselves."""
-
-    def publish(
-        self, topic: str, message_id: str, payload: dict[str, Any], redelivery: bool = False
-    ) -> None:
-        """Drop the message."""
+def _runtime(engine: Engine, url: str) -> Runtime:
+    # Publishes nothing: these tests call the lifecycle consumer themselves.
+    return direct_runtime(engine, settings_for(url))
 
 
-def _runtime(engine: Engine, url: str) -> processing.Runtime:
-    settings = settings_for(url)
-    return processing.Runtime(
-        engine=engine, settings=settings, topics=Topics(settings), publisher=_NoBroker()
-    )
-
-
-def _consume(rt: processing.Runtime, events: list[Event]) -> None:
+def _consume(rt: Runtime, events: list[Event]) -> None:
     for event in events:
         consume_lifecycle(rt, event, f"{event.event_id}:run_lifecycle")
 
 
-def _write_signals(rt: processing.Runtime, run_id: str, story: list[Signal]) -> None:
+def _write_signals(rt: Runtime, run_id: str, story: list[Signal]) -> None:
     """Apply the story's signal commands (no consumer runs: the publisher drops everything)."""
     for agent, control_type, fields in story:
         actor = _actor(control_type)
@@ -324,8 +315,7 @@ def _write_signals(rt: processing.Runtime, run_id: str, story: list[Signal]) -> 
             actor_type=actor,
             actor_name=f"{actor}-1",
         )
-        accept(rt.engine, rt.settings, rt.topics, command)
-        assert processing.apply_command(rt, command) == "applied", (agent, control_type)
+        assert handle_in_process(rt, command) == "applied", (agent, control_type)
 
 
 def _rows(engine: Engine, *models: Any) -> list[Any]:
@@ -371,7 +361,7 @@ def test_the_same_signals_consumed_in_any_order_end_in_the_same_run_status(
 ) -> None:
     story, final = STORIES[story_name]
     source = _runtime(engine, db_url)
-    run_id, _ = _bootstrap(engine, source.settings)
+    run_id = _bootstrap(source)
     base = _rows(engine, Run, RunAgent, RunBrief)  # the run as created: running, no signals
     _write_signals(source, run_id, story)
     rows = _rows(engine, ForumThread, ForumControlThread, ForumEvent, ForumPost)
@@ -426,7 +416,7 @@ def test_consuming_every_signal_again_without_the_ledger_moves_nothing(
 ) -> None:
     story, final = STORIES[story_name]
     rt = _runtime(engine, db_url)
-    run_id, _ = _bootstrap(engine, rt.settings)
+    run_id = _bootstrap(rt)
     for signal in story:
         _write_signals(rt, run_id, [signal])
         _consume(rt, _control_events(engine, run_id)[-1:])

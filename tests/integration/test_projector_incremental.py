@@ -25,11 +25,11 @@ from metawsm.domain.forum import TRANSITIONS
 from metawsm.domain.views import fold_stats, fold_thread
 from metawsm.messages.common import ThreadState
 from metawsm.messages.events import Event
-from metawsm.services import processing
+from metawsm.runtime import Runtime
 from metawsm.services.eventlog import row_to_event
 from metawsm.services.projections import PROJECTION, project
 from metawsm.services.rebuild import expected_models, rebuild
-from metawsm.services.submit import accept, make_command
+from metawsm.services.submit import make_command
 from metawsm.storage.models import (
     ForumEvent,
     ForumOutbox,
@@ -38,6 +38,7 @@ from metawsm.storage.models import (
     ForumThreadView,
 )
 from metawsm.storage.uow import unit_of_work
+from tests.fixtures.pipeline import handle_in_process
 from tests.integration.test_idempotency import (
     _copy,
     _fresh_database,
@@ -97,10 +98,9 @@ def _reset_read_models(engine: Engine) -> None:
         s.execute(delete(ForumProjectionEvent).where(ForumProjectionEvent.projection == PROJECTION))
 
 
-def _apply(rt: processing.Runtime, command_type: str, actor: str, **payload: Any) -> None:
+def _apply(rt: Runtime, command_type: str, actor: str, **payload: Any) -> None:
     command = make_command(command_type, payload, actor_type=actor, actor_name=f"{actor}-1")
-    accept(rt.engine, rt.settings, rt.topics, command)
-    assert processing.apply_command(rt, command) == "applied", (command_type, payload)
+    assert handle_in_process(rt, command) == "applied", (command_type, payload)
 
 
 def _events_after(engine: Engine, sequence: int) -> list[Event]:
@@ -145,7 +145,7 @@ def test_control_threads_in_every_order_keep_is_control(
     engine: Engine, db_url: str, tmp_path: Path
 ) -> None:
     rt = _runtime(engine, db_url)
-    run_id, _ = _bootstrap(engine, rt.settings)
+    run_id = _bootstrap(rt)
     _write_signals(rt, run_id, STORIES["keeps running"][0])
     threads, rows = _log(engine)
     events = [row_to_event(r) for r in rows]

@@ -12,6 +12,7 @@ from metawsm.errors import Rejected
 from metawsm.messages.common import Actor
 from metawsm.services import gates, lifecycle, runs
 from metawsm.services.guidance import Answer, wait_for_answer
+from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.storage.models import ForumControlThread, ForumThread, RunEvent
 from metawsm.storage.uow import unit_of_work
 from tests.fixtures.pipeline import Pipeline, wait_until
@@ -74,9 +75,7 @@ def test_the_whole_bootstrap_story_end_to_end(pipeline: Pipeline) -> None:
     )
     _wait_status(pipeline, run_id, "completed")
     assert gates.unmet(pipeline.engine, run_id)[1] == []
-    status, _, _ = gates.close_run(
-        pipeline.engine, pipeline.settings, run_id, dry_run=False, actor=OPERATOR
-    )
+    status = gates.close_run(pipeline.container.runtime, run_id, dry_run=False, actor=OPERATOR)
     assert status == "closed"
     history = [
         (h["from_status"], h["to_status"]) for h in runs.run_history(pipeline.engine, run_id)
@@ -118,7 +117,7 @@ def test_each_close_gate_blocks_with_its_reason_and_names_its_fix(pipeline: Pipe
     )
     assert "no validation signal" in unmet["validation:bob"].reason
     with pytest.raises(Rejected, match="cannot close: run is running, not completed"):
-        gates.close_run(pipeline.engine, pipeline.settings, run_id, dry_run=True, actor=OPERATOR)
+        gates.close_run(pipeline.container.runtime, run_id, dry_run=True, actor=OPERATOR)
 
     _signal(pipeline, run_id, "alice", control_type="guidance_request", question="Q?")
     pending = _unmet(pipeline, run_id)["guidance:alice"]
@@ -183,10 +182,9 @@ def test_iterate_starts_a_new_epoch_in_which_old_signals_no_longer_count(
         done_criteria="tests pass",
     )
     _wait_status(pipeline, run_id, "completed")
-    status, epoch, threads, claim = lifecycle.iterate_run(
-        pipeline.engine, pipeline.settings, run_id, "add docs", OPERATOR
+    status, epoch, threads = lifecycle.iterate_run(
+        pipeline.container.runtime, run_id, "add docs", OPERATOR
     )
-    pipeline.publish(claim)
     assert (status, epoch, len(threads)) == ("running", 2, 1)
     _signal(pipeline, run_id, "alice", control_type="guidance_request", question="again?")
     _signal(pipeline, run_id, "alice", control_type="guidance_answer", answer="yes")
@@ -250,11 +248,9 @@ def test_a_control_thread_cannot_be_closed_by_hand(pipeline: Pipeline) -> None:
 
 def test_stop_and_resume_follow_the_transition_table(pipeline: Pipeline) -> None:
     run_id = _bootstrap(pipeline)
-    assert lifecycle.stop_run(pipeline.engine, pipeline.settings, run_id, OPERATOR)[0] == "stopped"
-    assert (
-        lifecycle.resume_run(pipeline.engine, pipeline.settings, run_id, OPERATOR)[0] == "running"
-    )
-    with pytest.raises(Rejected, match="cannot go from running to closing"):
-        runs.set_status(
-            pipeline.engine, pipeline.settings, run_id, [runs.RunStatus.CLOSING], "x", OPERATOR
-        )
+    assert lifecycle.stop_run(pipeline.container.runtime, run_id, OPERATOR) == "stopped"
+    assert lifecycle.resume_run(pipeline.container.runtime, run_id, OPERATOR) == "running"
+    refused = pytest.raises(Rejected, match="cannot go from running to closing")
+    with refused, UnitOfWork(pipeline.container.runtime) as uow:
+        run = runs.lock_run(uow.session, run_id)
+        runs.transition(uow.session, uow.events(OPERATOR), run, runs.RunStatus.CLOSING, "x")

@@ -101,10 +101,7 @@ def test_status_mode_tickets_epoch_and_update_time_come_from_the_run(pipeline: P
         1,
     )
     assert before <= run.updated_at <= utcnow()
-    _, epoch, _, claim = lifecycle.iterate_run(
-        pipeline.engine, pipeline.settings, run_id, "again", OPERATOR
-    )
-    pipeline.publish(claim)
+    _, epoch, _ = lifecycle.iterate_run(pipeline.container.runtime, run_id, "again", OPERATOR)
     _ask(pipeline, run_id)
     _wait_status(pipeline, run_id, "awaiting_guidance")
     run = _run(pipeline, run_id)
@@ -142,10 +139,9 @@ def test_agents_show_status_last_signal_guidance_completion_validation_and_contr
     _signal(pipeline, run_id, "bob", control_type="completion", summary="done")
     _signal(pipeline, run_id, "bob", control_type="validation", status="passed", done_criteria="x")
     after = utcnow()
-    status, claim = lifecycle.set_agent_status(
-        pipeline.engine, pipeline.settings, run_id, "carl", "stalled", OPERATOR
+    status = lifecycle.set_agent_status(
+        pipeline.container.runtime, run_id, "carl", "stalled", OPERATOR
     )
-    pipeline.publish(claim)
     agents = {a.agent_name: a for a in _run(pipeline, run_id).agents}
     assert list(agents) == ["alice", "bob", "carl"]
     alice, bob, carl = agents["alice"], agents["bob"], agents["carl"]
@@ -305,8 +301,7 @@ def test_escalation_candidates_become_escalations_once_raised_with_a_moved_clock
     assert guidance_c.since == g.asked_at
     assert "agent alice has waited 3" in guidance_c.reason and "Which DB?" in guidance_c.reason
 
-    publisher = pipeline.container.publisher
-    assert escalation.raise_due(pipeline.engine, pipeline.settings, publisher, later) == 2
+    assert escalation.raise_due(pipeline.container.runtime, later) == 2
     run = _run(pipeline, run_id, now=later + timedelta(seconds=90))
     assert run.escalation_candidates == []
     raised = {(e.thread_id, e.tier, e.subject): e for e in run.escalations}
@@ -322,8 +317,8 @@ def test_escalation_candidates_become_escalations_once_raised_with_a_moved_clock
     assert sorted((c.thread_id, c.tier) for c in due) == sorted(
         [("t-slow", "human"), (g.thread_id, "human")]
     )
-    assert escalation.raise_due(pipeline.engine, pipeline.settings, publisher, human_time) == 2
-    assert escalation.raise_due(pipeline.engine, pipeline.settings, publisher, human_time) == 0
+    assert escalation.raise_due(pipeline.container.runtime, human_time) == 2
+    assert escalation.raise_due(pipeline.container.runtime, human_time) == 0
     assert [e.tier for e in _run(pipeline, run_id, now=human_time).escalations] == [
         "operator",
         "operator",
@@ -427,9 +422,7 @@ def test_last_event_sequence_and_time_follow_the_runs_own_events(pipeline: Pipel
 
     # The operator's own notes about the run are not activity of the run.
     [acted] = operate_once(
-        pipeline.engine,
-        pipeline.settings,
-        pipeline.container.publisher,
+        pipeline.container.runtime,
         run_id=run_id,
         mode="assist",
         dry_run=False,
@@ -450,12 +443,8 @@ def test_selection_by_run_id_by_ticket_and_all_active_runs(pipeline: Pipeline) -
     active = _create(pipeline, tickets=("TCK-1",))
     stopped = _create(pipeline, tickets=("TCK-2", "tck-1"))
     failed = _create(pipeline, tickets=("TCK-3",))
-    pipeline.publish(lifecycle.stop_run(pipeline.engine, pipeline.settings, stopped, OPERATOR)[1])
-    pipeline.publish(
-        lifecycle.set_agent_status(
-            pipeline.engine, pipeline.settings, failed, "alice", "failed", OPERATOR
-        )[1]
-    )
+    lifecycle.stop_run(pipeline.container.runtime, stopped, OPERATOR)
+    lifecycle.set_agent_status(pipeline.container.runtime, failed, "alice", "failed", OPERATOR)
     completed = _create(pipeline, tickets=("TCK-3",))
     _signal(pipeline, completed, "alice", control_type="completion")
     _signal(

@@ -29,7 +29,6 @@ from metawsm.services import escalation, lifecycle, runs, snapshot
 from metawsm.storage.models import ForumEvent, ForumOutbox
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
-from metawsm.topics import Topics
 from tests.fixtures.database import NO_BROKER_URL, settings_for
 from tests.fixtures.pipeline import FAST, Pipeline, TaskRecorder, wait_until
 from workers.app import create_app
@@ -271,16 +270,14 @@ def test_watch_exits_0_on_a_completed_run_5_on_a_stopped_one_and_1_on_a_failed_o
     _ask(p, completed)
     p.settle()
     later = utcnow() + timedelta(minutes=31)
-    assert escalation.raise_due(p.engine, p.settings, p.container.publisher, later) == 1
+    assert escalation.raise_due(p.container.runtime, later) == 1
     _answer(p, completed)
     _complete(p, completed)
     _wait_status(p, completed, "completed")
     stopped = _create(p)
-    p.publish(lifecycle.stop_run(p.engine, p.settings, stopped, OPERATOR)[1])
+    lifecycle.stop_run(p.container.runtime, stopped, OPERATOR)
     failed = _create(p)
-    p.publish(
-        lifecycle.set_agent_status(p.engine, p.settings, failed, "alice", "failed", OPERATOR)[1]
-    )
+    lifecycle.set_agent_status(p.container.runtime, failed, "alice", "failed", OPERATOR)
 
     expected = {
         completed: (0, "run_done", f"metawsm close --run-id {completed}"),
@@ -304,9 +301,7 @@ def test_watch_follows_the_event_log_and_alerts_as_a_guidance_request_arrives(
 ) -> None:
     run_id = _create(p, agents=("alice", "bob"))
     # bob stalled: watch prints that at once, which tells us it is past its first snapshot.
-    p.publish(
-        lifecycle.set_agent_status(p.engine, p.settings, run_id, "bob", "stalled", OPERATOR)[1]
-    )
+    lifecycle.set_agent_status(p.container.runtime, run_id, "bob", "stalled", OPERATOR)
     p.settle()
     with live(p, tmp_path, "watch", "--run-id", run_id, "--json") as watch:
         first = json.loads(watch.next_line(time.monotonic() + CLI_TIMEOUT_S))
@@ -346,7 +341,7 @@ def test_watch_on_a_ticket_follows_its_newest_run_not_an_older_finished_one(
     p: Pipeline, tmp_path: Path
 ) -> None:
     old = _create(p, ticket="TCK-7")
-    p.publish(lifecycle.stop_run(p.engine, p.settings, old, OPERATOR)[1])
+    lifecycle.stop_run(p.container.runtime, old, OPERATOR)
     new = _create(p, ticket="TCK-7")
     done = metawsm(p, tmp_path, "watch", "--ticket", "TCK-7", "--once", "--json")
     assert (done.returncode, done.stdout) == (0, ""), (done.stdout, done.stderr)
@@ -360,16 +355,12 @@ def test_watch_over_all_runs_alerts_a_run_that_fails_and_keeps_watching(
     p: Pipeline, tmp_path: Path
 ) -> None:
     run_id = _create(p, agents=("alice", "bob"))
-    p.publish(
-        lifecycle.set_agent_status(p.engine, p.settings, run_id, "bob", "stalled", OPERATOR)[1]
-    )
+    lifecycle.set_agent_status(p.container.runtime, run_id, "bob", "stalled", OPERATOR)
     p.settle()
     with live(p, tmp_path, "watch", "--json") as watch:
         first = json.loads(watch.next_line(time.monotonic() + CLI_TIMEOUT_S))
         assert (first["run_id"], first["event"]) == (run_id, "agent_unhealthy")
-        p.publish(
-            lifecycle.set_agent_status(p.engine, p.settings, run_id, "alice", "failed", OPERATOR)[1]
-        )
+        lifecycle.set_agent_status(p.container.runtime, run_id, "alice", "failed", OPERATOR)
         alert = json.loads(watch.next_line(time.monotonic() + 10.0))
         assert (alert["run_id"], alert["event"], alert["run_status"]) == (
             run_id,
@@ -536,7 +527,7 @@ def test_an_escalation_runs_the_notify_command_once_even_when_redelivered(
     _ask(p, run_id, "Which DB?")
     p.settle()
     later = utcnow() + timedelta(minutes=31)
-    assert escalation.raise_due(p.engine, p.settings, p.container.publisher, later) == 1
+    assert escalation.raise_due(p.container.runtime, later) == 1
     p.settle()
     wait_until(lambda: out.exists() and "METAWSM_TIER=" in out.read_text(), 15, "notification")
     env = {
@@ -554,7 +545,7 @@ def test_an_escalation_runs_the_notify_command_once_even_when_redelivered(
     assert env["METAWSM_MESSAGE"].startswith("agent alice has waited 31 min for guidance")
     assert out.read_text().count("METAWSM_TIER=") == 1
 
-    topic = Topics(p.settings).integration("escalation_notify")
+    topic = p.container.topics.integration("escalation_notify")
     with unit_of_work(p.engine, readonly=True) as s:
         message_id, payload = s.execute(
             select(ForumOutbox.message_id, ForumOutbox.payload).where(ForumOutbox.topic == topic)

@@ -230,7 +230,7 @@ def test_importing_every_message_module_loads_no_infrastructure_package() -> Non
         ("from .cli import context", "metawsm", True, "metawsm.cli"),
         ("import importlib\nimportlib.import_module('workers.app')", "metawsm.x", False, "workers"),
         ("def f():\n    import celery.app\n", "metawsm.messages.x", False, "celery.app"),
-        ("from celery import Celery", "metawsm.composition", False, "celery"),
+        ("from celery import Celery", "metawsm.bootstrap", False, "celery"),
         ("import redis", "metawsm.services.outbox", False, "redis"),
         ("from kombu.transport import redis", "metawsm.storage.engine", False, "kombu.transport"),
     ],

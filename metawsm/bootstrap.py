@@ -1,0 +1,120 @@
+"""The composition root: builds the message bus, engine, topics, publisher and runtime of one
+process, lazily.
+
+The handler map (command class → handler) and the consumer map (event payload class →
+subscribers) are written out here, once; nothing registers itself by being imported, and
+``tests/unit/test_message_bus.py`` fails when a message has no entry or an entry names no
+message. The CLI, each worker process (after fork) and beat call :func:`build` with their
+settings; tests call it with their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy import Engine
+
+from metawsm.messages import commands as c
+from metawsm.messages import events as e
+from metawsm.runtime import Runtime
+from metawsm.services import control, handlers, notify, projections
+from metawsm.services.messagebus import Handler, MessageBus, Subscriber
+from metawsm.settings import Settings
+from metawsm.storage.engine import build_engine
+from metawsm.topics import PROJECTOR, Topics
+from metawsm.transport.publisher import CeleryPublisher, make_publisher
+
+PROJECTOR_SUBSCRIBER = Subscriber(PROJECTOR, projections.consume, counts_delivery=True)
+# Database-only: its own transaction counts a first delivery.
+RUN_LIFECYCLE = Subscriber("run_lifecycle", control.consume_lifecycle, counts_delivery=True)
+# Side effects outside the database (a command, a webhook): counted before it runs.
+ESCALATION_NOTIFY = Subscriber("escalation_notify", notify.consume_escalation, False)
+
+
+def message_bus() -> MessageBus:
+    """The bus: every command's handler and every event's subscribers (projector first)."""
+    command_handlers: dict[type[Any], Handler] = {
+        c.OpenThread: handlers.open_thread,
+        c.AddPost: handlers.add_post,
+        c.AnswerThread: handlers.answer_thread,
+        c.AssignThread: handlers.assign_thread,
+        c.ChangeState: handlers.change_state,
+        c.SetPriority: handlers.set_priority,
+        c.CloseThread: handlers.close_thread,
+        c.ControlSignal: control.control_signal,
+    }
+    projected = [PROJECTOR_SUBSCRIBER]
+    event_consumers: dict[type[Any], list[Subscriber]] = {
+        e.ThreadOpenedPayload: projected,
+        e.PostAddedPayload: projected,
+        e.ControlSignalPostedPayload: [PROJECTOR_SUBSCRIBER, RUN_LIFECYCLE],
+        e.AssignedPayload: projected,
+        e.StateChangedPayload: projected,
+        e.PriorityChangedPayload: projected,
+        e.ThreadClosedPayload: projected,
+        e.EscalationRequestedPayload: [PROJECTOR_SUBSCRIBER, ESCALATION_NOTIFY],
+        e.RunStatusChangedPayload: projected,
+        e.OperatorDecisionPayload: projected,
+    }
+    return MessageBus(command_handlers, event_consumers)
+
+
+def topics_for(settings: Settings, bus: MessageBus | None = None) -> Topics:
+    """Topic names for ``settings``, with the event subscriptions of ``bus`` (the default bus)."""
+    return Topics(settings, (bus or message_bus()).subscriptions())
+
+
+@dataclass
+class Container:
+    """Lazily built process-wide services; nothing connects until first use.
+
+    ``app``: the worker's Celery app, whose connections the publisher reuses; ``None`` for a
+    process that only sends (CLI, beat, benchmarks): the publisher builds a send-only app.
+    """
+
+    settings: Settings
+    app: Any = field(default=None)
+
+    @cached_property
+    def bus(self) -> MessageBus:
+        """The message bus (handler and consumer maps)."""
+        return message_bus()
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The database engine (created on first use, in the process that uses it)."""
+        return build_engine(self.settings)
+
+    @cached_property
+    def topics(self) -> Topics:
+        """Topic names from the configured prefixes and the bus's subscriptions."""
+        return topics_for(self.settings, self.bus)
+
+    @cached_property
+    def publisher(self) -> CeleryPublisher:
+        """Publisher over the given Celery app, or a send-only client app."""
+        return make_publisher(self.settings, self.app)
+
+    @cached_property
+    def runtime(self) -> Runtime:
+        """What every service takes: engine, settings, topics, publisher, clock."""
+        return Runtime(
+            engine=self.engine,
+            settings=self.settings,
+            topics=self.topics,
+            publisher=self.publisher,
+        )
+
+    def close(self) -> None:
+        """Dispose the engine and broker connections that were created."""
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+        if "publisher" in self.__dict__ and self.app is None:
+            self.publisher.close()
+
+
+def build(settings: Settings, app: Any = None) -> Container:
+    """Build the container for one process."""
+    return Container(settings=settings, app=app)

@@ -1,0 +1,340 @@
+"""Delivering one message: count it, handle it once, record the outcome, decide what comes next.
+
+One function per message kind, :func:`deliver_command` and :func:`deliver_event`, owns the
+delivery count, the limit, the retry decision and dead-lettering, and returns a
+:class:`Result`; a Celery task only parses the broker's delivery info, calls it and maps the
+result to ack or retry (``workers/tasks.py``). The order of steps is the point:
+
+1. validate the message (invalid: dead-letter at once);
+2. count the delivery in the database. A message that may have been worked on before (Redis
+   restores every unacked message with ``redelivered`` set, a Celery retry, a re-drive from the
+   outbox) is counted in its own transaction BEFORE any work, so a worker killed mid-task cannot
+   loop forever: past the limit the message is dead-lettered. A first delivery is counted by the
+   handling transaction itself (one transaction instead of two); if it dies with its worker, the
+   redelivery is counted first, so at most one attempt goes uncounted;
+3. handle it in one unit of work that also marks the command applied and publishes what it
+   wrote after commit;
+4. on failure: retry with backoff, or dead-letter at the limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from metawsm.errors import InvalidMessage, Rejected
+from metawsm.messages.commands import AnyCommand, parse_command
+from metawsm.messages.common import Actor
+from metawsm.messages.events import parse_event
+from metawsm.runtime import Runtime
+from metawsm.services.deadletters import Failure, dead_letter
+from metawsm.services.handlers import HandlerContext
+from metawsm.services.messagebus import MessageBus
+from metawsm.services.outbox import backoff_s, mark_done
+from metawsm.services.submit import ledger_row
+from metawsm.services.threads import ThreadStore
+from metawsm.services.unit_of_work import UnitOfWork
+from metawsm.storage.models import ForumCommand, ForumOutbox, table
+from metawsm.storage.uow import connection_unit, lock_event_log
+
+COMMANDS = table(ForumCommand)
+OUTBOX = table(ForumOutbox)
+_INSERT_COMMAND = insert(COMMANDS)
+_COMMAND_STATE = select(COMMANDS.c.status, COMMANDS.c.delivery_attempts).where(
+    COMMANDS.c.command_id == bindparam("cid")
+)
+_COMMAND_THREAD = select(COMMANDS.c.status, COMMANDS.c.thread_id).where(
+    COMMANDS.c.command_id == bindparam("cid")
+)
+_COUNT_COMMAND = (
+    update(COMMANDS)
+    .where(COMMANDS.c.command_id == bindparam("cid"), COMMANDS.c.status == "accepted")
+    .values(
+        delivery_attempts=COMMANDS.c.delivery_attempts + 1,
+        updated_at=bindparam("now"),
+    )
+)
+_FINISH_COMMAND = (
+    update(COMMANDS)
+    .where(COMMANDS.c.command_id == bindparam("cid"))
+    .values(
+        status=bindparam("status"),
+        thread_id=bindparam("tid"),
+        reason=bindparam("reason"),
+        delivery_attempts=COMMANDS.c.delivery_attempts + bindparam("inc"),
+        updated_at=bindparam("now"),
+        finished_at=bindparam("now"),
+    )
+)
+_COUNT_EVENT = (
+    update(OUTBOX)
+    .where(OUTBOX.c.message_id == bindparam("mid"))
+    .values(deliveries=OUTBOX.c.deliveries + 1)
+)
+_EVENT_DELIVERIES = select(OUTBOX.c.deliveries).where(OUTBOX.c.message_id == bindparam("mid"))
+
+log = logging.getLogger("metawsm.delivery")
+
+# What handling answers when a first delivery finds the ledger already at the delivery limit
+# (earlier copies died with their workers): it is counted on its own, then dead-lettered.
+_PAST_LIMIT = "past_limit"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How a message arrived: the broker's message id, its topic, and whether it may have been
+    worked on before (a redelivery, a retry, a re-drive)."""
+
+    message_id: str
+    topic: str
+    seen_before: bool
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of a delivery.
+
+    ``status``: applied, rejected, duplicate, dead, or (with ``retry_in_s`` set) retry: the
+    transport must deliver it again after that many seconds; ``error`` is why.
+    """
+
+    status: str
+    retry_in_s: float | None = None
+    error: Exception | None = None
+
+
+def deliver_command(rt: Runtime, bus: MessageBus, raw: Any, delivery: Delivery) -> Result:
+    """Deliver one command message (module docstring)."""
+    try:
+        command = _validate(parse_command, raw, "command")
+    except InvalidMessage as exc:
+        _dead(rt, delivery.message_id, "command", delivery.topic, raw, exc, 1)
+        return Result("dead")
+    if not delivery.seen_before:
+        try:
+            status = apply_command(rt, bus, command, count_delivery=True)
+        except Exception as exc:
+            # The handling transaction rolled back with its count: count it now.
+            status, attempts = _count_command(rt, command)
+            if status != "accepted":
+                return Result(status)
+            return _after_failure(rt, command.command_id, "command", delivery, raw, exc, attempts)
+        if status != _PAST_LIMIT:
+            return Result(status)
+    status, attempts = _count_command(rt, command)
+    if status != "accepted":
+        return Result(status)
+    limit = rt.settings.retry_max_attempts
+    if attempts > limit:
+        # Delivered again after its last allowed attempt without finishing: an earlier
+        # delivery died with its worker (SIGKILL, OOM). Running it again could loop forever.
+        error = f"delivered {attempts} times (limit {limit}) without finishing"
+        _dead(rt, command.command_id, "command", delivery.topic, raw, error, attempts)
+        return Result("dead")
+    try:
+        return Result(apply_command(rt, bus, command))
+    except Exception as exc:
+        return _after_failure(rt, command.command_id, "command", delivery, raw, exc, attempts)
+
+
+def deliver_event(
+    rt: Runtime, bus: MessageBus, subscriber_name: str, raw: Any, delivery: Delivery
+) -> Result:
+    """Deliver one event message to one subscriber (module docstring)."""
+    kind = f"event.{subscriber_name}"
+    try:
+        event = _validate(parse_event, raw, "event")
+    except InvalidMessage as exc:
+        _dead(rt, delivery.message_id, kind, delivery.topic, raw, exc, 1)
+        return Result("dead")
+    subscriber = bus.subscriber(subscriber_name)
+    message_id = f"{event.event_id}:{subscriber_name}"
+    # A first delivery to a subscriber whose transaction counts it is counted there.
+    counted = delivery.seen_before or not subscriber.counts_delivery
+    attempts = 0
+    if counted:
+        attempts = _count_event(rt, message_id)
+        limit = rt.settings.retry_max_attempts
+        if attempts > limit:
+            error = f"delivered {attempts} times (limit {limit}) without finishing"
+            _dead(rt, message_id, kind, delivery.topic, raw, error, attempts)
+            return Result("dead")
+    try:
+        applied = subscriber.consume(rt, event, message_id, count_delivery=not counted)
+    except Exception as exc:
+        if not counted:
+            attempts = _count_event(rt, message_id)
+        return _after_failure(rt, message_id, kind, delivery, raw, exc, attempts)
+    return Result("applied" if applied else "duplicate")
+
+
+def _validate(parse: Any, raw: Any, what: str) -> Any:
+    try:
+        return parse(raw)
+    except ValidationError as exc:
+        raise InvalidMessage(f"invalid {what}: {_errors(exc)}") from exc
+
+
+def _errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _after_failure(
+    rt: Runtime,
+    message_id: str,
+    kind: str,
+    delivery: Delivery,
+    raw: Any,
+    exc: Exception,
+    attempts: int,
+) -> Result:
+    """After a failed attempt: dead-letter at the limit, else retry with backoff."""
+    if attempts >= rt.settings.retry_max_attempts:
+        _dead(rt, message_id, kind, delivery.topic, raw, exc, attempts)
+        return Result("dead", error=exc)
+    return Result("retry", retry_in_s=backoff_s(attempts, rt.settings), error=exc)
+
+
+def apply_command(
+    rt: Runtime, bus: MessageBus, command: AnyCommand, *, count_delivery: bool = False
+) -> str:
+    """Handle an accepted command once, in this process; returns its final status (applied,
+    rejected, or as it was). The broker path and the in-process direct path both come here.
+
+    With ``count_delivery`` the handling transaction also counts this delivery; it answers
+    :data:`_PAST_LIMIT`, changing nothing, when the ledger shows the limit already reached.
+    """
+    try:
+        with UnitOfWork(rt) as uow:
+            # Serialise handlers on PostgreSQL before reading any state, so invariants are
+            # checked against the latest commit and event sequences follow commit order.
+            lock_event_log(uow.conn)
+            status, attempts = _ledger_state(uow.conn, command, uow.now)
+            if status != "accepted":
+                mark_done(uow.conn, [command.command_id], uow.now)
+                return status
+            if count_delivery and attempts >= rt.settings.retry_max_attempts:
+                return _PAST_LIMIT
+            writer = uow.events(
+                Actor(type=command.actor_type, name=command.actor_name),
+                command_id=command.command_id,
+                correlation_id=command.correlation_id,
+                causation_id=command.causation_id,
+            )
+            conn = uow.conn
+            ctx = HandlerContext(uow.session, writer, uow.now, ThreadStore(conn))
+            thread_id = bus.handler_for(command)(ctx, command)
+            ctx.threads.save()
+            _finish(conn, command.command_id, "applied", thread_id, None, count_delivery, uow.now)
+            mark_done(conn, [command.command_id], uow.now)
+        return "applied"
+    except Rejected as exc:
+        return _reject(rt, command.command_id, str(exc), count_delivery=count_delivery)
+
+
+def _ledger_state(conn: Connection, command: AnyCommand, now: Any) -> tuple[str, int]:
+    row = conn.execute(_COMMAND_STATE, {"cid": command.command_id}).first()
+    if row is None:
+        # Delivered without a ledger row (sent by hand, or the ledger was reset): the message
+        # itself is the record of acceptance.
+        conn.execute(_INSERT_COMMAND, ledger_row(command, now))
+        return "accepted", 0
+    return str(row.status), int(row.delivery_attempts)
+
+
+def _finish(
+    conn: Connection,
+    command_id: str,
+    status: str,
+    thread_id: str | None,
+    reason: str | None,
+    count_delivery: bool,
+    now: Any,
+) -> None:
+    params = {
+        "cid": command_id,
+        "status": status,
+        "tid": thread_id,
+        "reason": reason,
+        "inc": 1 if count_delivery else 0,
+        "now": now,
+    }
+    conn.execute(_FINISH_COMMAND, params)
+
+
+def _reject(rt: Runtime, command_id: str, reason: str, *, count_delivery: bool) -> str:
+    """Mark the command rejected with ``reason`` (final; never retried)."""
+    now = rt.clock()
+    with connection_unit(rt.engine) as conn:
+        row = conn.execute(_COMMAND_THREAD, {"cid": command_id}).first()
+        status = str(row.status) if row is not None else "rejected"
+        if row is not None and status == "accepted":
+            reason = reason[:2000]
+            _finish(conn, command_id, "rejected", row.thread_id, reason, count_delivery, now)
+            status = "rejected"
+        mark_done(conn, [command_id], now)
+        return status
+
+
+def _count_command(rt: Runtime, command: AnyCommand) -> tuple[str, int]:
+    """Count one delivery of ``command`` on its own; returns (ledger status, attempts so far)."""
+    now = rt.clock()
+    with connection_unit(rt.engine) as conn:
+        status, attempts = _ledger_state(conn, command, now)
+        if status == "accepted":
+            conn.execute(_COUNT_COMMAND, {"cid": command.command_id, "now": now})
+            attempts += 1
+        elif status in ("applied", "rejected"):
+            # A duplicate of a finished command (e.g. redriven twice): its effect is there, so its
+            # outbox row is done; left 'sent', reconciliation would re-publish it forever.
+            mark_done(conn, [command.command_id], now)
+        return status, attempts
+
+
+def _count_event(rt: Runtime, message_id: str) -> int:
+    """Count one delivery of an event message to its subscriber; returns deliveries so far."""
+    with connection_unit(rt.engine) as conn:
+        conn.execute(_COUNT_EVENT, {"mid": message_id})
+        deliveries = conn.execute(_EVENT_DELIVERIES, {"mid": message_id}).scalar()
+        return int(deliveries) if deliveries is not None else 1
+
+
+def _dead(
+    rt: Runtime,
+    message_id: str,
+    kind: str,
+    topic: str,
+    raw: Any,
+    error: BaseException | str,
+    attempts: int,
+) -> None:
+    """Dead-letter a message with the error (and the current traceback, if any)."""
+    log.error("dead-lettering %s on %s after %d attempt(s): %s", message_id, topic, attempts, error)
+    run_id = None
+    if isinstance(raw, dict):
+        inner = raw.get("payload")
+        run_id = raw.get("run_id") or (inner.get("run_id") if isinstance(inner, dict) else None)
+    tb = traceback.format_exc() if isinstance(error, BaseException) else None
+    dead_letter(
+        rt.engine,
+        Failure(
+            message_id=message_id,
+            kind=kind,
+            task_name=topic,
+            topic=topic,
+            payload=raw if isinstance(raw, dict) else {"raw": repr(raw)[:10_000]},
+            error=str(error),
+            traceback=tb if tb and tb.strip() != "NoneType: None" else None,
+            attempts=attempts,
+            run_id=str(run_id) if run_id else None,
+        ),
+    )
