@@ -38,7 +38,7 @@ def message_bus() -> MessageBus:
     command_handlers: dict[type[Any], Handler] = {
         c.OpenThread: handlers.open_thread,
         c.AddPost: handlers.add_post,
-        c.AnswerThread: handlers.answer_thread,
+        c.AnswerThread: control.answer_thread,
         c.AssignThread: handlers.assign_thread,
         c.ChangeState: handlers.change_state,
         c.SetPriority: handlers.set_priority,

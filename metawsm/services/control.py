@@ -17,9 +17,17 @@ from metawsm.domain.runs import RunStatus
 from metawsm.errors import NotFound, Rejected
 from metawsm.ids import new_id
 from metawsm.messages import commands as c
+from metawsm.messages.control import Completion, GuidanceAnswer, GuidanceRequest, Validation
 from metawsm.messages.events import Event
 from metawsm.runtime import Runtime
-from metawsm.services.handlers import HandlerContext, insert_post, insert_thread, post_id_for
+from metawsm.services.handlers import (
+    HandlerContext,
+    answer_forum_thread,
+    insert_post,
+    insert_thread,
+    load_open_thread,
+    post_id_for,
+)
 from metawsm.services.outbox import mark_done
 from metawsm.services.runs import SYSTEM, agent_controls, failed_agents, lock_run, transition
 from metawsm.services.threads import ThreadRecord
@@ -32,6 +40,7 @@ from metawsm.storage.models import (
 )
 
 LIFECYCLE = "run_lifecycle_v1"
+ControlModel = GuidanceRequest | GuidanceAnswer | Completion | Validation
 
 
 def control_signal(ctx: HandlerContext, command: c.ControlSignal) -> str:
@@ -42,16 +51,40 @@ def control_signal(ctx: HandlerContext, command: c.ControlSignal) -> str:
     if ticket not in run.tickets:
         raise Rejected(f"ticket {ticket} is not a ticket of run {run.run_id}")
     thread = ensure_control_thread(ctx, run, p.agent_name, ticket)
+    return _post_signal(ctx, run, thread, p.signal)
+
+
+def answer_thread(ctx: HandlerContext, command: c.AnswerThread) -> str:
+    """Answer a thread. A control thread takes control signals only: there the answer is the
+    ``guidance_answer`` to its agent's pending request (the run resumes, a waiting agent gets
+    it), and without a pending request it is rejected, naming the command to use."""
+    thread = load_open_thread(ctx, command.payload.thread_id)
+    if not thread.is_control:
+        return answer_forum_thread(ctx, thread, command.payload.body)
+    run_id, agent = thread.run_id or "", thread.agent_name or ""
+    run = _signal_run(ctx.session, run_id, agent)
+    state = agent_controls(ctx.session, run).get(agent)
+    if state is None or not state.pending:
+        raise Rejected(
+            f"thread {thread.thread_id} is the control thread of agent {agent} in run {run_id}"
+            " and no guidance request is pending; it takes control signals only: metawsm forum"
+            f" signal --run-id {run_id} --agent-name {agent} --type <signal type> ..."
+        )
+    answer = GuidanceAnswer(run_id=run_id, agent_name=agent, answer=command.payload.body)
+    return _post_signal(ctx, run, thread, answer)
+
+
+def _post_signal(ctx: HandlerContext, run: Run, thread: ThreadRecord, signal: ControlModel) -> str:
     if thread.state == "closed":
         raise Rejected(f"control thread {thread.thread_id} is closed")
     event_id = new_id("fevt")
-    signal = p.signal.model_dump(mode="json", exclude_none=True)
-    payload = {"post_id": post_id_for(event_id), "epoch": run.control_epoch, "signal": signal}
+    wire = signal.model_dump(mode="json", exclude_none=True)
+    payload = {"post_id": post_id_for(event_id), "epoch": run.control_epoch, "signal": wire}
     ctx.writer.append("forum.control.signal", payload, thread=thread, event_id=event_id)
-    insert_post(ctx, thread, event_id, p.signal.model_dump_json(exclude_none=True), "control")
+    insert_post(ctx, thread, event_id, signal.model_dump_json(exclude_none=True), "control")
     ctx.session.execute(
         update(RunAgent)
-        .where(RunAgent.run_id == run.run_id, RunAgent.agent_name == p.agent_name)
+        .where(RunAgent.run_id == run.run_id, RunAgent.agent_name == signal.agent_name)
         .values(last_signal_at=ctx.now, updated_at=ctx.now)
     )
     return thread.thread_id

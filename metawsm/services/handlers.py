@@ -128,10 +128,13 @@ def add_post(ctx: HandlerContext, command: c.AddPost) -> str:
     return thread.thread_id
 
 
-def answer_thread(ctx: HandlerContext, command: c.AnswerThread) -> str:
-    """Add an answering post and move the thread to ``answered``."""
-    thread = load_open_thread(ctx, command.payload.thread_id)
-    post_event(ctx, thread, command.payload.body, answer=True)
+def answer_forum_thread(ctx: HandlerContext, thread: ThreadRecord, body: str) -> str:
+    """Add an answering post to a forum thread and move it to ``answered``.
+
+    The ``answer_thread`` command's handler is :func:`metawsm.services.control.answer_thread`,
+    which sends answers on control threads to the agent as guidance instead.
+    """
+    post_event(ctx, thread, body, answer=True)
     _move(ctx, thread, ThreadState.ANSWERED)
     return thread.thread_id
 
@@ -140,6 +143,7 @@ def assign_thread(ctx: HandlerContext, command: c.AssignThread) -> str:
     """Replace the thread's assignee and record the change in the assignment history."""
     p = command.payload
     thread = load_open_thread(ctx, p.thread_id)
+    _refuse_control(thread)
     payload = {
         "from_assignee_type": thread.assignee_type,
         "from_assignee_name": thread.assignee_name,
@@ -183,6 +187,7 @@ def change_state(ctx: HandlerContext, command: c.ChangeState) -> str:
 def set_priority(ctx: HandlerContext, command: c.SetPriority) -> str:
     """Change the priority of an open thread (the same priority changes nothing)."""
     thread = load_open_thread(ctx, command.payload.thread_id)
+    _refuse_control(thread)
     target = command.payload.priority.value
     if thread.priority != target:
         payload = {"from_priority": thread.priority, "to_priority": target}
@@ -202,8 +207,11 @@ def close_thread(ctx: HandlerContext, command: c.CloseThread) -> str:
 
 def _refuse_control(thread: ThreadRecord) -> None:
     if thread.is_control:
+        run_id, agent = thread.run_id, thread.agent_name
         raise Rejected(
-            f"thread {thread.thread_id} is a control thread; its state is managed by metawsm"
+            f"thread {thread.thread_id} is a control thread (agent {agent} in run {run_id}); its"
+            " state, assignee and priority are managed by metawsm, and it takes control signals"
+            f" only: metawsm forum signal --run-id {run_id} --agent-name {agent} --type ..."
         )
 
 

@@ -28,7 +28,13 @@ from sqlalchemy import func, select
 from metawsm.cli import cli as cli_group
 from metawsm.cli import main
 from metawsm.services import runs
-from metawsm.storage.models import ForumCommand, ForumEvent, ForumOutbox, RunEvent
+from metawsm.storage.models import (
+    ForumCommand,
+    ForumControlThread,
+    ForumEvent,
+    ForumOutbox,
+    RunEvent,
+)
 from metawsm.storage.uow import unit_of_work
 from tests.fixtures.pipeline import Pipeline, wait_until, worker_environment
 
@@ -435,6 +441,72 @@ def test_wait_blocks_until_another_process_answers_and_prints_the_answer(
     else:
         assert out == "Use SQLite\n"
     wait_status(sh.p, run_id, "running")
+
+
+def test_forum_answer_on_a_control_thread_is_the_guidance_answer_the_agent_waits_for(
+    sh: Shell, cli: Shell
+) -> None:
+    run_id = create(cli, "a", "b", mode="bootstrap")
+    ask = ["forum", "signal", "--type", "guidance_request", "--question", "Which DB?"]
+    with sh.background(
+        *ask, "--wait", "--timeout", "20s", "--json", RUN_ID=run_id, AGENT_NAME="b"
+    ) as waiter:
+        wait_status(sh.p, run_id, "awaiting_guidance")
+        thread_id = _control_thread(sh.p, run_id, "b")
+        answered = cli.json("forum", "answer", "--thread-id", thread_id, "--body", "Use SQLite")
+        assert (answered["status"], answered["thread_id"]) == ("applied", thread_id)
+        out, err = waiter.communicate(timeout=30)
+    assert waiter.returncode == 0, (out, err)
+    answer = json.loads(out)
+    assert (answer["answered"], answer["answer"], answer["thread_id"]) == (
+        True, "Use SQLite", thread_id,
+    )  # fmt: skip
+    wait_status(sh.p, run_id, "running")
+    assert "guidance:b" not in unmet(cli, run_id)
+    with unit_of_work(sh.p.engine, readonly=True) as s:
+        kinds = (
+            s.execute(select(ForumEvent.event_type).where(ForumEvent.thread_id == thread_id))
+            .scalars()
+            .all()
+        )
+    # Recorded as the agent's control signal, not as a forum answer that moves the thread.
+    assert "forum.state.changed" not in kinds
+    assert kinds.count("forum.control.signal") == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["answer", "--body", "fine"],
+        ["assign", "--assignee", "bob"],
+        ["priority", "--priority", "high"],
+        ["state", "--state", "triaged"],
+        ["close"],
+    ],
+    ids=["answer", "assign", "priority", "state", "close"],
+)
+def test_generic_writes_on_a_control_thread_without_pending_guidance_are_rejected(
+    cli: Shell, args: list[str]
+) -> None:
+    run_id = create(cli, "a", mode="bootstrap")
+    thread_id = signal(cli, run_id, "a", "completion")["thread_id"]
+    before = footprint(cli.p)
+    result = cli("forum", args[0], "--thread-id", thread_id, *args[1:])
+    exits(result, 1, "control thread", f"metawsm forum signal --run-id {run_id} --agent-name a")
+    commands, events, _, run_events = footprint(cli.p)
+    # Only the rejected command itself was recorded: no event, no run change.
+    assert (commands, events, run_events) == (before[0] + 1, before[1], before[3])
+
+
+def _control_thread(p: Pipeline, run_id: str, agent: str) -> str:
+    with unit_of_work(p.engine, readonly=True) as s:
+        return str(
+            s.execute(
+                select(ForumControlThread.thread_id).where(
+                    ForumControlThread.run_id == run_id, ForumControlThread.agent_name == agent
+                )
+            ).scalar_one()
+        )
 
 
 def test_wait_without_an_answer_exits_4_after_the_timeout(sh: Shell, cli: Shell) -> None:
