@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from metawsm.cli.context import AppContext, emit_json, pass_app
-from metawsm.cli.options import actor_options, run_write, write_options
+from metawsm.cli.options import actor_options, run_write, wait_mode, write_options
 from metawsm.ids import new_id
 from metawsm.services import queries
 from metawsm.settings import env_default
@@ -147,7 +147,7 @@ def _write(app: AppContext, command_type: str, payload: dict[str, Any], kw: dict
         payload,
         actor_type=kw["actor_type"],
         actor_name=kw["actor_name"],
-        wait=kw["wait"],
+        wait=wait_mode(kw),
         timeout=kw["timeout"],
         as_json=kw["as_json"],
         command_id=kw["command_id"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -10,8 +11,14 @@ import click
 from pydantic import ValidationError
 
 from metawsm.cli.context import AppContext, emit_json, usage_from_validation
-from metawsm.errors import EXIT_FAILED, EXIT_UNREACHABLE, MetawsmError, WaitTimeout
-from metawsm.services.submit import Outcome, make_command, submit, wait_for_outcome
+from metawsm.errors import EXIT_FAILED, EXIT_UNREACHABLE, MetawsmError, UsageError, WaitTimeout
+from metawsm.services.submit import (
+    Outcome,
+    make_command,
+    submit,
+    wait_for_outcome,
+    wait_for_projection,
+)
 from metawsm.settings import env_default
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,11 +47,24 @@ def actor_options(default_type: str) -> Callable[[F], F]:
     return wrap
 
 
+WAIT_FOR = ("applied", "projected")
+
+
 def write_options(fn: F) -> F:
-    """--json, --wait/--no-wait, --timeout, --command-id for every write command."""
+    """--json, --wait [applied|projected], --no-wait, --timeout, --command-id for every write."""
     fn = click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")(fn)
     fn = click.option(
-        "--wait/--no-wait", default=True, show_default=True, help="Wait for the outcome."
+        "--no-wait", is_flag=True, help="Return once the command is accepted (durable)."
+    )(fn)
+    fn = click.option(
+        "--wait",
+        "wait_for",
+        type=click.Choice(WAIT_FOR),
+        is_flag=False,
+        flag_value="applied",
+        default=None,
+        help="Wait until the command is applied, or until the read models show it (projected)."
+        "  [default: projected on a terminal, else applied; --wait alone: applied]",
     )(fn)
     fn = click.option(
         "--timeout",
@@ -57,6 +77,23 @@ def write_options(fn: F) -> F:
     )(fn)
 
 
+def wait_mode(kw: dict[str, Any]) -> str | None:
+    """What a write waits for: None (accepted), ``applied`` or ``projected`` (module rules).
+
+    Raises:
+        UsageError: --wait and --no-wait together.
+    """
+    if kw.get("no_wait"):
+        if kw.get("wait_for"):
+            raise UsageError("--wait and --no-wait cannot be combined")
+        return None
+    chosen = kw.get("wait_for")
+    if chosen:
+        return str(chosen)
+    # A person at a terminal reads what they wrote next: wait until the read models show it.
+    return "projected" if sys.stdout.isatty() else "applied"
+
+
 def run_write(
     app: AppContext,
     command_type: str,
@@ -64,14 +101,15 @@ def run_write(
     *,
     actor_type: str,
     actor_name: str,
-    wait: bool,
+    wait: str | None,
     timeout: float | None,
     as_json: bool,
     command_id: str | None = None,
     causation_id: str | None = None,
     quiet: bool = False,
 ) -> Outcome:
-    """Validate, submit, optionally wait, render; exits non-zero unless applied/accepted."""
+    """Validate, submit, wait (``wait``: None, ``applied`` or ``projected``), render; exits
+    non-zero unless applied or accepted."""
     try:
         command = make_command(
             command_type,
@@ -87,6 +125,9 @@ def run_write(
     outcome = submit(c.runtime, command)
     if wait and not outcome.final:
         outcome = _wait(app, outcome, timeout)
+    if wait == "projected" and outcome.status == "applied":
+        limit = timeout if timeout is not None else app.settings.wait_timeout_s
+        wait_for_projection(c.engine, outcome.command_id, limit)
     if not quiet or outcome.status in ("rejected", "dead"):
         render_outcome(outcome, as_json)
     if outcome.status in ("rejected", "dead"):

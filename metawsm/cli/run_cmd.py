@@ -221,7 +221,7 @@ def iterate(app: AppContext, /, run_id: str, feedback: str, **kw: Any) -> None:
             {"thread_id": thread_id, "body": f"Operator feedback: {feedback}"},
             actor_type=_actor(kw).type.value,
             actor_name=_actor(kw).name,
-            wait=False,
+            wait=None,
             timeout=None,
             as_json=False,
             quiet=True,

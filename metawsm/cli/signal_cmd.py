@@ -116,7 +116,7 @@ def signal(app: AppContext, /, **kw: Any) -> None:
         payload,
         actor_type=actor_type,
         actor_name=kw["actor_name"],
-        wait=kw["wait"] is not False,
+        wait=None if kw["wait"] is False else "applied",
         timeout=min(timeout_s, app.settings.wait_timeout_s),
         as_json=kw["as_json"] and not wants_answer,
         command_id=kw["command_id"],

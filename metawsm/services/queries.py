@@ -69,7 +69,11 @@ def list_threads(engine: Engine, filters: ThreadFilter, limit: int = 50) -> list
 
 
 def thread_detail(engine: Engine, thread_id: str) -> dict[str, Any]:
-    """The thread's view, its posts and its events.
+    """The thread's view, its posts and its events, all as of one point of the thread's history.
+
+    The view is what the projector has applied so far (up to its ``last_thread_seq``); the posts
+    and events are read up to that same point, so the header never describes fewer posts than
+    are listed (or more). ``as_of_thread_seq`` says which point that is.
 
     Raises:
         NotFound: no view exists for that thread (unknown, or not projected yet).
@@ -78,18 +82,21 @@ def thread_detail(engine: Engine, thread_id: str) -> dict[str, Any]:
         view = session.get(V, thread_id)
         if view is None:
             raise NotFound(f"forum thread {thread_id} not found")
+        as_of = view.last_thread_seq
         posts = session.execute(
             select(ForumPost)
-            .where(ForumPost.thread_id == thread_id)
-            .order_by(ForumPost.created_at, ForumPost.post_id)
+            .join(ForumEvent, ForumEvent.event_id == ForumPost.event_id)
+            .where(ForumPost.thread_id == thread_id, ForumEvent.thread_seq <= as_of)
+            .order_by(ForumEvent.thread_seq)
         ).scalars()
         events = session.execute(
             select(ForumEvent)
-            .where(ForumEvent.thread_id == thread_id)
+            .where(ForumEvent.thread_id == thread_id, ForumEvent.thread_seq <= as_of)
             .order_by(ForumEvent.sequence)
         ).scalars()
         return {
             "thread": _view_out(view),
+            "as_of_thread_seq": as_of,
             "posts": [_post_out(p) for p in posts],
             "events": [row_to_event(e).model_dump(mode="json") for e in events],
         }

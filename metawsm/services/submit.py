@@ -12,21 +12,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, insert, select
+from sqlalchemy import Engine, bindparam, exists, insert, select
 
 from metawsm.domain.forum import control_thread_id
 from metawsm.errors import WaitTimeout
 from metawsm.messages.commands import AnyCommand, ControlSignal, command_thread_id
 from metawsm.runtime import Runtime
 from metawsm.services.outbox import enqueue
+from metawsm.services.projections import PROJECTION
 from metawsm.services.unit_of_work import UnitOfWork
-from metawsm.storage.models import ForumCommand, table
+from metawsm.storage.models import ForumCommand, ForumEvent, ForumProjectionEvent, table
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
 
 FINAL_STATUSES = ("applied", "rejected", "dead")
 
 COMMANDS = table(ForumCommand)
+EVENTS = table(ForumEvent)
+LEDGER = table(ForumProjectionEvent)
 _INSERT_COMMAND = insert(COMMANDS)
 _SELECT_COMMAND = select(
     COMMANDS.c.command_id,
@@ -149,6 +152,41 @@ def wait_for_outcome(engine: Engine, command_id: str, timeout_s: float) -> Outco
             raise WaitTimeout(
                 f"command {command_id} still {state} after {timeout_s:g} s;"
                 " it stays accepted and will be applied when workers and Redis are available"
+            )
+        time.sleep(pause)  # polling a condition with a deadline, not synchronising on time
+        pause = min(pause * 1.5, 0.1)
+
+
+_UNPROJECTED = (
+    select(EVENTS.c.event_id)
+    .where(
+        EVENTS.c.command_id == bindparam("cid"),
+        ~exists().where(
+            LEDGER.c.projection == PROJECTION,
+            LEDGER.c.event_id == EVENTS.c.event_id,
+        ),
+    )
+    .limit(1)
+)
+
+
+def wait_for_projection(engine: Engine, command_id: str, timeout_s: float) -> None:
+    """Wait until the read models show every event the (applied) command wrote.
+
+    Raises:
+        WaitTimeout: an event of the command is still not projected after ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    pause = 0.002
+    while True:
+        with unit_of_work(engine, readonly=True) as session:
+            pending = session.connection().execute(_UNPROJECTED, {"cid": command_id}).first()
+        if pending is None:
+            return
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(
+                f"command {command_id} is applied but its events are not in the read models"
+                f" after {timeout_s:g} s; they will show once an events worker projects them"
             )
         time.sleep(pause)  # polling a condition with a deadline, not synchronising on time
         pause = min(pause * 1.5, 0.1)

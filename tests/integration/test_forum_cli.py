@@ -32,7 +32,7 @@ from metawsm.services.submit import read_outcome, wait_for_outcome
 from metawsm.storage.models import ForumCommand, ForumOutbox
 from metawsm.storage.uow import unit_of_work
 from tests.fixtures.database import NO_BROKER_URL
-from tests.fixtures.pipeline import Pipeline, wait_until
+from tests.fixtures.pipeline import Pipeline, queue_worker, wait_until
 
 DEFAULT_VARS = ("TICKET", "RUN_ID", "AGENT_NAME", "ACTOR_NAME")
 
@@ -124,6 +124,53 @@ def test_no_wait_returns_accepted_at_once_and_the_worker_applies_it_later(
     assert (out["status"], out["published"], out["thread_id"]) == ("accepted", True, "t-1")
     with idle_pipeline.worker():
         assert wait_for_outcome(idle_pipeline.engine, out["command_id"], 15).status == "applied"
+
+
+def _bodies(p: Pipeline, thread_id: str) -> tuple[int, int, list[str]]:
+    detail = ok_json(metawsm(p, "forum", "thread", "--thread-id", thread_id, "--json"))
+    posts = [post["body"] for post in detail["posts"]]
+    return detail["thread"]["posts_count"], detail["as_of_thread_seq"], posts
+
+
+def test_thread_shows_its_header_and_posts_as_of_the_same_point(idle_pipeline: Pipeline) -> None:
+    p = idle_pipeline
+    with p.worker():
+        ask(p, "t-1", "TCK-1", "--body", "first")
+        p.settle()
+    with queue_worker(p, "commands"):  # applied, but no projector runs
+        post = ["forum", "post", "--thread-id", "t-1", "--body", "second", "--json"]
+        assert ok_json(metawsm(p, *post, "--wait", "applied"))["status"] == "applied"
+        assert _bodies(p, "t-1") == (1, 1, ["first"])
+    with queue_worker(p, "events"):
+        p.settle()
+    assert _bodies(p, "t-1") == (2, 2, ["first", "second"])
+
+
+def test_wait_projected_returns_once_the_read_models_show_the_write(
+    idle_pipeline: Pipeline,
+) -> None:
+    p = idle_pipeline
+    with p.worker():
+        ask(p, "t-1", "TCK-1", "--body", "first")
+        p.settle()
+    post = ["forum", "post", "--thread-id", "t-1", "--json", "--wait", "projected"]
+    with queue_worker(p, "commands"):
+        stuck = metawsm(p, *post, "--body", "unseen", "--timeout", "1")
+        assert stuck.exit_code == 4, (stuck.stdout, stuck.stderr)
+        assert "not in the read models after 1 s" in stuck.stderr
+    with p.worker():
+        assert ok_json(metawsm(p, *post, "--body", "seen"))["status"] == "applied"
+        count, _, bodies = _bodies(p, "t-1")  # at once: no settling
+        assert count == 3 and bodies[-1] == "seen"
+
+
+def test_wait_and_no_wait_together_are_a_usage_error(pipeline: Pipeline) -> None:
+    before = _ledger(pipeline)
+    args = ["forum", "ask", "--ticket", "T", "--title", "x", "--body", "y"]
+    result = metawsm(pipeline, *args, "--wait", "projected", "--no-wait")
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert "--wait and --no-wait cannot be combined" in result.stderr
+    assert _ledger(pipeline) == before
 
 
 def test_defaults_come_from_the_environment(pipeline: Pipeline) -> None:
