@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 
@@ -11,8 +10,3 @@ def new_id(prefix: str) -> str:
     """A new id ``<prefix>-<12 hex of ms clock><10 random hex>``: sorts by creation time."""
     millis = time.time_ns() // 1_000_000
     return f"{prefix}-{millis:012x}{secrets.token_hex(5)}"
-
-
-def worker_identity() -> str:
-    """A name for this process, used as the owner of outbox claims."""
-    return f"{os.uname().nodename}:{os.getpid()}"

@@ -30,11 +30,6 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def is_sqlite(engine: Engine) -> bool:
-    """True when ``engine`` talks to SQLite."""
-    return engine.dialect.name == "sqlite"
-
-
 def build_engine(settings: Settings, **kwargs: Any) -> Engine:
     """Create the engine for ``settings.database_url`` (creating the SQLite directory if needed)."""
     url = make_url(normalize_url(settings.database_url))
