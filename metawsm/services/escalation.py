@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from metawsm.domain.runs import SIGNAL_DRIVEN
+from metawsm.domain.runs import SIGNAL_DRIVEN, RunStatus
 from metawsm.domain.sla import ESCALATING_STATES, due_tiers
 from metawsm.errors import DatabaseBusy
 from metawsm.runtime import Runtime
@@ -20,7 +21,7 @@ from metawsm.services.runs import SYSTEM, agent_controls
 from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.settings import Settings
 from metawsm.storage.models import ForumEscalation, ForumThread, ForumThreadView, Run
-from metawsm.storage.uow import unit_of_work
+from metawsm.storage.uow import lock_event_log, unit_of_work
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,22 @@ def pending_candidates(
     return [c for c in found if (c.thread_id, c.tier, c.subject) not in raised]
 
 
+def _still_due(session: Session, rt: Runtime, c: Candidate, thread: Any, now: datetime) -> bool:
+    """Whether ``c`` is still due by the command side's current state."""
+    if c.subject:  # a guidance request: still the pending one, of a run still signal-driven
+        run = session.get(Run, c.run_id) if c.run_id else None
+        if run is None or RunStatus(run.status) not in SIGNAL_DRIVEN:
+            return False
+        state = agent_controls(session, run).get(c.agent_name or "")
+        return state is not None and state.pending and state.request_event_id == c.subject
+    if thread.is_control or thread.state not in ESCALATING_STATES:
+        return False
+    settings = rt.settings
+    age = _age_s(now, thread.updated_at)
+    tiers = due_tiers(age, thread.priority, settings.sla_minutes, settings.sla_human_minutes)
+    return c.tier in {tier.name for tier in tiers}
+
+
 def raise_due(rt: Runtime, now: datetime | None = None) -> int:
     """Raise every due escalation once; returns how many this call raised."""
     now = now or rt.clock()
@@ -141,8 +158,15 @@ def raise_due(rt: Runtime, now: datetime | None = None) -> int:
 
 
 def _raise_one(rt: Runtime, c: Candidate, now: datetime) -> int:
+    """Raise ``c`` unless it was raised already or is no longer due on the command side.
+
+    Candidates are picked from the read models, which may lag: the decision is taken again on
+    the authoritative state, in the transaction that records the escalation, after taking the
+    event-log lock that command handlers take first (so no handler commits in between).
+    """
     with UnitOfWork(rt) as uow:
         session = uow.session
+        lock_event_log(uow.conn)
         exists = session.execute(
             select(ForumEscalation.id).where(
                 ForumEscalation.thread_id == c.thread_id,
@@ -151,7 +175,7 @@ def _raise_one(rt: Runtime, c: Candidate, now: datetime) -> int:
             )
         ).first()
         thread = session.get(ForumThread, c.thread_id)
-        if exists is not None or thread is None:
+        if exists is not None or thread is None or not _still_due(session, rt, c, thread, now):
             return 0
         writer = uow.events(SYSTEM)
         writer.now = now

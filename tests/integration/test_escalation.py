@@ -12,7 +12,7 @@ from metawsm.services import escalation, runs, snapshot
 from metawsm.storage.models import ForumEscalation, ForumEvent
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
-from tests.fixtures.pipeline import Pipeline
+from tests.fixtures.pipeline import Pipeline, queue_worker
 
 OPERATOR = Actor(type="operator", name="olga")
 
@@ -120,3 +120,39 @@ def test_pending_guidance_escalates_per_request_and_shows_in_the_snapshot(
     assert snap.runs[0].escalation_candidates == []
     assert [(e.tier, e.raised) for e in snap.runs[0].escalations] == [("operator", True)]
     assert snap.runs[0].escalations[0].subject.startswith("fevt-")
+
+
+def test_a_thread_closed_but_not_yet_projected_is_not_escalated(idle_pipeline: Pipeline) -> None:
+    p = idle_pipeline
+    with p.worker():
+        opened = p.run(
+            "open_thread", actor="agent", thread_id="t-1", ticket="T", title="x", body="y",
+            priority="urgent",
+        )  # fmt: skip
+        assert opened.status == "applied"
+        p.settle()
+    with queue_worker(p, "commands"):  # the close is applied; no projector runs
+        assert p.run("close_thread", thread_id="t-1").status == "applied"
+    # The read model still says "new": it is a candidate, but the command side says closed.
+    assert [c.thread_id for c in _candidates(p)] == ["t-1"]
+    assert escalation.raise_due(p.container.runtime, utcnow()) == 0
+    assert _escalations(p) == []
+
+
+def test_a_thread_answered_but_not_yet_projected_is_not_escalated(idle_pipeline: Pipeline) -> None:
+    p = idle_pipeline
+    with p.worker():
+        p.run(
+            "open_thread", actor="agent", thread_id="t-1", ticket="T", title="x", body="y",
+            priority="urgent",
+        )  # fmt: skip
+        p.settle()
+    with queue_worker(p, "commands"):
+        assert p.run("answer_thread", thread_id="t-1", body="done").status == "applied"
+    assert escalation.raise_due(p.container.runtime, utcnow()) == 0
+    assert _escalations(p) == []
+
+
+def _candidates(p: Pipeline) -> list[escalation.Candidate]:
+    with unit_of_work(p.engine, readonly=True) as s:
+        return escalation.pending_candidates(s, p.settings, utcnow())
