@@ -40,6 +40,10 @@ class UsageError(MetawsmError):
     exit_code = EXIT_USAGE
 
 
+class CommandIdReused(UsageError):
+    """A command id already names a different command (another type, payload or actor)."""
+
+
 class ConfigError(UsageError):
     """A setting has an invalid value; the process stops at start."""
 

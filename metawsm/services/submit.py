@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, exists, insert, select
 
 from metawsm.domain.forum import control_thread_id
-from metawsm.errors import WaitTimeout
+from metawsm.errors import CommandIdReused, WaitTimeout
 from metawsm.messages.commands import AnyCommand, ControlSignal, command_thread_id
 from metawsm.runtime import Runtime
 from metawsm.services.outbox import enqueue
@@ -39,6 +39,30 @@ _SELECT_COMMAND = select(
     COMMANDS.c.thread_id,
     COMMANDS.c.delivery_attempts,
 ).where(COMMANDS.c.command_id == bindparam("cid"))
+
+
+# A known command with what makes it the same command: its type, payload and actor.
+_SELECT_KNOWN = _SELECT_COMMAND.add_columns(COMMANDS.c.payload, COMMANDS.c.accepted_at)
+_IDENTITY = ("command_type", "actor_type", "actor_name", "payload")
+
+
+def _check_same_command(known: Any, command: AnyCommand) -> None:
+    """A known id is idempotent only for the same command.
+
+    Raises:
+        CommandIdReused: naming the earlier command and what differs.
+    """
+    wire = command.model_dump(mode="json")
+    differs = [name for name in _IDENTITY if known.payload.get(name) != wire.get(name)]
+    if differs:
+        thread = f" on thread {known.thread_id}" if known.thread_id else ""
+        raise CommandIdReused(
+            f"command id {command.command_id} was already used for a {known.command_type}"
+            f" command{thread}, accepted at {known.accepted_at.isoformat()} and now"
+            f" {known.status}; this {command.command_type} command differs in"
+            f" {', '.join(differs)}: use a new --command-id (the same id is for retrying the"
+            " same command)"
+        )
 
 
 @dataclass(frozen=True)
@@ -99,10 +123,15 @@ def ledger_row(command: AnyCommand, now: datetime) -> dict[str, Any]:
 def submit(rt: Runtime, command: AnyCommand) -> Outcome:
     """Accept the command durably and publish it right after commit; a known command id is a
     no-op (its outcome as it stands). A broker failure leaves the command to the drainer and
-    says so in the outcome (``published`` false, ``publish_error``)."""
+    says so in the outcome (``published`` false, ``publish_error``).
+
+    Raises:
+        CommandIdReused: the id is known for a different command; nothing is written.
+    """
     with UnitOfWork(rt, orm=False) as uow:
-        existing = uow.conn.execute(_SELECT_COMMAND, {"cid": command.command_id}).first()
+        existing = uow.conn.execute(_SELECT_KNOWN, {"cid": command.command_id}).first()
         if existing is not None:
+            _check_same_command(existing, command)
             return outcome_of(existing)
         row = ledger_row(command, uow.now)
         uow.conn.execute(_INSERT_COMMAND, row)

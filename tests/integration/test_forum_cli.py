@@ -117,6 +117,25 @@ def test_the_same_command_id_is_applied_once(pipeline: Pipeline) -> None:
     assert _ledger(pipeline)[0] == 1
 
 
+def test_a_command_id_reused_for_another_command_is_a_usage_error_naming_the_first(
+    pipeline: Pipeline,
+) -> None:
+    ask(pipeline, "t-a", "TCK-1", "--body", "a")
+    opened = ask(pipeline, "t-b", "TCK-1", "--body", "b", "--command-id", "cmd-once")
+    before = _ledger(pipeline)
+    close = ["forum", "close", "--thread-id", "t-a"]
+    reused = metawsm(pipeline, *close, "--command-id", "cmd-once")
+    assert reused.exit_code == 2, (reused.stdout, reused.stderr)
+    assert "cmd-once was already used for a open_thread command on thread t-b" in reused.stderr
+    assert "close_thread command differs in command_type, actor_type, payload" in reused.stderr
+    assert _ledger(pipeline) == before
+    view = ok_json(metawsm(pipeline, "forum", "thread", "--thread-id", "t-a", "--json"))
+    assert view["thread"]["state"] == "new"
+    # The same command again with the same id stays idempotent.
+    again = ask(pipeline, "t-b", "TCK-1", "--body", "b", "--command-id", "cmd-once")
+    assert again == opened
+
+
 def test_no_wait_returns_accepted_at_once_and_the_worker_applies_it_later(
     idle_pipeline: Pipeline,
 ) -> None:
