@@ -34,6 +34,10 @@ class InvalidMessage(Rejected):
     """A message failed schema validation; it is dead-lettered at once."""
 
 
+class DeadLettered(Rejected):
+    """The message failed for good and was recorded in the dead-letter table."""
+
+
 class UsageError(MetawsmError):
     """Bad arguments or settings given by the user; nothing was changed."""
 
@@ -50,10 +54,6 @@ class ConfigError(UsageError):
 
 class Transient(MetawsmError):
     """A dependency is busy or unreachable; the work is retried with backoff."""
-
-
-class ThreadNotYetOpen(Transient):
-    """The thread a command names is not there yet (its open command may still be in flight)."""
 
 
 class DatabaseBusy(Transient):

@@ -1,7 +1,9 @@
 """Thin task adapters: read the delivery info, call the delivery function, map its result.
 
 Each task's name is its topic (= its queue), so Flower shows lag and failures per topic. What a
-delivery does (counting, limits, retries, dead letters) is :mod:`metawsm.services.delivery`.
+delivery does (counting, limits, retries, dead letters) is :mod:`metawsm.services.delivery`;
+here a result becomes an ack (applied, rejected, duplicate), a Celery retry (retry, wait) or a
+task failure (dead: Flower counts it as failed).
 """
 
 from __future__ import annotations
@@ -12,9 +14,16 @@ from typing import Any
 from celery import Celery, Task
 
 from metawsm.bootstrap import Container
+from metawsm.errors import DeadLettered
 from metawsm.messages.commands import COMMAND_TYPES
 from metawsm.messages.events import EVENT_TYPES
-from metawsm.services.delivery import Delivery, Result, deliver_command, deliver_event
+from metawsm.services.delivery import (
+    Delivery,
+    Result,
+    deliver_command,
+    deliver_event,
+    refuse_call,
+)
 from metawsm.topics import PROJECTOR
 
 log = logging.getLogger("metawsm.workers")
@@ -23,7 +32,13 @@ TASK_OPTIONS: dict[str, Any] = {
     "acks_late": True,
     "reject_on_worker_lost": True,
     "shared": False,
+    # The delivery function decides when to stop (METAWSM_RETRY_MAX_ATTEMPTS): Celery must never
+    # stop retrying on its own (its default is 3).
+    "max_retries": None,
+    # Dead-lettering is an outcome, not a crash: logged without a traceback.
+    "throws": (DeadLettered,),
 }
+KNOWN_ARGUMENTS = {"message", "redelivery", "waited"}
 
 
 def register(app: Celery, container: Container) -> None:
@@ -38,38 +53,66 @@ def register(app: Celery, container: Container) -> None:
         _event_task(app, container, topics.integration(name), name)
 
 
-def _delivery(task: Task[Any, Any], redelivery: bool) -> Delivery:
+def _delivery(task: Task[Any, Any], kwargs: dict[str, Any]) -> Delivery:
     """The delivery as the broker tells it. It may have been worked on before when Redis marks
-    it ``redelivered`` (a lost worker, a visibility timeout), when it is a retry, or when the
-    outbox re-drove it (``redelivery``)."""
+    it ``redelivered`` (a lost worker, a visibility timeout), when it is a retry after a failed
+    attempt, or when the outbox re-drove it (``redelivery``); a retry that only waited for a
+    predecessor (``waited``) is delivered as a first delivery."""
     info = task.request.delivery_info or {}
-    seen = redelivery or bool(info.get("redelivered")) or bool(task.request.retries)
+    retried = bool(task.request.retries) and not kwargs.get("waited")
+    seen = bool(kwargs.get("redelivery")) or bool(info.get("redelivered")) or retried
     return Delivery(str(task.request.id), str(task.name), seen)
 
 
-def _outcome(task: Task[Any, Any], result: Result) -> str:
-    """Ack with the status, or ask Celery to deliver it again after the backoff."""
+def _wrong_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    unknown = sorted(set(kwargs) - KNOWN_ARGUMENTS)
+    if args or unknown or "message" not in kwargs:
+        return (
+            f"task called with wrong arguments: {len(args)} positional, keywords"
+            f" {sorted(kwargs)} (expected message=<JSON object>, optional redelivery, waited)"
+        )
+    return None
+
+
+def _outcome(task: Task[Any, Any], message: Any, result: Result) -> str:
+    """Ack with the status, fail the task when dead-lettered, or retry after the backoff."""
+    if result.dead:
+        raise DeadLettered(f"{task.request.id} dead-lettered: {result.error or 'see dlq show'}")
     if result.retry_in_s is None:
         return result.status
-    log.warning("retrying %s in %.2fs after: %s", task.name, result.retry_in_s, result.error)
-    raise task.retry(countdown=result.retry_in_s, exc=result.error, max_retries=None)
+    waited = result.status == "wait"
+    level = logging.INFO if waited else logging.WARNING
+    log.log(level, "%s %s in %.2fs: %s", result.status, task.name, result.retry_in_s, result.error)
+    raise task.retry(
+        kwargs={"message": message, "waited": waited},
+        countdown=result.retry_in_s,
+        exc=result.error,
+    )
 
 
 def _command_task(app: Celery, container: Container, topic: str) -> None:
     @app.task(name=topic, **TASK_OPTIONS)
-    def handle_command(self: Task[Any, Any], message: Any, redelivery: bool = False) -> str:
+    def handle_command(self: Task[Any, Any], *args: Any, **kwargs: Any) -> str:
         """Deliver one forum command (thin adapter over metawsm.services.delivery)."""
-        result = deliver_command(
-            container.runtime, container.bus, message, _delivery(self, redelivery)
-        )
-        return _outcome(self, result)
+        rt, delivery = container.runtime, _delivery(self, kwargs)
+        wrong = _wrong_arguments(args, kwargs)
+        if wrong is not None:
+            call = {"args": list(args), "kwargs": kwargs}
+            return _outcome(self, None, refuse_call(rt, "command", delivery, call, wrong))
+        message = kwargs["message"]
+        return _outcome(self, message, deliver_command(rt, container.bus, message, delivery))
 
 
 def _event_task(app: Celery, container: Container, topic: str, subscriber: str) -> None:
     @app.task(name=topic, **TASK_OPTIONS)
-    def handle_event(self: Task[Any, Any], message: Any, redelivery: bool = False) -> str:
+    def handle_event(self: Task[Any, Any], *args: Any, **kwargs: Any) -> str:
         """Deliver one event to its subscriber (thin adapter over metawsm.services.delivery)."""
-        result = deliver_event(
-            container.runtime, container.bus, subscriber, message, _delivery(self, redelivery)
-        )
-        return _outcome(self, result)
+        rt, delivery = container.runtime, _delivery(self, kwargs)
+        wrong = _wrong_arguments(args, kwargs)
+        if wrong is not None:
+            call = {"args": list(args), "kwargs": kwargs}
+            kind = f"event.{subscriber}"
+            return _outcome(self, None, refuse_call(rt, kind, delivery, call, wrong))
+        message = kwargs["message"]
+        result = deliver_event(rt, container.bus, subscriber, message, delivery)
+        return _outcome(self, message, result)

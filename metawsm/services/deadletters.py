@@ -44,10 +44,15 @@ def dead_letter(engine: Engine, failure: Failure) -> None:
             select(ForumDeadLetter).where(ForumDeadLetter.message_id == failure.message_id)
         ).scalar_one_or_none()
         if row is None:
+            first = session.execute(
+                select(ForumOutbox.first_failed_at).where(
+                    ForumOutbox.message_id == failure.message_id
+                )
+            ).scalar()
             row = ForumDeadLetter(
                 message_id=failure.message_id,
                 kind=failure.kind,
-                first_failed_at=now,
+                first_failed_at=first or now,
                 payload=failure.payload,
             )
             session.add(row)

@@ -13,8 +13,15 @@ result to ack or retry (``workers/tasks.py``). The order of steps is the point:
    handling transaction itself (one transaction instead of two); if it dies with its worker, the
    redelivery is counted first, so at most one attempt goes uncounted;
 3. handle it in one unit of work that also marks the command applied and publishes what it
-   wrote after commit;
-4. on failure: retry with backoff, or dead-letter at the limit.
+   wrote after commit. Commands of one thread are applied in acceptance order: a command whose
+   thread has commands accepted before it and still in flight applies those first, each in its
+   own unit of work (the earliest first), then itself;
+4. on failure: retry with backoff, or dead-letter at the limit. Waiting for a predecessor that
+   cannot be applied yet is not a failure: the delivery is retried as a first delivery, without
+   spending the failure budget.
+
+Only commands accepted through metawsm (with a ledger row) are applied: anything else that
+reaches a command queue is dead-lettered (the trust boundary, docs/contracts.md).
 """
 
 from __future__ import annotations
@@ -25,9 +32,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
-from metawsm.errors import InvalidMessage, Rejected
+from metawsm.errors import InvalidMessage, Rejected, Transient
 from metawsm.messages.commands import AnyCommand, parse_command
 from metawsm.messages.common import Actor
 from metawsm.messages.events import parse_event
@@ -36,7 +43,6 @@ from metawsm.services.deadletters import Failure, dead_letter
 from metawsm.services.handlers import HandlerContext
 from metawsm.services.messagebus import MessageBus
 from metawsm.services.outbox import backoff_s, mark_done
-from metawsm.services.submit import ledger_row
 from metawsm.services.threads import ThreadStore
 from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.storage.models import ForumCommand, ForumOutbox, table
@@ -44,9 +50,40 @@ from metawsm.storage.uow import connection_unit, lock_event_log
 
 COMMANDS = table(ForumCommand)
 OUTBOX = table(ForumOutbox)
-_INSERT_COMMAND = insert(COMMANDS)
-_COMMAND_STATE = select(COMMANDS.c.status, COMMANDS.c.delivery_attempts).where(
-    COMMANDS.c.command_id == bindparam("cid")
+_COMMAND_STATE = select(
+    COMMANDS.c.status,
+    COMMANDS.c.delivery_attempts,
+    COMMANDS.c.thread_id,
+    COMMANDS.c.accepted_at,
+).where(COMMANDS.c.command_id == bindparam("cid"))
+# The earliest command of the same thread accepted before this one and still in flight.
+_PREDECESSOR = (
+    select(COMMANDS.c.command_id, COMMANDS.c.payload)
+    .where(
+        COMMANDS.c.thread_id == bindparam("tid"),
+        COMMANDS.c.status == "accepted",
+        or_(
+            COMMANDS.c.accepted_at < bindparam("at"),
+            and_(
+                COMMANDS.c.accepted_at == bindparam("at"),
+                COMMANDS.c.command_id < bindparam("cid"),
+            ),
+        ),
+    )
+    .order_by(COMMANDS.c.accepted_at, COMMANDS.c.command_id)
+    .limit(1)
+)
+# A retry is scheduled: restart the message's reconciliation clock (it is being worked on, so a
+# re-driven copy would only be a duplicate), and keep the time of its first failure.
+_RETRYING = (
+    update(OUTBOX)
+    .where(OUTBOX.c.message_id == bindparam("mid"), OUTBOX.c.status == "sent")
+    .values(sent_at=bindparam("now"))
+)
+_FIRST_FAILURE = (
+    update(OUTBOX)
+    .where(OUTBOX.c.message_id == bindparam("mid"))
+    .values(first_failed_at=func.coalesce(OUTBOX.c.first_failed_at, bindparam("now")))
 )
 _COMMAND_THREAD = select(COMMANDS.c.status, COMMANDS.c.thread_id).where(
     COMMANDS.c.command_id == bindparam("cid")
@@ -71,6 +108,15 @@ _FINISH_COMMAND = (
         finished_at=bindparam("now"),
     )
 )
+_UNCOUNT_COMMAND = (
+    update(COMMANDS)
+    .where(
+        COMMANDS.c.command_id == bindparam("cid"),
+        COMMANDS.c.status == "accepted",
+        COMMANDS.c.delivery_attempts > 0,
+    )
+    .values(delivery_attempts=COMMANDS.c.delivery_attempts - 1, updated_at=bindparam("now"))
+)
 _COUNT_EVENT = (
     update(OUTBOX)
     .where(OUTBOX.c.message_id == bindparam("mid"))
@@ -83,6 +129,24 @@ log = logging.getLogger("metawsm.delivery")
 # What handling answers when a first delivery finds the ledger already at the delivery limit
 # (earlier copies died with their workers): it is counted on its own, then dead-lettered.
 _PAST_LIMIT = "past_limit"
+# How many predecessors one delivery applies before it leaves the rest for later.
+MAX_PREDECESSORS = 1000
+
+
+class NotAccepted(Exception):
+    """A command message whose id has no ledger row: it was never accepted through metawsm."""
+
+
+class WaitingForPredecessor(Transient):
+    """A command of the same thread accepted earlier cannot be applied yet; this one waits."""
+
+
+class _Behind(Exception):
+    """Raised inside a handling transaction: ``predecessor`` must be applied first."""
+
+    def __init__(self, predecessor: AnyCommand) -> None:
+        super().__init__(predecessor.command_id)
+        self.predecessor = predecessor
 
 
 @dataclass(frozen=True)
@@ -99,13 +163,20 @@ class Delivery:
 class Result:
     """What became of a delivery.
 
-    ``status``: applied, rejected, duplicate, dead, or (with ``retry_in_s`` set) retry: the
-    transport must deliver it again after that many seconds; ``error`` is why.
+    ``status``: applied, rejected, duplicate, dead, or (with ``retry_in_s`` set) ``retry`` (a
+    failed attempt, counted) or ``wait`` (behind a predecessor, not a failure: deliver it again
+    as a first delivery): the transport must deliver it again after that many seconds;
+    ``error`` is why.
     """
 
     status: str
     retry_in_s: float | None = None
     error: Exception | None = None
+
+    @property
+    def dead(self) -> bool:
+        """True when the message was dead-lettered."""
+        return self.status == "dead"
 
 
 def deliver_command(rt: Runtime, bus: MessageBus, raw: Any, delivery: Delivery) -> Result:
@@ -115,18 +186,25 @@ def deliver_command(rt: Runtime, bus: MessageBus, raw: Any, delivery: Delivery) 
     except InvalidMessage as exc:
         _dead(rt, delivery.message_id, "command", delivery.topic, raw, exc, 1)
         return Result("dead")
+    cid = command.command_id
     if not delivery.seen_before:
         try:
             status = apply_command(rt, bus, command, count_delivery=True)
+        except NotAccepted as exc:
+            return _not_accepted(rt, delivery, raw, exc)
+        except WaitingForPredecessor as exc:
+            return _wait(rt, cid, exc)
         except Exception as exc:
             # The handling transaction rolled back with its count: count it now.
             status, attempts = _count_command(rt, command)
             if status != "accepted":
                 return Result(status)
-            return _after_failure(rt, command.command_id, "command", delivery, raw, exc, attempts)
+            return _after_failure(rt, cid, "command", delivery, raw, exc, attempts)
         if status != _PAST_LIMIT:
             return Result(status)
     status, attempts = _count_command(rt, command)
+    if status == "unknown":
+        return _not_accepted(rt, delivery, raw, NotAccepted(_NOT_ACCEPTED))
     if status != "accepted":
         return Result(status)
     limit = rt.settings.retry_max_attempts
@@ -134,12 +212,27 @@ def deliver_command(rt: Runtime, bus: MessageBus, raw: Any, delivery: Delivery) 
         # Delivered again after its last allowed attempt without finishing: an earlier
         # delivery died with its worker (SIGKILL, OOM). Running it again could loop forever.
         error = f"delivered {attempts} times (limit {limit}) without finishing"
-        _dead(rt, command.command_id, "command", delivery.topic, raw, error, attempts)
+        _dead(rt, cid, "command", delivery.topic, raw, error, attempts)
         return Result("dead")
     try:
         return Result(apply_command(rt, bus, command))
+    except WaitingForPredecessor as exc:
+        _uncount(rt, cid)
+        return _wait(rt, cid, exc)
     except Exception as exc:
-        return _after_failure(rt, command.command_id, "command", delivery, raw, exc, attempts)
+        return _after_failure(rt, cid, "command", delivery, raw, exc, attempts)
+
+
+def refuse_call(rt: Runtime, kind: str, delivery: Delivery, call: Any, reason: str) -> Result:
+    """Dead-letter a task call that is not a message at all (wrong arguments); ``call`` is what
+    the task received, kept for the record."""
+    _dead(rt, delivery.message_id, kind, delivery.topic, call, reason, 1)
+    return Result("dead", error=InvalidMessage(reason))
+
+
+def _not_accepted(rt: Runtime, delivery: Delivery, raw: Any, exc: Exception) -> Result:
+    _dead(rt, delivery.message_id, "command", delivery.topic, raw, exc, 1)
+    return Result("dead", error=exc)
 
 
 def deliver_event(
@@ -198,10 +291,32 @@ def _after_failure(
     attempts: int,
 ) -> Result:
     """After a failed attempt: dead-letter at the limit, else retry with backoff."""
+    _record_failure(rt, message_id)
     if attempts >= rt.settings.retry_max_attempts:
         _dead(rt, message_id, kind, delivery.topic, raw, exc, attempts)
         return Result("dead", error=exc)
     return Result("retry", retry_in_s=backoff_s(attempts, rt.settings), error=exc)
+
+
+def _wait(rt: Runtime, message_id: str, exc: Exception) -> Result:
+    """Behind a predecessor: deliver again soon, as a first delivery (no failure counted)."""
+    now = rt.clock()
+    with connection_unit(rt.engine) as conn:
+        conn.execute(_RETRYING, {"mid": message_id, "now": now})
+    return Result("wait", retry_in_s=backoff_s(1, rt.settings), error=exc)
+
+
+def _record_failure(rt: Runtime, message_id: str) -> None:
+    now = rt.clock()
+    with connection_unit(rt.engine) as conn:
+        conn.execute(_FIRST_FAILURE, {"mid": message_id, "now": now})
+        conn.execute(_RETRYING, {"mid": message_id, "now": now})
+
+
+def _uncount(rt: Runtime, command_id: str) -> None:
+    """Take back a delivery counted before work that turned out to be a wait, not a failure."""
+    with connection_unit(rt.engine) as conn:
+        conn.execute(_UNCOUNT_COMMAND, {"cid": command_id, "now": rt.clock()})
 
 
 def apply_command(
@@ -210,27 +325,66 @@ def apply_command(
     """Handle an accepted command once, in this process; returns its final status (applied,
     rejected, or as it was). The broker path and the in-process direct path both come here.
 
-    With ``count_delivery`` the handling transaction also counts this delivery; it answers
-    :data:`_PAST_LIMIT`, changing nothing, when the ledger shows the limit already reached.
+    Commands of its thread accepted before it and still in flight are applied first, the
+    earliest first, each in its own unit of work (as its own delivery would; when that delivery
+    comes, it finds the command applied). With ``count_delivery`` the handling transaction also
+    counts this delivery; it answers :data:`_PAST_LIMIT`, changing nothing, when the ledger shows
+    the limit already reached.
+
+    Raises:
+        WaitingForPredecessor: a predecessor could not be applied now (it failed, or too many).
+    """
+    target = command
+    for _ in range(MAX_PREDECESSORS):
+        counting = count_delivery and target is command
+        try:
+            status = _apply_once(rt, bus, target, count_delivery=counting)
+        except _Behind as behind:
+            target = behind.predecessor
+            continue
+        except Exception as exc:
+            if target is command:
+                raise
+            raise WaitingForPredecessor(
+                f"command {target.command_id} of the same thread, accepted earlier, cannot be"
+                f" applied yet: {exc}"
+            ) from exc
+        if target is command:
+            return status
+        target = command
+    raise WaitingForPredecessor(
+        f"more than {MAX_PREDECESSORS} commands of the same thread are ahead of"
+        f" {command.command_id}"
+    )
+
+
+def _apply_once(rt: Runtime, bus: MessageBus, command: AnyCommand, *, count_delivery: bool) -> str:
+    """One handling transaction for ``command`` (see :func:`apply_command`).
+
+    Raises:
+        _Behind: an earlier command of its thread is still in flight (nothing was written).
     """
     try:
         with UnitOfWork(rt) as uow:
             # Serialise handlers on PostgreSQL before reading any state, so invariants are
             # checked against the latest commit and event sequences follow commit order.
             lock_event_log(uow.conn)
-            status, attempts = _ledger_state(uow.conn, command, uow.now)
-            if status != "accepted":
-                mark_done(uow.conn, [command.command_id], uow.now)
-                return status
-            if count_delivery and attempts >= rt.settings.retry_max_attempts:
+            conn = uow.conn
+            ledger = conn.execute(_COMMAND_STATE, {"cid": command.command_id}).first()
+            if ledger is None:
+                raise NotAccepted(_NOT_ACCEPTED)
+            if ledger.status != "accepted":
+                mark_done(conn, [command.command_id], uow.now)
+                return str(ledger.status)
+            if count_delivery and ledger.delivery_attempts >= rt.settings.retry_max_attempts:
                 return _PAST_LIMIT
+            _check_order(conn, command, ledger)
             writer = uow.events(
                 Actor(type=command.actor_type, name=command.actor_name),
                 command_id=command.command_id,
                 correlation_id=command.correlation_id,
                 causation_id=command.causation_id,
             )
-            conn = uow.conn
             ctx = HandlerContext(uow.session, writer, uow.now, ThreadStore(conn))
             thread_id = bus.handler_for(command)(ctx, command)
             ctx.threads.save()
@@ -241,13 +395,26 @@ def apply_command(
         return _reject(rt, command.command_id, str(exc), count_delivery=count_delivery)
 
 
-def _ledger_state(conn: Connection, command: AnyCommand, now: Any) -> tuple[str, int]:
+_NOT_ACCEPTED = (
+    "not accepted through metawsm: no ledger row for this command id (only commands submitted"
+    " through metawsm are applied; see the trust boundary in docs/contracts.md)"
+)
+
+
+def _check_order(conn: Connection, command: AnyCommand, ledger: Any) -> None:
+    """Raise :class:`_Behind` when an earlier command of the same thread is still in flight."""
+    if ledger.thread_id is None:
+        return
+    params = {"tid": ledger.thread_id, "at": ledger.accepted_at, "cid": command.command_id}
+    earlier = conn.execute(_PREDECESSOR, params).first()
+    if earlier is not None:
+        raise _Behind(parse_command(earlier.payload))
+
+
+def _ledger_state(conn: Connection, command: AnyCommand) -> tuple[str, int]:
     row = conn.execute(_COMMAND_STATE, {"cid": command.command_id}).first()
     if row is None:
-        # Delivered without a ledger row (sent by hand, or the ledger was reset): the message
-        # itself is the record of acceptance.
-        conn.execute(_INSERT_COMMAND, ledger_row(command, now))
-        return "accepted", 0
+        return "unknown", 0
     return str(row.status), int(row.delivery_attempts)
 
 
@@ -289,7 +456,7 @@ def _count_command(rt: Runtime, command: AnyCommand) -> tuple[str, int]:
     """Count one delivery of ``command`` on its own; returns (ledger status, attempts so far)."""
     now = rt.clock()
     with connection_unit(rt.engine) as conn:
-        status, attempts = _ledger_state(conn, command, now)
+        status, attempts = _ledger_state(conn, command)
         if status == "accepted":
             conn.execute(_COUNT_COMMAND, {"cid": command.command_id, "now": now})
             attempts += 1

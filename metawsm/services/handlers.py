@@ -1,8 +1,9 @@
 """Forum command handlers: plain functions that re-check the rules against current state.
 
 Each runs inside the caller's unit of work and returns the id of the thread it acted on. A
-broken rule raises :class:`Rejected` (final); a thread whose open command is still in flight
-raises :class:`ThreadNotYetOpen` (retried).
+broken rule raises :class:`Rejected` (final). Commands of a thread reach their handler in
+acceptance order (services/delivery.py), so a thread that does not exist when its command is
+handled was not opened by any command accepted before it: that is a rejection too.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
 from metawsm.domain.forum import check_transition, ensure_open
-from metawsm.errors import NotFound, Rejected, ThreadNotYetOpen
+from metawsm.errors import NotFound, Rejected
 from metawsm.ids import new_id
 from metawsm.messages import commands as c
 from metawsm.messages.common import Actor, ThreadState
@@ -23,7 +24,6 @@ from metawsm.services.eventlog import EventWriter
 from metawsm.services.threads import ThreadRecord, ThreadStore
 from metawsm.storage.models import (
     ForumAssignment,
-    ForumCommand,
     ForumPost,
     ForumStateTransition,
     table,
@@ -32,16 +32,6 @@ from metawsm.storage.models import (
 _INSERT_POST = insert(table(ForumPost))
 _INSERT_ASSIGNMENT = insert(table(ForumAssignment))
 _INSERT_TRANSITION = insert(table(ForumStateTransition))
-_COMMANDS = table(ForumCommand)
-_OPEN_IN_FLIGHT = (
-    select(_COMMANDS.c.command_id)
-    .where(
-        _COMMANDS.c.thread_id == bindparam("tid"),
-        _COMMANDS.c.command_type.in_(("open_thread", "control_signal")),
-        _COMMANDS.c.status == "accepted",
-    )
-    .limit(1)
-)
 
 
 @dataclass
@@ -300,13 +290,17 @@ def _transition_row(
 
 
 def load_thread(ctx: HandlerContext, thread_id: str) -> ThreadRecord:
-    """The thread row, or an error saying whether it is missing or merely not open yet."""
+    """The thread row.
+
+    Raises:
+        NotFound: no command accepted before this one opened it.
+    """
     thread = ctx.threads.get(thread_id)
-    if thread is not None:
-        return thread
-    if ctx.conn.execute(_OPEN_IN_FLIGHT, {"tid": thread_id}).first() is not None:
-        raise ThreadNotYetOpen(f"forum thread {thread_id} is not open yet (open in flight)")
-    raise NotFound(f"forum thread {thread_id} not found")
+    if thread is None:
+        raise NotFound(
+            f"forum thread {thread_id} not found (no command accepted before this one opened it)"
+        )
+    return thread
 
 
 def load_open_thread(ctx: HandlerContext, thread_id: str) -> ThreadRecord:

@@ -159,7 +159,11 @@ class ForumCommand(Base):
     accepted_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
-    __table_args__ = (Index("ix_forum_commands_status_updated", "status", "updated_at"),)
+    __table_args__ = (
+        Index("ix_forum_commands_status_updated", "status", "updated_at"),
+        # Per-thread ordering: the commands of a thread accepted before this one, still open.
+        Index("ix_forum_commands_thread_status_accepted", "thread_id", "status", "accepted_at"),
+    )
 
 
 class ForumOutbox(Base):
@@ -185,6 +189,8 @@ class ForumOutbox(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    # When its consumer's first attempt failed (kept across retries, for the dead letter).
+    first_failed_at: Mapped[datetime | None]
     __table_args__ = (
         Index("ix_forum_outbox_status_next", "status", "next_attempt_at"),
         Index("ix_forum_outbox_status_sent", "status", "sent_at"),

@@ -10,30 +10,60 @@ from sqlalchemy import select, update
 
 from metawsm.cli import cli
 from metawsm.errors import Rejected
-from metawsm.services import deadletters, outbox
+from metawsm.services import deadletters
 from metawsm.services.submit import read_outcome, wait_for_outcome
 from metawsm.storage.models import ForumCommand, ForumDeadLetter
 from metawsm.storage.uow import unit_of_work
 from tests.fixtures.pipeline import Pipeline, TaskRecorder, accept_only, ledger, wait_until
 
+POISON = "poison"
 
-def _open_in_flight_forever(p: Pipeline, thread_id: str) -> str:
-    """Accept an open_thread command but never publish it: its thread stays 'not yet open'."""
-    c = p.container
-    command = p.command(
-        "open_thread", actor="agent", thread_id=thread_id, ticket="TCK-1", title="T", body="b"
-    )
-    outcome = accept_only(c.runtime, command)
-    assert outcome.status == "accepted"
-    return command.command_id
+
+def _install_poison(p: Pipeline) -> None:
+    """Make the database refuse any post whose body is ``poison``: every delivery of such a
+    command fails (a transient database error), as a real poison message would."""
+    with p.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN"
+                " RAISE EXCEPTION 'poison post refused'; END $$ LANGUAGE plpgsql"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON forum_posts FOR EACH ROW"
+                f" WHEN (NEW.body = '{POISON}') EXECUTE FUNCTION refuse_poison()"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON forum_posts"
+                f" WHEN NEW.body = '{POISON}'"
+                " BEGIN SELECT RAISE(ABORT, 'poison post refused'); END"
+            )
+
+
+def _cure_poison(p: Pipeline) -> None:
+    """The fix: the database accepts the post again."""
+    with p.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "DROP TRIGGER refuse_poison"
+            + (" ON forum_posts" if conn.dialect.name == "postgresql" else "")
+        )
 
 
 def _poison(p: Pipeline, thread_id: str = "t-1") -> tuple[str, str]:
-    """An add_post that fails with ThreadNotYetOpen on every delivery; returns (open, post) ids."""
-    open_id = _open_in_flight_forever(p, thread_id)
-    post = p.command("add_post", thread_id=thread_id, body="hello")
+    """An add_post that fails on every delivery; returns (open, post) ids."""
+    opened = p.run(
+        "open_thread", actor="agent", thread_id=thread_id, ticket="TCK-1", title="T", body="b"
+    )
+    assert opened.status == "applied"
+    _install_poison(p)
+    post = p.command("add_post", thread_id=thread_id, body=POISON)
     assert p.submit(post).published
-    return open_id, post.command_id
+    return opened.command_id, post.command_id
+
+
+def _dead_results(runs: TaskRecorder, task_id: str) -> list[str]:
+    """What the failed executions of ``task_id`` raised: a dead letter fails its task."""
+    return [type(exc).__name__ for exc in runs.results(task_id, "FAILURE")]
 
 
 def _dead_letter(p: Pipeline, message_id: str) -> dict[str, Any] | None:
@@ -42,20 +72,6 @@ def _dead_letter(p: Pipeline, message_id: str) -> dict[str, Any] | None:
             select(ForumDeadLetter).where(ForumDeadLetter.message_id == message_id)
         ).scalar_one_or_none()
         return deadletters.as_dict(row, full=True) if row is not None else None
-
-
-def _drain_until_applied(p: Pipeline, command_id: str) -> None:
-    c = p.container
-
-    def applied() -> bool:
-        outbox.reconcile(c.engine, c.settings)
-        outbox.drain(c.engine, c.publisher, c.settings)
-        outcome = read_outcome(c.engine, command_id)
-        return outcome is not None and outcome.status == "applied"
-
-    # The open's row is staged 'sent' but was never published (as if its writer died first):
-    # reconciliation makes it due once it is older than outbox_redrive_age_s, then it is drained.
-    wait_until(applied, 15, f"{command_id} to be drained and applied")
 
 
 def test_a_poison_command_is_dead_after_exactly_max_attempts_and_a_redrive_applies_it_once(
@@ -67,8 +83,12 @@ def test_a_poison_command_is_dead_after_exactly_max_attempts_and_a_redrive_appli
     outcome = wait_for_outcome(pipeline.engine, post_id, 15)
     assert outcome.status == "dead"
     assert outcome.delivery_attempts == max_attempts
-    assert "forum thread t-1 is not open yet" in (outcome.reason or "")
-    wait_until(lambda: task_runs.results(post_id) == ["dead"], 10, "the last delivery to end")
+    assert "poison post refused" in (outcome.reason or "")
+    wait_until(
+        lambda: _dead_results(task_runs, post_id) == ["DeadLettered"],
+        10,
+        "the last delivery to end, failed",
+    )
     assert task_runs.starts(post_id) == max_attempts
     assert len(task_runs.results(post_id, "RETRY")) == max_attempts - 1
     letter = _dead_letter(pipeline, post_id)
@@ -80,10 +100,11 @@ def test_a_poison_command_is_dead_after_exactly_max_attempts_and_a_redrive_appli
     )
     assert letter["topic"] == "forum.commands.add_post"
     assert letter["payload"]["command_id"] == post_id
-    assert "ThreadNotYetOpen" in (letter["traceback"] or "")
-    assert ledger(pipeline.engine).events_per_command == {}
+    assert "DatabaseBusy" in (letter["traceback"] or "")
+    assert letter["first_failed_at"] < letter["last_failed_at"]  # kept from the first failure
+    assert ledger(pipeline.engine).events_per_command == {open_id: 1}
 
-    _drain_until_applied(pipeline, open_id)  # the fix: the open command finally goes out
+    _cure_poison(pipeline)
     result = deadletters.redrive(pipeline.container.runtime, post_id)
     assert result == {"message_id": post_id, "published": True, "errors": []}
     assert wait_for_outcome(pipeline.engine, post_id, 15).status == "applied"
@@ -115,7 +136,9 @@ def test_a_message_failing_validation_is_dead_lettered_at_once_naming_the_field(
     assert letter["error"].startswith("invalid command: ")
     assert "payload.body" in letter["error"], letter["error"]
     assert letter["payload"] == wire
-    wait_until(lambda: task_runs.results(message_id) == ["dead"], 10, "the task to end")
+    wait_until(
+        lambda: _dead_results(task_runs, message_id) == ["DeadLettered"], 10, "the task to end"
+    )
     assert task_runs.starts(message_id) == 1  # no retry of a message that can never be valid
     with unit_of_work(pipeline.engine, readonly=True) as s:
         assert s.get(ForumCommand, message_id) is None
@@ -146,7 +169,11 @@ def test_a_command_past_its_delivery_limit_is_dead_lettered_instead_of_run_again
     outcome = wait_for_outcome(c.engine, post.command_id, 15)
     assert outcome.status == "dead", outcome
     assert outcome.delivery_attempts == limit + 1
-    wait_until(lambda: task_runs.results(post.command_id) == ["dead"], 10, "the task to end")
+    wait_until(
+        lambda: _dead_results(task_runs, post.command_id) == ["DeadLettered"],
+        10,
+        "the task to end",
+    )
     letter = _dead_letter(pipeline, post.command_id)
     assert letter is not None and letter["attempts"] == limit + 1
     assert f"limit {limit}" in letter["error"], letter["error"]
@@ -187,13 +214,13 @@ def test_the_dlq_cli_lists_shows_redrives_and_purges(pipeline: Pipeline) -> None
     assert plain.exit_code == 0 and post_id in plain.stdout and bad["command_id"] in plain.stdout
 
     shown = _json(pipeline, "dlq", "show", post_id)
-    assert shown["payload"]["command_id"] == post_id and "ThreadNotYetOpen" in shown["traceback"]
+    assert shown["payload"]["command_id"] == post_id and "DatabaseBusy" in shown["traceback"]
     missing = _cli(pipeline, "dlq", "show", "cmd-nope")
     assert missing.exit_code != 0 and "no dead letter with message id cmd-nope" in str(
         missing.exception
     )
 
-    _drain_until_applied(pipeline, open_id)
+    _cure_poison(pipeline)
     redriven = _json(pipeline, "dlq", "redrive", post_id)
     assert redriven == {"errors": [], "message_id": post_id, "published": True}
     assert wait_for_outcome(pipeline.engine, post_id, 15).status == "applied"
@@ -214,3 +241,24 @@ def test_the_dlq_cli_lists_shows_redrives_and_purges(pipeline: Pipeline) -> None
     seen = ledger(pipeline.engine)
     assert seen.events_per_command == {open_id: 1, post_id: 1}
     assert seen.posts_per_thread == {"t-1": 2}
+
+
+def test_a_valid_command_pushed_into_a_queue_without_being_accepted_is_dead_lettered(
+    pipeline: Pipeline, task_runs: TaskRecorder
+) -> None:
+    assert pipeline.run(
+        "open_thread", actor="agent", thread_id="t-1", ticket="TCK-1", title="T", body="b"
+    ).final
+    forged = pipeline.command("add_post", thread_id="t-1", body="injected")
+    wire = forged.model_dump(mode="json")
+    pipeline.container.publisher.publish("forum.commands.add_post", forged.command_id, wire)
+
+    letter = wait_until(lambda: _dead_letter(pipeline, forged.command_id), 15, "the dead letter")
+    assert (letter["kind"], letter["attempts"], letter["status"]) == ("command", 1, "dead")
+    assert "not accepted through metawsm: no ledger row" in letter["error"]
+    wait_until(
+        lambda: _dead_results(task_runs, forged.command_id) == ["DeadLettered"], 10, "the task"
+    )
+    pipeline.settle()
+    assert read_outcome(pipeline.engine, forged.command_id) is None
+    assert ledger(pipeline.engine).posts_per_thread == {"t-1": 1}

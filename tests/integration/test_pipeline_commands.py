@@ -79,7 +79,11 @@ def test_post_answer_assign_priority_state_close_each_project(pipeline: Pipeline
 
 
 REJECTIONS = [
-    ("add_post", {"thread_id": "t-missing", "body": "x"}, "forum thread t-missing not found"),
+    (
+        "add_post",
+        {"thread_id": "t-missing", "body": "x"},
+        "forum thread t-missing not found (no command accepted before this one opened it)",
+    ),
     (
         "open_thread",
         {"thread_id": "t-1", "ticket": "TCK-1", "title": "dup", "body": "b"},
