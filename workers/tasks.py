@@ -9,6 +9,7 @@ task failure (dead: Flower counts it as failed).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
@@ -17,6 +18,7 @@ from metawsm.bootstrap import Container
 from metawsm.errors import DeadLettered
 from metawsm.messages.commands import COMMAND_TYPES
 from metawsm.messages.events import EVENT_TYPES
+from metawsm.runtime import Runtime
 from metawsm.services.delivery import (
     Delivery,
     Result,
@@ -24,6 +26,7 @@ from metawsm.services.delivery import (
     deliver_event,
     refuse_call,
 )
+from metawsm.services.messagebus import MessageBus
 from metawsm.topics import PROJECTOR
 
 log = logging.getLogger("metawsm.workers")
@@ -90,29 +93,28 @@ def _outcome(task: Task[Any, Any], message: Any, result: Result) -> str:
     )
 
 
+Deliver = Callable[[Runtime, MessageBus, Any, Delivery], Result]
+
+
 def _command_task(app: Celery, container: Container, topic: str) -> None:
-    @app.task(name=topic, **TASK_OPTIONS)
-    def handle_command(self: Task[Any, Any], *args: Any, **kwargs: Any) -> str:
-        """Deliver one forum command (thin adapter over metawsm.services.delivery)."""
-        rt, delivery = container.runtime, _delivery(self, kwargs)
-        wrong = _wrong_arguments(args, kwargs)
-        if wrong is not None:
-            call = {"args": list(args), "kwargs": kwargs}
-            return _outcome(self, None, refuse_call(rt, "command", delivery, call, wrong))
-        message = kwargs["message"]
-        return _outcome(self, message, deliver_command(rt, container.bus, message, delivery))
+    _task(app, container, topic, "command", deliver_command)
 
 
 def _event_task(app: Celery, container: Container, topic: str, subscriber: str) -> None:
+    def deliver(rt: Runtime, bus: MessageBus, message: Any, delivery: Delivery) -> Result:
+        return deliver_event(rt, bus, subscriber, message, delivery)
+
+    _task(app, container, topic, f"event.{subscriber}", deliver)
+
+
+def _task(app: Celery, container: Container, topic: str, kind: str, deliver: Deliver) -> None:
     @app.task(name=topic, **TASK_OPTIONS)
-    def handle_event(self: Task[Any, Any], *args: Any, **kwargs: Any) -> str:
-        """Deliver one event to its subscriber (thin adapter over metawsm.services.delivery)."""
+    def deliver_message(self: Task[Any, Any], *args: Any, **kwargs: Any) -> str:
+        """Deliver one message of this topic (thin adapter over metawsm.services.delivery)."""
         rt, delivery = container.runtime, _delivery(self, kwargs)
         wrong = _wrong_arguments(args, kwargs)
         if wrong is not None:
             call = {"args": list(args), "kwargs": kwargs}
-            kind = f"event.{subscriber}"
             return _outcome(self, None, refuse_call(rt, kind, delivery, call, wrong))
         message = kwargs["message"]
-        result = deliver_event(rt, container.bus, subscriber, message, delivery)
-        return _outcome(self, message, result)
+        return _outcome(self, message, deliver(rt, container.bus, message, delivery))
