@@ -11,7 +11,6 @@ from sqlalchemy import func, select
 
 from metawsm.storage.models import ForumOutbox
 from metawsm.storage.uow import unit_of_work
-from metawsm.transport.redis_server import RedisServer
 from tests.fixtures.pipeline import (
     Pipeline,
     all_final,
@@ -22,6 +21,7 @@ from tests.fixtures.pipeline import (
     settled,
     wait_until,
 )
+from tests.fixtures.redis import ControlledRedisServer
 
 pytestmark = pytest.mark.fault
 
@@ -39,7 +39,7 @@ def _sent_by_kind(p: Pipeline) -> dict[str, int]:
 
 
 def test_commands_and_events_flushed_from_redis_are_each_applied_and_projected_once(
-    private_idle_pipeline: Pipeline, private_redis: RedisServer
+    private_idle_pipeline: Pipeline, private_redis: ControlledRedisServer
 ) -> None:
     p = private_idle_pipeline
     opens = [
