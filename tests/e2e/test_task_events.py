@@ -20,9 +20,10 @@ from metawsm.composition import build
 from metawsm.services.submit import make_command, submit
 from metawsm.settings import Settings
 from metawsm.transport.publisher import make_client_app
+from tests.fixtures.conditions import wait_until
 from tests.fixtures.database import settings_for
-from tests.fixtures.pipeline import subprocess_worker, wait_until
 from tests.fixtures.redis import ControlledRedisServer
+from tests.fixtures.workers import subprocess_worker
 
 SECRET = "a post body that must not reach monitoring"
 

@@ -24,10 +24,10 @@ from tests.fixtures.pipeline import (
     ledger,
     redrive_until,
     settled,
-    subprocess_worker,
     wait_until,
 )
 from tests.fixtures.redis import ControlledRedisServer
+from tests.fixtures.workers import subprocess_worker
 
 pytestmark = pytest.mark.fault
 

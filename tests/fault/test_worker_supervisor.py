@@ -29,16 +29,15 @@ from metawsm.transport.task_slots import SlotFile
 from tests.fixtures.database import settings_for
 from tests.fixtures.pipeline import (
     FAST,
-    SubprocessWorker,
     all_final,
     assert_applied_exactly_once,
     client_container,
     redrive_until,
     settled,
-    subprocess_worker,
     wait_until,
 )
 from tests.fixtures.redis import ControlledRedisServer
+from tests.fixtures.workers import SubprocessWorker, subprocess_worker
 
 pytestmark = pytest.mark.fault
 

@@ -14,7 +14,8 @@ from metawsm.services import deadletters, outbox
 from metawsm.services.submit import accept, read_outcome, wait_for_outcome
 from metawsm.storage.models import ForumCommand, ForumDeadLetter
 from metawsm.storage.uow import unit_of_work
-from tests.fixtures.pipeline import Pipeline, TaskRecorder, ledger, wait_until
+from tests.fixtures.pipeline import Pipeline, ledger, wait_until
+from tests.fixtures.workers import TaskRecorder
 
 
 def _open_in_flight_forever(p: Pipeline, thread_id: str) -> str:

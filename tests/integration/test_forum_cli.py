@@ -1,8 +1,9 @@
 """``metawsm forum`` through the real CLI entry point: writes, reads, env defaults, exit codes.
 
 Commands run in-process through ``metawsm.cli.main`` (so metawsm errors become their documented
-exit codes) against a real database, a real Redis and an in-process worker; ``watch --follow``
-runs as a subprocess while other threads write.
+exit codes) against a real database, a real Redis and a solo worker (in-process, or the worker
+process where a test starts one); ``watch --follow`` runs as a subprocess while other threads
+write.
 """
 
 from __future__ import annotations
@@ -414,7 +415,8 @@ def test_watch_follow_prints_every_event_once_in_sequence_order(
 ) -> None:
     p = idle_pipeline
     writers = 4 if p.engine.dialect.name == "postgresql" else 2
-    with p.worker(concurrency=8), ThreadPoolExecutor(writers) as pool:
+    # A solo worker for each writer's commands and one for their events: commits interleave.
+    with p.worker(concurrency=2 * writers), ThreadPoolExecutor(writers) as pool:
         for future in [pool.submit(_write_threads, p, w, 5) for w in range(writers)]:
             future.result()
         expected = queries.last_sequence(p.engine)
