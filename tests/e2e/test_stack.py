@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from metawsm.transport.redis_server import RedisServer
 from tests.fixtures.database import NO_BROKER_URL
+from tests.fixtures.redis import ControlledRedisServer
 
 pytestmark = pytest.mark.e2e
 
@@ -177,7 +177,7 @@ def test_the_stack_applies_and_projects_commands_given_through_the_cli(stack: St
 
 
 def test_commands_given_while_no_worker_runs_are_applied_once_the_stack_starts(
-    stack: Stack, redis_server: RedisServer
+    stack: Stack, redis_server: ControlledRedisServer
 ) -> None:
     base = ["forum", "ask", "--ticket", "TCK-1", "--title", "t", "--body", "b", "--no-wait"]
     # One published, then lost with the broker's data: reconciliation must re-drive it.

@@ -20,14 +20,15 @@ from metawsm.bootstrap import build
 from metawsm.services.submit import make_command, submit
 from metawsm.settings import Settings
 from metawsm.transport.publisher import make_client_app
-from metawsm.transport.redis_server import RedisServer
+from tests.fixtures.conditions import wait_until
 from tests.fixtures.database import settings_for
-from tests.fixtures.pipeline import subprocess_worker, wait_until
+from tests.fixtures.redis import ControlledRedisServer
+from tests.fixtures.workers import subprocess_worker
 
 SECRET = "a post body that must not reach monitoring"
 
 
-def _settings(db_url: str, redis_server: RedisServer) -> Settings:
+def _settings(db_url: str, redis_server: ControlledRedisServer) -> Settings:
     return settings_for(db_url, broker_url=redis_server.url)
 
 
@@ -37,7 +38,7 @@ def _open_thread(thread_id: str) -> Any:
 
 
 def test_a_published_command_shows_its_kind_and_ids_but_not_its_body_to_monitoring(
-    db_url: str, private_redis: RedisServer
+    db_url: str, private_redis: ControlledRedisServer
 ) -> None:
     c = build(_settings(db_url, private_redis))
     try:
@@ -63,7 +64,7 @@ def test_a_published_command_shows_its_kind_and_ids_but_not_its_body_to_monitori
 
 @pytest.mark.parametrize("pool", ["prefork", "solo"])
 def test_a_worker_reports_every_task_to_event_receivers_in_batches(
-    db_url: str, private_redis: RedisServer, tmp_path: Path, pool: str
+    db_url: str, private_redis: ControlledRedisServer, tmp_path: Path, pool: str
 ) -> None:
     settings = _settings(db_url, private_redis)
     c = build(settings)

@@ -11,17 +11,16 @@ from sqlalchemy import func, select
 
 from metawsm.storage.models import ForumOutbox
 from metawsm.storage.uow import unit_of_work
-from metawsm.transport.redis_server import RedisServer
 from tests.fixtures.pipeline import (
     Pipeline,
     all_final,
     assert_applied_exactly_once,
     client_container,
-    queue_worker,
     redrive_until,
     settled,
     wait_until,
 )
+from tests.fixtures.redis import ControlledRedisServer
 
 pytestmark = pytest.mark.fault
 
@@ -39,7 +38,7 @@ def _sent_by_kind(p: Pipeline) -> dict[str, int]:
 
 
 def test_commands_and_events_flushed_from_redis_are_each_applied_and_projected_once(
-    private_idle_pipeline: Pipeline, private_redis: RedisServer
+    private_idle_pipeline: Pipeline, private_redis: ControlledRedisServer
 ) -> None:
     p = private_idle_pipeline
     opens = [
@@ -51,7 +50,7 @@ def test_commands_and_events_flushed_from_redis_are_each_applied_and_projected_o
     for command in opens:
         assert p.submit(command).published
     # Commands only: they are applied and their events published, but nobody projects them.
-    with queue_worker(p, "commands"):
+    with p.worker(role="commands"):
         wait_until(lambda: all_final(p.engine, [c.command_id for c in opens]), 20, "opens applied")
     posts = [
         p.command("add_post", thread_id=f"t-{i % THREADS}", body=f"post {i}")

@@ -23,20 +23,19 @@ from metawsm.settings import Settings
 from metawsm.storage.models import ForumOutbox
 from metawsm.storage.uow import unit_of_work
 from metawsm.transport.celery_config import transport_options
-from metawsm.transport.redis_server import RedisServer
 from tests.fixtures.database import settings_for
 from tests.fixtures.pipeline import (
     FAST,
     Pipeline,
-    SubprocessWorker,
     all_final,
     assert_applied_exactly_once,
     client_container,
     redrive_until,
     settled,
-    subprocess_worker,
     wait_until,
 )
+from tests.fixtures.redis import ControlledRedisServer
+from tests.fixtures.workers import SubprocessWorker, subprocess_worker
 
 pytestmark = pytest.mark.fault
 
@@ -114,7 +113,7 @@ class Submitter(threading.Thread):
 
 
 @pytest.fixture
-def fault_settings(db_url: str, private_redis: RedisServer) -> Settings:
+def fault_settings(db_url: str, private_redis: ControlledRedisServer) -> Settings:
     """Fast settings on this test's Redis, with the production default of 5 attempts.
 
     Deliveries cut short by the outage are counted too; the default leaves the same headroom as
@@ -152,7 +151,7 @@ def _recover(ops: Container, worker: SubprocessWorker, ids: list[str]) -> None:
 
 
 def test_a_command_submitted_while_redis_is_down_is_drained_and_applied_once(
-    private_idle_pipeline: Pipeline, private_redis: RedisServer
+    private_idle_pipeline: Pipeline, private_redis: ControlledRedisServer
 ) -> None:
     p = private_idle_pipeline
     with client_container(p.settings) as cli:
@@ -194,7 +193,11 @@ def _lasting_processes(worker: SubprocessWorker, pool: str) -> set[int]:
 
 @pytest.mark.parametrize("pool", ["prefork", "solo"])
 def test_a_running_worker_recovers_from_a_redis_crash_without_a_restart(
-    fault_settings: Settings, private_redis: RedisServer, ops: Container, tmp_path: Path, pool: str
+    fault_settings: Settings,
+    private_redis: ControlledRedisServer,
+    ops: Container,
+    tmp_path: Path,
+    pool: str,
 ) -> None:
     with subprocess_worker(fault_settings, tmp_path / "worker", pool=pool) as worker:
         warm = _warm_up(ops, worker)
@@ -223,7 +226,11 @@ def test_a_running_worker_recovers_from_a_redis_crash_without_a_restart(
 
 @pytest.mark.parametrize("pool", ["prefork", "solo"])
 def test_a_running_worker_recovers_from_a_frozen_redis_without_a_restart(
-    fault_settings: Settings, private_redis: RedisServer, ops: Container, tmp_path: Path, pool: str
+    fault_settings: Settings,
+    private_redis: ControlledRedisServer,
+    ops: Container,
+    tmp_path: Path,
+    pool: str,
 ) -> None:
     client_timeout_s = float(transport_options(fault_settings, client=True)["socket_timeout"])
     with subprocess_worker(fault_settings, tmp_path / "worker", pool=pool) as worker:
@@ -260,7 +267,7 @@ def test_a_running_worker_recovers_from_a_frozen_redis_without_a_restart(
 
 
 def test_a_channel_of_a_closed_broker_connection_fails_with_a_connection_error(
-    private_redis: RedisServer,
+    private_redis: ControlledRedisServer,
 ) -> None:
     # What celery 5.7's consumer does on a connection loss: collect the connection (detaching its
     # transport), then ack a task that finished meanwhile on the old channel. An AttributeError
@@ -282,7 +289,7 @@ def test_a_channel_of_a_closed_broker_connection_fails_with_a_connection_error(
 
 
 def test_a_channel_keeps_one_redis_client_until_its_pool_is_replaced(
-    private_redis: RedisServer,
+    private_redis: ControlledRedisServer,
 ) -> None:
     # kombu builds a redis.Redis per publish/ack; ours keeps one per channel and pool.
     from kombu import Connection

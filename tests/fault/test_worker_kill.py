@@ -15,7 +15,6 @@ import pytest
 from metawsm.messages.commands import AnyCommand
 from metawsm.services.submit import make_command, submit
 from metawsm.settings import Settings
-from metawsm.transport.redis_server import RedisServer
 from tests.fixtures.database import settings_for
 from tests.fixtures.pipeline import (
     FAST,
@@ -25,9 +24,10 @@ from tests.fixtures.pipeline import (
     ledger,
     redrive_until,
     settled,
-    subprocess_worker,
     wait_until,
 )
+from tests.fixtures.redis import ControlledRedisServer
+from tests.fixtures.workers import subprocess_worker
 
 pytestmark = pytest.mark.fault
 
@@ -40,7 +40,7 @@ def _command(command_type: str, **payload: str) -> AnyCommand:
 
 
 @pytest.fixture
-def kill_settings(db_url: str, private_redis: RedisServer) -> Settings:
+def kill_settings(db_url: str, private_redis: ControlledRedisServer) -> Settings:
     """Fast settings on this test's Redis, with the production default of 5 attempts."""
     return settings_for(db_url, private_redis.url, **{**FAST, "retry_max_attempts": 5})
 

@@ -25,21 +25,20 @@ from metawsm.services.submit import make_command, submit
 from metawsm.settings import Settings
 from metawsm.storage.models import ForumCommand
 from metawsm.storage.uow import unit_of_work
-from metawsm.transport.redis_server import RedisServer
 from metawsm.transport.task_slots import SlotFile
 from tests.fixtures.database import settings_for
 from tests.fixtures.pipeline import (
     FAST,
-    SubprocessWorker,
     accept_only,
     all_final,
     assert_applied_exactly_once,
     client_container,
     redrive_until,
     settled,
-    subprocess_worker,
     wait_until,
 )
+from tests.fixtures.redis import ControlledRedisServer
+from tests.fixtures.workers import SubprocessWorker, subprocess_worker
 
 pytestmark = pytest.mark.fault
 
@@ -47,7 +46,7 @@ HARD_LIMIT_S = 3  # the soft limit is max(1, hard - 10) = 1 s
 
 
 @pytest.fixture
-def limit_settings(sqlite_url: str, private_redis: RedisServer) -> Settings:
+def limit_settings(sqlite_url: str, private_redis: ControlledRedisServer) -> Settings:
     """Short time limits; handlers wait for a busy database far longer than either limit."""
     return settings_for(
         sqlite_url,

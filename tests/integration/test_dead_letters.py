@@ -14,7 +14,8 @@ from metawsm.services import deadletters
 from metawsm.services.submit import read_outcome, wait_for_outcome
 from metawsm.storage.models import ForumCommand, ForumDeadLetter
 from metawsm.storage.uow import unit_of_work
-from tests.fixtures.pipeline import Pipeline, TaskRecorder, accept_only, ledger, wait_until
+from tests.fixtures.pipeline import Pipeline, accept_only, ledger, wait_until
+from tests.fixtures.workers import TaskRecorder
 
 POISON = "poison"
 

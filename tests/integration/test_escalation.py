@@ -12,7 +12,7 @@ from metawsm.services import escalation, runs, snapshot
 from metawsm.storage.models import ForumEscalation, ForumEvent
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
-from tests.fixtures.pipeline import Pipeline, queue_worker
+from tests.fixtures.pipeline import Pipeline
 
 OPERATOR = Actor(type="operator", name="olga")
 
@@ -124,14 +124,14 @@ def test_pending_guidance_escalates_per_request_and_shows_in_the_snapshot(
 
 def test_a_thread_closed_but_not_yet_projected_is_not_escalated(idle_pipeline: Pipeline) -> None:
     p = idle_pipeline
-    with p.worker():
+    with p.inprocess_worker():
         opened = p.run(
             "open_thread", actor="agent", thread_id="t-1", ticket="T", title="x", body="y",
             priority="urgent",
         )  # fmt: skip
         assert opened.status == "applied"
         p.settle()
-    with queue_worker(p, "commands"):  # the close is applied; no projector runs
+    with p.inprocess_worker(role="commands"):  # the close is applied; no projector runs
         assert p.run("close_thread", thread_id="t-1").status == "applied"
     # The read model still says "new": it is a candidate, but the command side says closed.
     assert [c.thread_id for c in _candidates(p)] == ["t-1"]
@@ -141,13 +141,13 @@ def test_a_thread_closed_but_not_yet_projected_is_not_escalated(idle_pipeline: P
 
 def test_a_thread_answered_but_not_yet_projected_is_not_escalated(idle_pipeline: Pipeline) -> None:
     p = idle_pipeline
-    with p.worker():
+    with p.inprocess_worker():
         p.run(
             "open_thread", actor="agent", thread_id="t-1", ticket="T", title="x", body="y",
             priority="urgent",
         )  # fmt: skip
         p.settle()
-    with queue_worker(p, "commands"):
+    with p.inprocess_worker(role="commands"):
         assert p.run("answer_thread", thread_id="t-1", body="done").status == "applied"
     assert escalation.raise_due(p.container.runtime, utcnow()) == 0
     assert _escalations(p) == []

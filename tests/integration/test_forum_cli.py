@@ -1,8 +1,9 @@
 """``metawsm forum`` through the real CLI entry point: writes, reads, env defaults, exit codes.
 
 Commands run in-process through ``metawsm.cli.main`` (so metawsm errors become their documented
-exit codes) against a real database, a real Redis and an in-process worker; ``watch --follow``
-runs as a subprocess while other threads write.
+exit codes) against a real database, a real Redis and a solo worker (in-process, or the worker
+process where a test starts one); ``watch --follow`` runs as a subprocess while other threads
+write.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from metawsm.services.submit import read_outcome, wait_for_outcome
 from metawsm.storage.models import ForumCommand, ForumOutbox
 from metawsm.storage.uow import unit_of_work
 from tests.fixtures.database import NO_BROKER_URL
-from tests.fixtures.pipeline import Pipeline, queue_worker, wait_until
+from tests.fixtures.pipeline import Pipeline, wait_until
 
 DEFAULT_VARS = ("TICKET", "RUN_ID", "AGENT_NAME", "ACTOR_NAME")
 
@@ -153,14 +154,14 @@ def _bodies(p: Pipeline, thread_id: str) -> tuple[int, int, list[str]]:
 
 def test_thread_shows_its_header_and_posts_as_of_the_same_point(idle_pipeline: Pipeline) -> None:
     p = idle_pipeline
-    with p.worker():
+    with p.inprocess_worker():
         ask(p, "t-1", "TCK-1", "--body", "first")
         p.settle()
-    with queue_worker(p, "commands"):  # applied, but no projector runs
+    with p.inprocess_worker(role="commands"):  # applied, but no projector runs
         post = ["forum", "post", "--thread-id", "t-1", "--body", "second", "--json"]
         assert ok_json(metawsm(p, *post, "--wait", "applied"))["status"] == "applied"
         assert _bodies(p, "t-1") == (1, 1, ["first"])
-    with queue_worker(p, "events"):
+    with p.inprocess_worker(role="events"):
         p.settle()
     assert _bodies(p, "t-1") == (2, 2, ["first", "second"])
 
@@ -169,15 +170,15 @@ def test_wait_projected_returns_once_the_read_models_show_the_write(
     idle_pipeline: Pipeline,
 ) -> None:
     p = idle_pipeline
-    with p.worker():
+    with p.inprocess_worker():
         ask(p, "t-1", "TCK-1", "--body", "first")
         p.settle()
     post = ["forum", "post", "--thread-id", "t-1", "--json", "--wait", "projected"]
-    with queue_worker(p, "commands"):
+    with p.inprocess_worker(role="commands"):
         stuck = metawsm(p, *post, "--body", "unseen", "--timeout", "1")
         assert stuck.exit_code == 4, (stuck.stdout, stuck.stderr)
         assert "not in the read models after 1 s" in stuck.stderr
-    with p.worker():
+    with p.inprocess_worker():
         assert ok_json(metawsm(p, *post, "--body", "seen"))["status"] == "applied"
         count, _, bodies = _bodies(p, "t-1")  # at once: no settling
         assert count == 3 and bodies[-1] == "seen"
@@ -480,7 +481,8 @@ def test_watch_follow_prints_every_event_once_in_sequence_order(
 ) -> None:
     p = idle_pipeline
     writers = 4 if p.engine.dialect.name == "postgresql" else 2
-    with p.worker(concurrency=8), ThreadPoolExecutor(writers) as pool:
+    # A solo worker for each writer's commands and one for their events: commits interleave.
+    with p.worker(concurrency=2 * writers), ThreadPoolExecutor(writers) as pool:
         for future in [pool.submit(_write_threads, p, w, 5) for w in range(writers)]:
             future.result()
         expected = queries.last_sequence(p.engine)

@@ -38,13 +38,13 @@ from tests.fixtures.database import (
 )
 from tests.fixtures.pipeline import (
     Pipeline,
-    TaskRecorder,
     accept_only,
     direct_runtime,
     handle_in_process,
     ledger,
     wait_until,
 )
+from tests.fixtures.workers import TaskRecorder
 
 
 def _open(p: Pipeline, thread_id: str) -> str:
@@ -139,10 +139,11 @@ def test_a_command_delivered_twice_at_once_has_one_effect(
     accept_only(rt, post)
     wire = post.model_dump(mode="json")
     topic = rt.topics.command("add_post")
-    rt.publisher.publish(topic, post.command_id, wire)
-    rt.publisher.publish(topic, post.command_id, wire)
 
-    with p.worker(concurrency=2):
+    # Two solo workers already waiting for messages, so each can take one copy at once.
+    with p.inprocess_worker(count=2):
+        rt.publisher.publish(topic, post.command_id, wire)
+        rt.publisher.publish(topic, post.command_id, wire)
         wait_until(lambda: len(task_runs.results(post.command_id)) == 2, 20, "both copies handled")
         p.settle()
     seen = ledger(p.engine)

@@ -41,13 +41,8 @@ from metawsm.storage.models import (
 )
 from metawsm.storage.uow import unit_of_work
 from tests.fixtures.database import POSTGRES_ENV, migrate_to_head, postgres_database, settings_for
-from tests.fixtures.pipeline import (
-    Pipeline,
-    TaskRecorder,
-    direct_runtime,
-    handle_in_process,
-    wait_until,
-)
+from tests.fixtures.pipeline import Pipeline, direct_runtime, handle_in_process, wait_until
+from tests.fixtures.workers import TaskRecorder
 
 OPERATOR = Actor(type="operator", name="olga")
 BRIEF = runs.BriefInput(goal="g", scope="s", done_criteria="tests pass", constraints="c")

@@ -12,7 +12,8 @@ from metawsm.settings import Settings
 from metawsm.storage.models import ForumCommand, ForumEvent
 from metawsm.storage.uow import unit_of_work
 from tests.fixtures.database import settings_for
-from tests.fixtures.pipeline import FAST, Pipeline, TaskRecorder, accept_only, all_final, wait_until
+from tests.fixtures.pipeline import FAST, Pipeline, accept_only, all_final, wait_until
+from tests.fixtures.workers import TaskRecorder
 from tests.integration.test_dead_letters import POISON, _dead_results, _install_poison
 
 
@@ -74,7 +75,7 @@ def test_a_close_delivered_before_its_threads_open_is_applied_after_it(
     p = idle_pipeline
     opened, closed = _story(p, "t-1")[0], _story(p, "t-1")[-1]
     _accepted(p, [opened, closed])
-    with p.worker():
+    with p.inprocess_worker():
         _publish(p, [closed])  # the open is accepted but never published (its writer died)
         outcome = wait_for_outcome(p.engine, closed.command_id, 15)
         assert outcome.status == "applied", outcome.reason
@@ -91,7 +92,7 @@ def test_commands_arriving_in_reverse_are_applied_in_acceptance_order(
     threads = {f"t-{n}": _story(p, f"t-{n}") for n in range(3)}
     everything = [command for story in threads.values() for command in story]
     _accepted(p, everything)
-    with p.worker(concurrency=concurrency):
+    with p.inprocess_worker(count=concurrency):
         _publish(p, list(reversed(everything)))
         ids = [c.command_id for c in everything]
         wait_until(lambda: all_final(p.engine, ids), 30, "every command to finish")

@@ -1,4 +1,5 @@
-"""A private redis-server: start, stop, kill, pause/resume, restart, and the test fixtures."""
+"""A private redis-server: start, stop, kill; the tests' controls (pause/resume, restart, flush)
+and fixtures."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from metawsm.transport.redis_server import (
     free_port,
     ping,
 )
+from tests.fixtures.redis import ControlledRedisServer
 
 
 def client(url: str, timeout_s: float = 2.0) -> redis.Redis:
@@ -36,7 +38,9 @@ def test_a_started_server_answers_ping_and_a_stopped_one_does_not(tmp_path: Path
     assert not ping(server.url, 0.5)
 
 
-def test_the_server_runs_with_noeviction_and_no_snapshots(private_redis: RedisServer) -> None:
+def test_the_server_runs_with_noeviction_and_no_snapshots(
+    private_redis: ControlledRedisServer,
+) -> None:
     config = redis.Redis.from_url(private_redis.url, decode_responses=True).config_get("*")
     assert config["maxmemory-policy"] == "noeviction"
     assert config["save"] == ""
@@ -45,7 +49,7 @@ def test_the_server_runs_with_noeviction_and_no_snapshots(private_redis: RedisSe
 
 
 def test_a_paused_server_times_out_a_ping_and_answers_again_after_resume(
-    private_redis: RedisServer,
+    private_redis: ControlledRedisServer,
 ) -> None:
     private_redis.pause()
     assert private_redis.is_paused
@@ -58,13 +62,13 @@ def test_a_paused_server_times_out_a_ping_and_answers_again_after_resume(
     assert ping(private_redis.url, 1.0)
 
 
-def test_a_paused_server_still_stops(private_redis: RedisServer) -> None:
+def test_a_paused_server_still_stops(private_redis: ControlledRedisServer) -> None:
     private_redis.pause()
     private_redis.stop(timeout_s=5.0)
     assert not private_redis.is_running()
 
 
-def test_restart_keeps_the_port(private_redis: RedisServer) -> None:
+def test_restart_keeps_the_port(private_redis: ControlledRedisServer) -> None:
     port, pid = private_redis.port, private_redis.pid
     private_redis.restart()
     assert private_redis.port == port
@@ -72,7 +76,9 @@ def test_restart_keeps_the_port(private_redis: RedisServer) -> None:
     assert ping(private_redis.url, 1.0)
 
 
-def test_a_killed_server_starts_again_on_the_same_port(private_redis: RedisServer) -> None:
+def test_a_killed_server_starts_again_on_the_same_port(
+    private_redis: ControlledRedisServer,
+) -> None:
     port = private_redis.port
     private_redis.kill()
     assert not private_redis.is_running()
@@ -83,14 +89,14 @@ def test_a_killed_server_starts_again_on_the_same_port(private_redis: RedisServe
 
 
 def test_data_survives_a_restart_with_appendonly(tmp_path: Path) -> None:
-    with RedisServer(dir=tmp_path, appendonly=True) as server:
+    with ControlledRedisServer(dir=tmp_path, appendonly=True) as server:
         client(server.url).set("k", "v")
         server.restart()
         assert client(server.url).get("k") == b"v"
     assert (tmp_path / "redis.log").is_file()
 
 
-def test_flushall_empties_the_server(private_redis: RedisServer) -> None:
+def test_flushall_empties_the_server(private_redis: ControlledRedisServer) -> None:
     client(private_redis.url).set("k", "v")
     private_redis.flushall()
     assert client(private_redis.url).dbsize() == 0
@@ -145,7 +151,7 @@ def test_no_binary_at_all_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_redis_url_brings_back_a_stopped_session_server(
-    redis_server: RedisServer, request: pytest.FixtureRequest
+    redis_server: ControlledRedisServer, request: pytest.FixtureRequest
 ) -> None:
     redis_server.stop()
     url = request.getfixturevalue("redis_url")
@@ -153,7 +159,7 @@ def test_redis_url_brings_back_a_stopped_session_server(
 
 
 def test_redis_url_resumes_a_paused_session_server_and_flushes_it(
-    redis_server: RedisServer, request: pytest.FixtureRequest
+    redis_server: ControlledRedisServer, request: pytest.FixtureRequest
 ) -> None:
     client(redis_server.url).set("left", "over")
     redis_server.pause()
@@ -162,7 +168,7 @@ def test_redis_url_resumes_a_paused_session_server_and_flushes_it(
     assert client(url).dbsize() == 0
 
 
-def test_ensure_broker_uses_a_redis_that_answers(private_redis: RedisServer) -> None:
+def test_ensure_broker_uses_a_redis_that_answers(private_redis: ControlledRedisServer) -> None:
     assert ensure_broker(private_redis.url, Path("unused")) is None
 
 

@@ -2,8 +2,9 @@
 
 Each command runs in its own process (no terminal on stdin, so the exit codes and the
 "stdin is not a terminal" rules are the real ones) against the pipeline's database and Redis,
-while the pipeline's in-process worker applies commands and moves runs. The service-level
-behaviour is in ``test_run_lifecycle.py``; this file is about what the command line promises.
+while the production worker process (``metawsm worker --pool solo``) applies commands and moves
+runs. The service-level behaviour is in ``test_run_lifecycle.py``; this file is about what the
+command line promises.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from metawsm.storage.models import (
     RunEvent,
 )
 from metawsm.storage.uow import unit_of_work
-from tests.fixtures.pipeline import Pipeline, wait_until, worker_environment
+from tests.fixtures.pipeline import Pipeline, wait_until
+from tests.fixtures.workers import worker_environment
 
 METAWSM = [sys.executable, "-m", "metawsm"]
 BRIEF = ["--goal", "ship it", "--scope", "api", "--done-criteria", "tests pass"]
@@ -137,9 +139,9 @@ class Shell:
 
 
 @pytest.fixture
-def sh(pipeline: Pipeline, tmp_path: Path) -> Shell:
-    """``metawsm`` as subprocesses against the pipeline (with its worker running)."""
-    return Shell(pipeline, tmp_path)
+def sh(process_pipeline: Pipeline, tmp_path: Path) -> Shell:
+    """``metawsm`` as subprocesses against the pipeline (with its worker process running)."""
+    return Shell(process_pipeline, tmp_path)
 
 
 @pytest.fixture

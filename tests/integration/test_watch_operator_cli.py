@@ -1,7 +1,7 @@
 """``metawsm status``, ``watch`` and ``operator`` as a person runs them, and escalation notify.
 
 Every command runs as a subprocess (``python -m metawsm``) against the pipeline's database and
-Redis, with an in-process worker applying what they submit.
+Redis, with a worker process (``metawsm worker --pool solo``) applying what they submit.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from metawsm.storage.models import ForumEvent, ForumOutbox
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
 from tests.fixtures.database import NO_BROKER_URL, settings_for
-from tests.fixtures.pipeline import FAST, Pipeline, TaskRecorder, wait_until
+from tests.fixtures.pipeline import FAST, Pipeline, wait_until
+from tests.fixtures.workers import TaskRecorder
 from workers.app import create_app
 
 OPERATOR = Actor(type="operator", name="olga")
@@ -178,10 +179,11 @@ def _strip_clock(data: Any) -> Any:
 
 
 @pytest.fixture
-def p(pipeline: Pipeline) -> Iterator[Pipeline]:
-    """The pipeline, settled after the test (nothing in flight when it stops)."""
-    yield pipeline
-    pipeline.settle()
+def p(process_pipeline: Pipeline) -> Iterator[Pipeline]:
+    """The pipeline with its worker process, settled after the test (nothing in flight when it
+    stops)."""
+    yield process_pipeline
+    process_pipeline.settle()
 
 
 # status ----------------------------------------------------------------------------------------
@@ -510,8 +512,8 @@ def notify_pipeline(db_url: str, redis_url: str, tmp_path: Path) -> Iterator[Pip
     )
     app = create_app(settings)
     try:
-        pipeline = Pipeline(settings=settings, app=app)
-        with pipeline.worker():
+        pipeline = Pipeline(settings=settings, app=app, workdir=tmp_path)
+        with pipeline.inprocess_worker():  # task_runs sees only tasks run in this process
             yield pipeline
             pipeline.settle()
     finally:

@@ -27,7 +27,7 @@ import pytest
 from metawsm.transport import worker_supervisor
 from metawsm.transport.task_slots import SLOT_SIZE, SlotFile, SlotState, slot_from_env
 from metawsm.transport.worker_supervisor import WorkerSupervisor
-from tests.fixtures.pipeline import process_stat
+from tests.fixtures.conditions import process_stat
 
 POLL_S = 0.02
 WAIT_S = 8.0  # any single condition; each test normally takes well under 3 s
