@@ -1,23 +1,98 @@
-"""Quarantine, piece by piece: the dead-letter record and the ``metawsm dlq`` commands on
-quarantined letters."""
+"""Quarantine, piece by piece: the Redis channel's reading of elements, the dead-letter record,
+and the ``metawsm dlq`` commands on quarantined letters (the whole path with a real worker is
+tests/fault/test_bad_messages.py)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import click
+import pytest
+import redis
 from click.testing import CliRunner, Result
+from kombu import Connection
 from sqlalchemy import Engine
 
 from metawsm.cli import main
 from metawsm.services import deadletters
 from metawsm.services.quarantine import Quarantined, quarantine_id, record
+from metawsm.services.submit import make_command
+from metawsm.transport import kombu_quarantine
+from metawsm.transport.publisher import make_publisher
 from tests.fixtures.database import settings_for
 
 QUEUE = "forum.commands.add_post"
+
+
+@pytest.fixture
+def channel(redis_url: str) -> Iterator[Any]:
+    """A kombu Redis channel with metawsm's reads installed (as every worker has)."""
+    kombu_quarantine.install()
+    with Connection(redis_url) as conn:
+        chan = conn.channel()
+        try:
+            yield chan
+        finally:
+            chan.close()
+
+
+def test_a_message_metawsm_published_is_read_as_itself(channel: Any, redis_url: str) -> None:
+    command = make_command(
+        "add_post", {"thread_id": "t-1", "body": "hi"}, actor_type="agent", actor_name="a"
+    )
+    publisher = make_publisher(settings_for("sqlite://", redis_url))
+    try:
+        publisher.publish(QUEUE, command.command_id, command.model_dump(mode="json"))
+    finally:
+        publisher.close()
+    [raw] = redis.Redis.from_url(redis_url).lrange(QUEUE, 0, -1)
+    assert kombu_quarantine.read_element(channel, raw, QUEUE) == json.loads(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"garbage", "not JSON (JSONDecodeError: Expecting value"),
+        (b"\xff garbage", "not UTF-8 (invalid start byte at byte 0)"),
+        (b'{"x": 1}', "not a kombu message envelope (no properties object)"),
+        (b'"text"', "not a kombu message envelope (a JSON str, not an object)"),
+        (b'{"properties": {}}', "no delivery_tag string in its properties"),
+        (
+            b'{"properties": {"delivery_tag": "t", "delivery_info": {}}}',
+            "no delivery_info with exchange and routing_key",
+        ),
+        (
+            b'{"headers": [1], "properties": {"delivery_tag": "t",'
+            b' "delivery_info": {"exchange": "", "routing_key": "q"}}}',
+            "headers that are not an object",
+        ),
+        (
+            b'{"body": "x", "properties": {"delivery_tag": "t", "body_encoding": "rot13",'
+            b' "delivery_info": {"exchange": "", "routing_key": "q"}}}',
+            "not a kombu message envelope (AttributeError",
+        ),
+    ],
+    ids=["garbage", "not-utf8", "no-properties", "a-string", "no-tag", "no-info", "headers", "enc"],
+)
+def test_an_unreadable_element_becomes_a_quarantine_envelope_carrying_it(
+    channel: Any, raw: bytes, reason: str
+) -> None:
+    envelope = kombu_quarantine.read_element(channel, raw, QUEUE)
+    assert envelope["content-type"] == kombu_quarantine.CONTENT_TYPE
+    assert reason in envelope["headers"][kombu_quarantine.REASON_HEADER]
+    assert envelope["properties"]["delivery_info"] == {"exchange": "", "routing_key": QUEUE}
+    message = channel.Message(envelope, channel=channel)  # what the consumer gets
+    assert message.body == raw and message.content_type == kombu_quarantine.CONTENT_TYPE
+
+
+def test_basic_get_reads_an_unreadable_element_too(channel: Any, redis_url: str) -> None:
+    redis.Redis.from_url(redis_url).lpush(QUEUE, b"garbage")
+    message = channel.basic_get(QUEUE, no_ack=True)
+    assert message.content_type == kombu_quarantine.CONTENT_TYPE and message.body == b"garbage"
 
 
 # The dead-letter record and the CLI ------------------------------------------------------------
