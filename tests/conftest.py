@@ -25,6 +25,7 @@ POSTGRES_MODULES = {
     "test_drainers.py",
     "test_idempotency.py",
     "test_dead_letters.py",
+    "test_quarantine.py",
     "test_escalation.py",
     "test_run_lifecycle.py",
     "test_lifecycle_idempotency.py",

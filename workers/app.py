@@ -16,7 +16,7 @@ from beat import jobs
 from beat.schedule import build_schedule
 from metawsm.bootstrap import Container, build
 from metawsm.settings import Settings, load_settings
-from metawsm.transport import kombu_redis_patch, task_time_limits
+from metawsm.transport import kombu_quarantine, kombu_redis_patch, task_time_limits
 from metawsm.transport.celery_config import celery_config
 from workers import tasks
 
@@ -30,9 +30,10 @@ class MetawsmCelery(Celery):
 def create_app(settings: Settings) -> MetawsmCelery:
     """Build the worker app for ``settings`` with every task registered."""
     kombu_redis_patch.install()
+    kombu_quarantine.install()
     app = MetawsmCelery("metawsm", set_as_current=False)
     app.conf.update(celery_config(settings))
-    app.conf.worker_consumer = "workers.consumer:EventBatchingConsumer"
+    app.conf.worker_consumer = "workers.quarantine:QuarantiningConsumer"
     app.container = build(settings, app=app)
     app.conf.beat_schedule = build_schedule(settings)
     tasks.register(app, app.container)

@@ -5,7 +5,8 @@ default, publishes the buffer after every turn of its event loop: at our rates t
 ``PUBLISH`` per event, and it took two fifths of a worker main process's CPU in a profile
 (docs/performance.md). This consumer flushes the buffer at most every
 :data:`EVENT_FLUSH_INTERVAL_S` (celery still flushes at once when 24 events are waiting), so
-Flower sees the same events, up to that much later, for a fraction of the cost.
+Flower sees the same events, up to that much later, for a fraction of the cost. The worker's
+consumer, ``workers/quarantine.py``, builds on this one.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Dead letters: messages that failed for good, kept for a human to inspect, redrive or purge.
 
 Redis has no dead-letter queue, so this table is ours. A redrive republishes the message with
-its ORIGINAL id, so idempotency still holds: nothing is applied twice.
+its ORIGINAL id, so idempotency still holds: nothing is applied twice. Elements of a queue that
+no task could take are kept here too, as kind ``quarantine`` (:mod:`metawsm.services.quarantine`);
+they cannot be redriven, only purged.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sqlalchemy import Engine, select, update
 from metawsm.errors import NotFound, Rejected
 from metawsm.runtime import Runtime
 from metawsm.services.outbox import OutboxMessage, enqueue
+from metawsm.services.quarantine import QUARANTINE_KIND
 from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.storage.models import ForumCommand, ForumDeadLetter, ForumOutbox
 from metawsm.storage.types import utcnow
@@ -101,11 +104,17 @@ def redrive(rt: Runtime, message_id: str) -> dict[str, Any]:
 
     Raises:
         NotFound: no dead letter has that message id.
-        Rejected: the dead letter was purged.
+        Rejected: the dead letter was purged, or is a quarantined element (no task takes it).
     """
     with UnitOfWork(rt) as uow:
         session, now = uow.session, uow.now
         row = _get(session, message_id)
+        if row.kind == QUARANTINE_KIND:
+            raise Rejected(
+                f"dead letter {message_id} is a quarantined element of {row.topic}, not a message"
+                f" any task takes ({row.error[:200]}); it cannot be redriven: inspect it with"
+                " `metawsm dlq show`, then purge it"
+            )
         if row.status == "purged":
             raise Rejected(f"dead letter {message_id} was purged; it cannot be redriven")
         row.status, row.redriven_at = "redriven", now

@@ -4,6 +4,8 @@
 - ``publisher``: sends outbox messages as Celery tasks by their stable names;
 - ``queues``: which queues a worker of each role consumes;
 - ``kombu_redis_patch``: two fixes to kombu's Redis channel, for the kombu it was written for;
+- ``kombu_quarantine``: the Redis channel reads any queue element; one that is no message comes
+  to the consumer as a quarantine envelope carrying it;
 - ``worker_supervisor``: the ``metawsm worker`` process that supervises single-process workers;
 - ``task_slots``: the shared-memory slots through which a worker tells its supervisor a task runs;
 - ``task_time_limits``: inside a supervised worker, the soft limit and the slot writes;

@@ -76,8 +76,8 @@ def check_kombu_version(version: str | None = None) -> None:
         expected = ".".join(map(str, WRITTEN_FOR))
         raise UnsupportedKombu(
             f"kombu {version} is installed, but metawsm's Redis channel patches were written for"
-            f" kombu {expected}.x (metawsm/transport/kombu_redis_patch.py); install kombu"
-            f" {expected}.x or check the patches against {version}"
+            f" kombu {expected}.x (metawsm/transport/kombu_redis_patch.py, kombu_quarantine.py);"
+            f" install kombu {expected}.x or check the patches against {version}"
         )
 
 
