@@ -19,8 +19,14 @@ While a popped element is being delivered, :func:`popped` gives its bytes and qu
 consumer can also keep exactly what was in Redis for a message it refuses later (pickled, naming
 an unknown task, malformed headers).
 
-Both reads are kombu 5.7's with only the decoding changed, so, like
-:mod:`metawsm.transport.kombu_redis_patch`, :func:`install` refuses another kombu release line.
+How: kombu's reads (``Channel._brpop_read``, ``Channel._get``) run unchanged inside thin
+wrappers that mark the read in progress; kombu's module-level ``bytes_to_str`` and ``loads``, which
+those reads call on the popped element, are replaced by functions that behave exactly like
+kombu's outside a read and, inside one, hand the element to :func:`read_element` instead of
+raising. The transport's ``_deliver`` is wrapped to learn the queue. Nothing of kombu's code is
+copied; what the seam relies on (the reads decoding with ``loads(bytes_to_str(item))``) is
+checked by a test, and, like :mod:`metawsm.transport.kombu_redis_patch`, :func:`install` refuses
+another kombu release line.
 """
 
 from __future__ import annotations
@@ -29,11 +35,9 @@ import base64
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass
-from queue import Empty
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
-from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
 from metawsm.transport.kombu_redis_patch import check_kombu_version
@@ -42,9 +46,14 @@ CONTENT_TYPE = "application/x-metawsm-quarantine"
 REASON_HEADER = "x-metawsm-quarantine-reason"
 REASON_LIMIT_CHARS = 500
 
+_MODULE: Any = kombu_redis  # its helpers are imported names (no re-export for the type checker)
 _CHANNEL: Any = kombu_redis.Channel
-# kombu's own reads, kept for the test that notices when a kombu release changes them.
+_TRANSPORT: Any = kombu_redis.Transport
+# kombu's own reads and helpers, wrapped (never copied) by this module.
 KOMBU_READS = {"_brpop_read": _CHANNEL._brpop_read, "_get": _CHANNEL._get}
+_KOMBU_DELIVER = _TRANSPORT._deliver
+_KOMBU_LOADS = _MODULE.loads
+_KOMBU_BYTES_TO_STR = _MODULE.bytes_to_str
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,15 @@ class Popped:
 
 
 _POPPED: ContextVar[Popped | None] = ContextVar("metawsm_popped_element", default=None)
+# The channel whose read (BRPOP or RPOP of one element) is in progress in this context.
+_READING: ContextVar[Any] = ContextVar("metawsm_reading_channel", default=None)
+
+
+class _NotUtf8(str):
+    """What ``bytes_to_str`` gives, during a read, for bytes that are not UTF-8: an empty text
+    that carries the bytes, so ``loads`` can quarantine them as they were."""
+
+    raw: bytes
 
 
 class Unreadable(ValueError):
@@ -141,55 +159,74 @@ def _as_bytes(item: Any) -> bytes:
     return item if isinstance(item, bytes) else str(item).encode()
 
 
-def _deliver_element(channel: Any, item: Any, queue: str) -> None:
-    raw = _as_bytes(item)
-    token = _POPPED.set(Popped(raw, queue))
+def _bytes_to_str(value: Any) -> Any:
+    """kombu's ``bytes_to_str``; during a read, bytes that are not UTF-8 become a marker that
+    keeps them (kombu's would replace what it cannot decode, and the element would be lost)."""
+    if _READING.get() is None or not isinstance(value, bytes):
+        return _KOMBU_BYTES_TO_STR(value)
     try:
-        channel.connection._deliver(read_element(channel, raw, queue), queue)
-    finally:
-        _POPPED.reset(token)
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        marker = _NotUtf8()
+        marker.raw = value
+        return marker
 
 
-def _brpop_read(self: Any, **options: Any) -> bool:
-    # kombu 5.7's Channel._brpop_read; only the decoding of the element differs.
+def _loads(text: Any) -> Any:
+    """kombu's ``loads``; during a read, the popped element's envelope or its quarantine."""
+    channel = _READING.get()
+    if channel is None:
+        return _KOMBU_LOADS(text)
+    raw = text.raw if isinstance(text, _NotUtf8) else _as_bytes(text)
+    _POPPED.set(Popped(raw, ""))  # the queue is known when kombu delivers it (_deliver)
+    return read_element(channel, raw, "")
+
+
+def _with_queue(message: Any, queue: str) -> None:
+    """Name the queue in a quarantine envelope and in the popped element."""
+    element = _POPPED.get()
+    if element is not None and not element.queue:
+        _POPPED.set(Popped(element.raw, queue))
+    if isinstance(message, dict) and message.get("content-type") == CONTENT_TYPE:
+        message["properties"]["delivery_info"]["routing_key"] = queue
+
+
+def _deliver(self: Any, message: Any, queue: str) -> Any:
+    if _READING.get() is not None:
+        _with_queue(message, queue)
+    return _KOMBU_DELIVER(self, message, queue)
+
+
+def _brpop_read(self: Any, **options: Any) -> Any:
+    reading, element = _READING.set(self), _POPPED.set(None)
     try:
-        try:
-            dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
-        except self.connection_errors:
-            # A connection error: disconnect, so the next iteration reconnects.
-            self.client.connection.disconnect()
-            raise
-        if not dest__item:
-            raise Empty()
-        dest, item = dest__item
-        dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
-        self._queue_cycle.rotate(dest)
-        _deliver_element(self, item, dest)
-        return True
+        return KOMBU_READS["_brpop_read"](self, **options)
     finally:
-        self._in_poll = None
-        # The BRPOP connection is idle now: kombu's moment to flush a pending re-auth token.
-        self._flush_brpop_reauth()
+        _POPPED.reset(element)
+        _READING.reset(reading)
 
 
 def _get(self: Any, queue: str) -> Any:
-    # kombu 5.7's Channel._get (basic_get); only the decoding of the element differs.
-    with self.conn_or_acquire() as client:
-        for pri in self.priority_steps:
-            item = client.rpop(self._q_for_pri(queue, pri))
-            if item:
-                self._maybe_update_queues_expire(client, queue)
-                return read_element(self, _as_bytes(item), queue)
-        self._maybe_update_queues_expire(client, queue)
-        raise Empty()
+    reading, element = _READING.set(self), _POPPED.set(None)
+    try:
+        message = KOMBU_READS["_get"](self, queue)
+        _with_queue(message, queue)
+        return message
+    finally:
+        _POPPED.reset(element)
+        _READING.reset(reading)
 
 
 def install() -> None:
     """Make kombu's Redis channel read any element (module docstring). Idempotent.
 
     Raises:
-        UnsupportedKombu: the installed kombu is not the release line the reads were copied from.
+        UnsupportedKombu: the installed kombu is not the release line the wrappers were checked
+            against.
     """
     check_kombu_version()
     _CHANNEL._brpop_read = _brpop_read
     _CHANNEL._get = _get
+    _TRANSPORT._deliver = _deliver
+    _MODULE.loads = _loads
+    _MODULE.bytes_to_str = _bytes_to_str
