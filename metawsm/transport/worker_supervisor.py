@@ -11,8 +11,8 @@ therefore runs ``--concurrency`` solo workers as children of this supervisor, wh
   outbox, and the redelivery is counted before it runs, so a task that always hangs ends in the
   dead-letter table), then replaced;
 * restarts a child that dies: at once when it had got going (it was ready or ran a task, see
-  :meth:`WorkerSupervisor._reap`), with backoff when it dies before it was ready; it gives up
-  only on a child that cannot start, one that exits on its own before it was ready
+  :meth:`WorkerSupervisor._reap`) or was SIGKILLed, with backoff when it exits on its own before
+  it was ready; it gives up only on a child that cannot start, one that does that
   :data:`START_FAILURES_LIMIT` times in a row, and logs its exit code and the tail of what it
   printed (``metawsm/transport/child_output.py``);
 * forwards SIGTERM/SIGINT as a warm shutdown (SIGQUIT: cold) and exits when the children have.
@@ -65,9 +65,9 @@ class Child:
     started_at: float = 0.0
     restart_at: float = 0.0
     killed_for: int | None = None  # slot sequence of the task it was killed for
-    early_deaths: int = 0  # in a row, before it was ready: the restart backoff
-    start_failures: int = 0  # of those, exits on its own: giving up at START_FAILURES_LIMIT
-    last_exit: str = ""  # how the last early death went, and what it printed
+    # exits on its own before it was ready, in a row: the restart backoff, giving up at the limit
+    start_failures: int = 0
+    last_exit: str = ""  # how the last failed start went, and what it printed
     last_output: str = ""
 
 
@@ -199,32 +199,35 @@ class WorkerSupervisor:
         pid, child.proc = child.proc.pid, None
         output = self._read_out(child)
         if child.killed_for is not None:  # the hard limit killed it (logged): replace at once
-            child.early_deaths = child.start_failures = 0
-            child.restart_at = now
+            child.start_failures, child.restart_at = 0, now
             return
         ready, lived_s = self._slots.written(child.index), now - child.started_at
-        if ready or lived_s >= START_GRACE_S:
-            child.early_deaths = child.start_failures = 0
-            child.restart_at = now
-            log.warning(
-                "solo worker %d (pid %d) %s %s: restarting it now",
-                child.index,
-                pid,
-                exit_text(code),
-                "after it was ready" if ready else f"not ready after {lived_s:.0f} s",
-            )
+        if ready:
+            child.start_failures, when = 0, "after it was ready"
+        elif lived_s >= START_GRACE_S:
+            child.start_failures, when = 0, f"not ready after {lived_s:.0f} s"
+        elif code == -signal.SIGKILL:
+            # Never how a start fails on its own: it comes from outside (the OOM killer, an
+            # operator) and says nothing about whether the child can start. Not counted, and
+            # not backed off: that would leave the role without workers while kills go on.
+            when = "before it was ready"
+        else:
+            self._failed_start(child, pid, code, output, now)
             return
-        self._failed_start(child, pid, code, output, now)
+        child.restart_at = now
+        log.warning(
+            "solo worker %d (pid %d) %s %s: restarting it now",
+            child.index,
+            pid,
+            exit_text(code),
+            when,
+        )
 
     def _failed_start(self, child: Child, pid: int, code: int, output: str, now: float) -> None:
-        """A child died before it was ready: back off its restart, count it unless SIGKILLed."""
-        child.early_deaths += 1
-        # SIGKILL is never how a start fails on its own: it comes from outside (the OOM killer,
-        # an operator) and says nothing about whether the child can start.
-        if code != -signal.SIGKILL:
-            child.start_failures += 1
+        """A child exited on its own before it was ready: count it, back off its restart."""
+        child.start_failures += 1
         child.last_exit, child.last_output = exit_text(code), output
-        delay = min(RESTART_BACKOFF_MAX_S, 2.0 ** (child.early_deaths - 1))
+        delay = min(RESTART_BACKOFF_MAX_S, 2.0 ** (child.start_failures - 1))
         child.restart_at = now + delay
         log.warning(
             "solo worker %d (pid %d) %s before it was ready (start failures in a row: %d of %d):"
