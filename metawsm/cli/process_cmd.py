@@ -104,7 +104,8 @@ def worker(app: AppContext, role: str, concurrency: int, pool: str, loglevel: st
 
     Both pools enforce METAWSM_TASK_TIME_LIMIT_S (soft limit 10 s earlier). With --pool solo,
     this process supervises --concurrency single-process workers: it kills and replaces one whose
-    task outlives the hard limit, and restarts one that dies.
+    task outlives the hard limit, and restarts one that dies. It exits 1 only when a worker
+    cannot start (it exits before it is ready, 5 times in a row), naming why.
     """
     _check_schema(app)
     if pool == "solo":

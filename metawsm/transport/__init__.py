@@ -9,5 +9,6 @@
 - ``worker_supervisor``: the ``metawsm worker`` process that supervises single-process workers;
 - ``task_slots``: the shared-memory slots through which a worker tells its supervisor a task runs;
 - ``task_time_limits``: inside a supervised worker, the soft limit and the slot writes;
+- ``child_output``: a supervised worker's output, through its supervisor until it is ready;
 - ``redis_server``: the private ``redis-server`` of ``metawsm up`` and the tests.
 """

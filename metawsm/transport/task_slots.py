@@ -3,6 +3,8 @@
 A solo worker runs each task in its own main process, so nothing outside it sees a task hang.
 Each supervised process gets one slot in a small shared file: it writes the monotonic time a task
 started (and zero when it ends); the supervisor reads the slots to enforce the hard time limit.
+The process also writes zero once when its worker is ready, so a slot written since its process
+started (sequence above zero) tells the supervisor that this process got going.
 Writes are a few bytes into shared memory (no system call per task); a sequence counter, odd while
 a write is in progress, lets the reader discard a half-written slot instead of acting on it.
 """
@@ -59,6 +61,11 @@ class SlotFile:
         struct.pack_into("<Q", self._map, offset, sequence + 1)  # odd: write in progress
         struct.pack_into("<d", self._map, offset + 8, started)
         struct.pack_into("<Q", self._map, offset, sequence + 2)
+
+    def written(self, index: int) -> bool:
+        """True once the slot's process wrote it (its worker was ready, or ran a task), even if
+        it died in the middle of a write."""
+        return bool(_LAYOUT.unpack_from(self._map, index * SLOT_SIZE)[0])
 
     def clear(self, index: int) -> None:
         """Reset a slot before a new process takes it over."""

@@ -6,6 +6,9 @@ Celery's solo pool enforces neither time limit. In a process started by
 
 * records in the shared slot when each task starts and ends, so the supervisor can SIGKILL a task
   that outlives the hard limit;
+* when the worker is ready (Celery's ``worker_ready``), writes its stdout and stderr directly
+  again (until then the supervisor reads them, ``child_output.py``) and marks the slot, so the
+  supervisor counts a death from then on as a crash, never as a failure to start;
 * arms a one-shot ``SIGALRM`` for the soft limit, which raises ``SoftTimeLimitExceeded`` in the
   task, as a prefork pool child would: the task's failure path counts the attempt and retries or
   dead-letters it.
@@ -21,13 +24,15 @@ from typing import Any
 
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_ready
 
+from metawsm.transport.child_output import OUTPUT_ENV, restore_output
 from metawsm.transport.task_slots import SLOT_ENV, SlotFile, slot_from_env
 
 
 class TaskWatch:
-    """Publishes task start/end to the slot and raises the soft limit (module docstring)."""
+    """Publishes readiness and task start/end to the slot, raises the soft limit (module
+    docstring)."""
 
     def __init__(self, slots: SlotFile, index: int, soft_limit_s: float) -> None:
         self._slots = slots
@@ -36,10 +41,17 @@ class TaskWatch:
         self._running = False
 
     def install(self) -> None:
-        """Connect to Celery's task signals and take over SIGALRM (this process runs tasks)."""
+        """Connect to Celery's worker and task signals and take over SIGALRM (this process runs
+        tasks)."""
         signal.signal(signal.SIGALRM, self._on_alarm)
+        worker_ready.connect(self.on_ready, weak=False)
         task_prerun.connect(self.on_prerun, weak=False)
         task_postrun.connect(self.on_postrun, weak=False)
+
+    def on_ready(self, **_: Any) -> None:
+        """The worker consumes: write the log directly, then tell the supervisor (idle slot)."""
+        restore_output(os.environ.pop(OUTPUT_ENV, None))  # once: it closes those descriptors
+        self._slots.write(self._index, 0.0)
 
     def on_prerun(self, **_: Any) -> None:
         """A task starts: publish its start and arm the soft limit."""

@@ -200,3 +200,21 @@ def test_sigterm_to_the_supervisor_stops_every_solo_worker_warmly(
         left = worker.group_pids()
         assert not left, f"processes left in the worker's group: {left}"
         assert not list((tmp_path / "w" / "tmp").glob("metawsm-solo-*")), "slot file left"
+
+
+def test_a_ready_solo_worker_writes_its_log_directly_after_its_start_up_output_came_through(
+    limit_settings: Settings, tmp_path: Path
+) -> None:
+    """Until it is ready a solo worker's output goes through its supervisor (which keeps the
+    tail, to name the cause if the worker cannot start); once ready, the worker writes to the
+    supervisor's stdout and stderr itself: no copy per log line."""
+    with solo_stack(limit_settings, tmp_path, 1) as (_ops, worker):
+        [child] = worker.group_pids() - {worker.pid}
+        log = worker.log_path.resolve()
+        outputs = {fd: Path(os.readlink(f"/proc/{child}/fd/{fd}")) for fd in (1, 2)}
+        wait_until(
+            lambda: "[queues]" in worker.log_path.read_text(errors="replace"),
+            5,
+            f"the start-up banner to come through the supervisor; log:\n{worker.log_tail()}",
+        )
+    assert outputs == {1: log, 2: log}, "its own stdout and stderr: the supervisor's"

@@ -98,6 +98,37 @@ put(f"done-{pid}")
 )
 EXIT_AT_ONCE = PROLOGUE + "sys.exit(3)\n"
 CRASH_LATER = PROLOGUE + "time.sleep(0.5)\nsys.exit(1)\n"
+# What a worker that cannot start does: print a lot, then the reason, and exit.
+CANNOT_IMPORT = (
+    PROLOGUE
+    + """
+for line in range(60):
+    print(f"starting, step {line}", flush=True)
+import metawsm_no_such_module
+"""
+)
+KILLED_WHILE_STARTING = PROLOGUE + "os.kill(pid, signal.SIGKILL)\n"
+# A worker that got going: it ran a task (wrote its start, then idle), or only said it is
+# ready (idle; what a real worker writes on Celery's worker_ready). Then it idles until killed.
+CONSUMED = (
+    PROLOGUE
+    + SLOT
+    + """
+slots.write(slot, time.monotonic())
+slots.write(slot, 0.0)
+put(f"going-{pid}")
+"""
+    + SLEEP_FOREVER
+)
+READY = (
+    PROLOGUE
+    + SLOT
+    + """
+slots.write(slot, 0.0)
+put(f"going-{pid}")
+"""
+    + SLEEP_FOREVER
+)
 
 
 # ---------------------------------------------------------------- helpers
@@ -411,6 +442,90 @@ def test_a_child_that_crashes_after_the_start_grace_is_restarted_without_giving_
     assert seen["starts"] >= 3
     warnings = messages(caplog_pool, logging.WARNING)
     assert len(warnings) >= 2 and all("exited with 1" in w for w in warnings), warnings
+    assert not any("giving up" in m for m in messages(caplog_pool, logging.ERROR))
+
+
+@pytest.mark.parametrize("script", [CONSUMED, READY], ids=["ran-a-task", "ready"])
+def test_children_killed_soon_after_they_got_going_are_restarted_without_giving_up(
+    tmp_path: Path,
+    caplog_pool: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    script: str,
+) -> None:
+    """Each child writes its slot (it got going), then is SIGKILLed well within the start grace
+    (10 s): killed from outside while working, not a failure to start."""
+    monkeypatch.setattr(worker_supervisor, "START_FAILURES_LIMIT", 3)
+    kills = worker_supervisor.START_FAILURES_LIMIT + 2
+    pool = WorkerSupervisor(argv_for(script, tmp_path), 1, HARD_LIMIT_S)
+    seen: dict[str, Any] = {"killed": []}
+
+    def kill_when_going(pid: int, done: threading.Event) -> None:
+        wait_until(lambda: has(tmp_path, f"going-{pid}"), "its slot written", abort=done)
+        os.kill(pid, signal.SIGKILL)
+        seen["killed"].append(pid)
+        wait_until(lambda: is_gone(pid), "the killed child reaped", abort=done)
+
+    def observe(done: threading.Event) -> None:
+        for _ in range(kills + 1):
+            fresh = wait_until(
+                lambda: [p for p in started(tmp_path) if p not in seen["killed"]],
+                "a (re)started child",
+                abort=done,
+            )
+            seen["replacements"] = fresh
+            if len(seen["killed"]) < kills:
+                kill_when_going(fresh[0], done)
+
+    assert supervise(pool, observe) == 0, "run() returned on its own"
+    assert len(seen["killed"]) == kills
+    assert len(seen["replacements"]) == 1, "one child at a time"
+    warnings = messages(caplog_pool, logging.WARNING)
+    assert len(warnings) == kills, warnings
+    assert all("was killed by SIGKILL after it was ready" in w for w in warnings), warnings
+    assert all("restarting it now" in w for w in warnings), warnings
+    assert not any("giving up" in m for m in messages(caplog_pool, logging.ERROR))
+
+
+def test_a_child_that_cannot_start_makes_run_give_up_naming_its_exit_code_and_last_output(
+    tmp_path: Path, caplog_pool: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_supervisor, "START_FAILURES_LIMIT", 2)
+    monkeypatch.setattr(worker_supervisor, "RESTART_BACKOFF_MAX_S", 0.1)
+    pool = WorkerSupervisor(argv_for(CANNOT_IMPORT, tmp_path), 1, HARD_LIMIT_S)
+
+    def observe(done: threading.Event) -> None:
+        wait_until(done.is_set, "run() to give up")
+
+    assert supervise(pool, observe) == 1
+    assert len(started(tmp_path)) == 2
+    [error] = messages(caplog_pool, logging.ERROR)
+    assert "solo worker 0 cannot start" in error
+    assert "giving up" in error
+    assert "exited with 1" in error
+    assert "ModuleNotFoundError: No module named 'metawsm_no_such_module'" in error
+    assert "starting, step 59" in error, "the tail of what it printed"
+    assert "starting, step 0\n" not in error, "only the tail"
+
+
+def test_a_child_killed_before_it_was_ready_is_restarted_at_once_and_never_given_up_on(
+    tmp_path: Path, caplog_pool: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL comes from outside (the OOM killer, an operator): it says nothing about whether
+    the child can start, and backing off would starve the role while the kills go on."""
+    monkeypatch.setattr(worker_supervisor, "START_FAILURES_LIMIT", 2)
+    pool = WorkerSupervisor(argv_for(KILLED_WHILE_STARTING, tmp_path), 1, HARD_LIMIT_S)
+    seen: dict[str, Any] = {}
+
+    def observe(done: threading.Event) -> None:
+        wait_until(lambda: len(started(tmp_path)) >= 4, "4 starts", abort=done)
+        seen["starts"] = len(started(tmp_path))
+
+    assert supervise(pool, observe) == 0
+    assert seen["starts"] >= 4
+    warnings = messages(caplog_pool, logging.WARNING)
+    assert len(warnings) >= 3, warnings
+    assert all("was killed by SIGKILL before it was ready" in w for w in warnings), warnings
+    assert all("restarting it now" in w for w in warnings), warnings
     assert not any("giving up" in m for m in messages(caplog_pool, logging.ERROR))
 
 
