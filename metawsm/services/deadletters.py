@@ -65,9 +65,10 @@ def dead_letter(engine: Engine, failure: Failure) -> None:
         row.last_failed_at = now
         if failure.kind == "command":
             _mark_command_dead(session, failure.message_id, failure.error, now)
+        # A row whose effect landed stays done (a late copy failing is not the message failing).
         session.execute(
             update(ForumOutbox)
-            .where(ForumOutbox.message_id == failure.message_id)
+            .where(ForumOutbox.message_id == failure.message_id, ForumOutbox.status != "done")
             .values(status="dead", updated_at=now, lease_owner=None, lease_until=None)
         )
 

@@ -117,12 +117,15 @@ _UNCOUNT_COMMAND = (
     )
     .values(delivery_attempts=COMMANDS.c.delivery_attempts - 1, updated_at=bindparam("now"))
 )
+# A copy of a message whose effect already landed (row done) is not another delivery.
 _COUNT_EVENT = (
     update(OUTBOX)
-    .where(OUTBOX.c.message_id == bindparam("mid"))
+    .where(OUTBOX.c.message_id == bindparam("mid"), OUTBOX.c.status != "done")
     .values(deliveries=OUTBOX.c.deliveries + 1)
 )
-_EVENT_DELIVERIES = select(OUTBOX.c.deliveries).where(OUTBOX.c.message_id == bindparam("mid"))
+_EVENT_DELIVERIES = select(OUTBOX.c.status, OUTBOX.c.deliveries).where(
+    OUTBOX.c.message_id == bindparam("mid")
+)
 
 log = logging.getLogger("metawsm.delivery")
 
@@ -251,7 +254,10 @@ def deliver_event(
     counted = delivery.seen_before or not subscriber.counts_delivery
     attempts = 0
     if counted:
-        attempts = _count_event(rt, message_id)
+        seen = _count_event(rt, message_id)
+        if seen is None:
+            return Result("duplicate")
+        attempts = seen
         limit = rt.settings.retry_max_attempts
         if attempts > limit:
             error = f"delivered {attempts} times (limit {limit}) without finishing"
@@ -261,7 +267,7 @@ def deliver_event(
         applied = subscriber.consume(rt, event, message_id, count_delivery=not counted)
     except Exception as exc:
         if not counted:
-            attempts = _count_event(rt, message_id)
+            attempts = _count_event(rt, message_id) or 1
         return _after_failure(rt, message_id, kind, delivery, raw, exc, attempts)
     return Result("applied" if applied else "duplicate")
 
@@ -467,12 +473,15 @@ def _count_command(rt: Runtime, command: AnyCommand) -> tuple[str, int]:
         return status, attempts
 
 
-def _count_event(rt: Runtime, message_id: str) -> int:
-    """Count one delivery of an event message to its subscriber; returns deliveries so far."""
+def _count_event(rt: Runtime, message_id: str) -> int | None:
+    """Count one delivery of an event message to its subscriber; returns deliveries so far, or
+    None when its effect already landed (the row is done: a duplicate copy, not counted)."""
     with connection_unit(rt.engine) as conn:
         conn.execute(_COUNT_EVENT, {"mid": message_id})
-        deliveries = conn.execute(_EVENT_DELIVERIES, {"mid": message_id}).scalar()
-        return int(deliveries) if deliveries is not None else 1
+        row = conn.execute(_EVENT_DELIVERIES, {"mid": message_id}).first()
+        if row is None:
+            return 1
+        return None if row.status == "done" else int(row.deliveries)
 
 
 def _dead(

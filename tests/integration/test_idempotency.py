@@ -21,6 +21,7 @@ from metawsm.services.submit import make_command, read_outcome
 from metawsm.storage.engine import build_engine
 from metawsm.storage.models import (
     ForumCommand,
+    ForumDeadLetter,
     ForumEvent,
     ForumOutbox,
     ForumPost,
@@ -124,6 +125,25 @@ def test_a_command_delivered_twice_or_resubmitted_has_one_effect(
     with unit_of_work(pipeline.engine, readonly=True) as s:
         attempts = s.execute(select(ForumCommand.delivery_attempts)).scalars().all()
     assert attempts == [1, 1]  # a duplicate of a finished command is not counted as an attempt
+
+
+def test_re_driven_copies_of_an_event_already_projected_never_make_a_dead_letter(
+    pipeline: Pipeline, task_runs: TaskRecorder
+) -> None:
+    _open(pipeline, "t-1")
+    pipeline.settle()
+    with unit_of_work(pipeline.engine, readonly=True) as s:
+        event_id = s.execute(select(ForumEvent.event_id)).scalar_one()
+    message_id = f"{event_id}:projector"
+    topic, payload = _wire(pipeline.engine, message_id)
+    copies = pipeline.settings.retry_max_attempts + 2
+    for _ in range(copies):  # as reconciliation re-drives a message no worker took for a while
+        pipeline.container.publisher.publish(topic, message_id, payload, redelivery=True)
+    wait_until(lambda: len(task_runs.results(message_id)) == copies + 1, 15, "every copy handled")
+    assert task_runs.results(message_id) == ["applied"] + ["duplicate"] * copies
+    assert ledger(pipeline.engine).outbox == {"done": 2}
+    with unit_of_work(pipeline.engine, readonly=True) as s:
+        assert s.execute(select(func.count()).select_from(ForumDeadLetter)).scalar_one() == 0
 
 
 def test_a_command_delivered_twice_at_once_has_one_effect(
