@@ -1,0 +1,127 @@
+"""A frozen Redis (SIGSTOP: connections open, nothing answers) does not hold whoever publishes.
+
+Accepting a command writes it durably first; the publish after commit must give up quickly and
+leave the row to the drainer, so agents and operators are not held while Redis is frozen. Both
+the first publish on a fresh connection (a CLI: TCP connect succeeds against a stopped process,
+the first read times out) and on a pooled one (a long-lived process) are covered.
+
+The bound asserted here IS the feature: "returns within 1 s while Redis does not answer". It is
+checked with a generous margin (:data:`BOUND_S`) so a loaded machine does not make it flaky.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import select
+
+from metawsm.messages.commands import AnyCommand
+from metawsm.services import outbox
+from metawsm.services.submit import Outcome, make_command, read_outcome, submit
+from metawsm.storage.models import ForumOutbox
+from metawsm.storage.uow import unit_of_work
+from metawsm.transport.redis_server import RedisServer
+from tests.fixtures.pipeline import (
+    Pipeline,
+    all_final,
+    assert_applied_exactly_once,
+    client_container,
+    settled,
+    wait_until,
+)
+
+pytestmark = pytest.mark.fault
+
+# The feature: accepting returns within 1 s while Redis does not answer; asserted with margin.
+BOUND_S = 1.5
+SUBMITS = 6
+T = TypeVar("T")
+
+
+def _open(thread_id: str) -> AnyCommand:
+    payload = {"thread_id": thread_id, "ticket": "TCK-1", "title": f"T {thread_id}", "body": "?"}
+    return make_command("open_thread", payload, actor_type="agent", actor_name="agent-1")
+
+
+def returns_within(bound_s: float, what: str, fn: Callable[..., T], *args: Any) -> T:
+    """Call ``fn(*args)`` and return its result, failing if it has not returned after
+    ``bound_s`` seconds (it runs in a daemon thread, so a hang fails the test instead of
+    holding it)."""
+    result: list[T] = []
+    error: list[BaseException] = []
+    done = threading.Event()
+
+    def call() -> None:
+        try:
+            result.append(fn(*args))
+        except BaseException as exc:  # re-raised in the test's thread
+            error.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=call, name=what, daemon=True).start()
+    assert done.wait(bound_s), f"{what} did not return within {bound_s} s while Redis is frozen"
+    if error:
+        raise error[0]
+    return result[0]
+
+
+@contextmanager
+def frozen(redis: RedisServer) -> Iterator[None]:
+    """Redis SIGSTOPped for the block, continued after it even when the block fails (so a call
+    still hanging in a thread finishes)."""
+    redis.pause()
+    try:
+        yield
+    finally:
+        redis.resume()
+
+
+def _outbox_statuses(p: Pipeline, kind: str) -> list[str]:
+    """Statuses of the outbox rows of commands (``command``) or of events (``event``)."""
+    which = ForumOutbox.kind == "command" if kind == "command" else ForumOutbox.kind != "command"
+    with unit_of_work(p.engine, readonly=True) as s:
+        return list(s.execute(select(ForumOutbox.status).where(which)).scalars())
+
+
+@pytest.mark.parametrize("connection", ["fresh", "pooled"])
+def test_accepting_returns_within_a_second_while_redis_is_frozen_and_the_drainer_publishes_later(
+    private_idle_pipeline: Pipeline, private_redis: RedisServer, connection: str
+) -> None:
+    p = private_idle_pipeline
+    warm = [_open("t-warm")] if connection == "pooled" else []
+    commands = [_open(f"t-{n}") for n in range(SUBMITS)]
+    with client_container(p.settings) as cli:  # what a CLI or an agent builds
+        for command in warm:
+            assert submit(cli.runtime, command).published
+        outcomes: list[Outcome] = []
+        with frozen(private_redis):
+            for n, command in enumerate(commands):
+                outcomes.append(
+                    returns_within(BOUND_S, f"submit #{n + 1}", submit, cli.runtime, command)
+                )
+            for command, outcome in zip(commands, outcomes, strict=True):
+                assert (outcome.status, outcome.published) == ("accepted", False)
+                assert "broker unreachable" in (outcome.publish_error or "")
+                ledger = read_outcome(cli.engine, command.command_id)
+                assert ledger is not None and ledger.status == "accepted"
+            # Only the first waited on Redis; the next ones went straight to the drainer.
+            assert "publishing paused" not in (outcomes[0].publish_error or "")
+            for outcome in outcomes[1:]:
+                assert "publishing paused" in (outcome.publish_error or ""), outcome
+            assert _outbox_statuses(p, "command").count("pending") == SUBMITS
+
+        ids = [c.command_id for c in warm + commands]
+        with p.worker():
+
+            def drained_and_applied() -> bool:
+                outbox.drain(cli.engine, cli.publisher, cli.settings)
+                return all_final(cli.engine, ids) and settled(cli.engine)
+
+            wait_until(drained_and_applied, 30, "the drainer to publish and a worker to apply")
+    threads = [c.payload.thread_id for c in warm + commands]  # type: ignore[union-attr]
+    assert_applied_exactly_once(p.engine, ids, dict.fromkeys(threads, 1))
