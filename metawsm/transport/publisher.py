@@ -3,9 +3,11 @@
 metawsm never imports the worker code: a client app built here sends ``topic`` as the task name
 to the queue of the same name.
 
-A client's publish gives up after ``publish_timeout_s``. Whatever is published is already
-durable in the outbox, so a publish that fails (or is skipped by the circuit breaker after a
-failure) only leaves the row to the drainer.
+Every process publishes through a send-only app of its own, a worker too: a worker's consumer
+needs socket timeouts longer than its BRPOP waits, a publish must give up after
+``publish_timeout_s``. Whatever is published is already durable in the outbox, so a publish that
+fails (or is skipped by the circuit breaker after a failure) only leaves the row to the drainer;
+no caller waits on a Redis that does not answer for longer than that timeout.
 """
 
 from __future__ import annotations
@@ -30,12 +32,11 @@ def make_client_app(settings: Settings) -> Celery:
     return app
 
 
-def make_publisher(settings: Settings, app: Celery | None = None) -> CeleryPublisher:
-    """A publisher over ``app`` (a worker's own), or over a new send-only client app; with the
-    circuit breaker of ``settings``."""
+def make_publisher(settings: Settings) -> CeleryPublisher:
+    """A publisher over a new send-only client app, with the publish timeout and circuit breaker
+    of ``settings`` (module docstring)."""
     breaker = CircuitBreaker(settings.publish_breaker_s)
-    client = app if app is not None else make_client_app(settings)
-    return CeleryPublisher(client, settings.broker_url, breaker)
+    return CeleryPublisher(make_client_app(settings), settings.broker_url, breaker)
 
 
 def _summary(message_id: str, payload: dict[str, Any]) -> str:
@@ -46,7 +47,7 @@ def _summary(message_id: str, payload: dict[str, Any]) -> str:
 
 
 class CeleryPublisher:
-    """Publishes outbox messages through a Celery app (the client's or the worker's own).
+    """Publishes outbox messages through a send-only Celery app.
 
     After a broker failure ``breaker`` refuses publishes for a few seconds (they fail at once,
     the rows go to the drainer), then lets one through as a trial.

@@ -1,7 +1,8 @@
 """A frozen Redis (SIGSTOP: connections open, nothing answers) does not hold whoever publishes.
 
 Accepting a command writes it durably first; the publish after commit must give up quickly and
-leave the row to the drainer, so agents and operators are not held while Redis is frozen. Both
+leave the row to the drainer, so agents and operators are not held while Redis is frozen. The
+same holds for a worker publishing the events of what it handled, and for a drainer pass. Both
 the first publish on a fresh connection (a CLI: TCP connect succeeds against a stopped process,
 the first read times out) and on a pooled one (a long-lived process) are covered.
 
@@ -30,6 +31,7 @@ from tests.fixtures.pipeline import (
     all_final,
     assert_applied_exactly_once,
     client_container,
+    handle_in_process,
     settled,
     wait_until,
 )
@@ -123,5 +125,48 @@ def test_accepting_returns_within_a_second_while_redis_is_frozen_and_the_drainer
                 return all_final(cli.engine, ids) and settled(cli.engine)
 
             wait_until(drained_and_applied, 30, "the drainer to publish and a worker to apply")
+    threads = [c.payload.thread_id for c in warm + commands]  # type: ignore[union-attr]
+    assert_applied_exactly_once(p.engine, ids, dict.fromkeys(threads, 1))
+
+
+@pytest.mark.parametrize("connection", ["fresh", "pooled"])
+def test_a_worker_is_not_held_by_publishing_events_while_redis_is_frozen(
+    private_idle_pipeline: Pipeline, private_redis: RedisServer, connection: str
+) -> None:
+    # The worker's own container: its publisher is the one a worker process publishes with.
+    p = private_idle_pipeline
+    rt = p.container.runtime
+    warm = [_open("t-warm")] if connection == "pooled" else []
+    commands = [_open(f"t-{n}") for n in range(4)]
+    for command in warm:
+        assert handle_in_process(rt, command) == "applied"
+    assert _outbox_statuses(p, "event").count("sent") == len(warm)
+    with frozen(private_redis):
+        for n, command in enumerate(commands):
+            status = returns_within(
+                BOUND_S, f"handling command #{n + 1}", handle_in_process, rt, command
+            )
+            assert status == "applied"
+
+        # What a housekeeping worker runs: a drainer pass gives up as quickly (once a row is due).
+        def drainer_pass() -> outbox.RelayReport | None:
+            report = returns_within(
+                BOUND_S, "a drainer pass", outbox.drain, p.engine, p.container.publisher, p.settings
+            )
+            return report if report.claimed else None
+
+        report = wait_until(drainer_pass, 10, "a drainer pass with a row due")
+        assert (report.sent, report.failed) == (0, report.claimed), report
+        # The events are kept for the drainer, none lost.
+        assert _outbox_statuses(p, "event").count("pending") == len(commands)
+
+    ids = [c.command_id for c in warm + commands]
+    with client_container(p.settings) as ops, p.worker():
+
+        def drained() -> bool:
+            outbox.drain(ops.engine, ops.publisher, ops.settings)
+            return settled(ops.engine)
+
+        wait_until(drained, 30, "the drainer to publish the events and a worker to project them")
     threads = [c.payload.thread_id for c in warm + commands]  # type: ignore[union-attr]
     assert_applied_exactly_once(p.engine, ids, dict.fromkeys(threads, 1))
