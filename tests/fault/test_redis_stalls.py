@@ -12,14 +12,19 @@ checked with a generous margin (:data:`BOUND_S`) so a loaded machine does not ma
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import click
 import pytest
+from click.testing import CliRunner, Result
 from sqlalchemy import select
 
+from metawsm.cli import main
 from metawsm.messages.commands import AnyCommand
 from metawsm.services import outbox
 from metawsm.services.submit import Outcome, make_command, read_outcome, submit
@@ -170,3 +175,51 @@ def test_a_worker_is_not_held_by_publishing_events_while_redis_is_frozen(
         wait_until(drained, 30, "the drainer to publish the events and a worker to project them")
     threads = [c.payload.thread_id for c in warm + commands]  # type: ignore[union-attr]
     assert_applied_exactly_once(p.engine, ids, dict.fromkeys(threads, 1))
+
+
+class _Entry(click.Command):
+    """``metawsm.cli.main`` shaped like a click command, so CliRunner sees its exit codes."""
+
+    def main(self, args: Any = None, prog_name: Any = None, **_: Any) -> Any:  # type: ignore[override]
+        return main(list(args or ()))
+
+
+def _metawsm(p: Pipeline, *args: str) -> tuple[Result, float]:
+    """Run ``metawsm ARGS`` in-process on the pipeline's database and broker; result, seconds."""
+    env = {
+        "METAWSM_DATABASE_URL": p.settings.database_url,
+        "METAWSM_BROKER_URL": p.settings.broker_url,
+    }
+    started = time.monotonic()
+    result = CliRunner().invoke(_Entry("metawsm"), list(args), env=env)
+    return result, time.monotonic() - started
+
+
+ASK = ["forum", "ask", "--ticket", "TCK-1", "--title", "Build fails", "--body", "why?"]
+
+
+def test_the_cli_accepts_at_once_with_a_warning_while_redis_is_frozen(
+    private_idle_pipeline: Pipeline, private_redis: RedisServer
+) -> None:
+    p = private_idle_pipeline
+    with frozen(private_redis):
+        result, took_s = _metawsm(p, *ASK, "--command-id", "cmd-1", "--no-wait", "--json")
+        assert result.exit_code == 0, result.stderr
+        assert took_s < BOUND_S, f"the CLI took {took_s:.2f} s"
+        out = json.loads(result.stdout)
+        assert (out["command_id"], out["status"], out["published"]) == ("cmd-1", "accepted", False)
+        warning = result.stderr
+        assert "warning: command cmd-1 is accepted and durable" in warning
+        assert "not published yet (broker unreachable at" in warning
+        assert "it will be published when the broker answers" in warning
+
+        # With --wait it waits for the outcome as before, and explains why none came (exit 3).
+        result, took_s = _metawsm(p, *ASK, "--command-id", "cmd-2", "--wait", "--timeout", "1")
+        assert result.exit_code == 3, result.stderr
+        assert took_s < 1 + BOUND_S, f"the CLI took {took_s:.2f} s"
+        assert "command cmd-2 is accepted and durable but was not published" in result.stderr
+        assert "it had no outcome after 1 s" in result.stderr
+        assert "it will be published when the broker answers" in result.stderr
+    for command_id in ("cmd-1", "cmd-2"):
+        outcome = read_outcome(p.engine, command_id)
+        assert outcome is not None and outcome.status == "accepted"
