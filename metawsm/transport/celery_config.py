@@ -34,10 +34,10 @@ def give_up_on_timeout(exc: BaseException, interval: float) -> None:
         seen = seen.__cause__
 
 
-# How a process that only sends (a CLI, beat, a worker's publisher) publishes: at most one retry
-# after a reset connection, none after a timeout; each step bounded by the socket timeouts of
-# transport_options(client=True). The message is already durable in the outbox: when Redis does
-# not answer the drainer publishes it later, nobody waits for it.
+# How every publisher (a CLI's, an agent's, the one inside each worker) publishes: at most one
+# retry after a reset connection, none after a timeout; each step bounded by the socket timeouts
+# of transport_options(client=True). The message is already durable in the outbox: when Redis
+# does not answer the drainer publishes it later, nobody waits for it.
 CLIENT_PUBLISH_RETRY: dict[str, Any] = {
     "max_retries": 1,
     "interval_start": 0.1,
