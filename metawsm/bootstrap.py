@@ -10,7 +10,7 @@ settings; tests call it with their own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -70,12 +70,12 @@ def topics_for(settings: Settings, bus: MessageBus | None = None) -> Topics:
 class Container:
     """Lazily built process-wide services; nothing connects until first use.
 
-    ``app``: the worker's Celery app, whose connections the publisher reuses; ``None`` for a
-    process that only sends (CLI, beat, benchmarks): the publisher builds a send-only app.
+    The publisher sends through a send-only app of its own in every process (a worker's too,
+    so a publish gives up after ``publish_timeout_s`` while the worker's consumer keeps its long
+    socket timeouts).
     """
 
     settings: Settings
-    app: Any = field(default=None)
 
     @cached_property
     def bus(self) -> MessageBus:
@@ -94,8 +94,8 @@ class Container:
 
     @cached_property
     def publisher(self) -> CeleryPublisher:
-        """Publisher over the given Celery app, or a send-only client app."""
-        return make_publisher(self.settings, self.app)
+        """Publisher over a send-only client app, with a circuit breaker."""
+        return make_publisher(self.settings)
 
     @cached_property
     def runtime(self) -> Runtime:
@@ -111,10 +111,10 @@ class Container:
         """Dispose the engine and broker connections that were created."""
         if "engine" in self.__dict__:
             self.engine.dispose()
-        if "publisher" in self.__dict__ and self.app is None:
+        if "publisher" in self.__dict__:
             self.publisher.close()
 
 
-def build(settings: Settings, app: Any = None) -> Container:
+def build(settings: Settings) -> Container:
     """Build the container for one process."""
-    return Container(settings=settings, app=app)
+    return Container(settings=settings)

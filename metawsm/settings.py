@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(default=3600, gt=0)
     task_time_limit_s: int = Field(default=120, gt=0)
     task_events: bool = True
+    # A publish gives up after this long (connect, then each read) and leaves the message to the
+    # drainer; after a failure the process skips publishing for publish_breaker_s (0: never).
+    publish_timeout_s: float = Field(default=0.5, gt=0, le=30)
+    publish_breaker_s: float = Field(default=5.0, ge=0, le=300)
     wait_timeout_s: float = Field(default=30.0, gt=0)
     db_busy_timeout_ms: int = Field(default=5000, ge=0)
     escalate_interval_s: float = Field(default=30.0, gt=0)

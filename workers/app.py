@@ -34,7 +34,7 @@ def create_app(settings: Settings) -> MetawsmCelery:
     app = MetawsmCelery("metawsm", set_as_current=False)
     app.conf.update(celery_config(settings))
     app.conf.worker_consumer = "workers.quarantine:QuarantiningConsumer"
-    app.container = build(settings, app=app)
+    app.container = build(settings)
     app.conf.beat_schedule = build_schedule(settings)
     tasks.register(app, app.container)
     jobs.register(app, app.container)
@@ -52,11 +52,11 @@ def create_app(settings: Settings) -> MetawsmCelery:
 
 @worker_process_init.connect
 def _reset_after_fork(**_: Any) -> None:
-    # A forked child must never reuse the parent's pooled connections: drop any engine built
-    # before the fork so each child creates its own on first use.
+    # A forked child must never reuse the parent's pooled connections: drop any engine or
+    # publisher built before the fork so each child creates its own on first use.
     for app in _APPS:
-        app.container.__dict__.pop("engine", None)
-        app.container.__dict__.pop("runtime", None)
+        for name in ("engine", "publisher", "runtime"):
+            app.container.__dict__.pop(name, None)
 
 
 _APPS: list[MetawsmCelery] = []

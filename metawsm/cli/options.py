@@ -124,6 +124,8 @@ def run_write(
     c = app.container
     outcome = submit(c.runtime, command)
     if wait and not outcome.final:
+        if not outcome.published:  # say at once why the wait may be long
+            click.echo(f"warning: {_not_published(outcome)}", err=True)
         outcome = _wait(app, outcome, timeout)
     if wait == "projected" and outcome.status == "applied":
         limit = timeout if timeout is not None else app.settings.wait_timeout_s
@@ -139,14 +141,32 @@ def _wait(app: AppContext, outcome: Outcome, timeout: float | None) -> Outcome:
     limit = timeout if timeout is not None else app.settings.wait_timeout_s
     try:
         return wait_for_outcome(app.container.engine, outcome.command_id, limit)
-    except WaitTimeout as exc:
+    except WaitTimeout:
         if not outcome.published:
-            raise _Unpublished(f"{outcome.publish_error}; {exc}") from None
+            raise _Unpublished(
+                f"command {outcome.command_id} is accepted and durable but was not published"
+                f" ({outcome.publish_error}), and it had no outcome after {limit:g} s;"
+                f" {_WHEN_PUBLISHED}, then applied"
+            ) from None
         raise
 
 
 class _Unpublished(MetawsmError):
+    """The broker did not take the command and no outcome came in time (exit 3)."""
+
     exit_code = EXIT_UNREACHABLE
+
+
+_WHEN_PUBLISHED = (
+    "it will be published when the broker answers (by the outbox drainer that beat runs)"
+)
+
+
+def _not_published(outcome: Outcome) -> str:
+    return (
+        f"command {outcome.command_id} is accepted and durable but not published yet"
+        f" ({outcome.publish_error}); {_WHEN_PUBLISHED}"
+    )
 
 
 def render_outcome(outcome: Outcome, as_json: bool) -> None:
@@ -161,8 +181,4 @@ def render_outcome(outcome: Outcome, as_json: bool) -> None:
     elif outcome.status == "dead":
         click.echo(f"dead-lettered: {outcome.reason}", err=True)
     elif not outcome.published:
-        click.echo(
-            f"warning: accepted but not yet published ({outcome.publish_error});"
-            " it will be published when the broker is back",
-            err=True,
-        )
+        click.echo(f"warning: {_not_published(outcome)}", err=True)

@@ -1,7 +1,8 @@
 """Everything Celery, kombu and Redis: the only package of ``metawsm`` that imports them.
 
 - ``celery_config``: the Celery configuration built from settings (JSON only, acks late, ...);
-- ``publisher``: sends outbox messages as Celery tasks by their stable names;
+- ``publisher``: sends outbox messages as Celery tasks by their stable names, bounded in time;
+- ``circuit_breaker``: after a failed publish, skip publishing for a few seconds;
 - ``queues``: which queues a worker of each role consumes;
 - ``kombu_redis_patch``: two fixes to kombu's Redis channel, for the kombu it was written for;
 - ``kombu_quarantine``: the Redis channel reads any queue element; one that is no message comes

@@ -10,25 +10,54 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from metawsm.settings import Settings
 from metawsm.transport.queues import HOUSEKEEPING_QUEUE
 
-# Publishing from a CLI fails fast when Redis is away: the command is already accepted in the
-# database and the drainer publishes it later.
-CLIENT_PUBLISH_RETRY = {
+
+def give_up_on_timeout(exc: BaseException, interval: float) -> None:
+    """kombu's errback before it retries a publish: a timeout is not retried.
+
+    One retry after reconnecting helps when a pooled connection was reset (Redis restarted: the
+    new connection works at once). It does not help when Redis is silent (stopped, overloaded):
+    the TCP connect still succeeds and the new connection's first read times out again, which
+    would double the wait. The message is durable in the outbox, so the drainer publishes it.
+
+    Raises:
+        BaseException: ``exc`` itself, when it is (or was caused by) a timeout.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:  # kombu re-raises the driver's error as its own, ``from`` it
+        if isinstance(seen, (TimeoutError, RedisTimeoutError)):
+            raise exc
+        seen = seen.__cause__
+
+
+# How every publisher (a CLI's, an agent's, the one inside each worker) publishes: at most one
+# retry after a reset connection, none after a timeout; each step bounded by the socket timeouts
+# of transport_options(client=True). The message is already durable in the outbox: when Redis
+# does not answer the drainer publishes it later, nobody waits for it.
+CLIENT_PUBLISH_RETRY: dict[str, Any] = {
     "max_retries": 1,
     "interval_start": 0.1,
     "interval_step": 0.2,
     "interval_max": 0.5,
+    "errback": give_up_on_timeout,
 }
 
 
 def transport_options(settings: Settings, *, client: bool) -> dict[str, Any]:
-    """Redis transport options: timeouts, keepalive, health checks, visibility timeout."""
+    """Redis transport options: timeouts, keepalive, health checks, visibility timeout.
+
+    A client's timeouts are ``publish_timeout_s`` (connect, then each read): a publish gives up
+    that quickly on a Redis that does not answer. A worker's consumer waits in BRPOP and keeps
+    the long timeouts of the facts sheet.
+    """
     return {
         "visibility_timeout": settings.visibility_timeout_s,
-        "socket_timeout": 5.0 if client else 30.0,
-        "socket_connect_timeout": 3.0 if client else 5.0,
+        "socket_timeout": settings.publish_timeout_s if client else 30.0,
+        "socket_connect_timeout": settings.publish_timeout_s if client else 5.0,
         "socket_keepalive": True,
         # A client gives up on a silent Redis after one timeout (the drainer publishes later);
         # redis-py's retries on top of kombu's would hold a CLI ~10x the socket timeout.

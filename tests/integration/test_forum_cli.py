@@ -360,7 +360,8 @@ def test_an_unreachable_broker_exits_3_after_the_wait_and_keeps_the_command(
     )
     assert result.exit_code == 3, result.stderr
     assert f"broker unreachable at {NO_BROKER_URL}" in result.stderr
-    assert "command cmd-1 still accepted after 0.5 s" in result.stderr
+    assert "command cmd-1 is accepted and durable but was not published" in result.stderr
+    assert "it had no outcome after 0.5 s" in result.stderr
     outcome = read_outcome(p.engine, "cmd-1")
     assert outcome is not None and outcome.status == "accepted"
     # When the broker is back, the drainer publishes it and a worker applies it.
@@ -376,7 +377,11 @@ def test_an_unreachable_broker_with_no_wait_is_accepted_with_a_warning(
     result = metawsm(idle_pipeline, *args, BROKER_URL=NO_BROKER_URL)
     out = ok_json(result)
     assert (out["status"], out["published"]) == ("accepted", False)
-    assert "accepted but not yet published" in result.stderr
+    assert (
+        f"is accepted and durable but not published yet (broker unreachable at {NO_BROKER_URL}"
+        in result.stderr
+    )
+    assert "it will be published when the broker answers" in result.stderr
 
 
 def test_a_wait_timeout_with_no_worker_exits_4(idle_pipeline: Pipeline) -> None:

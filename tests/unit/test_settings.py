@@ -34,6 +34,8 @@ def test_defaults_are_the_embedded_ones(monkeypatch: pytest.MonkeyPatch, tmp_pat
         ("METAWSM_DATABASE_URL", "mysql://x/y", "sqlite:/// or postgresql://"),
         ("METAWSM_RETRY_MAX_ATTEMPTS", "0", "greater than or equal to 1"),
         ("METAWSM_COMMAND_PREFIX", "", "at least 1 character"),
+        ("METAWSM_PUBLISH_TIMEOUT_S", "0", "greater than 0"),
+        ("METAWSM_PUBLISH_BREAKER_S", "-1", "greater than or equal to 0"),
     ],
 )
 def test_an_invalid_value_names_the_variable_and_the_rule(
