@@ -72,21 +72,19 @@ def _select_runs(
         if run is None:
             raise NotFound(f"run {run_id} not found")
         return [run]
-    runs = list(session.execute(query).scalars())
     if ticket is not None:
+        runs = list(session.execute(query).scalars())
         runs = [r for r in runs if ticket.lower() in (t.lower() for t in r.tickets)]
         if not runs:
             raise NotFound(f"no run on ticket {ticket}")
         return runs
-    active = [r for r in runs if r.status in {s.value for s in ACTIVE}]
+    active = list(session.execute(query.where(Run.status.in_([s.value for s in ACTIVE]))).scalars())
     if not with_completed:
         return active
-    done = sorted((r for r in runs if r.status == RunStatus.COMPLETED.value), key=_run_id)
-    return active + done
-
-
-def _run_id(run: Run) -> str:
-    return run.run_id
+    done = session.execute(
+        select(Run).where(Run.status == RunStatus.COMPLETED.value).order_by(Run.run_id)
+    ).scalars()
+    return [*active, *done]
 
 
 def snapshots_of(
