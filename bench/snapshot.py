@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -24,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,26 +35,34 @@ from bench.snapshot_data import NullPublisher, bench_settings, cached
 from metawsm.bootstrap import topics_for
 from metawsm.runtime import Runtime
 from metawsm.services import escalation, snapshot
+from metawsm.services.operator import last_fingerprints, operate_once
 from metawsm.storage import migrate
-from metawsm.storage.engine import build_engine
+from metawsm.storage.engine import READONLY, build_engine
 from metawsm.storage.types import utcnow
+from metawsm.storage.uow import unit_of_work
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
-def counting(engine: Engine) -> Iterator[list[str]]:
-    """Collect the SQL statements executed on ``engine`` while the block runs."""
-    seen: list[str] = []
+def counting(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    """Collect the SQL statements (with parameters) executed on ``engine`` in the block."""
+    seen: list[tuple[str, Any]] = []
 
     def count(*args: Any) -> None:
-        seen.append(args[2])
+        seen.append((args[2], args[3]))
 
     event.listen(engine, "before_cursor_execute", count)
     try:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", count)
+
+
+def sla_candidates(rt: Runtime, now: datetime) -> object:
+    """The SLA pass's candidate search alone (what every beat pass runs)."""
+    with unit_of_work(rt.engine, readonly=True) as session:
+        return escalation.pending_candidates(session, rt.settings, now)
 
 
 def timed(action: Callable[[], object], repeat: int) -> tuple[float, float]:
@@ -71,6 +80,22 @@ def statements(engine: Engine, action: Callable[[], object]) -> int:
     with counting(engine) as seen:
         action()
     return len(seen)
+
+
+def plans(engine: Engine, name: str, action: Callable[[], object]) -> None:
+    """Print SQLite's plan of every statement ``action`` issues, and flag full scans."""
+    with counting(engine) as seen:
+        action()
+    print(f"\n-- plans: {name} ({len(seen)} statements)")
+    with engine.execution_options(**{READONLY: True}).connect() as conn:
+        for sql, params in seen:
+            if not sql.lstrip().upper().startswith("SELECT"):
+                continue
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params).all()
+            print(" ".join(sql.split())[:160])
+            for row in rows:
+                scan = " <-- full scan" if re.match(r"SCAN (?!anon_)", str(row[3])) else ""
+                print(f"    {row[3]}{scan}")
 
 
 def cpu_ticks(pid: int) -> int:
@@ -99,7 +124,7 @@ def loop_cpu(url: str, args: list[str], warmup_s: float, window_s: float) -> flo
         proc.wait(10)
 
 
-def report(engine: Engine, rt: Runtime, repeat: int) -> None:
+def report(engine: Engine, rt: Runtime, repeat: int, show_plans: bool) -> None:
     """Print statements and timings of the snapshot and the SLA pass."""
     now = utcnow() + timedelta(hours=2)  # past every SLA tier: candidates and escalations show
     settings = rt.settings
@@ -114,6 +139,12 @@ def report(engine: Engine, rt: Runtime, repeat: int) -> None:
         count = statements(engine, action)
         best, median = timed(action, repeat)
         print(f"{name:28s} {count:6d} statements  best {best:9.1f} ms  median {median:9.1f} ms")
+    if show_plans:
+        plans(engine, "snapshot, all active runs", cases[0][1])
+        plans(engine, "operator pass (dry run)", lambda: operate_once(rt, run_id=None,
+              mode="assist", dry_run=True, stale_after_s=3600, now=now))  # fmt: skip
+        plans(engine, "operator's last decisions", lambda: last_fingerprints(engine, [one_id]))
+        plans(engine, "SLA candidates", lambda: sla_candidates(rt, now))
     escalation.raise_due(rt, now)  # raise what is due, so the timed passes find nothing new
     count = statements(engine, lambda: escalation.raise_due(rt, now))
     best, median = timed(lambda: escalation.raise_due(rt, now), repeat)
@@ -131,6 +162,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--loop-s", type=float, default=30.0, help="0 skips the loop CPU measure")
     p.add_argument("--warmup-s", type=float, default=20.0)
+    p.add_argument("--plans", action="store_true", help="print each statement's query plan")
     a = p.parse_args()
     source = a.store or cached(a.cache, a.runs, a.extra_threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,8 +174,8 @@ def main() -> None:
         try:
             migrate.upgrade(engine)
             print(f"store: {source} (schema {migrate.current_revision(engine)})")
-            report(engine, Runtime(engine, settings, topics_for(settings), NullPublisher()),
-                   a.repeat)  # fmt: skip
+            rt = Runtime(engine, settings, topics_for(settings), NullPublisher())
+            report(engine, rt, a.repeat, a.plans)
         finally:
             engine.dispose()
         if a.loop_s > 0:
