@@ -14,7 +14,7 @@ from sqlalchemy import Engine, event
 
 from metawsm.domain.snapshot import RunSnapshot
 from metawsm.messages.common import Actor
-from metawsm.services import escalation, lifecycle, runs, snapshot
+from metawsm.services import escalation, lifecycle, runs, snapshot, snapshot_changes
 from metawsm.services.deadletters import Failure, dead_letter
 from metawsm.services.operator import operate_once
 from metawsm.storage.types import utcnow
@@ -239,3 +239,43 @@ def test_varied_runs_read_together_are_what_each_reads_alone_and_what_happened(
     assert facts["done"]["status"] == "completed" and facts["done"]["gates"] == []
     last = by_id[ids["done"]]
     assert last.last_event_sequence > 0 and last.last_event_at is not None
+
+
+# The loops' "anything new?" check ----------------------------------------------------------------
+
+
+def test_a_loop_sees_a_change_of_a_run_but_not_forum_traffic_or_the_operators_own_notes(
+    pipeline: Pipeline,
+) -> None:
+    engine, rt = pipeline.engine, pipeline.container.runtime
+    run_id = pipeline.create_run(OPERATOR, ("alice",), ("TCK-1",))
+    pipeline.settle()
+
+    def changed_by(action: Any) -> bool:
+        before = snapshot_changes.mark(engine)
+        action()
+        pipeline.settle()
+        return snapshot_changes.runs_changed(engine, before, snapshot_changes.mark(engine))
+
+    assert not changed_by(lambda: None)
+    assert not changed_by(
+        lambda: pipeline.run(
+            "open_thread", "agent", thread_id="t-x", ticket="TCK-1", title="x", body="no run"
+        )
+    )
+    assert not changed_by(
+        lambda: operate_once(rt, run_id=run_id, mode="assist", dry_run=False, stale_after_s=1)
+    )
+    assert changed_by(
+        lambda: pipeline.run(
+            "open_thread",
+            "agent",
+            thread_id="t-r",
+            ticket="TCK-1",
+            title="r",
+            body="of the run",
+            run_id=run_id,
+        )
+    )
+    assert changed_by(lambda: lifecycle.set_agent_status(rt, run_id, "alice", "stalled", OPERATOR))
+    assert changed_by(lambda: dead_letter(engine, _failure("dead-x", run_id)))
