@@ -7,6 +7,7 @@ alone; nothing here parses text.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict
 
@@ -15,6 +16,27 @@ from metawsm.domain.sla import ESCALATING_STATES, tiers_for
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def trusted(cls, **values: Any) -> Self:
+        """The model from values already of the right types, every field given, unvalidated.
+
+        For the snapshot builder: its values come typed from the database and its own folds,
+        and validating (or even ``model_construct``-ing) the ten thousand small models of a
+        1,000-run snapshot costs more than reading them. ``tests/unit/test_snapshot_trusted.py``
+        checks the result equals the validated model.
+        """
+        if values.keys() != cls.__pydantic_fields__.keys():
+            raise TypeError(f"{cls.__name__}.trusted needs exactly its fields: {sorted(values)}")
+        model = cls.__new__(cls)
+        _set(model, "__dict__", values)
+        _set(model, "__pydantic_fields_set__", set(values))
+        _set(model, "__pydantic_extra__", None)
+        _set(model, "__pydantic_private__", None)
+        return model
+
+
+_set = object.__setattr__  # frozen models refuse their own __setattr__
 
 
 class AgentSnapshot(_Model):

@@ -26,6 +26,11 @@ from metawsm.settings import Settings
 from metawsm.storage.models import ForumEscalation, ForumThread, ForumThreadView, Run
 from metawsm.storage.uow import lock_event_log, unit_of_work
 
+V = ForumThreadView
+# What a thread candidate says (plain columns: the SLA pass reads every waiting thread).
+CANDIDATE_COLUMNS = (V.thread_id, V.run_id, V.agent_name, V.title, V.state, V.priority,
+                     V.updated_at)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -57,7 +62,7 @@ def thread_candidates(
     """
     raised_op, raised_human = _raised_flag("operator"), _raised_flag("human")
     query = (
-        select(ForumThreadView, raised_op, raised_human)
+        select(*CANDIDATE_COLUMNS, raised_op.label("op"), raised_human.label("human"))
         .where(
             ForumThreadView.state.in_(ESCALATING_STATES),
             ForumThreadView.is_control.is_(False),
@@ -72,9 +77,9 @@ def thread_candidates(
     if run_ids is not None:
         query = query.where(ForumThreadView.run_id.in_(list(run_ids)))
     out = []
-    for view, op, human in session.execute(query):
-        raised = {tier for tier, flag in (("operator", op), ("human", human)) if flag}
-        out += [c for c in _thread_due(settings, now, view) if c.tier not in raised]
+    for row in session.execute(query):
+        raised = {tier for tier, flag in (("operator", row.op), ("human", row.human)) if flag}
+        out += [c for c in _thread_due(settings, now, row) if c.tier not in raised]
     return out
 
 
@@ -91,7 +96,7 @@ def _raised_flag(tier: str) -> Any:
     )
 
 
-def _thread_due(settings: Settings, now: datetime, view: ForumThreadView) -> list[Candidate]:
+def _thread_due(settings: Settings, now: datetime, view: Any) -> list[Candidate]:
     age = _age_s(now, view.updated_at)
     out = []
     for tier in due_tiers(age, view.priority, settings.sla_minutes, settings.sla_human_minutes):

@@ -38,21 +38,13 @@ class Gate:
 
 
 def _signal(run_id: str, agent: str, kind: str, *extra: str, actor: str = "agent") -> str:
-    parts = [
-        "metawsm",
-        "forum",
-        "signal",
-        "--run-id",
-        run_id,
-        "--agent-name",
-        agent,
-        "--type",
-        kind,
-        *extra,
-        "--actor-type",
-        actor,
-    ]
-    return " ".join(shlex.quote(p) for p in parts)
+    # Only the variable parts need quoting: the snapshot renders thousands of these.
+    q = shlex.quote
+    values = " ".join(q(e) for e in extra)
+    return (
+        f"metawsm forum signal --run-id {q(run_id)} --agent-name {q(agent)} --type {q(kind)}"
+        f"{' ' if values else ''}{values} --actor-type {q(actor)}"
+    )
 
 
 def evaluate(session: Session, run: Run) -> list[Gate]:

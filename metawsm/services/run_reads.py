@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import BindParameter, Row, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from metawsm.domain.control import AgentControl, SignalRecord, fold_agent
@@ -28,25 +28,33 @@ from metawsm.storage.models import (
     Run,
     RunAgent,
     RunBrief,
+    table,
 )
 
 # The operator's own decisions are not activity of a run: counting them would make a stale run
 # look busy again (and change its decision) every time the operator notes it.
 OPERATOR_DECISION = "operator.decision"
-VIEW_COLUMNS = [c for c in ForumThreadView.__table__.columns]
+# One expanding parameter for the run ids: building a statement with a thousand literal values,
+# ten times per snapshot, costs more than running it.
+RUN_IDS: BindParameter[Any] = bindparam("run_ids", expanding=True)
+# What the snapshot shows of a thread, and what is_unanswered reads.
+V = ForumThreadView
+VIEW_COLUMNS = [V.thread_id, V.run_id, V.title, V.state, V.priority, V.assignee_name,
+                V.updated_at, V.last_non_system_actor_type, V.last_human_or_operator_sequence,
+                V.last_agent_sequence]  # fmt: skip
 
 
 @dataclass
 class RunReads:
     """The facts about the loaded runs, keyed by run id (absent key: nothing of that kind)."""
 
-    agents: dict[str, list[RunAgent]] = field(default_factory=dict)
-    briefs: dict[str, RunBrief] = field(default_factory=dict)
+    agents: dict[str, list[Row[Any]]] = field(default_factory=dict)
+    briefs: dict[str, Row[Any]] = field(default_factory=dict)
     controls: dict[str, dict[str, AgentControl]] = field(default_factory=dict)
     open_views: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     state_counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    escalations: dict[str, list[ForumEscalation]] = field(default_factory=dict)
-    dead_letters: dict[str, list[ForumDeadLetter]] = field(default_factory=dict)
+    escalations: dict[str, list[Row[Any]]] = field(default_factory=dict)
+    dead_letters: dict[str, list[Row[Any]]] = field(default_factory=dict)
     last_events: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)
 
     def failed_agents(self, run_id: str) -> list[str]:
@@ -61,8 +69,12 @@ def load(session: Session, runs: Sequence[Run], *, forum: bool = True) -> RunRea
     if not ids:
         return reads
     reads.agents = agents_of(session, runs)
-    reads.briefs = {b.run_id: b for b in session.execute(_in(select(RunBrief), RunBrief, ids))
-                    .scalars()}  # fmt: skip
+    reads.briefs = {
+        b.run_id: b
+        for b in session.execute(
+            _in(_rows(RunBrief, "run_id", "goal", "done_criteria"), RunBrief, ids), _ids(ids)
+        )
+    }
     reads.controls = agent_controls(session, runs, reads.agents)
     if forum:
         reads.open_views = _open_views(session, ids)
@@ -74,31 +86,47 @@ def load(session: Session, runs: Sequence[Run], *, forum: bool = True) -> RunRea
 
 
 def _in(query: Any, model: Any, ids: Collection[str]) -> Any:
-    return query.where(model.run_id.in_(list(ids)))
+    return query.where(model.run_id.in_(RUN_IDS))
 
 
-def agents_of(session: Session, runs: Sequence[Run]) -> dict[str, list[RunAgent]]:
-    """The agents of each run, by name (one statement)."""
-    out: dict[str, list[RunAgent]] = defaultdict(list)
+def _ids(ids: Collection[str]) -> dict[str, list[str]]:
+    return {"run_ids": list(ids)}
+
+
+def _rows(model: Any, *names: str) -> Any:
+    # Plain rows, not ORM instances: thousands of them per snapshot, read-only, and the
+    # session's identity bookkeeping would cost more than the SQL (docs/performance.md).
+    # Only the columns used (``names``; all when none): each converted value costs.
+    columns = table(model).columns
+    return select(*(columns[n] for n in names) if names else columns)
+
+
+def agents_of(session: Session, runs: Sequence[Run]) -> dict[str, list[Row[Any]]]:
+    """The agents of each run (rows), by name (one statement)."""
+    out: dict[str, list[Row[Any]]] = defaultdict(list)
     ids = [r.run_id for r in runs]
-    query = _in(select(RunAgent), RunAgent, ids).order_by(RunAgent.run_id, RunAgent.agent_name)
-    for agent in session.execute(query).scalars():
+    query = _in(
+        _rows(RunAgent, "run_id", "agent_name", "status", "last_signal_at"), RunAgent, ids
+    ).order_by(RunAgent.run_id, RunAgent.agent_name)
+    for agent in session.execute(query, _ids(ids)):
         out[agent.run_id].append(agent)
     return dict(out)
 
 
 def agent_controls(
-    session: Session, runs: Sequence[Run], agents: dict[str, list[RunAgent]]
+    session: Session, runs: Sequence[Run], agents: dict[str, list[Row[Any]]]
 ) -> dict[str, dict[str, AgentControl]]:
     """Every agent's control state per run, each control log folded once (two statements)."""
     ids = [r.run_id for r in runs]
     threads: dict[str, dict[str, str]] = defaultdict(dict)
-    query = _in(select(ForumControlThread), ForumControlThread, ids)
-    for ct in session.execute(query).scalars():
+    query = _in(
+        _rows(ForumControlThread, "run_id", "agent_name", "thread_id"), ForumControlThread, ids
+    )
+    for ct in session.execute(query, _ids(ids)):
         threads[ct.run_id][ct.agent_name] = ct.thread_id
     records: dict[tuple[str, str], list[SignalRecord]] = defaultdict(list)
     if threads:
-        for row in session.execute(_signals_of(ids)):
+        for row in session.execute(_signals_of(ids), _ids(ids)):
             records[(row.run_id, row.agent_name)].append(signal_record(row))
     out: dict[str, dict[str, AgentControl]] = {}
     for run in runs:
@@ -127,7 +155,7 @@ def _signals_of(ids: Collection[str]) -> Any:
         )
         .join(ForumEvent, ForumEvent.thread_id == ForumControlThread.thread_id)
         .where(
-            ForumControlThread.run_id.in_(list(ids)),
+            ForumControlThread.run_id.in_(RUN_IDS),
             ForumEvent.event_type == "forum.control.signal",
         )
     )
@@ -153,13 +181,13 @@ def _open_views(session: Session, ids: Collection[str]) -> dict[str, list[dict[s
     query = (
         select(*VIEW_COLUMNS)
         .where(
-            ForumThreadView.run_id.in_(list(ids)),
+            ForumThreadView.run_id.in_(RUN_IDS),
             ForumThreadView.is_control.is_(False),
             ForumThreadView.state != "closed",
         )
         .order_by(ForumThreadView.run_id, ForumThreadView.last_event_sequence)
     )
-    for row in session.execute(query).mappings():
+    for row in session.execute(query, _ids(ids)).mappings():
         out[row["run_id"]].append(dict(row))
     return dict(out)
 
@@ -168,31 +196,35 @@ def _state_counts(session: Session, ids: Collection[str]) -> dict[str, dict[str,
     out: dict[str, dict[str, int]] = defaultdict(dict)
     query = (
         select(ForumThreadView.run_id, ForumThreadView.state, func.count())
-        .where(ForumThreadView.run_id.in_(list(ids)), ForumThreadView.is_control.is_(False))
+        .where(ForumThreadView.run_id.in_(RUN_IDS), ForumThreadView.is_control.is_(False))
         .group_by(ForumThreadView.run_id, ForumThreadView.state)
     )
-    for run_id, state, count in session.execute(query):
+    for run_id, state, count in session.execute(query, _ids(ids)):
         if run_id is not None:
             out[run_id][state] = int(count)
     return dict(out)
 
 
-def _escalations(session: Session, ids: Collection[str]) -> dict[str, list[ForumEscalation]]:
-    out: dict[str, list[ForumEscalation]] = defaultdict(list)
-    query = _in(select(ForumEscalation), ForumEscalation, ids).order_by(ForumEscalation.id)
-    for e in session.execute(query).scalars():
+def _escalations(session: Session, ids: Collection[str]) -> dict[str, list[Row[Any]]]:
+    out: dict[str, list[Row[Any]]] = defaultdict(list)
+    query = _in(
+        _rows(ForumEscalation, "run_id", "thread_id", "tier", "reason", "subject", "raised_at"),
+        ForumEscalation,
+        ids,
+    ).order_by(ForumEscalation.id)
+    for e in session.execute(query, _ids(ids)):
         out[e.run_id or ""].append(e)
     return dict(out)
 
 
-def _dead_letters(session: Session, ids: Collection[str]) -> dict[str, list[ForumDeadLetter]]:
-    out: dict[str, list[ForumDeadLetter]] = defaultdict(list)
+def _dead_letters(session: Session, ids: Collection[str]) -> dict[str, list[Row[Any]]]:
+    out: dict[str, list[Row[Any]]] = defaultdict(list)
     query = (
-        _in(select(ForumDeadLetter), ForumDeadLetter, ids)
+        _in(_rows(ForumDeadLetter, "run_id", "message_id", "topic", "error"), ForumDeadLetter, ids)
         .where(ForumDeadLetter.status == "dead")
         .order_by(ForumDeadLetter.id)
     )
-    for d in session.execute(query).scalars():
+    for d in session.execute(query, _ids(ids)):
         out[d.run_id or ""].append(d)
     return dict(out)
 
@@ -214,7 +246,7 @@ def last_events(session: Session, ids: Collection[str]) -> dict[str, tuple[int, 
     seqs = {
         run_id: int(seq)
         for run_id, seq in session.execute(
-            select(Run.run_id, last).where(Run.run_id.in_(list(ids)))
+            select(Run.run_id, last).where(Run.run_id.in_(RUN_IDS)), _ids(ids)
         )
         if seq
     }

@@ -6,8 +6,9 @@ Reads the database alone (no Redis). ``status`` renders it; watch and operator d
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Row, select
 from sqlalchemy.orm import Session
 
 from metawsm.domain.control import AgentControl
@@ -27,7 +28,7 @@ from metawsm.errors import NotFound
 from metawsm.services import escalation, gates, run_reads
 from metawsm.services.run_reads import RunReads
 from metawsm.settings import Settings
-from metawsm.storage.models import ForumEscalation, Run, RunAgent, RunBrief
+from metawsm.storage.models import Run
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
 
@@ -54,7 +55,7 @@ def build(
     now = now or utcnow()
     with unit_of_work(_consistent(engine), readonly=True) as session:
         runs = _select_runs(session, run_id, ticket, with_completed)
-        return Snapshot(generated_at=now, runs=snapshots_of(session, settings, runs, now))
+        return Snapshot.trusted(generated_at=now, runs=snapshots_of(session, settings, runs, now))
 
 
 def _consistent(engine: Engine) -> Engine:
@@ -109,7 +110,7 @@ def _run_snapshot(
     controls = reads.controls.get(run.run_id, {})
     open_views = reads.open_views.get(run.run_id, [])
     last_seq, last_at = reads.last_events.get(run.run_id, (0, None))
-    return RunSnapshot(
+    return RunSnapshot.trusted(
         run_id=run.run_id,
         status=run.status,
         mode=run.mode,
@@ -135,18 +136,20 @@ def _age(now: datetime, since: datetime) -> int:
     return max(0, int((now - since).total_seconds()))
 
 
-def _brief(brief: RunBrief | None) -> BriefSummary | None:
+def _brief(brief: Row[Any] | None) -> BriefSummary | None:
     return (
-        None if brief is None else BriefSummary(goal=brief.goal, done_criteria=brief.done_criteria)
+        None
+        if brief is None
+        else BriefSummary.trusted(goal=brief.goal, done_criteria=brief.done_criteria)
     )
 
 
-def _agents(rows: list[RunAgent], controls: dict[str, AgentControl]) -> list[AgentSnapshot]:
+def _agents(rows: list[Row[Any]], controls: dict[str, AgentControl]) -> list[AgentSnapshot]:
     out = []
     for a in rows:
         c = controls.get(a.agent_name) or AgentControl(agent_name=a.agent_name)
         out.append(
-            AgentSnapshot(
+            AgentSnapshot.trusted(
                 agent_name=a.agent_name,
                 status=a.status,
                 last_signal_at=a.last_signal_at,
@@ -161,7 +164,7 @@ def _agents(rows: list[RunAgent], controls: dict[str, AgentControl]) -> list[Age
 
 def _pending(controls: dict[str, AgentControl], now: datetime) -> list[PendingGuidance]:
     return [
-        PendingGuidance(
+        PendingGuidance.trusted(
             thread_id=c.thread_id or "",
             agent_name=c.agent_name,
             question=c.question or "",
@@ -178,7 +181,7 @@ def _pending(controls: dict[str, AgentControl], now: datetime) -> list[PendingGu
 def _thread_item(v: dict[str, object], now: datetime) -> ThreadItem:
     updated = v["updated_at"]
     assert isinstance(updated, datetime)
-    return ThreadItem(
+    return ThreadItem.trusted(
         thread_id=str(v["thread_id"]),
         title=str(v["title"]),
         state=str(v["state"]),
@@ -191,7 +194,7 @@ def _thread_item(v: dict[str, object], now: datetime) -> ThreadItem:
 
 
 def _candidate_item(c: escalation.Candidate, now: datetime) -> EscalationItem:
-    return EscalationItem(
+    return EscalationItem.trusted(
         thread_id=c.thread_id,
         tier=c.tier,
         reason=c.reason,
@@ -203,9 +206,9 @@ def _candidate_item(c: escalation.Candidate, now: datetime) -> EscalationItem:
     )
 
 
-def _raised(rows: list[ForumEscalation], now: datetime) -> list[EscalationItem]:
+def _raised(rows: list[Row[Any]], now: datetime) -> list[EscalationItem]:
     return [
-        EscalationItem(
+        EscalationItem.trusted(
             thread_id=e.thread_id,
             tier=e.tier,
             reason=e.reason,
@@ -213,6 +216,7 @@ def _raised(rows: list[ForumEscalation], now: datetime) -> list[EscalationItem]:
             since=e.raised_at,
             age_s=_age(now, e.raised_at),
             raised=True,
+            agent_name=None,
         )
         for e in rows
     ]
@@ -220,12 +224,12 @@ def _raised(rows: list[ForumEscalation], now: datetime) -> list[EscalationItem]:
 
 def _blockers(run: Run, reads: RunReads) -> list[Blocker]:
     out = [
-        Blocker(kind="gate", reason=g.reason, fix=g.fix)
+        Blocker.trusted(kind="gate", reason=g.reason, fix=g.fix, message_id=None)
         for g in gates.from_reads(run, reads)
         if not g.met
     ]
     out += [
-        Blocker(
+        Blocker.trusted(
             kind="dead_letter",
             reason=f"dead letter on {d.topic}: {d.error[:200]}",
             fix=f"metawsm dlq redrive {d.message_id}",
