@@ -26,7 +26,7 @@ def test_a_trusted_model_equals_the_validated_one_and_dumps_the_same() -> None:
 
 
 def test_a_trusted_model_needs_exactly_its_fields() -> None:
-    with pytest.raises(TypeError, match="Blocker.trusted needs exactly its fields"):
+    with pytest.raises(TypeError, match=r"Blocker\.trusted needs exactly its fields"):
         Blocker.trusted(kind="gate", reason="r", fix=None)
     with pytest.raises(TypeError):
         Blocker.trusted(kind="gate", reason="r", fix=None, message_id=None, extra=1)
