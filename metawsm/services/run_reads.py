@@ -71,7 +71,7 @@ def load(session: Session, runs: Sequence[Run], *, forum: bool = True) -> RunRea
     reads.agents = agents_of(session, runs)
     reads.briefs = {
         b.run_id: b
-        for b in session.execute(
+        for b in session.connection().execute(
             _in(_rows(RunBrief, "run_id", "goal", "done_criteria"), RunBrief, ids), _ids(ids)
         )
     }
@@ -108,7 +108,7 @@ def agents_of(session: Session, runs: Sequence[Run]) -> dict[str, list[Row[Any]]
     query = _in(
         _rows(RunAgent, "run_id", "agent_name", "status", "last_signal_at"), RunAgent, ids
     ).order_by(RunAgent.run_id, RunAgent.agent_name)
-    for agent in session.execute(query, _ids(ids)):
+    for agent in session.connection().execute(query, _ids(ids)):
         out[agent.run_id].append(agent)
     return dict(out)
 
@@ -122,11 +122,11 @@ def agent_controls(
     query = _in(
         _rows(ForumControlThread, "run_id", "agent_name", "thread_id"), ForumControlThread, ids
     )
-    for ct in session.execute(query, _ids(ids)):
+    for ct in session.connection().execute(query, _ids(ids)):
         threads[ct.run_id][ct.agent_name] = ct.thread_id
     records: dict[tuple[str, str], list[SignalRecord]] = defaultdict(list)
     if threads:
-        for row in session.execute(_signals_of(ids), _ids(ids)):
+        for row in session.connection().execute(_signals_of(ids), _ids(ids)):
             records[(row.run_id, row.agent_name)].append(signal_record(row))
     out: dict[str, dict[str, AgentControl]] = {}
     for run in runs:
@@ -187,7 +187,7 @@ def _open_views(session: Session, ids: Collection[str]) -> dict[str, list[dict[s
         )
         .order_by(ForumThreadView.run_id, ForumThreadView.last_event_sequence)
     )
-    for row in session.execute(query, _ids(ids)).mappings():
+    for row in session.connection().execute(query, _ids(ids)).mappings():
         out[row["run_id"]].append(dict(row))
     return dict(out)
 
@@ -199,7 +199,7 @@ def _state_counts(session: Session, ids: Collection[str]) -> dict[str, dict[str,
         .where(ForumThreadView.run_id.in_(RUN_IDS), ForumThreadView.is_control.is_(False))
         .group_by(ForumThreadView.run_id, ForumThreadView.state)
     )
-    for run_id, state, count in session.execute(query, _ids(ids)):
+    for run_id, state, count in session.connection().execute(query, _ids(ids)):
         if run_id is not None:
             out[run_id][state] = int(count)
     return dict(out)
@@ -212,7 +212,7 @@ def _escalations(session: Session, ids: Collection[str]) -> dict[str, list[Row[A
         ForumEscalation,
         ids,
     ).order_by(ForumEscalation.id)
-    for e in session.execute(query, _ids(ids)):
+    for e in session.connection().execute(query, _ids(ids)):
         out[e.run_id or ""].append(e)
     return dict(out)
 
@@ -224,7 +224,7 @@ def _dead_letters(session: Session, ids: Collection[str]) -> dict[str, list[Row[
         .where(ForumDeadLetter.status == "dead")
         .order_by(ForumDeadLetter.id)
     )
-    for d in session.execute(query, _ids(ids)):
+    for d in session.connection().execute(query, _ids(ids)):
         out[d.run_id or ""].append(d)
     return dict(out)
 
@@ -245,7 +245,7 @@ def last_events(session: Session, ids: Collection[str]) -> dict[str, tuple[int, 
     )
     seqs = {
         run_id: int(seq)
-        for run_id, seq in session.execute(
+        for run_id, seq in session.connection().execute(
             select(Run.run_id, last).where(Run.run_id.in_(RUN_IDS)), _ids(ids)
         )
         if seq
@@ -255,5 +255,5 @@ def last_events(session: Session, ids: Collection[str]) -> dict[str, tuple[int, 
         query = select(ForumEvent.sequence, ForumEvent.occurred_at).where(
             ForumEvent.sequence.in_(list(seqs.values()))
         )
-        times = {int(s): at for s, at in session.execute(query)}
+        times = {int(s): at for s, at in session.connection().execute(query)}
     return {rid: (seq, times.get(seq)) for rid, seq in seqs.items()}
