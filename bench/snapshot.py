@@ -152,32 +152,46 @@ def report(engine: Engine, rt: Runtime, repeat: int, show_plans: bool) -> None:
           f"  median {median:9.1f} ms")  # fmt: skip
 
 
+def measure(url: str, repeat: int, show_plans: bool) -> None:
+    """Upgrade the database at ``url`` to head and print the report for it."""
+    settings = bench_settings(url)
+    engine = build_engine(settings)
+    try:
+        migrate.upgrade(engine)
+        print(f"store: {engine.url.render_as_string()} (schema {migrate.current_revision(engine)})")
+        rt = Runtime(engine, settings, topics_for(settings), NullPublisher())
+        report(engine, rt, repeat, show_plans and engine.dialect.name == "sqlite")
+    finally:
+        engine.dispose()
+
+
 def main() -> None:
     """Build or reuse the store, copy and upgrade it, measure, print."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--runs", type=int, default=1000)
     p.add_argument("--extra-threads", type=int, default=0)
     p.add_argument("--store", type=Path, help="measure this existing store (copied first)")
+    p.add_argument(
+        "--database",
+        help="measure this PostgreSQL database in place (a scratch copy: it is upgraded to head"
+        " and escalations are raised); no loop CPU",
+    )
     p.add_argument("--cache", type=Path, default=Path("/work/snapshot-bench-data"))
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--loop-s", type=float, default=30.0, help="0 skips the loop CPU measure")
     p.add_argument("--warmup-s", type=float, default=20.0)
     p.add_argument("--plans", action="store_true", help="print each statement's query plan")
     a = p.parse_args()
+    if a.database:
+        measure(a.database, a.repeat, a.plans)
+        return
     source = a.store or cached(a.cache, a.runs, a.extra_threads)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "store.db"
         shutil.copy(source, path)
         url = f"sqlite:///{path}"
-        settings = bench_settings(url)
-        engine = build_engine(settings)
-        try:
-            migrate.upgrade(engine)
-            print(f"store: {source} (schema {migrate.current_revision(engine)})")
-            rt = Runtime(engine, settings, topics_for(settings), NullPublisher())
-            report(engine, rt, a.repeat, a.plans)
-        finally:
-            engine.dispose()
+        print(f"copied from {source}")
+        measure(url, a.repeat, a.plans)
         if a.loop_s > 0:
             for args in (["watch", "--all", "--json"], ["operator", "--dry-run"]):
                 share = loop_cpu(url, args, a.warmup_s, a.loop_s)
