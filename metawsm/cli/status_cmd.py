@@ -107,7 +107,9 @@ def watch(app: AppContext, /, **kw: Any) -> None:
     last: dict[str, str] = {}
     refresher = Refresher(engine, kw["refresh"])
     while True:
+        started = time.monotonic()
         snap = _snap(app, run_id, None)
+        took_s = time.monotonic() - started  # the rebuild alone, not the alerts' commands
         runs = snap.runs
         active = {r.run_id for r in runs}
         if not single:
@@ -125,7 +127,7 @@ def watch(app: AppContext, /, **kw: Any) -> None:
                 del last[run.run_id]
         if kw["once"]:
             return
-        refresher.rebuilt(_next_due(app, snap), snap.generated_at)
+        refresher.rebuilt(_next_due(app, snap), snap.generated_at, took_s)
         _wait_until_due(refresher)
 
 
@@ -195,8 +197,9 @@ def operator(app: AppContext, /, **kw: Any) -> None:
     refresher = Refresher(c.engine, kw["interval"])
     stale_s = c.settings.operator_stale_run_s
     while True:
-        now = c.runtime.clock()
+        started, now = time.monotonic(), c.runtime.clock()
         runs = selected(c.runtime, kw["run_id"], now)
+        took_s = time.monotonic() - started  # the snapshot alone, not what acting wrote
         acted = act_on(
             c.runtime, runs, mode=kw["mode"], dry_run=kw["dry_run"], stale_after_s=stale_s, now=now
         )
@@ -224,7 +227,7 @@ def operator(app: AppContext, /, **kw: Any) -> None:
         if kw["once"]:
             return
         due = _next_due(app, Snapshot(generated_at=now, runs=runs), stale_s)
-        refresher.rebuilt(due, now)
+        refresher.rebuilt(due, now, took_s)
         _wait_until_due(refresher)
 
 

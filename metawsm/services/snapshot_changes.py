@@ -21,6 +21,8 @@ from metawsm.storage.uow import unit_of_work
 
 # Projections land just after their event: one more rebuild this long after a change catches them.
 SETTLE_S = 1.0
+# At most this share of one core goes to rebuilding for changes (see Refresher).
+CPU_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -73,31 +75,50 @@ def runs_changed(engine: Engine, before: Mark, after: Mark) -> bool:
 
 class Refresher:
     """Tells a loop when to rebuild: on a change, once more ``SETTLE_S`` after it, when the
-    next clock-driven decision falls due, and at least every ``refresh_s``."""
+    next clock-driven decision falls due, and at least every ``refresh_s``.
+
+    Rebuilds for changes are spaced so that they take at most ``CPU_SHARE`` of the loop's time
+    (a 200 ms rebuild waits 3.8 s before the next one while runs keep changing; a 2 ms one
+    reacts within a poll): a busy stack cannot make a loop spin.
+    """
 
     def __init__(self, engine: Engine, refresh_s: float) -> None:
         self.engine = engine
         self.refresh_s = refresh_s
         self._mark = mark(engine)
         self._next = time.monotonic() + refresh_s
+        self._quiet_until = 0.0
+        self._pending = False
+        self._settle_at: float | None = None
+        self._settling = False  # the pending rebuild is the settle one (no further settle)
 
-    def rebuilt(self, due_at: datetime | None, now: datetime) -> None:
-        """The loop rebuilt at ``now``; ``due_at`` is its next clock-driven decision."""
-        self._next = min(self._next, time.monotonic() + self.refresh_s)
+    def rebuilt(self, due_at: datetime | None, now: datetime, took_s: float = 0.0) -> None:
+        """The loop rebuilt at ``now`` in ``took_s``; ``due_at`` is its next clock decision."""
+        started = time.monotonic()
+        self._quiet_until = started + took_s * (1 / CPU_SHARE - 1)
+        self._next = min(self._next, started + self.refresh_s)
         if due_at is not None:
             wait_s = max(0.0, (due_at - now).total_seconds())
-            self._next = min(self._next, time.monotonic() + wait_s)
+            self._next = min(self._next, started + wait_s)
 
     def due(self) -> bool:
         """Whether the loop should rebuild now (one cheap check when nothing changed)."""
-        if time.monotonic() >= self._next:
-            self._next = time.monotonic() + self.refresh_s
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self.refresh_s
+            self._pending = False
             return True
-        latest = mark(self.engine)
-        if latest == self._mark:
-            return False
-        changed = runs_changed(self.engine, self._mark, latest)
-        self._mark = latest
-        if changed:
-            self._next = min(self._next, time.monotonic() + SETTLE_S)
-        return changed
+        if self._settle_at is not None and now >= self._settle_at:
+            # Once more for the projections of that change.
+            self._pending, self._settle_at, self._settling = True, None, True
+        if not self._pending:
+            latest = mark(self.engine)
+            if latest != self._mark:
+                self._pending = runs_changed(self.engine, self._mark, latest)
+                self._mark = latest
+        if self._pending and now >= self._quiet_until:
+            if not self._settling:
+                self._settle_at = now + SETTLE_S
+            self._pending = self._settling = False
+            return True
+        return False

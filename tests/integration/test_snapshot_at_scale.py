@@ -4,6 +4,7 @@ whether a run is read alone or with every other run (varied runs on a real pipel
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -279,3 +280,36 @@ def test_a_loop_sees_a_change_of_a_run_but_not_forum_traffic_or_the_operators_ow
     )
     assert changed_by(lambda: lifecycle.set_agent_status(rt, run_id, "alice", "stalled", OPERATOR))
     assert changed_by(lambda: dead_letter(engine, _failure("dead-x", run_id)))
+
+
+def test_a_loop_rebuilds_for_changes_no_more_than_its_cpu_share_allows(pipeline: Pipeline) -> None:
+    engine, rt = pipeline.engine, pipeline.container.runtime
+    run_id = pipeline.create_run(OPERATOR, ("alice",), ("TCK-1",))
+    pipeline.settle()
+    refresher = snapshot_changes.Refresher(engine, refresh_s=3600)
+    assert not refresher.due()
+    refresher.rebuilt(None, utcnow(), took_s=60.0)  # a slow rebuild: quiet for 19 minutes
+    lifecycle.set_agent_status(rt, run_id, "alice", "stalled", OPERATOR)
+    assert not refresher.due()  # changed, but too soon after the last rebuild
+    refresher.rebuilt(None, utcnow(), took_s=0.0)  # a cheap rebuild: no quiet time
+    assert refresher.due()  # the change seen earlier is not forgotten
+    assert not refresher.due()
+
+
+def test_after_a_change_a_loop_rebuilds_once_more_for_its_projections_then_rests(
+    pipeline: Pipeline,
+) -> None:
+    engine, rt = pipeline.engine, pipeline.container.runtime
+    run_id = pipeline.create_run(OPERATOR, ("alice",), ("TCK-1",))
+    pipeline.settle()
+    refresher = snapshot_changes.Refresher(engine, refresh_s=3600)
+    lifecycle.set_agent_status(rt, run_id, "alice", "stalled", OPERATOR)
+    assert refresher.due()
+    refresher.rebuilt(None, utcnow())
+    settle_by = time.monotonic() + snapshot_changes.SETTLE_S + 5
+    wait_until(refresher.due, 10, "the settle rebuild")
+    assert time.monotonic() < settle_by
+    refresher.rebuilt(None, utcnow())
+    rest_until = time.monotonic() + snapshot_changes.SETTLE_S * 2
+    while time.monotonic() < rest_until:  # a deadline, not a sleep: it must stay quiet
+        assert not refresher.due()
