@@ -16,11 +16,14 @@ import click
 
 from metawsm.cli.context import AppContext, emit_json, pass_app
 from metawsm.cli.render import paint, render_run
-from metawsm.domain.snapshot import Snapshot
+from metawsm.domain.snapshot import Snapshot, next_due
 from metawsm.domain.watch import WATCH_EXIT, Alert, classify
 from metawsm.errors import UsageError
-from metawsm.services import queries, snapshot
-from metawsm.services.operator import operate_once
+from metawsm.services import snapshot
+from metawsm.services.operator import act_on, selected
+from metawsm.services.snapshot_changes import Refresher
+
+POLL_S = 0.25
 
 
 def _selection(kw: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -85,7 +88,8 @@ def notify_env(alert: Alert, snap_run: Any) -> dict[str, str]:
     type=float,
     default=15.0,
     show_default=True,
-    help="Also re-check this often (seconds) when no event arrives (SLA ageing).",
+    help="Rebuild at least this often (seconds); otherwise only when a run's data changes or"
+    " an SLA tier falls due.",
 )
 @click.option("--once", is_flag=True, help="Classify once and exit.")
 @pass_app
@@ -101,10 +105,12 @@ def watch(app: AppContext, /, **kw: Any) -> None:
     if ticket:
         run_id = _snap(app, None, ticket).runs[0].run_id  # newest first
     last: dict[str, str] = {}
-    cursor = queries.last_sequence(engine)
-    checked = 0.0
+    refresher = Refresher(engine, kw["refresh"])
     while True:
-        runs = _snap(app, run_id, None).runs
+        started = time.monotonic()
+        snap = _snap(app, run_id, None)
+        took_s = time.monotonic() - started  # the rebuild alone, not the alerts' commands
+        runs = snap.runs
         active = {r.run_id for r in runs}
         if not single:
             runs += [
@@ -121,17 +127,23 @@ def watch(app: AppContext, /, **kw: Any) -> None:
                 del last[run.run_id]
         if kw["once"]:
             return
-        checked = time.monotonic()
-        cursor = _wait_for_events(engine, cursor, checked + kw["refresh"])
+        refresher.rebuilt(_next_due(app, snap), snap.generated_at, took_s)
+        _wait_until_due(refresher)
 
 
-def _wait_for_events(engine: Any, cursor: int, until: float) -> int:
-    while time.monotonic() < until:
-        latest = queries.last_sequence(engine)
-        if latest > cursor:
-            return latest
-        time.sleep(0.25)  # the event log is polled as a condition; reacts within 250 ms
-    return cursor
+def _next_due(app: AppContext, snap: Snapshot, stale_after_s: int | None = None) -> Any:
+    s = app.container.settings
+    return next_due(
+        snap,
+        sla_minutes=s.sla_minutes,
+        human_minutes=s.sla_human_minutes,
+        stale_after_s=stale_after_s,
+    )
+
+
+def _wait_until_due(refresher: Refresher) -> None:
+    while not refresher.due():
+        time.sleep(POLL_S)  # the database is polled as a condition; reacts within POLL_S
 
 
 def _emit(alert: Alert, run: Any, kw: dict[str, Any]) -> None:
@@ -166,7 +178,14 @@ def _emit(alert: Alert, run: Any, kw: dict[str, Any]) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Decide and print; record and execute nothing.")
 @click.option("--once", is_flag=True, help="One pass, then exit.")
-@click.option("--interval", type=float, default=15.0, show_default=True)
+@click.option(
+    "--interval",
+    type=float,
+    default=15.0,
+    show_default=True,
+    help="Decide again at least this often (seconds); otherwise only when a run's data changes,"
+    " an SLA tier falls due or a run turns stale.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def operator(app: AppContext, /, **kw: Any) -> None:
@@ -175,14 +194,14 @@ def operator(app: AppContext, /, **kw: Any) -> None:
     if kw["all_runs"] and kw["run_id"]:
         raise UsageError("--all cannot be combined with --run-id")
     c = app.container
-    cursor = -1
+    refresher = Refresher(c.engine, kw["interval"])
+    stale_s = c.settings.operator_stale_run_s
     while True:
-        acted = operate_once(
-            c.runtime,
-            run_id=kw["run_id"],
-            mode=kw["mode"],
-            dry_run=kw["dry_run"],
-            stale_after_s=c.settings.operator_stale_run_s,
+        started, now = time.monotonic(), c.runtime.clock()
+        runs = selected(c.runtime, kw["run_id"], now)
+        took_s = time.monotonic() - started  # the snapshot alone, not what acting wrote
+        acted = act_on(
+            c.runtime, runs, mode=kw["mode"], dry_run=kw["dry_run"], stale_after_s=stale_s, now=now
         )
         for a in acted:
             if not (a.recorded or kw["dry_run"]):
@@ -207,11 +226,9 @@ def operator(app: AppContext, /, **kw: Any) -> None:
                     click.echo(f"  -> {d.command}")
         if kw["once"]:
             return
-        cursor = _wait_for_events(
-            c.engine,
-            max(cursor, queries.last_sequence(c.engine)),
-            time.monotonic() + kw["interval"],
-        )
+        due = _next_due(app, Snapshot(generated_at=now, runs=runs), stale_s)
+        refresher.rebuilt(due, now, took_s)
+        _wait_until_due(refresher)
 
 
 def register(cli: click.Group) -> None:

@@ -6,22 +6,30 @@ same escalation twice: each is its own transaction, guarded by a unique constrai
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, not_, or_, select
 from sqlalchemy.orm import Session
 
+from metawsm.domain.control import AgentControl
 from metawsm.domain.runs import SIGNAL_DRIVEN, RunStatus
-from metawsm.domain.sla import ESCALATING_STATES, due_tiers
+from metawsm.domain.sla import ESCALATING_STATES, URGENT, due_tiers
 from metawsm.errors import DatabaseBusy
 from metawsm.runtime import Runtime
+from metawsm.services import run_reads
 from metawsm.services.runs import SYSTEM, agent_controls
 from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.settings import Settings
 from metawsm.storage.models import ForumEscalation, ForumThread, ForumThreadView, Run
 from metawsm.storage.uow import lock_event_log, unit_of_work
+
+V = ForumThreadView
+# What a thread candidate says (plain columns: the SLA pass reads every waiting thread).
+CANDIDATE_COLUMNS = (V.thread_id, V.run_id, V.agent_name, V.title, V.state, V.priority,
+                     V.updated_at)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -43,88 +51,153 @@ def _age_s(now: datetime, since: datetime) -> float:
 
 
 def thread_candidates(
-    session: Session, settings: Settings, now: datetime, run_id: str | None = None
+    session: Session, settings: Settings, now: datetime, run_ids: Collection[str] | None = None
 ) -> list[Candidate]:
-    """Non-control threads in new/waiting_human past a tier's threshold."""
-    query = select(ForumThreadView).where(
-        ForumThreadView.state.in_(ESCALATING_STATES), ForumThreadView.is_control.is_(False)
+    """Non-control threads in new/waiting_human past a tier's threshold, not raised yet.
+
+    One statement: the views in an escalating state old enough for their first tier (or high
+    and urgent, due at once), each with whether its operator and human escalations exist (two
+    lookups in the escalations' unique index). Threads with both tiers raised are left out in
+    SQL, so the cost follows what still waits, not every thread ever escalated.
+    """
+    raised_op, raised_human = _raised_flag("operator"), _raised_flag("human")
+    query = (
+        select(*CANDIDATE_COLUMNS, raised_op.label("op"), raised_human.label("human"))
+        .where(
+            ForumThreadView.state.in_(ESCALATING_STATES),
+            ForumThreadView.is_control.is_(False),
+            or_(
+                ForumThreadView.priority.in_(URGENT),
+                ForumThreadView.updated_at <= now - timedelta(minutes=settings.sla_minutes),
+            ),
+            not_(and_(raised_op, raised_human)),
+        )
+        .order_by(ForumThreadView.last_event_sequence)
     )
-    if run_id is not None:
-        query = query.where(ForumThreadView.run_id == run_id)
+    if run_ids is not None:
+        query = query.where(ForumThreadView.run_id.in_(list(run_ids)))
     out = []
-    for view in session.execute(query).scalars():
-        age = _age_s(now, view.updated_at)
-        for tier in due_tiers(age, view.priority, settings.sla_minutes, settings.sla_human_minutes):
+    for row in session.execute(query):
+        raised = {tier for tier, flag in (("operator", row.op), ("human", row.human)) if flag}
+        out += [c for c in _thread_due(settings, now, row) if c.tier not in raised]
+    return out
+
+
+def _raised_flag(tier: str) -> Any:
+    return (
+        select(ForumEscalation.id)
+        .where(
+            ForumEscalation.thread_id == ForumThreadView.thread_id,
+            ForumEscalation.tier == tier,
+            ForumEscalation.subject == "",
+        )
+        .correlate(ForumThreadView)
+        .exists()
+    )
+
+
+def _thread_due(settings: Settings, now: datetime, view: Any) -> list[Candidate]:
+    age = _age_s(now, view.updated_at)
+    out = []
+    for tier in due_tiers(age, view.priority, settings.sla_minutes, settings.sla_human_minutes):
+        reason = (
+            f"{view.priority} thread '{view.title}' waiting in {view.state} for"
+            f" {int(age // 60)} min (tier {tier.name} at {tier.after_minutes} min)"
+        )
+        out.append(
+            Candidate(
+                view.thread_id,
+                tier.name,
+                "",
+                reason,
+                view.updated_at,
+                tier.after_minutes,
+                view.run_id,
+                view.agent_name,
+            )
+        )
+    return out
+
+
+def guidance_due(
+    settings: Settings, now: datetime, run_id: str, controls: Mapping[str, AgentControl]
+) -> list[Candidate]:
+    """Pending guidance requests of one run's agents past a tier's threshold (raised or not)."""
+    out = []
+    for state in controls.values():
+        if not (state.pending and state.asked_at and state.thread_id and state.request_event_id):
+            continue
+        age = _age_s(now, state.asked_at)
+        for tier in due_tiers(age, "normal", settings.sla_minutes, settings.sla_human_minutes):
             reason = (
-                f"{view.priority} thread '{view.title}' waiting in {view.state} for"
-                f" {int(age // 60)} min (tier {tier.name} at {tier.after_minutes} min)"
+                f"agent {state.agent_name} has waited {int(age // 60)} min for guidance:"
+                f" {state.question}"
             )
             out.append(
                 Candidate(
-                    view.thread_id,
+                    state.thread_id,
                     tier.name,
-                    "",
+                    state.request_event_id,
                     reason,
-                    view.updated_at,
+                    state.asked_at,
                     tier.after_minutes,
-                    view.run_id,
-                    view.agent_name,
+                    run_id,
+                    state.agent_name,
                 )
             )
     return out
 
 
 def guidance_candidates(
-    session: Session, settings: Settings, now: datetime, run_id: str | None = None
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    controls: Mapping[str, Mapping[str, AgentControl]],
 ) -> list[Candidate]:
-    """Pending guidance requests of active runs past a tier's threshold."""
-    query = select(Run).where(Run.status.in_([s.value for s in SIGNAL_DRIVEN]))
-    if run_id is not None:
-        query = query.where(Run.run_id == run_id)
-    out = []
-    for run in session.execute(query).scalars():
-        for state in agent_controls(session, run).values():
-            if not (
-                state.pending and state.asked_at and state.thread_id and state.request_event_id
-            ):
-                continue
-            age = _age_s(now, state.asked_at)
-            for tier in due_tiers(age, "normal", settings.sla_minutes, settings.sla_human_minutes):
-                reason = (
-                    f"agent {state.agent_name} has waited {int(age // 60)} min for guidance:"
-                    f" {state.question}"
-                )
-                out.append(
-                    Candidate(
-                        state.thread_id,
-                        tier.name,
-                        state.request_event_id,
-                        reason,
-                        state.asked_at,
-                        tier.after_minutes,
-                        run.run_id,
-                        state.agent_name,
-                    )
-                )
-    return out
+    """Pending guidance requests of the runs in ``controls`` past a tier, not raised yet.
+
+    ``controls``: each signal-driven run's folded agent controls (run_reads.agent_controls).
+    """
+    found = [
+        c for rid, agents in controls.items() for c in guidance_due(settings, now, rid, agents)
+    ]
+    raised = raised_keys(session, {c.thread_id for c in found})
+    return [c for c in found if (c.thread_id, c.tier, c.subject) not in raised]
 
 
-def raised_keys(session: Session) -> set[tuple[str, str, str]]:
-    """(thread, tier, subject) of every escalation already raised."""
+def raised_keys(session: Session, thread_ids: Collection[str]) -> set[tuple[str, str, str]]:
+    """(thread, tier, subject) of the escalations already raised on ``thread_ids``."""
+    if not thread_ids:
+        return set()
     rows = session.execute(
-        select(ForumEscalation.thread_id, ForumEscalation.tier, ForumEscalation.subject)
-    ).all()
+        select(ForumEscalation.thread_id, ForumEscalation.tier, ForumEscalation.subject).where(
+            ForumEscalation.thread_id.in_(list(thread_ids))
+        )
+    )
     return {(t, tier, s) for t, tier, s in rows}
 
 
+def signal_driven_controls(
+    session: Session, run_ids: Collection[str] | None = None
+) -> dict[str, dict[str, AgentControl]]:
+    """The folded agent controls of every signal-driven run (of ``run_ids`` if given)."""
+    query = select(Run).where(Run.status.in_([s.value for s in SIGNAL_DRIVEN]))
+    if run_ids is not None:
+        query = query.where(Run.run_id.in_(list(run_ids)))
+    runs = list(session.execute(query.order_by(Run.run_id)).scalars())
+    if not runs:
+        return {}
+    return run_reads.agent_controls(session, runs, run_reads.agents_of(session, runs))
+
+
 def pending_candidates(
-    session: Session, settings: Settings, now: datetime, run_id: str | None = None
+    session: Session, settings: Settings, now: datetime, run_ids: Collection[str] | None = None
 ) -> list[Candidate]:
-    """Every candidate not raised yet."""
-    raised = raised_keys(session)
-    found = thread_candidates(session, settings, now, run_id)
-    found += guidance_candidates(session, settings, now, run_id)
-    return [c for c in found if (c.thread_id, c.tier, c.subject) not in raised]
+    """Every candidate not raised yet (of ``run_ids`` if given): a fixed number of statements."""
+    found = thread_candidates(session, settings, now, run_ids)
+    return found + guidance_candidates(
+        session, settings, now, signal_driven_controls(session, run_ids)
+    )
 
 
 def _still_due(session: Session, rt: Runtime, c: Candidate, thread: Any, now: datetime) -> bool:

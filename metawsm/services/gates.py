@@ -14,14 +14,11 @@ from metawsm.domain.runs import RunStatus
 from metawsm.errors import Rejected
 from metawsm.messages.common import Actor
 from metawsm.runtime import Runtime
-from metawsm.services.runs import (
-    agent_controls,
-    failed_agents,
-    lock_run,
-    transition,
-)
+from metawsm.services import run_reads
+from metawsm.services.run_reads import RunReads
+from metawsm.services.runs import lock_run, transition
 from metawsm.services.unit_of_work import UnitOfWork
-from metawsm.storage.models import Run, RunBrief
+from metawsm.storage.models import Run
 from metawsm.storage.uow import unit_of_work
 
 
@@ -41,28 +38,26 @@ class Gate:
 
 
 def _signal(run_id: str, agent: str, kind: str, *extra: str, actor: str = "agent") -> str:
-    parts = [
-        "metawsm",
-        "forum",
-        "signal",
-        "--run-id",
-        run_id,
-        "--agent-name",
-        agent,
-        "--type",
-        kind,
-        *extra,
-        "--actor-type",
-        actor,
-    ]
-    return " ".join(shlex.quote(p) for p in parts)
+    # Only the variable parts need quoting: the snapshot renders thousands of these.
+    q = shlex.quote
+    values = " ".join(q(e) for e in extra)
+    return (
+        f"metawsm forum signal --run-id {q(run_id)} --agent-name {q(agent)} --type {q(kind)}"
+        f"{' ' if values else ''}{values} --actor-type {q(actor)}"
+    )
 
 
 def evaluate(session: Session, run: Run) -> list[Gate]:
     """Every gate of ``run``, met or not, in the order they are checked."""
-    gates = _failed_agent_gates(session, run)
+    reads = run_reads.load(session, [run], forum=False)
+    return from_reads(run, reads)
+
+
+def from_reads(run: Run, reads: RunReads) -> list[Gate]:
+    """Every gate of ``run`` from facts already read (run_reads.load), in check order."""
+    gates = _failed_agent_gates(run, reads.failed_agents(run.run_id))
     gates.append(_status_gate(run))
-    brief = session.get(RunBrief, run.run_id)
+    brief = reads.briefs.get(run.run_id)
     criteria = (brief.done_criteria.strip() if brief else "") or None
     if run.mode == "bootstrap":
         gates.append(
@@ -74,7 +69,7 @@ def evaluate(session: Session, run: Run) -> list[Gate]:
                 else "brief has done criteria",
             )
         )
-    for name, state in agent_controls(session, run).items():
+    for name, state in reads.controls.get(run.run_id, {}).items():
         gates.extend(_agent_gates(run, name, state, criteria))
     return gates
 
@@ -89,7 +84,7 @@ def _status_gate(run: Run) -> Gate:
     return Gate("status", False, f"run is {status}, not completed", fix)
 
 
-def _failed_agent_gates(session: Session, run: Run) -> list[Gate]:
+def _failed_agent_gates(run: Run, failed: list[str]) -> list[Gate]:
     # A run failed by an agent goes straight back to failed on resume while that agent is still
     # reported failed, so name the command that clears it (before the status gate's resume).
     if run.status != RunStatus.FAILED.value:
@@ -103,7 +98,7 @@ def _failed_agent_gates(session: Session, run: Run) -> list[Gate]:
             f"metawsm run agent-status {rid} --agent-name {shlex.quote(name)} --status running",
             name,
         )
-        for name in failed_agents(session, run.run_id)
+        for name in failed
     ]
 
 

@@ -6,24 +6,24 @@ recorded for the run, so nothing is repeated while nothing changes.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from metawsm.domain.operator import Decision, decide
-from metawsm.domain.runs import RunStatus
 from metawsm.domain.snapshot import RunSnapshot
 from metawsm.errors import Rejected
 from metawsm.messages.common import Actor
 from metawsm.runtime import Runtime
 from metawsm.services import gates, snapshot
 from metawsm.services.unit_of_work import UnitOfWork
-from metawsm.settings import Settings
 from metawsm.storage.models import ForumEvent, Run
 from metawsm.storage.uow import unit_of_work
 
 OPERATOR = Actor(type="operator", name="metawsm-operator")
+DECISION = "operator.decision"
 
 
 @dataclass(frozen=True)
@@ -38,14 +38,29 @@ class Acted:
 
 def last_fingerprint(engine: Engine, run_id: str) -> str | None:
     """Fingerprint of the last decision recorded for ``run_id``."""
+    return last_fingerprints(engine, [run_id]).get(run_id)
+
+
+def last_fingerprints(engine: Engine, run_ids: Collection[str]) -> dict[str, str]:
+    """Fingerprint of the last decision recorded for each of ``run_ids`` that has one.
+
+    One statement: per run, the newest ``operator.decision`` found through the
+    (run_id, event_type, sequence) index.
+    """
+    if not run_ids:
+        return {}
+    newest = (
+        select(ForumEvent.run_id, func.max(ForumEvent.sequence).label("seq"))
+        .where(ForumEvent.run_id.in_(list(run_ids)), ForumEvent.event_type == DECISION)
+        .group_by(ForumEvent.run_id)
+        .subquery()
+    )
+    query = select(ForumEvent.run_id, ForumEvent.payload).join(
+        newest, ForumEvent.sequence == newest.c.seq
+    )
     with unit_of_work(engine, readonly=True) as session:
-        row = session.execute(
-            select(ForumEvent.payload)
-            .where(ForumEvent.run_id == run_id, ForumEvent.event_type == "operator.decision")
-            .order_by(ForumEvent.sequence.desc())
-            .limit(1)
-        ).scalar()
-    return str(row["fingerprint"]) if row else None
+        rows = session.execute(query)
+        return {str(rid): str(payload["fingerprint"]) for rid, payload in rows}
 
 
 def operate_once(
@@ -59,31 +74,35 @@ def operate_once(
 ) -> list[Acted]:
     """One pass over the selected runs (one run, or all active runs and the completed ones)."""
     now = now or rt.clock()
+    return act_on(rt, selected(rt, run_id, now), mode=mode, dry_run=dry_run,
+                  stale_after_s=stale_after_s, now=now)  # fmt: skip
+
+
+def selected(rt: Runtime, run_id: str | None, now: datetime) -> list[RunSnapshot]:
+    """The run, or every active run plus the completed ones (which close_ready acts on)."""
+    snap = snapshot.build(rt.engine, rt.settings, run_id=run_id, now=now, with_completed=True)
+    return snap.runs
+
+
+def act_on(
+    rt: Runtime,
+    runs: list[RunSnapshot],
+    *,
+    mode: str,
+    dry_run: bool,
+    stale_after_s: int,
+    now: datetime,
+) -> list[Acted]:
+    """Decide for each of ``runs``; record (and in auto execute) the decisions that changed."""
     out = []
-    for run in _selected(rt.engine, rt.settings, run_id, now):
+    known = {} if dry_run else last_fingerprints(rt.engine, [r.run_id for r in runs])
+    for run in runs:
         decision = decide(run, mode=mode, now=now, stale_after_s=stale_after_s)
-        if dry_run or decision.fingerprint == last_fingerprint(rt.engine, run.run_id):
+        if dry_run or decision.fingerprint == known.get(run.run_id):
             out.append(Acted(decision, recorded=False, executed=False))
             continue
         out.append(_act(rt, decision, mode))
     return out
-
-
-def _selected(
-    engine: Engine, settings: Settings, run_id: str | None, now: datetime
-) -> list[RunSnapshot]:
-    """The run, or every active run plus the completed ones (which close_ready acts on)."""
-    runs = snapshot.build(engine, settings, run_id=run_id, now=now).runs
-    if run_id is not None:
-        return runs
-    with unit_of_work(engine, readonly=True) as session:
-        done = session.execute(
-            select(Run.run_id).where(Run.status == RunStatus.COMPLETED.value).order_by(Run.run_id)
-        ).scalars()
-        completed = list(done)
-    return runs + [
-        r for rid in completed for r in snapshot.build(engine, settings, run_id=rid, now=now).runs
-    ]
 
 
 def _act(rt: Runtime, decision: Decision, mode: str) -> Acted:

@@ -6,12 +6,13 @@ Reads the database alone (no Redis). ``status`` renders it; watch and operator d
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Row, select
 from sqlalchemy.orm import Session
 
 from metawsm.domain.control import AgentControl
-from metawsm.domain.runs import ACTIVE
+from metawsm.domain.runs import ACTIVE, SIGNAL_DRIVEN, RunStatus
 from metawsm.domain.snapshot import (
     AgentSnapshot,
     Blocker,
@@ -24,19 +25,10 @@ from metawsm.domain.snapshot import (
 )
 from metawsm.domain.views import is_unanswered
 from metawsm.errors import NotFound
-from metawsm.services import escalation, gates
-from metawsm.services.projections import view_dict
-from metawsm.services.runs import agent_controls
+from metawsm.services import escalation, gates, run_reads
+from metawsm.services.run_reads import RunReads
 from metawsm.settings import Settings
-from metawsm.storage.models import (
-    ForumDeadLetter,
-    ForumEscalation,
-    ForumEvent,
-    ForumThreadView,
-    Run,
-    RunAgent,
-    RunBrief,
-)
+from metawsm.storage.models import Run
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
 
@@ -48,68 +40,92 @@ def build(
     run_id: str | None = None,
     ticket: str | None = None,
     now: datetime | None = None,
+    with_completed: bool = False,
 ) -> Snapshot:
     """Snapshot of ``run_id``, of every run on ``ticket``, or of every active run.
+
+    ``with_completed`` (no selector): the completed runs too, after the active ones, by id (the
+    runs the operator decides on). A fixed number of statements whatever the number of runs
+    (run_reads), read in one transaction that sees one state of the database (REPEATABLE READ
+    on PostgreSQL; SQLite's read transaction already does).
 
     Raises:
         NotFound: the run (or any run on the ticket) does not exist.
     """
     now = now or utcnow()
-    with unit_of_work(engine, readonly=True) as session:
-        runs = _select_runs(session, run_id, ticket)
-        return Snapshot(
-            generated_at=now, runs=[run_snapshot(session, settings, r, now) for r in runs]
-        )
+    with unit_of_work(_consistent(engine), readonly=True) as session:
+        runs = _select_runs(session, run_id, ticket, with_completed)
+        return Snapshot.trusted(generated_at=now, runs=snapshots_of(session, settings, runs, now))
 
 
-def _select_runs(session: Session, run_id: str | None, ticket: str | None) -> list[Run]:
+def _consistent(engine: Engine) -> Engine:
+    if engine.dialect.name != "postgresql":
+        return engine
+    return engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+
+
+def _select_runs(
+    session: Session, run_id: str | None, ticket: str | None, with_completed: bool = False
+) -> list[Run]:
     query = select(Run).order_by(Run.created_at.desc(), Run.run_id.desc())
     if run_id is not None:
         run = session.get(Run, run_id)
         if run is None:
             raise NotFound(f"run {run_id} not found")
         return [run]
-    runs = list(session.execute(query).scalars())
     if ticket is not None:
+        runs = list(session.execute(query).scalars())
         runs = [r for r in runs if ticket.lower() in (t.lower() for t in r.tickets)]
         if not runs:
             raise NotFound(f"no run on ticket {ticket}")
         return runs
-    return [r for r in runs if r.status in {s.value for s in ACTIVE}]
+    active = list(session.execute(query.where(Run.status.in_([s.value for s in ACTIVE]))).scalars())
+    if not with_completed:
+        return active
+    done = session.execute(
+        select(Run).where(Run.status == RunStatus.COMPLETED.value).order_by(Run.run_id)
+    ).scalars()
+    return [*active, *done]
 
 
-def run_snapshot(session: Session, settings: Settings, run: Run, now: datetime) -> RunSnapshot:
-    """The snapshot of one run (inside the caller's read-only session)."""
-    controls = agent_controls(session, run)
-    views = [
-        view_dict(v)
-        for v in session.execute(
-            select(ForumThreadView).where(
-                ForumThreadView.run_id == run.run_id, ForumThreadView.is_control.is_(False)
-            )
-        ).scalars()
-    ]
-    open_views = [v for v in views if v["state"] != "closed"]
-    last_seq, last_at = _last_event(session, run.run_id)
-    counts: dict[str, int] = {}
-    for v in views:
-        counts[v["state"]] = counts.get(v["state"], 0) + 1
-    return RunSnapshot(
+def snapshots_of(
+    session: Session, settings: Settings, runs: list[Run], now: datetime
+) -> list[RunSnapshot]:
+    """The snapshots of ``runs`` (inside the caller's read-only session), in their order."""
+    reads = run_reads.load(session, runs)
+    driven = {r.run_id for r in runs if RunStatus(r.status) in SIGNAL_DRIVEN}
+    candidates = escalation.thread_candidates(session, settings, now, [r.run_id for r in runs])
+    candidates += escalation.guidance_candidates(
+        session, settings, now, {rid: c for rid, c in reads.controls.items() if rid in driven}
+    )
+    by_run: dict[str, list[EscalationItem]] = {}
+    for c in candidates:
+        by_run.setdefault(c.run_id or "", []).append(_candidate_item(c, now))
+    return [_run_snapshot(r, reads, by_run.get(r.run_id, []), now) for r in runs]
+
+
+def _run_snapshot(
+    run: Run, reads: RunReads, candidates: list[EscalationItem], now: datetime
+) -> RunSnapshot:
+    controls = reads.controls.get(run.run_id, {})
+    open_views = reads.open_views.get(run.run_id, [])
+    last_seq, last_at = reads.last_events.get(run.run_id, (0, None))
+    return RunSnapshot.trusted(
         run_id=run.run_id,
         status=run.status,
         mode=run.mode,
         tickets=list(run.tickets),
         control_epoch=run.control_epoch,
         updated_at=run.updated_at,
-        brief=_brief(session, run.run_id),
-        agents=_agents(session, run.run_id, controls),
+        brief=_brief(reads.briefs.get(run.run_id)),
+        agents=_agents(reads.agents.get(run.run_id, []), controls),
         pending_guidance=_pending(controls, now),
         open_threads=[_thread_item(v, now) for v in open_views],
-        escalation_candidates=_candidates(session, settings, run.run_id, now),
-        escalations=_raised(session, run.run_id, now),
-        queue_counts=counts,
+        escalation_candidates=candidates,
+        escalations=_raised(reads.escalations.get(run.run_id, []), now),
+        queue_counts=reads.state_counts.get(run.run_id, {}),
         unanswered_count=sum(1 for v in open_views if is_unanswered(v)),
-        blockers=_blockers(session, run),
+        blockers=_blockers(run, reads),
         last_event_sequence=last_seq,
         last_event_at=last_at,
         generated_at=now,
@@ -120,24 +136,20 @@ def _age(now: datetime, since: datetime) -> int:
     return max(0, int((now - since).total_seconds()))
 
 
-def _brief(session: Session, run_id: str) -> BriefSummary | None:
-    brief = session.get(RunBrief, run_id)
+def _brief(brief: Row[Any] | None) -> BriefSummary | None:
     return (
-        None if brief is None else BriefSummary(goal=brief.goal, done_criteria=brief.done_criteria)
+        None
+        if brief is None
+        else BriefSummary.trusted(goal=brief.goal, done_criteria=brief.done_criteria)
     )
 
 
-def _agents(
-    session: Session, run_id: str, controls: dict[str, AgentControl]
-) -> list[AgentSnapshot]:
-    rows = session.execute(
-        select(RunAgent).where(RunAgent.run_id == run_id).order_by(RunAgent.agent_name)
-    ).scalars()
+def _agents(rows: list[Row[Any]], controls: dict[str, AgentControl]) -> list[AgentSnapshot]:
     out = []
     for a in rows:
         c = controls.get(a.agent_name) or AgentControl(agent_name=a.agent_name)
         out.append(
-            AgentSnapshot(
+            AgentSnapshot.trusted(
                 agent_name=a.agent_name,
                 status=a.status,
                 last_signal_at=a.last_signal_at,
@@ -152,7 +164,7 @@ def _agents(
 
 def _pending(controls: dict[str, AgentControl], now: datetime) -> list[PendingGuidance]:
     return [
-        PendingGuidance(
+        PendingGuidance.trusted(
             thread_id=c.thread_id or "",
             agent_name=c.agent_name,
             question=c.question or "",
@@ -169,7 +181,7 @@ def _pending(controls: dict[str, AgentControl], now: datetime) -> list[PendingGu
 def _thread_item(v: dict[str, object], now: datetime) -> ThreadItem:
     updated = v["updated_at"]
     assert isinstance(updated, datetime)
-    return ThreadItem(
+    return ThreadItem.trusted(
         thread_id=str(v["thread_id"]),
         title=str(v["title"]),
         state=str(v["state"]),
@@ -181,30 +193,22 @@ def _thread_item(v: dict[str, object], now: datetime) -> ThreadItem:
     )
 
 
-def _candidates(
-    session: Session, settings: Settings, run_id: str, now: datetime
-) -> list[EscalationItem]:
-    return [
-        EscalationItem(
-            thread_id=c.thread_id,
-            tier=c.tier,
-            reason=c.reason,
-            subject=c.subject,
-            since=c.since,
-            age_s=_age(now, c.since),
-            raised=False,
-            agent_name=c.agent_name,
-        )
-        for c in escalation.pending_candidates(session, settings, now, run_id)
-    ]
+def _candidate_item(c: escalation.Candidate, now: datetime) -> EscalationItem:
+    return EscalationItem.trusted(
+        thread_id=c.thread_id,
+        tier=c.tier,
+        reason=c.reason,
+        subject=c.subject,
+        since=c.since,
+        age_s=_age(now, c.since),
+        raised=False,
+        agent_name=c.agent_name,
+    )
 
 
-def _raised(session: Session, run_id: str, now: datetime) -> list[EscalationItem]:
-    rows = session.execute(
-        select(ForumEscalation).where(ForumEscalation.run_id == run_id).order_by(ForumEscalation.id)
-    ).scalars()
+def _raised(rows: list[Row[Any]], now: datetime) -> list[EscalationItem]:
     return [
-        EscalationItem(
+        EscalationItem.trusted(
             thread_id=e.thread_id,
             tier=e.tier,
             reason=e.reason,
@@ -212,43 +216,25 @@ def _raised(session: Session, run_id: str, now: datetime) -> list[EscalationItem
             since=e.raised_at,
             age_s=_age(now, e.raised_at),
             raised=True,
+            agent_name=None,
         )
         for e in rows
     ]
 
 
-def _blockers(session: Session, run: Run) -> list[Blocker]:
+def _blockers(run: Run, reads: RunReads) -> list[Blocker]:
     out = [
-        Blocker(kind="gate", reason=g.reason, fix=g.fix)
-        for g in gates.evaluate(session, run)
+        Blocker.trusted(kind="gate", reason=g.reason, fix=g.fix, message_id=None)
+        for g in gates.from_reads(run, reads)
         if not g.met
     ]
-    dead = session.execute(
-        select(ForumDeadLetter).where(
-            ForumDeadLetter.run_id == run.run_id, ForumDeadLetter.status == "dead"
-        )
-    ).scalars()
     out += [
-        Blocker(
+        Blocker.trusted(
             kind="dead_letter",
             reason=f"dead letter on {d.topic}: {d.error[:200]}",
             fix=f"metawsm dlq redrive {d.message_id}",
             message_id=d.message_id,
         )
-        for d in dead
+        for d in reads.dead_letters.get(run.run_id, [])
     ]
     return out
-
-
-def _last_event(session: Session, run_id: str) -> tuple[int, datetime | None]:
-    # The operator's own decisions are not activity of the run: counting them would make a
-    # stale run look busy again (and change its decision) every time the operator notes it.
-    seq = session.execute(
-        select(func.max(ForumEvent.sequence)).where(
-            ForumEvent.run_id == run_id, ForumEvent.event_type != "operator.decision"
-        )
-    ).scalar()
-    if not seq:
-        return 0, None
-    at = session.execute(select(ForumEvent.occurred_at).where(ForumEvent.sequence == seq)).scalar()
-    return int(seq), at

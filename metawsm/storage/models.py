@@ -142,6 +142,7 @@ class ForumEvent(Base):
         UniqueConstraint("thread_id", "thread_seq", name="uq_forum_events_thread_seq"),
         Index("ix_forum_events_ticket_sequence", "ticket", "sequence"),
         Index("ix_forum_events_run_sequence", "run_id", "sequence"),
+        Index("ix_forum_events_run_type_sequence", "run_id", "event_type", "sequence"),
     )
 
 
@@ -229,6 +230,8 @@ class ForumThreadView(Base):
     __table_args__ = (
         Index("ix_forum_thread_views_filters", "ticket", "state", "priority", "updated_at"),
         Index("ix_forum_thread_views_run", "run_id", "last_event_sequence"),
+        Index("ix_forum_thread_views_run_control_state", "run_id", "is_control", "state"),
+        Index("ix_forum_thread_views_escalating", "state", "is_control", "updated_at"),
     )
 
 
@@ -292,6 +295,7 @@ class ForumDeadLetter(Base):
     first_failed_at: Mapped[datetime]
     last_failed_at: Mapped[datetime]
     redriven_at: Mapped[datetime | None]
+    __table_args__ = (Index("ix_forum_dead_letters_run_status", "run_id", "status"),)
 
 
 class ForumEscalation(Base):
@@ -309,6 +313,7 @@ class ForumEscalation(Base):
     raised_at: Mapped[datetime]
     __table_args__ = (
         UniqueConstraint("thread_id", "tier", "subject", name="uq_forum_escalations_thread_tier"),
+        Index("ix_forum_escalations_run_id", "run_id"),
     )
 
 
@@ -324,6 +329,7 @@ class Run(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    __table_args__ = (Index("ix_runs_status_created", "status", "created_at"),)
 
 
 class RunAgent(Base):
