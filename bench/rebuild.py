@@ -126,7 +126,8 @@ def timed_cli(url: str, *args: str) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "metawsm", "projections", "rebuild", *args, "--json"]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+        # cwd: not the checkout, whose metawsm ``-m`` would import before PYTHONPATH's.
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=tempfile.gettempdir())
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
         proc.returncode = code = os.waitstatus_to_exitcode(status)
