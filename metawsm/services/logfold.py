@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, String, bindparam, func, select, type_coerce
@@ -27,6 +27,7 @@ from metawsm.messages.common import Actor, ActorType
 from metawsm.services.eventlog import EVENT_FIELDS, trusted_events
 from metawsm.storage.engine import READONLY
 from metawsm.storage.models import ForumEvent, ForumThread, table
+from metawsm.storage.types import as_utc
 from metawsm.storage.uow import translate_db_errors
 
 CHUNK_ROWS = 5_000
@@ -113,15 +114,6 @@ class LoggedEvent:
             self._payload = json.loads(self._payload)
         assert isinstance(self._payload, dict)
         return self._payload
-
-
-def as_utc(value: str | datetime) -> datetime:
-    """A stored timestamp as the ORM reads it (:class:`UTCDateTime`): aware, in UTC."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 @dataclass
