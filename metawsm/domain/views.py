@@ -7,14 +7,43 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
-from metawsm.messages.events import Event
+from metawsm.messages.common import Actor
 
 HUMAN_OR_OPERATOR = ("human", "operator")
 
 
-def fold_thread(events: Iterable[Event], *, is_control: bool = False) -> dict[str, Any] | None:
+class FoldableEvent(Protocol):
+    """What the fold reads of an event: a wire :class:`~metawsm.messages.events.Event`, or a
+    lighter object built from a trusted log row (``projections rebuild``)."""
+
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def sequence(self) -> int | None: ...
+    @property
+    def thread_id(self) -> str | None: ...
+    @property
+    def thread_seq(self) -> int | None: ...
+    @property
+    def run_id(self) -> str | None: ...
+    @property
+    def ticket(self) -> str | None: ...
+    @property
+    def agent_name(self) -> str | None: ...
+    @property
+    def actor(self) -> Actor: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
+
+def fold_thread(
+    events: Iterable[FoldableEvent], *, is_control: bool = False
+) -> dict[str, Any] | None:
     """Fold a thread's events (any order; sorted by thread_seq here) into its view row."""
     ordered = sorted(events, key=lambda e: e.thread_seq or 0)
     if not ordered or ordered[0].event_type != "forum.thread.opened":
@@ -25,7 +54,7 @@ def fold_thread(events: Iterable[Event], *, is_control: bool = False) -> dict[st
     return view
 
 
-def advance(view: dict[str, Any], event: Event) -> None:
+def advance(view: dict[str, Any], event: FoldableEvent) -> None:
     """Apply the thread's next event (``thread_seq`` one past the view's) to ``view`` in place.
 
     The one step of :func:`fold_thread`: the projector calls it alone when an event arrives in
@@ -35,7 +64,7 @@ def advance(view: dict[str, Any], event: Event) -> None:
     _track_actor(view, event)
 
 
-def opened_view(event: Event, *, is_control: bool = False) -> dict[str, Any]:
+def opened_view(event: FoldableEvent, *, is_control: bool = False) -> dict[str, Any]:
     """The view of a thread whose only event so far is its ``forum.thread.opened`` event."""
     p = event.payload
     view = {
@@ -69,8 +98,8 @@ def opened_view(event: Event, *, is_control: bool = False) -> dict[str, Any]:
     return view
 
 
-def _apply(view: dict[str, Any], event: Event) -> None:
-    p = event.payload
+def _apply(view: dict[str, Any], event: FoldableEvent) -> None:
+    # The payload is read only where it is used: a rebuild decodes it lazily (posts need none).
     kind = event.event_type
     if kind in ("forum.post.added", "forum.control.signal"):
         view["posts_count"] += 1
@@ -78,12 +107,12 @@ def _apply(view: dict[str, Any], event: Event) -> None:
         view["last_post_by_type"] = event.actor.type.value
         view["last_post_by_name"] = event.actor.name
     elif kind == "forum.assigned":
-        view["assignee_type"] = p["to_assignee_type"]
-        view["assignee_name"] = p["to_assignee_name"]
+        view["assignee_type"] = event.payload["to_assignee_type"]
+        view["assignee_name"] = event.payload["to_assignee_name"]
     elif kind == "forum.state.changed":
-        view["state"] = p["to_state"]
+        view["state"] = event.payload["to_state"]
     elif kind == "forum.priority.changed":
-        view["priority"] = p["to_priority"]
+        view["priority"] = event.payload["to_priority"]
     elif kind == "forum.thread.closed":
         view["state"] = "closed"
         view["closed_at"] = event.occurred_at
@@ -91,7 +120,7 @@ def _apply(view: dict[str, Any], event: Event) -> None:
         view["updated_at"] = event.occurred_at
 
 
-def _track_actor(view: dict[str, Any], event: Event) -> None:
+def _track_actor(view: dict[str, Any], event: FoldableEvent) -> None:
     seq = event.sequence or 0
     actor = event.actor.type.value
     view["last_event_sequence"] = max(view["last_event_sequence"], seq)

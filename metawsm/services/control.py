@@ -3,7 +3,8 @@
 The ``control_signal`` handler posts the signal on the one control thread of (run, agent),
 opening that thread first — through the same handler transaction, so its open event is an
 ordinary event. The ``run_lifecycle`` consumer folds each agent's control state from the event log
-and moves the run; every transition records the event that caused it.
+(from the few signals that decide it) and moves the run; every transition records the event that
+caused it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from metawsm.messages import commands as c
 from metawsm.messages.control import Completion, GuidanceAnswer, GuidanceRequest, Validation
 from metawsm.messages.events import Event
 from metawsm.runtime import Runtime
+from metawsm.services.control_fold import latest_controls
 from metawsm.services.handlers import (
     HandlerContext,
     answer_forum_thread,
@@ -29,7 +31,7 @@ from metawsm.services.handlers import (
     post_id_for,
 )
 from metawsm.services.outbox import mark_done
-from metawsm.services.runs import SYSTEM, agent_controls, failed_agents, lock_run, transition
+from metawsm.services.runs import SYSTEM, failed_agents, lock_run, transition
 from metawsm.services.threads import ThreadRecord
 from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.storage.models import (
@@ -63,7 +65,7 @@ def answer_thread(ctx: HandlerContext, command: c.AnswerThread) -> str:
         return answer_forum_thread(ctx, thread, command.payload.body)
     run_id, agent = thread.run_id or "", thread.agent_name or ""
     run = _signal_run(ctx.session, run_id, agent)
-    state = agent_controls(ctx.session, run).get(agent)
+    state = latest_controls(ctx.session, run).get(agent)
     if state is None or not state.pending:
         raise Rejected(
             f"thread {thread.thread_id} is the control thread of agent {agent} in run {run_id}"
@@ -148,10 +150,14 @@ def ensure_control_thread(
 
 
 def advance_run(uow: UnitOfWork, run_id: str, cause: str | None) -> str:
-    """Move the run as its agents' control state implies; returns its status after."""
+    """Move the run as its agents' control state implies; returns its status after.
+
+    The state comes from each agent's deciding signals (:mod:`~metawsm.services.control_fold`),
+    not from every signal of the run (a handful of rows per agent, whatever the run's length).
+    """
     session = uow.session
     run = lock_run(session, run_id)
-    states = agent_controls(session, run)
+    states = latest_controls(session, run)
     failed = failed_agents(session, run_id)
     path = target_status(RunStatus(run.status), states, bool(failed))
     writer = uow.events(SYSTEM, causation_id=cause)

@@ -1,31 +1,45 @@
 """Rebuilding the read models from ``forum_events`` and comparing them with the live ones.
 
-The rebuild folds the whole log with the same functions the projector uses, into fresh
-structures, then either reports the differences (``check``) or replaces the live tables.
+The rebuild folds the whole log with the same functions the projector uses
+(:mod:`metawsm.services.logfold`: streamed in sequence order, one view per thread in memory),
+then either reports the differences (``check``) or replaces the live tables in one transaction.
+Each read model is reset and refilled by one entry of :data:`REFILLS` and compared by one entry
+of :data:`CHECKS`; a new read model adds its pair there. Rows are compared and written in chunks
+(``executemany``), the projection ledger is refilled by one ``INSERT ... SELECT``: nothing holds
+the whole log or every live row at once.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
 from typing import Any
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Connection, Engine, delete, insert, literal, select
 
-from metawsm.domain.views import fold_stats, fold_thread
-from metawsm.messages.events import Event
-from metawsm.services.eventlog import row_to_event
-from metawsm.services.projections import PROJECTION, view_dict
+from metawsm.domain.views import fold_stats
+from metawsm.services.logfold import FoldedLog, Progress, fold_log, read_connection
+from metawsm.services.projections import PROJECTION, VIEW_COLUMNS
 from metawsm.storage.models import (
     ForumEvent,
     ForumProjectionEvent,
-    ForumThread,
     ForumThreadStat,
     ForumThreadView,
+    table,
 )
-from metawsm.storage.types import utcnow
-from metawsm.storage.uow import unit_of_work
+from metawsm.storage.types import UTCDateTime, utcnow
+from metawsm.storage.uow import connection_unit
+
+CHUNK_ROWS = 5_000
+StatsKey = tuple[str, str, str, str]
+
+_VIEWS = table(ForumThreadView)
+_STATS = table(ForumThreadStat)
+_LEDGER = table(ForumProjectionEvent)
+_EVENTS = table(ForumEvent)
 
 
 @dataclass
@@ -44,89 +58,142 @@ class RebuildReport:
         return self.__dict__.copy()
 
 
+@dataclass
+class Expected:
+    """The read models as the log implies them: views by thread, stats, what was folded."""
+
+    log: FoldedLog
+    stats: dict[StatsKey, int]
+
+    @property
+    def views(self) -> dict[str, dict[str, Any]]:
+        """Thread views by thread id."""
+        return self.log.views
+
+
+# Reset one read model and refill it from ``Expected``, on the rebuild's write connection.
+Refill = Callable[[Connection, Expected, datetime], None]
+# Compare one read model with ``Expected``; the differences, each one line.
+Check = Callable[[Connection, Expected], list[str]]
+
+
 def expected_models(
-    engine: Engine,
-) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str, str, str], int], list[str]]:
-    """Fold every event into fresh views and stats; also returns the event ids folded."""
-    by_thread: dict[str, list[Event]] = defaultdict(list)
-    event_ids: list[str] = []
-    with unit_of_work(engine, readonly=True) as session:
-        controls = set(
-            session.execute(select(ForumThread.thread_id).where(ForumThread.is_control)).scalars()
-        )
-        for row in session.execute(select(ForumEvent).order_by(ForumEvent.sequence)).scalars():
-            event_ids.append(row.event_id)
-            if row.thread_id:
-                by_thread[row.thread_id].append(row_to_event(row))
-    views: dict[str, dict[str, Any]] = {}
-    for thread_id, events in by_thread.items():
-        view = fold_thread(events, is_control=thread_id in controls)
-        if view is not None:
-            views[thread_id] = view
-    return views, fold_stats(views.values()), event_ids
+    engine: Engine, progress: Progress | None = None
+) -> tuple[dict[str, dict[str, Any]], dict[StatsKey, int], int]:
+    """Fold every event into fresh views and stats; also the number of events folded."""
+    expected = _expected(engine, progress)
+    return expected.views, expected.stats, expected.log.events
 
 
-def rebuild(engine: Engine, *, check: bool) -> RebuildReport:
-    """Rebuild every read model from the log; with ``check`` only report differences."""
+def rebuild(engine: Engine, *, check: bool, progress: Progress | None = None) -> RebuildReport:
+    """Rebuild every read model from the log; with ``check`` only report differences.
+
+    ``progress`` is called after each chunk of events folded (events so far, newest sequence).
+    """
     started = time.monotonic()
-    views, stats, event_ids = expected_models(engine)
-    report = RebuildReport(events=len(event_ids), threads=len(views), stats_rows=len(stats))
-    report.differences = _diff(engine, views, stats)
+    expected = _expected(engine, progress)
+    report = RebuildReport(
+        events=expected.log.events, threads=len(expected.views), stats_rows=len(expected.stats)
+    )
+    with read_connection(engine) as conn:
+        report.differences = [line for compare in CHECKS for line in compare(conn, expected)]
     if not check:
-        _replace(engine, views, stats, event_ids)
+        now = utcnow()
+        with connection_unit(engine) as conn:
+            for refill in REFILLS:
+                refill(conn, expected, now)
         report.applied = True
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
 
-def _diff(
-    engine: Engine,
-    views: dict[str, dict[str, Any]],
-    stats: dict[tuple[str, str, str, str], int],
-) -> list[str]:
-    out: list[str] = []
-    with unit_of_work(engine, readonly=True) as session:
-        live = {
-            v.thread_id: view_dict(v) for v in session.execute(select(ForumThreadView)).scalars()
-        }
-        live_stats = {
-            (s.ticket, s.run_id, s.state, s.priority): s.thread_count
-            for s in session.execute(select(ForumThreadStat)).scalars()
-        }
-    for thread_id in sorted(set(views) | set(live)):
-        want, have = views.get(thread_id), live.get(thread_id)
-        if want is None or have is None:
-            out.append(f"thread view {thread_id}: {'missing' if have is None else 'unexpected'}")
-            continue
-        for column in sorted(want):
-            if want[column] != have.get(column):
-                live_value, rebuilt = have.get(column), want[column]
-                out.append(f"thread view {thread_id}.{column}: {live_value=!r} {rebuilt=!r}")
-    for key in sorted(set(stats) | set(live_stats)):
-        if stats.get(key) != live_stats.get(key):
-            out.append(f"stats {key}: live={live_stats.get(key)} rebuilt={stats.get(key)}")
-    return out
+def _expected(engine: Engine, progress: Progress | None) -> Expected:
+    with read_connection(engine) as conn:
+        log = fold_log(conn, progress)
+    return Expected(log=log, stats=fold_stats(log.views.values()))
 
 
-def _replace(
-    engine: Engine,
-    views: dict[str, dict[str, Any]],
-    stats: dict[tuple[str, str, str, str], int],
-    event_ids: list[str],
-) -> None:
-    now = utcnow()
-    with unit_of_work(engine) as session:
-        session.execute(delete(ForumThreadView))
-        session.execute(delete(ForumThreadStat))
-        session.execute(
-            delete(ForumProjectionEvent).where(ForumProjectionEvent.projection == PROJECTION)
-        )
-        session.add_all(ForumThreadView(**v) for v in views.values())
-        session.add_all(
-            ForumThreadStat(ticket=t, run_id=r, state=s, priority=p, thread_count=n)
-            for (t, r, s, p), n in stats.items()
-        )
-        session.add_all(
-            ForumProjectionEvent(projection=PROJECTION, event_id=e, applied_at=now)
-            for e in event_ids
-        )
+def diff_thread_views(conn: Connection, expected: Expected) -> list[str]:
+    """Differences between the live thread views (read in chunks) and the folded ones."""
+    found: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    result = conn.execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS).execute(
+        select(_VIEWS)
+    )
+    for rows in result.partitions(CHUNK_ROWS):
+        for row in rows:
+            have = row._asdict()
+            thread_id = have["thread_id"]
+            seen.add(thread_id)
+            want = expected.views.get(thread_id)
+            if want is None:
+                found[thread_id] = [f"thread view {thread_id}: unexpected"]
+                continue
+            if have == want:
+                continue  # the common case, compared in one step
+            lines = [_column_diff(thread_id, c, have.get(c), want[c]) for c in sorted(want)]
+            if any(lines):
+                found[thread_id] = [line for line in lines if line]
+    for thread_id in expected.views.keys() - seen:
+        found[thread_id] = [f"thread view {thread_id}: missing"]
+    return [line for thread_id in sorted(found) for line in found[thread_id]]
+
+
+def _column_diff(thread_id: str, column: str, live_value: Any, rebuilt: Any) -> str:
+    if rebuilt == live_value:
+        return ""
+    return f"thread view {thread_id}.{column}: {live_value=!r} {rebuilt=!r}"
+
+
+def diff_stats(conn: Connection, expected: Expected) -> list[str]:
+    """Differences between the live stats rows and the folded ones."""
+    live = {
+        (r.ticket, r.run_id, r.state, r.priority): r.thread_count
+        for r in conn.execute(select(_STATS))
+    }
+    stats = expected.stats
+    return [
+        f"stats {key}: live={live.get(key)} rebuilt={stats.get(key)}"
+        for key in sorted(set(stats) | set(live))
+        if stats.get(key) != live.get(key)
+    ]
+
+
+def refill_thread_views(conn: Connection, expected: Expected, now: datetime) -> None:
+    """Replace every thread view, inserted in chunks."""
+    conn.execute(delete(_VIEWS))
+    rows = ({c: view[c] for c in VIEW_COLUMNS} for view in expected.views.values())
+    for chunk in _chunks(rows):
+        conn.execute(insert(_VIEWS), chunk)
+
+
+def refill_stats(conn: Connection, expected: Expected, now: datetime) -> None:
+    """Replace every stats row."""
+    conn.execute(delete(_STATS))
+    rows = (
+        {"ticket": t, "run_id": r, "state": s, "priority": p, "thread_count": n}
+        for (t, r, s, p), n in expected.stats.items()
+    )
+    for chunk in _chunks(rows):
+        conn.execute(insert(_STATS), chunk)
+
+
+def refill_ledger(conn: Connection, expected: Expected, now: datetime) -> None:
+    """Mark every folded event applied for the projector, in the database (INSERT ... SELECT)."""
+    conn.execute(delete(_LEDGER).where(_LEDGER.c.projection == PROJECTION))
+    applied = select(
+        literal(PROJECTION).label("projection"),
+        _EVENTS.c.event_id,
+        literal(now, UTCDateTime()).label("applied_at"),
+    ).where(_EVENTS.c.sequence <= expected.log.last_sequence)
+    conn.execute(insert(_LEDGER).from_select(["projection", "event_id", "applied_at"], applied))
+
+
+def _chunks(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    while chunk := list(islice(rows, CHUNK_ROWS)):
+        yield chunk
+
+
+# The read models a rebuild resets and refills (in this order, one transaction), and compares.
+REFILLS: tuple[Refill, ...] = (refill_thread_views, refill_stats, refill_ledger)
+CHECKS: tuple[Check, ...] = (diff_thread_views, diff_stats)

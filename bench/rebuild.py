@@ -1,0 +1,199 @@
+"""Benchmark of ``metawsm projections rebuild``: events/s and peak RSS on a large SQLite store.
+
+The store: a template of forum threads (posts, priority, state and assignment changes, closes) and
+one run whose two agents post control signals, written by the real handlers
+(``bench/projector.py``'s helpers, a publisher that does nothing), then copied with fresh ids
+until the log holds ``--events`` events (about 4.9 events per thread, as the issue's 100k-thread
+store). The read models are projected by one rebuild before timing, so ``--check`` finds them
+equal. Each measurement runs the command line (``python -m metawsm projections rebuild --json``
+and ``... --check --json``) as its own process; its peak RSS comes from ``wait4``.
+
+    PYTHONPATH=. python bench/rebuild.py [--events 485000] [--store /tmp/rebuild-485k.db]
+
+``--store PATH`` keeps the generated store for the next run (it is copied before every use, so it
+is never written); an existing store (e.g. one of ``bench/scale_data.py``'s) is used as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select
+
+from bench.projector import NullPublisher, run, step
+from metawsm.bootstrap import topics_for
+from metawsm.runtime import Runtime
+from metawsm.services import runs
+from metawsm.settings import load_settings
+from metawsm.storage import migrate
+from metawsm.storage.engine import build_engine
+from metawsm.storage.models import ForumEvent, ForumThread, table
+from metawsm.storage.uow import unit_of_work
+
+TEMPLATE_THREADS = 400
+COPY_CHUNK = 5_000
+SIGNALS = ("guidance_request", "guidance_answer", "completion", "validation")
+SIGNAL_FIELDS: dict[str, dict[str, str]] = {
+    "guidance_request": {"question": "q?"},
+    "guidance_answer": {"answer": "a"},
+    "completion": {"summary": "s"},
+    "validation": {"status": "passed", "done_criteria": "d"},
+}
+EVENTS, THREADS = table(ForumEvent), table(ForumThread)
+
+
+def build_template(rt: Runtime, rng: random.Random) -> None:
+    """Forum threads of 1-12 events and a run with signalling agents, via the real handlers."""
+    for n in range(TEMPLATE_THREADS):
+        thread_id = f"t{n}"
+        run(rt, "open_thread", "agent", thread_id=thread_id, ticket=f"TCK-{n % 40}", title="T",
+            body="b", run_id="run-x" if n % 3 == 0 else None)  # fmt: skip
+        for k in range(1, rng.randint(1, 8)):
+            step(rt, thread_id, k)
+        if n % 7 == 0:
+            run(rt, "close_thread", "operator", thread_id=thread_id)
+    actor = runs.SYSTEM
+    run_id = runs.create_run(
+        rt, tickets=["TCK-R"], agents=["alice", "bob"], mode="run", brief=None, actor=actor
+    )
+    for k in range(40):
+        agent, kind = ("alice", "bob")[k % 2], SIGNALS[k // 2 % 4]
+        fields = SIGNAL_FIELDS[kind]
+        signal = {"run_id": run_id, "agent_name": agent, "control_type": kind, **fields}
+        run(rt, "control_signal", "operator" if kind == "guidance_answer" else "agent",
+            run_id=run_id, agent_name=agent, signal=signal)  # fmt: skip
+
+
+def replicate(engine: Engine, target_events: int) -> int:
+    """Copy the template's threads and events with fresh ids until the log holds the target."""
+    with unit_of_work(engine, readonly=True) as s:
+        threads = [dict(r._mapping) for r in s.execute(select(THREADS))]
+        events = [dict(r._mapping) for r in s.execute(select(EVENTS).order_by(EVENTS.c.sequence))]
+    copies = max(0, -(-target_events // len(events)) - 1)
+    batch_t: list[dict[str, Any]] = []
+    batch_e: list[dict[str, Any]] = []
+    with engine.begin() as conn:
+        for k in range(1, copies + 1):
+            batch_t += [{**t, "thread_id": f"{t['thread_id']}-{k}"} for t in threads]
+            batch_e += [_copied(e, k, len(events)) for e in events]
+            if len(batch_e) >= COPY_CHUNK or k == copies:
+                conn.execute(insert(THREADS), batch_t)
+                conn.execute(insert(EVENTS), batch_e)
+                batch_t, batch_e = [], []
+        return int(conn.execute(select(func.count()).select_from(EVENTS)).scalar() or 0)
+
+
+def _copied(event: dict[str, Any], k: int, size: int) -> dict[str, Any]:
+    thread_id = event["thread_id"]
+    return {
+        **event,
+        "sequence": event["sequence"] + k * size,
+        "event_id": f"{event['event_id']}-{k}",
+        "thread_id": f"{thread_id}-{k}" if thread_id else None,
+    }
+
+
+def generate(path: Path, target_events: int) -> None:
+    """Write a migrated store of about ``target_events`` events at ``path``."""
+    url = f"sqlite:///{path}"
+    settings = load_settings(database_url=url, broker_url="redis://127.0.0.1:1/0")
+    engine = build_engine(settings)
+    try:
+        migrate.upgrade(engine)
+        rt = Runtime(engine, settings, topics_for(settings), NullPublisher())
+        build_template(rt, random.Random(12))
+        total = replicate(engine, target_events)
+        print(f"generated {total} events at {path}", file=sys.stderr)
+    finally:
+        engine.dispose()
+
+
+def timed_cli(url: str, *args: str) -> dict[str, Any]:
+    """Run ``metawsm projections rebuild ARGS --json``: its report, wall s and peak RSS (MiB)."""
+    env = {**os.environ, "METAWSM_DATABASE_URL": url}
+    cmd = [sys.executable, "-m", "metawsm", "projections", "rebuild", *args, "--json"]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        # cwd: not the checkout, whose metawsm ``-m`` would import before PYTHONPATH's.
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=tempfile.gettempdir())
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        if code not in (0, 1):
+            raise SystemExit(f"{' '.join(cmd)} failed ({code}): {err.read().decode()[-2000:]}")
+        report = json.loads(out.read())
+    return {"report": report, "wall_s": wall, "rss_mib": usage.ru_maxrss / 1024}
+
+
+def measure(store: Path, repeat: int) -> dict[str, Any]:
+    """Rebuild once to project, then time ``repeat`` rebuilds and checks on a copy of ``store``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "rebuild.db"
+        shutil.copyfile(store, db)
+        url = f"sqlite:///{db}"
+        timed_cli(url)  # the read models exist and equal the log from here on
+        results: dict[str, Any] = {}
+        for label, args in (("rebuild", ()), ("check", ("--check",))):
+            runs_ = [timed_cli(url, *args) for _ in range(repeat)]
+            events = runs_[0]["report"]["events"]
+            diffs = {len(r["report"]["differences"]) for r in runs_}
+            rates = [events / r["report"]["seconds"] for r in runs_]
+            results[label] = {
+                "events": events,
+                "differences": sorted(diffs),
+                "events_per_s_best": round(max(rates)),
+                "events_per_s_median": round(statistics.median(rates)),
+                "seconds_best": min(r["report"]["seconds"] for r in runs_),
+                "process_wall_s_best": round(min(r["wall_s"] for r in runs_), 3),
+                "peak_rss_mib_max": round(max(r["rss_mib"] for r in runs_), 1),
+            }
+        return results
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=485_000, help="events in a generated store")
+    parser.add_argument("--store", type=Path, help="keep (or reuse) the store at this path")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each command")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Generate (or reuse) the store, measure, print."""
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = args.store or Path(tmp) / "store.db"
+        if not store.exists():
+            generate(store, args.events)
+        results = measure(store, args.repeat)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    for label in ("rebuild", "check"):
+        r = results[label]
+        print(
+            f"{label:8} {r['events']} events: best {r['events_per_s_best']:>7} events/s"
+            f" ({r['seconds_best']:.2f} s), median {r['events_per_s_median']:>7} events/s;"
+            f" process {r['process_wall_s_best']:.2f} s, peak RSS {r['peak_rss_mib_max']} MiB;"
+            f" differences {r['differences']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

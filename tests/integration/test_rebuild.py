@@ -1,0 +1,152 @@
+"""``projections rebuild`` streams the log in chunks and still equals the fold of each thread.
+
+The reference is the rebuild's former definition: every event validated (``row_to_event``),
+grouped by thread and folded whole by ``fold_thread``; stats by ``fold_stats``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, insert, select, update
+
+from metawsm.cli.projections_cmd import ProgressLine
+from metawsm.domain.views import fold_stats, fold_thread
+from metawsm.messages.events import Event
+from metawsm.services import logfold
+from metawsm.services import rebuild as rebuild_module
+from metawsm.services.eventlog import row_to_event
+from metawsm.services.projections import PROJECTION
+from metawsm.services.rebuild import rebuild
+from metawsm.storage.models import (
+    ForumEvent,
+    ForumProjectionEvent,
+    ForumThread,
+    ForumThreadView,
+    table,
+)
+from metawsm.storage.uow import unit_of_work
+from tests.integration.test_idempotency import _fresh_database, _log, _make_history, _read_models
+from tests.integration.test_lifecycle_idempotency import (
+    STORIES,
+    _bootstrap,
+    _runtime,
+    _write_signals,
+)
+
+SMALL_CHUNK = 3
+
+
+def _history(engine: Engine, db_url: str) -> None:
+    """Forum threads with every kind of event, and a run's two control threads."""
+    _make_history(engine, db_url)
+    rt = _runtime(engine, db_url)
+    _write_signals(rt, _bootstrap(rt), STORIES["completes"][0])
+
+
+def _reference(engine: Engine) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+    """Views and stats as the whole-log fold defines them (ordered like ``_read_models``)."""
+    threads, rows = _log(engine)
+    controls = {t.thread_id for t in threads if t.is_control}
+    by_thread: dict[str, list[Event]] = defaultdict(list)
+    for row in rows:
+        if row.thread_id:
+            by_thread[row.thread_id].append(row_to_event(row))
+    views = {t: fold_thread(events, is_control=t in controls) for t, events in by_thread.items()}
+    kept = {t: v for t, v in views.items() if v is not None}
+    stats = sorted((*key, n) for key, n in fold_stats(kept.values()).items())
+    return [kept[t] for t in sorted(kept)], stats
+
+
+def _ledger(engine: Engine) -> set[str]:
+    with unit_of_work(engine, readonly=True) as s:
+        query = select(ForumProjectionEvent.event_id).where(
+            ForumProjectionEvent.projection == PROJECTION
+        )
+        return set(s.execute(query).scalars())
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of three rows: every thread's events straddle chunk boundaries."""
+    monkeypatch.setattr(logfold, "CHUNK_ROWS", SMALL_CHUNK)
+    monkeypatch.setattr(rebuild_module, "CHUNK_ROWS", SMALL_CHUNK)
+
+
+def test_a_rebuild_in_small_chunks_equals_the_fold_of_each_threads_events(
+    engine: Engine, db_url: str, small_chunks: None
+) -> None:
+    _history(engine, db_url)
+    calls: list[tuple[int, int]] = []
+    report = rebuild(engine, check=False, progress=lambda n, last: calls.append((n, last)))
+    _, rows = _log(engine)
+    assert report.applied and report.events == len(rows) > 3 * SMALL_CHUNK
+    assert _read_models(engine) == _reference(engine)
+    assert _ledger(engine) == {r.event_id for r in rows}
+    assert rebuild(engine, check=True).differences == []
+    # Progress after every chunk, up to every event; the target is the newest sequence.
+    assert [n for n, _ in calls] == [*range(SMALL_CHUNK, len(rows), SMALL_CHUNK), len(rows)]
+    assert {last for _, last in calls} == {rows[-1].sequence}
+
+
+def test_a_thread_logged_out_of_thread_order_is_folded_from_its_own_events(
+    engine: Engine, db_url: str, tmp_path: Path, small_chunks: None
+) -> None:
+    _history(engine, db_url)
+    threads, rows = _log(engine)
+    # The replica's log holds t-2's events in reverse: its opening comes last in sequence order.
+    mine = [r.sequence for r in rows if r.thread_id == "t-2"]
+    moved = dict(zip(mine, reversed(mine), strict=True))
+    with _fresh_database(db_url, tmp_path, "replica") as replica:
+        with replica.begin() as conn:
+            conn.execute(insert(table(ForumThread)), [_columns(t) for t in threads])
+            conn.execute(
+                insert(table(ForumEvent)),
+                [{**_columns(r), "sequence": moved.get(r.sequence, r.sequence)} for r in rows],
+            )
+        rebuild(replica, check=False)
+        views, stats = _read_models(replica)
+        assert (views, stats) == _reference(replica)
+        t2 = next(v for v in views if v["thread_id"] == "t-2")
+        assert t2["posts_count"] >= 2 and t2["last_event_sequence"] == max(mine)
+
+
+def test_check_lists_a_changed_and_a_missing_view_and_changes_nothing(
+    engine: Engine, db_url: str
+) -> None:
+    _history(engine, db_url)
+    rebuild(engine, check=False)
+    with unit_of_work(engine) as s:
+        s.execute(update(ForumThreadView).where(ForumThreadView.thread_id == "t-1")
+                  .values(posts_count=99))  # fmt: skip
+        s.delete(s.get_one(ForumThreadView, "t-2"))
+    before = _read_models(engine)
+    report = rebuild(engine, check=True)
+    want = next(v["posts_count"] for v in _reference(engine)[0] if v["thread_id"] == "t-1")
+    assert report.differences[:2] == [
+        f"thread view t-1.posts_count: live_value=99 rebuilt={want}",
+        "thread view t-2: missing",
+    ]
+    assert not report.applied and _read_models(engine) == before
+    rebuild(engine, check=False)
+    assert rebuild(engine, check=True).differences == []
+
+
+def test_the_progress_line_overwrites_itself_at_most_five_times_a_second() -> None:
+    out = io.StringIO()
+    line = ProgressLine(out)
+    line.shown -= 1.0  # the first call is due
+    line(5_000, 20_000)
+    line(10_000, 20_000)  # too soon: not shown
+    line.clear()
+    text = out.getvalue()
+    assert text.count("folding events") == 1 and "5,000 of ~20,000" in text
+    assert text.endswith("\r\x1b[K")
+
+
+def _columns(row: Any) -> dict[str, Any]:
+    return {c.key: getattr(row, c.key) for c in row.__table__.columns}
