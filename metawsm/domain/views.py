@@ -12,6 +12,8 @@ from typing import Any
 from metawsm.messages.events import Event
 
 HUMAN_OR_OPERATOR = ("human", "operator")
+# Lists sort by urgency, highest first: a number in the view, so one index serves the ORDER BY.
+URGENCY = {"urgent": 4, "high": 3, "normal": 2, "low": 1}
 
 
 def fold_thread(events: Iterable[Event], *, is_control: bool = False) -> dict[str, Any] | None:
@@ -33,6 +35,7 @@ def advance(view: dict[str, Any], event: Event) -> None:
     """
     _apply(view, event)
     _track_actor(view, event)
+    _derive(view)
 
 
 def opened_view(event: Event, *, is_control: bool = False) -> dict[str, Any]:
@@ -64,9 +67,18 @@ def opened_view(event: Event, *, is_control: bool = False) -> dict[str, Any]:
         "last_non_system_actor_type": None,
         "last_human_or_operator_sequence": 0,
         "last_agent_sequence": 0,
+        "urgency": 0,
+        "is_unanswered": False,
     }
     _track_actor(view, event)
+    _derive(view)
     return view
+
+
+def _derive(view: dict[str, Any]) -> None:
+    """The columns computed from the others, kept in the row so lists and queues use an index."""
+    view["urgency"] = urgency(view["priority"])
+    view["is_unanswered"] = is_unanswered(view)
 
 
 def _apply(view: dict[str, Any], event: Event) -> None:
@@ -115,6 +127,11 @@ def fold_stats(views: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str, str
 def stats_key(view: dict[str, Any]) -> tuple[str, str, str, str]:
     """The stats row a thread view counts in: (ticket, run_id or '', state, priority)."""
     return (view["ticket"], view["run_id"] or "", view["state"], view["priority"])
+
+
+def urgency(priority: str) -> int:
+    """How urgent a priority is: 4 urgent, 3 high, 2 normal, 1 low, 0 anything else."""
+    return URGENCY.get(priority, 0)
 
 
 def is_unanswered(view: dict[str, Any]) -> bool:

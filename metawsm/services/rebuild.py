@@ -1,5 +1,7 @@
 """Rebuilding the read models from ``forum_events`` and comparing them with the live ones.
 
+The search index is rebuilt and compared by :mod:`metawsm.services.search_index` (one call each).
+
 The rebuild folds the whole log with the same functions the projector uses, into fresh
 structures, then either reports the differences (``check``) or replaces the live tables.
 """
@@ -15,6 +17,7 @@ from sqlalchemy import Engine, delete, select
 
 from metawsm.domain.views import fold_stats, fold_thread
 from metawsm.messages.events import Event
+from metawsm.services import search_index
 from metawsm.services.eventlog import row_to_event
 from metawsm.services.projections import PROJECTION, view_dict
 from metawsm.storage.models import (
@@ -93,6 +96,7 @@ def _diff(
             (s.ticket, s.run_id, s.state, s.priority): s.thread_count
             for s in session.execute(select(ForumThreadStat)).scalars()
         }
+        out += search_index.differences(session.connection())
     for thread_id in sorted(set(views) | set(live)):
         want, have = views.get(thread_id), live.get(thread_id)
         if want is None or have is None:
@@ -130,3 +134,5 @@ def _replace(
             ForumProjectionEvent(projection=PROJECTION, event_id=e, applied_at=now)
             for e in event_ids
         )
+        session.flush()  # the index is rewritten from the views just written
+        search_index.rebuild(session.connection())
