@@ -128,7 +128,7 @@ def _newest_posts(session: Session, thread_id: str, upto: int, n: int) -> list[A
             .where(ForumEvent.thread_id == thread_id, ForumEvent.thread_seq <= upto)
             .order_by(ForumEvent.thread_seq.desc())
             .limit(n)
-        ).tuples()
+        ).all()
     )
 
 

@@ -56,8 +56,9 @@ _INDEX_THREAD = {dialect: text(head + _THREAD_POSTS) for dialect, head in _INSER
 _KEY = {"sqlite": "rowid", "postgresql": "sequence"}
 _HITS = {
     "sqlite": text(
-        "SELECT thread_id, min(bm25(forum_search, 10.0, 1.0)) AS score FROM forum_search"
-        " WHERE forum_search MATCH :phrase GROUP BY thread_id"
+        # rank, not bm25(): an auxiliary function cannot feed an aggregate; rank can.
+        "SELECT thread_id, min(rank) AS score FROM forum_search"
+        " WHERE forum_search MATCH :phrase AND rank MATCH 'bm25(10.0, 1.0)' GROUP BY thread_id"
     ),
     # ts_rank is higher for better; negated so that both dialects sort ascending.
     "postgresql": text(
