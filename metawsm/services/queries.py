@@ -27,7 +27,8 @@ from metawsm.storage.uow import unit_of_work
 V = ForumThreadView
 # Urgency first, then the most recent activity: the order of ix_forum_thread_views_list (and of
 # its ticket and unanswered variants), read backwards, so a page costs the same at any size.
-LIST_ORDER = (V.urgency.desc(), V.last_event_sequence.desc(), V.thread_id.desc())
+# No tie-break is needed: a view's last_event_sequence is its newest event's, unique in the log.
+LIST_ORDER = (V.urgency.desc(), V.last_event_sequence.desc())
 QUEUES = ("unseen", "unanswered")
 # Posts per page of ``forum thread`` (default and maximum).
 POSTS_PAGE = 50

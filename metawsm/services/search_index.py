@@ -12,8 +12,9 @@ rewrites it from the posts and the views (:func:`rebuild`), and ``--check`` comp
   ``unicode61`` tokenizer (diacritics kept), rowid = sequence; ranked by ``bm25`` with a title
   match worth 10 body matches.
 - PostgreSQL: a table ``forum_search(sequence, thread_id, title, body, document)``, ``document``
-  a generated ``tsvector`` (``simple`` configuration: no stemming, no stop words; title weight A,
-  body weight D) under a GIN index; ranked by ``ts_rank``.
+  a generated ``tsvector`` (``simple`` configuration: no stemming, no stop words; punctuation
+  turned into spaces first, so words split as on SQLite; title weight A, body weight D) under a
+  GIN index; ranked by ``ts_rank``.
 
 A query is one phrase: its words, adjacent and in order, case-insensitive (README, "Searching").
 """
@@ -63,7 +64,8 @@ _HITS = {
     # ts_rank is higher for better; negated so that both dialects sort ascending.
     "postgresql": text(
         "SELECT thread_id, min(-ts_rank(document, query)) AS score"
-        " FROM forum_search, phraseto_tsquery('simple', :phrase) AS query"
+        " FROM forum_search, phraseto_tsquery("
+        "'simple', regexp_replace(:phrase, '[[:punct:]]+', ' ', 'g')) AS query"
         " WHERE document @@ query GROUP BY thread_id"
     ),
 }

@@ -50,9 +50,12 @@ CREATE_SEARCH = {
         "CREATE TABLE forum_search ("
         " sequence BIGINT NOT NULL CONSTRAINT pk_forum_search PRIMARY KEY,"
         " thread_id VARCHAR(128) NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL,"
+        # Punctuation becomes a space before parsing, so words split as FTS5's unicode61 does
+        # (the default parser reads "t-3" as 't' and '-3', "a.b" as one host name).
         " document tsvector GENERATED ALWAYS AS ("
-        "setweight(to_tsvector('simple', title), 'A')"
-        " || setweight(to_tsvector('simple', body), 'D')) STORED)",
+        "setweight(to_tsvector('simple', regexp_replace(title, '[[:punct:]]+', ' ', 'g')), 'A')"
+        " || setweight(to_tsvector('simple', regexp_replace(body, '[[:punct:]]+', ' ', 'g')),"
+        " 'D')) STORED)",
         "CREATE INDEX ix_forum_search_document ON forum_search USING GIN (document)",
     ],
 }
