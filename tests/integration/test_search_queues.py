@@ -106,9 +106,7 @@ def whole_word_substring_match(word: str) -> set[str]:
     """Today's rule (substring of title or a post, case-insensitive) kept to whole words."""
     pattern = re.compile(rf"(?<![0-9A-Za-z]){re.escape(word)}(?![0-9A-Za-z])", re.IGNORECASE)
     return {
-        t
-        for t, (title, posts) in CORPUS.items()
-        if any(pattern.search(s) for s in [title, *posts])
+        t for t, (title, posts) in CORPUS.items() if any(pattern.search(s) for s in [title, *posts])
     }
 
 
