@@ -73,13 +73,17 @@ def reads(engine: Engine) -> list[tuple[str, Callable[[], Any]]]:
         ("forum list --ticket", lambda: queries.list_threads(engine, _on(ticket), 50)),
         (f"forum search --query {WORD}", lambda: queries.search(engine, ANY, WORD)),
         (f"forum search --query {COMMON}", lambda: queries.search(engine, ANY, COMMON)),
-        ("forum search --queue unanswered", lambda: queries.search(engine, ANY, queue="unanswered")),
-        ("forum search --queue unseen", lambda: queries.search(engine, ANY, viewer=viewer, queue="unseen")),
-    ]  # fmt: skip
+        ("forum search --queue unanswered", lambda: _queue(engine, "unanswered", None)),
+        ("forum search --queue unseen", lambda: _queue(engine, "unseen", viewer)),
+    ]
     for thread_id, posts in big:
         label = f"forum thread ({posts} posts){' --limit 50' if paged else ''}"
         out.append((label, lambda t=thread_id: queries.thread_detail(engine, t, **page)))
     return out
+
+
+def _queue(engine: Engine, queue: str, viewer: tuple[str, str] | None) -> Any:
+    return queries.search(engine, ANY, viewer=viewer, queue=queue)
 
 
 def _on(ticket: str) -> queries.ThreadFilter:

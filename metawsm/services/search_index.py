@@ -53,7 +53,15 @@ _INSERT = {
     "sqlite": "INSERT INTO forum_search (rowid, thread_id, title, body) ",
     "postgresql": "INSERT INTO forum_search (sequence, thread_id, title, body) ",
 }
-_INDEX_THREAD = {dialect: text(head + _THREAD_POSTS) for dialect, head in _INSERT.items()}
+# A row already there (its view was deleted and re-folded from the log) is replaced: the same
+# post gives the same row, so adding a post twice changes nothing.
+_INDEX_THREAD = {
+    "sqlite": text("INSERT OR REPLACE INTO forum_search (rowid, thread_id, title, body) "
+                   + _THREAD_POSTS),
+    "postgresql": text(_INSERT["postgresql"] + _THREAD_POSTS + " ON CONFLICT (sequence) DO UPDATE"
+                       " SET thread_id = excluded.thread_id, title = excluded.title,"
+                       " body = excluded.body"),
+}  # fmt: skip
 _KEY = {"sqlite": "rowid", "postgresql": "sequence"}
 _HITS = {
     "sqlite": text(
