@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select, text
 from metawsm.cli import cli
 from metawsm.domain.views import is_unanswered
 from metawsm.errors import UsageError
-from metawsm.services import queries
+from metawsm.services import queries, search_index
 from metawsm.services.eventlog import row_to_event
 from metawsm.services.projections import project, view_dict
 from metawsm.services.rebuild import rebuild
@@ -415,6 +415,25 @@ def test_events_projected_in_any_order_build_the_index_rebuild_builds(
 
     assert search_rows(engine) == incremental
     assert set(search_ids(engine, "kestrel")) == {"t-1", "t-2", "t-3"}
+
+
+def test_a_view_refolded_from_the_log_replaces_its_index_rows_not_doubles_them(
+    corpus: Forum,
+) -> None:
+    engine = corpus.engine
+    before = search_rows(engine)
+    with engine.begin() as conn:  # the projector re-folds a thread it has no view of
+        conn.execute(text("DELETE FROM forum_thread_views WHERE thread_id = 't-1'"))
+    corpus.run("add_post", "agent", thread_id="t-1", body="kestrel again")
+
+    corpus.project()
+
+    after = search_rows(engine)
+    assert after[: len(before)] == before and [r[3] for r in after[len(before) :]] == [
+        "kestrel again"
+    ]
+    with engine.connect() as conn:
+        assert search_index.differences(conn) == []
 
 
 def test_rebuild_check_reports_a_damaged_index_and_rebuild_repairs_it(corpus: Forum) -> None:
