@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, select, text
 
-from metawsm.cli import cli
+from metawsm.cli import cli, main
 from metawsm.domain.views import is_unanswered
 from metawsm.errors import UsageError
 from metawsm.services import queries, search_index
@@ -148,6 +148,18 @@ def test_where_the_index_differs_from_a_substring_match(corpus: Forum) -> None:
     assert set(search_ids(engine, "help")) == {"t-1"}  # "help." : punctuation is no part
     with pytest.raises(UsageError, match="query '--': must contain at least one letter or digit"):
         queries.search(engine, F, "--")
+
+
+def test_the_search_command_refuses_a_query_without_a_word_with_exit_2(
+    corpus: Forum, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("METAWSM_DATABASE_URL", db_url)
+
+    with pytest.raises(SystemExit) as exited:
+        main(["forum", "search", "--query", "..."])
+
+    assert exited.value.code == 2
+    assert "query '...': must contain at least one letter or digit" in capsys.readouterr().err
 
 
 def test_search_keeps_the_filters_and_the_cursor(corpus: Forum) -> None:
