@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, select, text
+from sqlalchemy import event as sql_events
 
 from metawsm.cli import cli, main
 from metawsm.domain.views import is_unanswered
@@ -484,3 +485,38 @@ def test_migration_0004_backfills_the_view_columns_and_the_index(triage: Forum) 
     assert ids(queries.search(engine, F, queue="unanswered", limit=100)) == unanswered
     assert set(search_ids(engine, "kestrel")) == {"s-t-1", "s-t-2"}
     assert rebuild(engine, check=True).differences == []
+
+
+def statements_of(engine: Engine, read: Any) -> int:
+    """How many SQL statements ``read()`` issues."""
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])
+
+    sql_events.listen(engine, "before_cursor_execute", record)
+    try:
+        read()
+    finally:
+        sql_events.remove(engine, "before_cursor_execute", record)
+    return len(seen)
+
+
+def test_reads_issue_the_same_statements_whatever_the_number_of_threads(triage: Forum) -> None:
+    engine, viewer = triage.engine, ("human", "hana")
+    reads = {
+        "list": lambda: queries.list_threads(engine, F, 5),
+        "search": lambda: queries.search(engine, F, "answered", limit=5),
+        "unanswered": lambda: queries.search(engine, F, queue="unanswered", limit=5),
+        "unseen": lambda: queries.search(engine, F, viewer=viewer, queue="unseen", limit=5),
+        "thread": lambda: queries.thread_detail(engine, "t-00", limit=5),
+    }
+    small = {name: statements_of(engine, read) for name, read in reads.items()}
+    for n in range(40):
+        triage.ask(f"u-{n:02}", f"U{n}", "answered soon")
+        triage.run("add_post", "agent", thread_id="t-00", body=f"more {n}")
+    triage.project()
+
+    large = {name: statements_of(engine, read) for name, read in reads.items()}
+
+    assert large == small
