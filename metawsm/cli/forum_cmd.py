@@ -184,13 +184,18 @@ def _filters(kw: dict[str, Any]) -> queries.ThreadFilter:
 @_filter_options
 @pass_app
 def list_(app: AppContext, /, **kw: Any) -> None:
-    """List threads by priority, then most recent activity."""
+    """List threads by priority (urgent first), then most recent activity."""
     rows = queries.list_threads(app.container.engine, _filters(kw), kw["limit"])
     _render_threads(rows, kw["as_json"])
 
 
 @forum.command("search")
-@click.option("--query", "text", default=None, help="Case-insensitive text in title or posts.")
+@click.option(
+    "--query",
+    "text",
+    default=None,
+    help="Whole words (a phrase, case-insensitive) in the title or any post; best match first.",
+)
 @click.option("--queue", type=click.Choice(["unseen", "unanswered"]), default=None)
 @click.option("--viewer-type", type=click.Choice(["human", "agent"]), default=None)
 @click.option("--viewer-id", default=None)
@@ -235,11 +240,24 @@ def _summary(r: dict[str, Any]) -> str:
 
 @forum.command("thread")
 @_thread_id_option
+@click.option(
+    "--limit",
+    type=click.IntRange(1, queries.POSTS_PAGE_MAX),
+    default=queries.POSTS_PAGE,
+    show_default=True,
+    help="Posts per page: the newest ones (below --before).",
+)
+@click.option(
+    "--before",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Only posts with thread_seq below this (the next page: page.next_before).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def thread(app: AppContext, thread_id: str, as_json: bool) -> None:
-    """Show a thread with its posts."""
-    detail = queries.thread_detail(app.container.engine, thread_id)
+def thread(app: AppContext, thread_id: str, limit: int, before: int | None, as_json: bool) -> None:
+    """Show a thread with a page of its posts (the newest --limit, oldest first)."""
+    detail = queries.thread_detail(app.container.engine, thread_id, limit=limit, before=before)
     if as_json:
         emit_json(detail)
         return
@@ -247,6 +265,8 @@ def thread(app: AppContext, thread_id: str, as_json: bool) -> None:
     for p in detail["posts"]:
         click.echo(f"--- {p['created_at']} {p['author_type']}/{p['author_name']} ({p['kind']})")
         click.echo(p["body"])
+    if detail["page"]["next_before"] is not None:
+        click.echo(f"older posts: {detail['page']['next']}", err=True)
 
 
 @forum.command("seen")

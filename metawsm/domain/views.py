@@ -13,6 +13,8 @@ from typing import Any, Protocol
 from metawsm.messages.common import Actor
 
 HUMAN_OR_OPERATOR = ("human", "operator")
+# Lists sort by urgency, highest first: a number in the view, so one index serves the ORDER BY.
+URGENCY = {"urgent": 4, "high": 3, "normal": 2, "low": 1}
 
 
 class FoldableEvent(Protocol):
@@ -62,6 +64,7 @@ def advance(view: dict[str, Any], event: FoldableEvent) -> None:
     """
     _apply(view, event)
     _track_actor(view, event)
+    _derive(view)
 
 
 def opened_view(event: FoldableEvent, *, is_control: bool = False) -> dict[str, Any]:
@@ -93,9 +96,18 @@ def opened_view(event: FoldableEvent, *, is_control: bool = False) -> dict[str, 
         "last_non_system_actor_type": None,
         "last_human_or_operator_sequence": 0,
         "last_agent_sequence": 0,
+        "urgency": 0,
+        "is_unanswered": False,
     }
     _track_actor(view, event)
+    _derive(view)
     return view
+
+
+def _derive(view: dict[str, Any]) -> None:
+    """The columns computed from the others, kept in the row so lists and queues use an index."""
+    view["urgency"] = urgency(view["priority"])
+    view["is_unanswered"] = is_unanswered(view)
 
 
 def _apply(view: dict[str, Any], event: FoldableEvent) -> None:
@@ -144,6 +156,11 @@ def fold_stats(views: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str, str
 def stats_key(view: dict[str, Any]) -> tuple[str, str, str, str]:
     """The stats row a thread view counts in: (ticket, run_id or '', state, priority)."""
     return (view["ticket"], view["run_id"] or "", view["state"], view["priority"])
+
+
+def urgency(priority: str) -> int:
+    """How urgent a priority is: 4 urgent, 3 high, 2 normal, 1 low, 0 anything else."""
+    return URGENCY.get(priority, 0)
 
 
 def is_unanswered(view: dict[str, Any]) -> bool:

@@ -1,4 +1,4 @@
-"""Projectors: keep the read models (thread views, stats) in step with the event log.
+"""Projectors: keep the read models (thread views, stats, search index) in step with the log.
 
 Applying an event is one transaction with the ledger row ``(projection, event_id)`` (a duplicate
 is already done) and the outbox row's "done". The thread's view moves by one step when the event
@@ -32,6 +32,7 @@ from sqlalchemy import (
 from metawsm.domain.views import advance, fold_thread, opened_view, stats_key
 from metawsm.messages.events import Event
 from metawsm.runtime import Runtime
+from metawsm.services import search_index
 from metawsm.services.eventlog import trusted_events
 from metawsm.services.outbox import mark_done
 from metawsm.storage.models import (
@@ -134,7 +135,8 @@ def project(engine: Engine, event: Event, message_id: str, *, count_delivery: bo
 
 
 def _project_thread(conn: Connection, event: Event, thread_id: str) -> None:
-    """Bring the thread's view up to ``event`` and move its stats by the difference."""
+    """Bring the thread's view up to ``event``, move its stats by the difference and index the
+    posts the view moved over (:mod:`metawsm.services.search_index`)."""
     row = conn.execute(_VIEW, {"b_thread": thread_id}).first()
     old = dict(row._mapping) if row is not None else None
     new = _next_view(conn, event, thread_id, old)
@@ -147,6 +149,7 @@ def _project_thread(conn: Connection, event: Event, thread_id: str) -> None:
         if changed:
             conn.execute(_UPDATE_VIEW, {"b_thread": thread_id, **changed})
     _move_stats(conn, old, new)
+    search_index.follow_view(conn, event, old, new)
 
 
 def _next_view(

@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, or_, select
+from sqlalchemy import Engine, and_, func, select
 from sqlalchemy.orm import Session
 
-from metawsm.domain.views import is_unanswered
-from metawsm.errors import NotFound
+from metawsm.errors import NotFound, UsageError
+from metawsm.services import search_index
 from metawsm.services.eventlog import row_to_event
 from metawsm.services.projections import view_dict
 from metawsm.storage.models import (
@@ -25,7 +25,14 @@ from metawsm.storage.models import (
 from metawsm.storage.uow import unit_of_work
 
 V = ForumThreadView
-PRIORITY_ORDER = case({"urgent": 1, "high": 2, "normal": 3, "low": 4}, value=V.priority, else_=5)
+# Urgency first, then the most recent activity: the order of ix_forum_thread_views_list (and of
+# its ticket and unanswered variants), read backwards, so a page costs the same at any size.
+# No tie-break is needed: a view's last_event_sequence is its newest event's, unique in the log.
+LIST_ORDER = (V.urgency.desc(), V.last_event_sequence.desc())
+QUEUES = ("unseen", "unanswered")
+# Posts per page of ``forum thread`` (default and maximum).
+POSTS_PAGE = 50
+POSTS_PAGE_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -57,49 +64,84 @@ class ThreadFilter:
 
 
 def list_threads(engine: Engine, filters: ThreadFilter, limit: int = 50) -> list[dict[str, Any]]:
-    """Threads by priority rank, then most recent activity."""
+    """Threads by urgency (urgent first), then most recent activity."""
     with unit_of_work(engine, readonly=True) as session:
-        query = (
-            select(V)
-            .where(*filters.clauses())
-            .order_by(PRIORITY_ORDER, V.last_event_sequence.desc(), V.thread_id)
-            .limit(limit)
-        )
+        query = select(V).where(*filters.clauses()).order_by(*LIST_ORDER).limit(limit)
         return [_view_out(v) for v in session.execute(query).scalars()]
 
 
-def thread_detail(engine: Engine, thread_id: str) -> dict[str, Any]:
-    """The thread's view, its posts and its events, all as of one point of the thread's history.
+def thread_detail(
+    engine: Engine, thread_id: str, *, limit: int = POSTS_PAGE, before: int | None = None
+) -> dict[str, Any]:
+    """The thread's view and one page of its posts and events, as of one point of its history.
 
     The view is what the projector has applied so far (up to its ``last_thread_seq``); the posts
     and events are read up to that same point, so the header never describes fewer posts than
     are listed (or more). ``as_of_thread_seq`` says which point that is.
 
+    A page is the newest ``limit`` posts with ``thread_seq`` below ``before`` (all, when None),
+    oldest first, with the events from its oldest post on: the pages split the thread's events
+    between them. ``page.next_before`` is the ``before`` of the next (older) page, None on the
+    last one.
+
     Raises:
         NotFound: no view exists for that thread (unknown, or not projected yet).
+        UsageError: ``limit`` outside 1..POSTS_PAGE_MAX or ``before`` below 1.
     """
+    _check_page(limit, before)
     with unit_of_work(engine, readonly=True) as session:
         view = session.get(V, thread_id)
         if view is None:
             raise NotFound(f"forum thread {thread_id} not found")
         as_of = view.last_thread_seq
-        posts = session.execute(
-            select(ForumPost)
-            .join(ForumEvent, ForumEvent.event_id == ForumPost.event_id)
-            .where(ForumPost.thread_id == thread_id, ForumEvent.thread_seq <= as_of)
-            .order_by(ForumEvent.thread_seq)
-        ).scalars()
+        upto = as_of if before is None else min(as_of, before - 1)
+        posts = _newest_posts(session, thread_id, upto, limit + 1)
+        more = len(posts) > limit
+        posts = posts[:limit][::-1]
+        since = posts[0][1] if posts and more else 1
         events = session.execute(
             select(ForumEvent)
-            .where(ForumEvent.thread_id == thread_id, ForumEvent.thread_seq <= as_of)
-            .order_by(ForumEvent.sequence)
+            .where(ForumEvent.thread_id == thread_id, ForumEvent.thread_seq.between(since, upto))
+            .order_by(ForumEvent.thread_seq)
         ).scalars()
         return {
             "thread": _view_out(view),
             "as_of_thread_seq": as_of,
-            "posts": [_post_out(p) for p in posts],
+            "posts": [_post_out(p, seq) for p, seq in posts],
             "events": [row_to_event(e).model_dump(mode="json") for e in events],
+            "page": _page(thread_id, limit, before, since if more else None),
         }
+
+
+def _check_page(limit: int, before: int | None) -> None:
+    if not 1 <= limit <= POSTS_PAGE_MAX:
+        raise UsageError(f"limit {limit}: must be between 1 and {POSTS_PAGE_MAX}")
+    if before is not None and before < 1:
+        raise UsageError(f"before {before}: must be a positive thread_seq")
+
+
+def _newest_posts(session: Session, thread_id: str, upto: int, n: int) -> list[Any]:
+    """Up to ``n`` (post, thread_seq) of the thread at or below ``upto``, newest first."""
+    return list(
+        session.execute(
+            select(ForumPost, ForumEvent.thread_seq)
+            .join(ForumEvent, ForumEvent.event_id == ForumPost.event_id)
+            .where(ForumEvent.thread_id == thread_id, ForumEvent.thread_seq <= upto)
+            .order_by(ForumEvent.thread_seq.desc())
+            .limit(n)
+        ).all()
+    )
+
+
+def _page(
+    thread_id: str, limit: int, before: int | None, next_before: int | None
+) -> dict[str, Any]:
+    page: dict[str, Any] = {"limit": limit, "before": before, "next_before": next_before}
+    if next_before is not None:
+        page["next"] = (
+            f"metawsm forum thread --thread-id {thread_id} --limit {limit} --before {next_before}"
+        )
+    return page
 
 
 def search(
@@ -112,38 +154,48 @@ def search(
     cursor: int | None = None,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
-    """Threads matching ``query`` (title or any post, case-insensitive), newest activity first.
+    """Threads matching ``query`` (a phrase of whole words in the title or any post,
+    case-insensitive), best match first, then by urgency and most recent activity.
 
-    ``queue`` is ``unseen`` (needs ``viewer``) or ``unanswered``; ``cursor`` pages by
-    ``last_event_sequence`` (exclusive). Title hits rank before body-only hits.
+    ``queue`` is ``unseen`` (needs ``viewer``) or ``unanswered``; ``cursor`` keeps threads whose
+    ``last_event_sequence`` is below it. The text goes through the full-text index and the
+    queues through indexes of the view (docs/performance.md, "Search, queues, lists at scale").
+
+    Raises:
+        UsageError: an unknown queue, ``unseen`` without a viewer, or a query with no word.
     """
+    if queue is not None and queue not in QUEUES:
+        raise UsageError(f"queue {queue!r}: must be one of {'|'.join(QUEUES)}")
+    if queue == "unseen" and viewer is None:
+        raise UsageError("queue unseen: needs a viewer (type and id)")
     with unit_of_work(engine, readonly=True) as session:
         stmt = select(V).where(*filters.clauses())
-        order: list[Any] = [PRIORITY_ORDER, V.last_event_sequence.desc()]
+        order: list[Any] = list(LIST_ORDER)
         if query:
-            stmt, rank = _text_match(stmt, query)
-            order.insert(0, rank)
+            hits = search_index.hits(session.connection().dialect.name, query)
+            stmt = stmt.join(hits, hits.c.thread_id == V.thread_id)
+            order.insert(0, hits.c.score)
         if cursor is not None:
             stmt = stmt.where(V.last_event_sequence < cursor)
-        stmt = stmt.order_by(*order)
+        if queue == "unanswered":
+            stmt = stmt.where(V.is_unanswered.is_(True))
+        elif queue == "unseen" and viewer is not None:
+            stmt = stmt.where(~_seen(viewer).exists())
+        stmt = stmt.order_by(*order).limit(limit)
         rows = [_view_out(v) for v in session.execute(stmt).scalars()]
         _flag(session, rows, viewer)
-    if queue == "unseen":
-        rows = [r for r in rows if r["is_unseen"]]
-    elif queue == "unanswered":
-        rows = [r for r in rows if r["is_unanswered"]]
-    return rows[:limit]
+    return rows
 
 
-def _text_match(stmt: Any, query: str) -> tuple[Any, Any]:
-    pattern = f"%{query.lower()}%"
-    in_title = func.lower(V.title).like(pattern)
-    in_body = (
-        select(ForumPost.post_id)
-        .where(ForumPost.thread_id == V.thread_id, func.lower(ForumPost.body).like(pattern))
-        .exists()
+def _seen(viewer: tuple[str, str]) -> Any:
+    """The viewer's watermark row that covers the view's newest event (indexed anti-join)."""
+    R = ForumThreadRead
+    return select(R.thread_id).where(
+        R.thread_id == V.thread_id,
+        R.viewer_type == viewer[0],
+        R.viewer_id == viewer[1],
+        R.last_seen_event_sequence >= V.last_event_sequence,
     )
-    return stmt.where(or_(in_title, in_body)), case((in_title, 0), else_=1)
 
 
 def _flag(session: Session, rows: list[dict[str, Any]], viewer: tuple[str, str] | None) -> None:
@@ -214,16 +266,16 @@ def stats(
 
 def _view_out(view: ForumThreadView) -> dict[str, Any]:
     data = view_dict(view)
-    data["is_unanswered"] = is_unanswered(data)
     for key, value in list(data.items()):
         if hasattr(value, "isoformat"):
             data[key] = value.isoformat()
     return data
 
 
-def _post_out(post: ForumPost) -> dict[str, Any]:
+def _post_out(post: ForumPost, thread_seq: int) -> dict[str, Any]:
     return {
         "post_id": post.post_id,
+        "thread_seq": thread_seq,
         "event_id": post.event_id,
         "author_type": post.author_type,
         "author_name": post.author_name,

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, insert, literal, select
 
 from metawsm.domain.views import fold_stats
+from metawsm.services import search_index
 from metawsm.services.logfold import FoldedLog, Progress, fold_log, read_connection
 from metawsm.services.projections import PROJECTION, VIEW_COLUMNS
 from metawsm.storage.models import (
@@ -194,6 +195,21 @@ def _chunks(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield chunk
 
 
+def refill_search_index(conn: Connection, expected: Expected, now: datetime) -> None:
+    """Rewrite the search index from the thread views just written (after them, same transaction)."""
+    search_index.rebuild(conn)
+
+
+def diff_search_index(conn: Connection, expected: Expected) -> list[str]:
+    """Differences between the search index and the posts the live views cover."""
+    return search_index.differences(conn)
+
+
 # The read models a rebuild resets and refills (in this order, one transaction), and compares.
-REFILLS: tuple[Refill, ...] = (refill_thread_views, refill_stats, refill_ledger)
-CHECKS: tuple[Check, ...] = (diff_thread_views, diff_stats)
+REFILLS: tuple[Refill, ...] = (
+    refill_thread_views,
+    refill_stats,
+    refill_ledger,
+    refill_search_index,
+)
+CHECKS: tuple[Check, ...] = (diff_thread_views, diff_stats, diff_search_index)

@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 from metawsm.errors import DatabaseUnreachable, MetawsmError, SchemaNotAtHead, UsageError
 from metawsm.settings import Settings, mask_url
 from metawsm.storage.engine import READONLY, normalize_url
-from metawsm.storage.models import Base
+from metawsm.storage.models import Base, is_search_index_table
 
 MIGRATIONS_PACKAGE = "migrations"
 UPGRADE_HINT = "run `metawsm db upgrade`"
@@ -67,11 +67,21 @@ def context_options(dialect_name: str) -> dict[str, Any]:
 
     SQLite alters tables in batch mode (copy and rename) and, since the engine controls
     transactions itself (``BEGIN IMMEDIATE``), runs each upgrade as one atomic transaction.
+    The full-text search index is no model: comparisons leave it out (``include_name``).
     """
-    options: dict[str, Any] = {"compare_type": True, "render_as_batch": dialect_name == "sqlite"}
+    options: dict[str, Any] = {
+        "compare_type": True,
+        "render_as_batch": dialect_name == "sqlite",
+        "include_name": _not_search_index,
+    }
     if dialect_name == "sqlite":
         options["transactional_ddl"] = True
     return options
+
+
+def _not_search_index(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Leave the search index out of autogenerate: no model describes it (models.py says why)."""
+    return not (type_ == "table" and is_search_index_table(name))
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

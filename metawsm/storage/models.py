@@ -227,11 +227,23 @@ class ForumThreadView(Base):
     last_non_system_actor_type: Mapped[str | None] = mapped_column(SHORT)
     last_human_or_operator_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
     last_agent_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Derived by the fold (metawsm.domain.views): 4 urgent .. 1 low, and the unanswered rule.
+    urgency: Mapped[int] = mapped_column(Integer, default=0)
+    is_unanswered: Mapped[bool] = mapped_column(Boolean, default=False)
     __table_args__ = (
         Index("ix_forum_thread_views_filters", "ticket", "state", "priority", "updated_at"),
         Index("ix_forum_thread_views_run", "run_id", "last_event_sequence"),
         Index("ix_forum_thread_views_run_control_state", "run_id", "is_control", "state"),
         Index("ix_forum_thread_views_escalating", "state", "is_control", "updated_at"),
+        # Lists and queues: ORDER BY urgency DESC, last_event_sequence DESC, read backwards.
+        Index("ix_forum_thread_views_list", "urgency", "last_event_sequence"),
+        Index("ix_forum_thread_views_ticket_list", "ticket", "urgency", "last_event_sequence"),
+        Index(
+            "ix_forum_thread_views_unanswered",
+            "is_unanswered",
+            "urgency",
+            "last_event_sequence",
+        ),
     )
 
 
@@ -372,6 +384,20 @@ class RunEvent(Base):
     reason: Mapped[str] = mapped_column(Text)
     cause_event_id: Mapped[str | None] = mapped_column(ID)
     created_at: Mapped[datetime]
+
+
+# The full-text search index (metawsm.services.search_index) is not a model: its shape differs
+# per dialect (an FTS5 virtual table and its shadow tables on SQLite, a table with a tsvector
+# column and a GIN index on PostgreSQL), which SQLAlchemy metadata cannot describe as one table.
+# Migration 0004 creates it; the drift check leaves these names out (is_search_index_table).
+SEARCH_INDEX_TABLE = "forum_search"
+
+
+def is_search_index_table(name: str | None) -> bool:
+    """True for the search index table and its SQLite FTS5 shadow tables (``forum_search_*``)."""
+    return name is not None and (
+        name == SEARCH_INDEX_TABLE or name.startswith(f"{SEARCH_INDEX_TABLE}_")
+    )
 
 
 def table(model: type[Base]) -> Table:

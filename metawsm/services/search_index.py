@@ -1,0 +1,160 @@
+"""The full-text search index of forum threads, kept by the projector.
+
+One index row per post, keyed by the event sequence of the event that wrote the post: the title
+(on the opening post's row only), the body and the thread id. A thread's rows are exactly its
+posts up to its view's ``last_thread_seq``: when the projector moves a view forward it adds the
+posts of the thread_seq range it moved over, in the same transaction (:func:`follow_view`), so the
+index is idempotent with the view and never ahead of or behind it. ``projections rebuild``
+rewrites it from the posts and the views (:func:`rebuild`), and ``--check`` compares it
+(:func:`differences`).
+
+- SQLite: an FTS5 virtual table ``forum_search(title, body, thread_id UNINDEXED)`` with the
+  ``unicode61`` tokenizer (diacritics kept), rowid = sequence; ranked by ``bm25`` with a title
+  match worth 10 body matches.
+- PostgreSQL: a table ``forum_search(sequence, thread_id, title, body, document)``, ``document``
+  a generated ``tsvector`` (``simple`` configuration: no stemming, no stop words; punctuation
+  turned into spaces first, so words split as on SQLite; title weight A, body weight D) under a
+  GIN index; ranked by ``ts_rank``.
+
+A query is one phrase: its words, adjacent and in order, case-insensitive (README, "Searching").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Float, String, TextClause, bindparam, text
+from sqlalchemy.sql.selectable import Subquery
+
+from metawsm.errors import UsageError
+from metawsm.messages.events import Event
+
+# Event types that write a post (and so an index row).
+POSTING = frozenset({"forum.thread.opened", "forum.post.added", "forum.control.signal"})
+# Rows compared per round by differences(): bounded memory whatever the size of the log.
+CHECK_CHUNK = 20_000
+
+_POSTS = """
+    SELECT e.sequence, e.thread_id,
+           CASE WHEN p.kind = 'opening' THEN {title} ELSE '' END AS title, p.body
+    FROM forum_events e JOIN forum_posts p ON p.event_id = e.event_id
+"""
+_THREAD_POSTS = (
+    _POSTS.format(title=":title")
+    + " WHERE e.thread_id = :thread AND e.thread_seq > :after AND e.thread_seq <= :upto"
+)
+# Every post a view covers: what the index holds when it agrees with the views.
+_VIEW_POSTS = (
+    _POSTS.format(title="v.title")
+    + " JOIN forum_thread_views v"
+    + " ON v.thread_id = e.thread_id AND e.thread_seq <= v.last_thread_seq"
+)
+_INSERT = {
+    "sqlite": "INSERT INTO forum_search (rowid, thread_id, title, body) ",
+    "postgresql": "INSERT INTO forum_search (sequence, thread_id, title, body) ",
+}
+# A row already there (its view was deleted and re-folded from the log) is replaced: the same
+# post gives the same row, so adding a post twice changes nothing.
+_INDEX_THREAD = {
+    "sqlite": text("INSERT OR REPLACE INTO forum_search (rowid, thread_id, title, body) "
+                   + _THREAD_POSTS),
+    "postgresql": text(_INSERT["postgresql"] + _THREAD_POSTS + " ON CONFLICT (sequence) DO UPDATE"
+                       " SET thread_id = excluded.thread_id, title = excluded.title,"
+                       " body = excluded.body"),
+}  # fmt: skip
+_KEY = {"sqlite": "rowid", "postgresql": "sequence"}
+_HITS = {
+    "sqlite": text(
+        # rank, not bm25(): an auxiliary function cannot feed an aggregate; rank can.
+        "SELECT thread_id, min(rank) AS score FROM forum_search"
+        " WHERE forum_search MATCH :phrase AND rank MATCH 'bm25(10.0, 1.0)' GROUP BY thread_id"
+    ),
+    # ts_rank is higher for better; negated so that both dialects sort ascending.
+    "postgresql": text(
+        "SELECT thread_id, min(-ts_rank(document, query)) AS score"
+        " FROM forum_search, phraseto_tsquery("
+        "'simple', regexp_replace(:phrase, '[[:punct:]]+', ' ', 'g')) AS query"
+        " WHERE document @@ query GROUP BY thread_id"
+    ),
+}
+
+
+def follow_view(
+    conn: Connection, event: Event, old: dict[str, Any] | None, new: dict[str, Any]
+) -> None:
+    """Index the posts the view moved over (``old`` -> ``new``), in the projector's transaction.
+
+    One statement when the view moved past a post (or re-folded over a gap); none for an event
+    that follows the view and writes no post (a state, priority or assignee change).
+    """
+    after = old["last_thread_seq"] if old is not None else 0
+    upto = new["last_thread_seq"]
+    if upto <= after:
+        return
+    if upto == after + 1 and event.thread_seq == upto and event.event_type not in POSTING:
+        return
+    params = {"thread": new["thread_id"], "after": after, "upto": upto, "title": new["title"]}
+    conn.execute(_INDEX_THREAD[conn.dialect.name], params)
+
+
+def rebuild(conn: Connection) -> None:
+    """Rewrite the whole index from the posts and the (already rebuilt) thread views."""
+    conn.execute(text("DELETE FROM forum_search"))
+    conn.execute(text(_INSERT[conn.dialect.name] + _VIEW_POSTS))
+
+
+def differences(conn: Connection, limit: int = 200) -> list[str]:
+    """How the index differs from the posts the thread views cover ([] when identical).
+
+    Compared in sequence ranges of :data:`CHECK_CHUNK`, so memory stays bounded; at most
+    ``limit`` differences are listed.
+    """
+    key = _KEY[conn.dialect.name]
+    tops = f"SELECT max({key}) AS m FROM forum_search "
+    tops += " UNION ALL SELECT max(sequence) FROM forum_events"
+    top = conn.execute(text(f"SELECT max(m) FROM ({tops}) AS tops")).scalar()
+    out: list[str] = []
+    live_sql = text(
+        f"SELECT {key}, thread_id, title, body FROM forum_search WHERE {key} >= :lo AND {key} < :hi"
+    )
+    want_sql = text(_VIEW_POSTS + " WHERE e.sequence >= :lo AND e.sequence < :hi")
+    for lo in range(0, int(top or 0) + 1, CHECK_CHUNK):
+        bounds = {"lo": lo, "hi": lo + CHECK_CHUNK}
+        live = {int(r[0]): tuple(r[1:]) for r in conn.execute(live_sql, bounds)}
+        want = {int(r[0]): tuple(r[1:]) for r in conn.execute(want_sql, bounds)}
+        out += _diff_rows(want, live)
+        if len(out) >= limit:
+            break
+    return out[:limit]
+
+
+def _diff_rows(want: dict[int, tuple[Any, ...]], live: dict[int, tuple[Any, ...]]) -> list[str]:
+    out = []
+    for seq in sorted(set(want) | set(live)):
+        have, rebuilt = live.get(seq), want.get(seq)
+        if have != rebuilt:
+            out.append(f"search index row {seq}: live={_short(have)} rebuilt={_short(rebuilt)}")
+    return out
+
+
+def _short(row: tuple[Any, ...] | None) -> str:
+    return "missing" if row is None else repr(row)[:120]
+
+
+def hits(dialect: str, query: str) -> Subquery:
+    """``(thread_id, score)`` of the threads matching ``query``; a lower score ranks first.
+
+    Raises:
+        UsageError: the query holds no letter or digit (nothing a word index can match).
+    """
+    if not any(ch.isalnum() for ch in query):
+        raise UsageError(f"query {query!r}: must contain at least one letter or digit")
+    stmt: TextClause = _HITS[dialect].bindparams(bindparam("phrase", _phrase(dialect, query)))
+    return stmt.columns(thread_id=String, score=Float).subquery("hits")
+
+
+def _phrase(dialect: str, query: str) -> str:
+    if dialect == "sqlite":
+        # One FTS5 string: tokenized like the indexed text, its tokens form a phrase.
+        return '"' + query.replace('"', '""') + '"'
+    return query
