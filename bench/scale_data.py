@@ -419,12 +419,43 @@ def postgres_store(
     return Store(size, database_url(server_url, name), manifest)
 
 
-def store(database: str, size: str, shape: Shape | None = None, *, force: bool = False) -> Store:
-    """The cached store of ``size`` on ``database`` ('sqlite' or a postgresql:// server URL)."""
+class NotCached(Exception):
+    """The store is not cached and building it was not asked for."""
+
+
+def store(
+    database: str,
+    size: str,
+    shape: Shape | None = None,
+    *,
+    force: bool = False,
+    build: bool = True,
+) -> Store:
+    """The cached store of ``size`` on ``database`` ('sqlite' or a postgresql:// server URL).
+
+    Raises:
+        NotCached: it is not cached (or stale) and ``build`` is false.
+    """
     shape = shape or Shape(SIZES[size])
+    if not build and not is_cached(database, size):
+        raise NotCached(f"no cached {size} store for {database}: run bench/scale_data.py")
     if database == "sqlite":
         return sqlite_store(size, shape, force=force)
     return postgres_store(database, size, shape, force=force)
+
+
+def is_cached(database: str, size: str, cache: Path = CACHE) -> bool:
+    """Whether a complete store of ``size`` is cached for ``database``."""
+    if database == "sqlite":
+        found = (cache / f"sqlite-{size}.db").exists()
+        return found and read_manifest(manifest_path("sqlite", size, cache)) is not None
+    if read_manifest(manifest_path("postgresql", size, cache)) is None:
+        return False
+    admin = admin_engine(database)
+    try:
+        return database_exists(admin, f"metawsm_scale_{size}")
+    finally:
+        admin.dispose()
 
 
 def upgrade_to_head(url: str) -> str | None:
