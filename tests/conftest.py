@@ -31,6 +31,7 @@ POSTGRES_MODULES = {
     "test_lifecycle_idempotency.py",
     "test_snapshot.py",
     "test_legacy_import.py",
+    "test_scale_data.py",
 }
 # Single PostgreSQL tests worth their cost in modules that otherwise run on SQLite only.
 POSTGRES_TESTS = (
