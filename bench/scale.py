@@ -51,7 +51,7 @@ from metawsm.storage.engine import build_engine
 from metawsm.storage.types import utcnow
 
 log = scale_data.log
-Results = dict[str, dict[str, Any]]  # row key -> {"label", "process", "inprocess", ...}
+Results = dict[str, Any]  # row key -> {"label", "process", "inprocess", ...} or a Sample
 
 
 # ------------------------------------------------------------------------------ work copies
