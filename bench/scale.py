@@ -178,22 +178,30 @@ def measure_size(size: str, args: argparse.Namespace) -> Results:
     log(f"{size}: {store.manifest['counts']['events']} events; load {loadavg()}")
     with working_copy(store, args.database) as url:
         session = Session(url, args)
+        skip = set(args.skip)
         thread_paging = b"--limit" in _help(["forum", "thread"])
         for row in read_rows(facts["search_word"], facts["big_threads"], thread_paging):
-            session.measure(row)
-        session.rebuild(store.manifest["counts"]["events"])
-        one = facts["run_ids_sample"][0]
-        ordered = [one, *(r for r in active_runs(session.settings) if r != one)]
-        for active in (1000, 100, 10):
-            current = active_runs(session.settings)
-            keep = set(ordered[:active])
-            keep_active(session.settings, [r for r in current if r not in keep])
-            count = len(active_runs(session.settings))
-            for row in snapshot_rows(active, count, one if active == 1000 else None):
+            if "reads" not in skip:
                 session.measure(row)
+        if "rebuild" not in skip:
+            session.rebuild(store.manifest["counts"]["events"])
+        measure_runs(session, facts["run_ids_sample"][0], skip)
         if args.stack:
             session.results["forum_ask"] = ask_latency(url, args.repeat * 4)
         return session.results
+
+
+def measure_runs(session: Session, one: str, skip: set[str]) -> None:
+    """The run rows with 1,000 active runs, then 100, then 10 (stopping the others on the
+    copy); ``one`` stays active throughout and is the run of the one-run row."""
+    ordered = [one, *(r for r in active_runs(session.settings) if r != one)]
+    wanted = [n for n in (1000, 100, 10) if ("runs" if n == 1000 else "fewer-runs") not in skip]
+    for active in wanted:
+        keep = set(ordered[:active])
+        keep_active(session.settings, [r for r in active_runs(session.settings) if r not in keep])
+        count = len(active_runs(session.settings))
+        for row in snapshot_rows(active, count, one if active == 1000 else None):
+            session.measure(row)
 
 
 def _help(args: list[str]) -> bytes:
@@ -201,6 +209,9 @@ def _help(args: list[str]) -> bytes:
 
 
 # -------------------------------------------------------------------------------------- main
+
+
+SKIPPABLE = ("reads", "rebuild", "runs", "fewer-runs")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -211,6 +222,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=5, help="samples per row, at most (5)")
     p.add_argument("--stack", action="store_true", help="also time forum ask on a running stack")
     p.add_argument("--no-build", action="store_true", help="skip sizes that are not cached")
+    p.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=SKIPPABLE,
+        help="leave out a group of rows (repeatable): reads, rebuild, runs (the 1,000-run rows),"
+        " fewer-runs (the 100 and 10 active-run rows)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return p.parse_args(argv)
 
