@@ -231,12 +231,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         " fewer-runs (the 100 and 10 active-run rows)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument(
+        "--render",
+        nargs="+",
+        metavar="JSON",
+        help="measure nothing: print the table of saved --json outputs (their sizes merged)",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure every asked size; print the table (and the JSON)."""
     args = parse_args(argv)
+    if args.render:
+        print(render_saved([Path(p) for p in args.render]))
+        return 0
     sizes = args.sizes.split(",")
     for size in sizes:
         if size not in scale_data.SIZES:
@@ -258,17 +267,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             "loadavg": {"start": load_start, "end": loadavg()},
             "cpus": os.cpu_count(),
             "version": version.as_dict(),
-            "sizes": {s: _plain(r) for s, r in per_size.items()},
+            "sizes": _plain(per_size),
         }
         print(json.dumps(report, default=str))
     return 0
 
 
-def _plain(results: Results) -> dict[str, Any]:
-    return {
-        key: {k: v.as_dict() if isinstance(v, Sample) else v for k, v in out.items()}
-        for key, out in results.items()
-    }
+def render_saved(paths: list[Path]) -> str:
+    """The table of saved ``--json`` reports of one dialect, their sizes side by side."""
+    reports = [json.loads(p.read_text()) for p in paths]
+    per_size: dict[str, Results] = {}
+    for report in reports:
+        for size, results in report["sizes"].items():
+            per_size[size] = {key: _revived(out) for key, out in results.items()}
+    order = [s for s in scale_data.SIZES if s in per_size]
+    version = Sample.from_dict(reports[0]["version"])
+    return render_table(reports[0]["dialect"], version, {s: per_size[s] for s in order})
+
+
+def _revived(out: Any) -> Any:
+    if isinstance(out, dict) and "times_ms" in out:
+        return Sample.from_dict(out)
+    if isinstance(out, dict):
+        return {k: _revived(v) for k, v in out.items()}
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Sample):
+        return value.as_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 if __name__ == "__main__":

@@ -55,7 +55,15 @@ class Sample:
             out["statements"] = statistics.median(self.statements)
         if self.error:
             out["error"] = self.error
+        out["times_ms"] = [_ms(t) for t in self.times_s]
+        out["statements_each"] = self.statements
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Sample:
+        """The sample :meth:`as_dict` wrote (to render saved results again)."""
+        times = [t / 1000 for t in data.get("times_ms", [])]
+        return cls(times, list(data.get("statements_each", [])), data.get("error"))
 
 
 def _ms(seconds: float | None) -> float | None:
