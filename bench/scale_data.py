@@ -409,9 +409,13 @@ def postgres_store(
             drop_database(admin, building)
             with admin.connect() as conn:
                 conn.exec_driver_sql(f'CREATE DATABASE "{building}"')
+                # The builder's commits need not wait for the disk (a crash means a rebuild);
+                # the product code and what it writes are the same.
+                conn.exec_driver_sql(f'ALTER DATABASE "{building}" SET synchronous_commit = off')
             manifest = build_store(database_url(server_url, building), shape)
             drop_database(admin, name)
             with admin.connect() as conn:
+                conn.exec_driver_sql(f'ALTER DATABASE "{building}" RESET synchronous_commit')
                 conn.exec_driver_sql(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
             write_manifest(mpath, manifest)
     finally:
