@@ -131,6 +131,8 @@ class Session:
         out: dict[str, Any] = {"label": row.label}
         if row.cli is not None:
             out["process"] = run_process(row.cli, self.env, self.args.repeat)
+        else:
+            out["process"] = Sample(error="the command has no such option")
         if row.inprocess is not None:
             engine = build_engine(self.settings)
             call = row.inprocess

@@ -83,8 +83,10 @@ def render_table(dialect: str, version: Sample, per_size: dict[str, dict[str, An
         " reads not named in the issue have the"
         f" {PROCESS_READ_MS:g} ms process target."
     )
-    return "\n".join(lines)
+    return "\n".join(line for line in lines if line != "")
 
 
 def _line(label: str, how: str, target: str, cells: list[str]) -> str:
+    if all(c in ("—", "") for c in cells):
+        return ""  # not measured in this report (skipped): no line
     return f"| {label} | {how} | {target} | " + " | ".join(cells) + " |"
