@@ -64,7 +64,7 @@ def _thread(thread_id: str, limit: int | None) -> Callable[[Engine, Settings], A
 
         if limit is not None:
             if "limit" not in inspect.signature(queries.thread_detail).parameters:
-                raise TypeError("thread_detail has no limit (paging not built)")
+                raise TypeError("thread_detail has no limit")
             detail: Any = queries.thread_detail
             return detail(engine, thread_id, limit=limit)  # paging, once it exists
         return queries.thread_detail(engine, thread_id)
