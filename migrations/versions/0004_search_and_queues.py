@@ -1,7 +1,7 @@
 """Indexed lists, queues and full-text search: derived view columns, their indexes, the index.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-05
 
 - ``forum_thread_views.urgency`` (4 urgent .. 1 low, 0 other) and ``is_unanswered`` (the
