@@ -35,7 +35,7 @@ class AppContext:
         """The composition root, built on first use after checking the schema is at head."""
         if self._container is None:
             from metawsm.bootstrap import build
-            from metawsm.storage.migrate import ensure_schema_at_head
+            from metawsm.storage.schema_head import ensure_schema_at_head
 
             container = build(self.settings)
             ensure_schema_at_head(container.engine)

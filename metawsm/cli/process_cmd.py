@@ -17,7 +17,7 @@ import click
 from metawsm.bootstrap import topics_for
 from metawsm.cli.context import AppContext, pass_app
 from metawsm.storage.engine import build_engine
-from metawsm.storage.migrate import ensure_schema_at_head
+from metawsm.storage.schema_head import ensure_schema_at_head
 from metawsm.transport.queues import queues_for_role
 from metawsm.transport.worker_supervisor import WorkerSupervisor
 
