@@ -114,8 +114,3 @@ def _status(engine: Engine) -> dict[str, Any]:
 
 def _name(revision: str | None) -> str:
     return revision if revision is not None else "base (no metawsm schema)"
-
-
-def register(cli: click.Group) -> None:
-    """Attach this module's commands to the root group."""
-    cli.add_command(db_group)

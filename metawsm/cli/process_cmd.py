@@ -140,9 +140,3 @@ def flower(app: AppContext, address: str, port: int) -> None:
         click.echo(f"flower: basic auth {auth} (set METAWSM_FLOWER_BASIC_AUTH to choose)", err=True)
     os.environ["FLOWER_BASIC_AUTH"] = auth  # passed by environment, never on argv
     _exec(["flower", f"--address={address}", f"--port={port}"])
-
-
-def register(cli: click.Group) -> None:
-    """Attach worker, beat and flower to the root group."""
-    for command in (worker, beat, flower):
-        cli.add_command(command)

@@ -34,8 +34,3 @@ def rebuild_cmd(app: AppContext, check: bool, as_json: bool) -> None:
             click.echo(f"  {line}")
     if check and report.differences:
         raise click.exceptions.Exit(EXIT_FAILED)
-
-
-def register(cli: click.Group) -> None:
-    """Attach ``projections`` to the root group."""
-    cli.add_command(projections)

@@ -128,10 +128,3 @@ def signal(app: AppContext, /, **kw: Any) -> None:
             emit_json(answer.as_dict())
         else:
             click.echo(answer.answer)
-
-
-def register(cli: click.Group) -> None:
-    """Attach ``signal`` under the ``forum`` group."""
-    forum = cli.commands["forum"]
-    assert isinstance(forum, click.Group)
-    forum.add_command(signal)
