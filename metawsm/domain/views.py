@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from metawsm.messages.events import Event
+if TYPE_CHECKING:  # folds take events; reading a view (``forum list``) needs no message model
+    from metawsm.messages.events import Event
 
 HUMAN_OR_OPERATOR = ("human", "operator")
 
