@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # imported where used: a CLI read builds no bus, topics or pu
     from metawsm.runtime import Runtime
     from metawsm.services.messagebus import MessageBus
     from metawsm.topics import Topics
-    from metawsm.transport.publisher import CeleryPublisher
+    from metawsm.transport.publisher import TaskPublisher
 
 
 def message_bus() -> MessageBus:
@@ -77,9 +77,9 @@ def topics_for(settings: Settings, bus: MessageBus | None = None) -> Topics:
 class Container:
     """Lazily built process-wide services; nothing connects until first use.
 
-    The publisher sends through a send-only app of its own in every process (a worker's too,
-    so a publish gives up after ``publish_timeout_s`` while the worker's consumer keeps its long
-    socket timeouts).
+    The publisher sends through a broker connection of its own in every process (a worker's
+    too, so a publish gives up after ``publish_timeout_s`` while the worker's consumer keeps its
+    long socket timeouts).
     """
 
     settings: Settings
@@ -102,8 +102,8 @@ class Container:
         return topics_for(self.settings, self.bus)
 
     @cached_property
-    def publisher(self) -> CeleryPublisher:
-        """Publisher over a send-only client app, with a circuit breaker."""
+    def publisher(self) -> TaskPublisher:
+        """The publisher: its own broker connection, the publish timeout, a circuit breaker."""
         from metawsm.transport.publisher import make_publisher
 
         return make_publisher(self.settings)
