@@ -98,8 +98,11 @@ class Container:
 
     @cached_property
     def topics(self) -> Topics:
-        """Topic names from the configured prefixes and the bus's subscriptions."""
-        return topics_for(self.settings, self.bus)
+        """Topic names from the configured prefixes and the bus's subscriptions (the bus is
+        built the first time an event is routed: submitting a command needs no handler)."""
+        from metawsm.topics import Topics
+
+        return Topics(self.settings, lambda: self.bus.subscriptions())
 
     @cached_property
     def publisher(self) -> TaskPublisher:

@@ -18,7 +18,11 @@ from pathlib import Path
 
 import pytest
 
+import metawsm
 from tests.fixtures.database import NO_BROKER_URL
+
+# The metawsm under test (this checkout), whatever the subprocess's working directory.
+SOURCE_ROOT = str(Path(metawsm.__file__).resolve().parents[1])
 
 # Migrations and their template engine: ``metawsm db`` and ``metawsm up`` only.
 MIGRATIONS = ("alembic", "mako", "pygments")
@@ -64,8 +68,10 @@ def forbidden_in(modules: list[str], forbidden: tuple[str, ...]) -> list[str]:
 @pytest.fixture
 def env(sqlite_url: str, tmp_path: Path) -> dict[str, str]:
     """The environment of a user with a migrated database and no Redis answering."""
+    path = [SOURCE_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
     return {
         **os.environ,
+        "PYTHONPATH": os.pathsep.join(path),
         "METAWSM_DATABASE_URL": sqlite_url,
         "METAWSM_BROKER_URL": NO_BROKER_URL,
         "METAWSM_PUBLISH_BREAKER_S": "0",
