@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Engine
 
 from metawsm.settings import Settings
 from metawsm.storage.types import utcnow
-from metawsm.topics import Topics
+
+if TYPE_CHECKING:  # topics load the command and event models, which a CLI read does not need
+    from metawsm.topics import Topics
 
 
 class Publisher(Protocol):

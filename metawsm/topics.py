@@ -8,8 +8,9 @@ subscribers an event type has comes from the message bus's consumer map (``boots
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from metawsm.messages.commands import COMMAND_TYPES
 from metawsm.messages.events import EVENT_TYPES, event_topic_suffix
@@ -29,19 +30,38 @@ class Route:
 class Topics:
     """Topic names built from the configured prefixes and the event subscriptions.
 
-    ``subscriptions``: event type → names of its subscribers, the projector first.
+    ``subscriptions``: event type → names of its subscribers, the projector first; or a function
+    returning them, called the first time an event's routes are needed (building them imports
+    every handler, which a CLI command that only submits never needs).
     """
 
-    def __init__(self, settings: Settings, subscriptions: Mapping[str, Sequence[str]]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        subscriptions: Mapping[str, Sequence[str]] | Callable[[], Mapping[str, Sequence[str]]],
+    ) -> None:
         self.command_prefix = settings.command_prefix
         self.event_prefix = settings.event_prefix
         self.integration_prefix = settings.integration_prefix
-        self._routes = {
+        self._subscriptions = subscriptions
+
+    @cached_property
+    def _by_event_type(self) -> Mapping[str, Sequence[str]]:
+        subscriptions = self._subscriptions
+        return subscriptions() if callable(subscriptions) else subscriptions
+
+    @cached_property
+    def _routes(self) -> dict[str, list[Route]]:
+        return {
             event_type: [self._route(event_type, name) for name in names]
-            for event_type, names in subscriptions.items()
+            for event_type, names in self._by_event_type.items()
         }
-        self.integrations = sorted(
-            {name for names in subscriptions.values() for name in names} - {PROJECTOR}
+
+    @cached_property
+    def integrations(self) -> list[str]:
+        """Names of the integration subscribers (every subscriber but the projector)."""
+        return sorted(
+            {name for names in self._by_event_type.values() for name in names} - {PROJECTOR}
         )
 
     def _route(self, event_type: str, subscriber: str) -> Route:

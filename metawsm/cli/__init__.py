@@ -16,48 +16,91 @@ from typing import Any
 
 import click
 
+import metawsm
 from metawsm.cli.context import AppContext, render_error
+from metawsm.cli.lazy import LazyCommand, LazyGroup
 from metawsm.errors import MetawsmError
 
 HELP = __doc__
 
+# Every top-level command: where it lives and its summary for ``--help``. A command's module is
+# imported only when the command runs (metawsm.cli.lazy); tests/unit/test_cli_lazy.py fails
+# when an entry differs from the command it names.
+COMMANDS = {
+    "beat": LazyCommand(
+        "metawsm.cli.process_cmd:beat",
+        "Start the single beat: outbox drain, reconciliation, SLA escalation.",
+    ),
+    "bootstrap": LazyCommand(
+        "metawsm.cli.run_cmd:bootstrap",
+        "Create a bootstrap run with its brief (flags required when stdin is not a terminal).",
+    ),
+    "close": LazyCommand(
+        "metawsm.cli.run_cmd:close",
+        "Close a completed run whose close gates all pass (see `metawsm run why`).",
+    ),
+    "config": LazyCommand("metawsm.cli.config_cmd:config_group", "Inspect configuration."),
+    "db": LazyCommand(
+        "metawsm.cli.db_cmd:db_group",
+        "Migrate the database schema (Alembic owns it) and check it against the models.",
+    ),
+    "dlq": LazyCommand("metawsm.cli.dlq_cmd:dlq", "Dead letters: messages that failed for good."),
+    "flower": LazyCommand(
+        "metawsm.cli.process_cmd:flower",
+        "Start Flower (queue lag, failures) behind basic auth, on loopback by default.",
+    ),
+    "forum": LazyCommand(
+        "metawsm.cli.forum_cmd:forum",
+        "``metawsm forum``: write (ask, answer, post, assign, state, priority, close) and read.",
+        subcommands={"signal": "metawsm.cli.signal_cmd:signal"},
+    ),
+    "migrate": LazyCommand(
+        "metawsm.cli.migrate_cmd:migrate", "One-off data migrations into the pipeline."
+    ),
+    "operator": LazyCommand(
+        "metawsm.cli.status_cmd:operator",
+        "Decide per run from the snapshot: escalate_guidance, escalate_blocked, close_ready,"
+        " stale_run; decisions are recorded as events and not repeated while nothing changes.",
+    ),
+    "projections": LazyCommand(
+        "metawsm.cli.projections_cmd:projections", "Read models: rebuild and check."
+    ),
+    "run": LazyCommand("metawsm.cli.run_cmd:run", "Runs of agents on tickets."),
+    "schema": LazyCommand(
+        "metawsm.cli.schema_cmd:schema_cmd",
+        "Print the JSON Schema of message NAME, or list the message names.",
+    ),
+    "status": LazyCommand(
+        "metawsm.cli.status_cmd:status",
+        "Show runs: rendered from the typed snapshot only (--json prints the snapshot).",
+    ),
+    "up": LazyCommand(
+        "metawsm.cli.up_cmd:up",
+        "Start the local stack: migrate, ensure Redis, run worker, beat and Flower until Ctrl-C.",
+    ),
+    "watch": LazyCommand(
+        "metawsm.cli.status_cmd:watch",
+        "Follow the event log and alert when a run's class changes, with the fixing command.",
+    ),
+    "worker": LazyCommand(
+        "metawsm.cli.process_cmd:worker", "Start a Celery worker on the queues of ROLE."
+    ),
+}
 
-@click.group(help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="metawsm")
+
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=COMMANDS,
+    help=HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+# The version of this package itself: importlib.metadata would cost more than the whole rest
+# of ``metawsm --version`` (tests/unit/test_cli_lazy.py checks the installed metadata agrees).
+@click.version_option(version=metawsm.__version__)
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """metawsm control plane."""
     ctx.obj = AppContext()
-
-
-def _register() -> None:
-    # Each module owns one command group (or a few top-level commands) and registers it.
-    import importlib
-
-    for name in (
-        "config_cmd",
-        "db_cmd",
-        "schema_cmd",
-        "forum_cmd",
-        "signal_cmd",
-        "dlq_cmd",
-        "process_cmd",
-        "projections_cmd",
-        "run_cmd",
-        "status_cmd",
-        "migrate_cmd",
-        "up_cmd",
-    ):
-        try:
-            module = importlib.import_module(f"metawsm.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"metawsm.cli.{name}":
-                raise
-            continue
-        module.register(cli)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -24,8 +24,3 @@ def show(app: AppContext, as_json: bool) -> None:
     width = max(len(k) for k in data)
     for key, value in data.items():
         click.echo(f"{key.ljust(width)}  {value}")
-
-
-def register(cli: click.Group) -> None:
-    """Attach this module's commands to the root group."""
-    cli.add_command(config_group)

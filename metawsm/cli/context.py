@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import click
-from pydantic import ValidationError
 
 from metawsm.errors import MetawsmError, UsageError
-from metawsm.settings import Settings, load_settings
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # loaded when first used: ``--version`` and ``--help`` need neither
+    from pydantic import ValidationError
+
     from metawsm.bootstrap import Container
+    from metawsm.settings import Settings
 
 
 @dataclass
@@ -27,6 +28,8 @@ class AppContext:
     def settings(self) -> Settings:
         """The settings, loaded from the environment on first use."""
         if self._settings is None:
+            from metawsm.settings import load_settings
+
             self._settings = load_settings()
         return self._settings
 
@@ -35,7 +38,7 @@ class AppContext:
         """The composition root, built on first use after checking the schema is at head."""
         if self._container is None:
             from metawsm.bootstrap import build
-            from metawsm.storage.migrate import ensure_schema_at_head
+            from metawsm.storage.schema_head import ensure_schema_at_head
 
             container = build(self.settings)
             ensure_schema_at_head(container.engine)

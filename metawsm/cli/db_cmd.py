@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from metawsm.cli.context import AppContext, emit_json, pass_app, render_error
 from metawsm.errors import EXIT_FAILED, SchemaNotAtHead
 from metawsm.storage import migrate
-from metawsm.storage.engine import build_engine
+from metawsm.storage.engine import build_engine, masked_url
 
 
 @click.group("db")
@@ -33,7 +33,7 @@ def upgrade(app: AppContext, revision: str) -> None:
         before = migrate.current_revision(engine)
         migrate.upgrade(engine, revision)
         after = migrate.current_revision(engine)
-        click.echo(f"{migrate.masked_url(engine)}: {_name(before)} -> {_name(after)}")
+        click.echo(f"{masked_url(engine)}: {_name(before)} -> {_name(after)}")
 
 
 @db_group.command("downgrade")
@@ -45,7 +45,7 @@ def downgrade(app: AppContext, revision: str) -> None:
         before = migrate.current_revision(engine)
         migrate.downgrade(engine, revision)
         after = migrate.current_revision(engine)
-        click.echo(f"{migrate.masked_url(engine)}: {_name(before)} -> {_name(after)}")
+        click.echo(f"{masked_url(engine)}: {_name(before)} -> {_name(after)}")
 
 
 @db_group.command("current")
@@ -105,7 +105,7 @@ def _status(engine: Engine) -> dict[str, Any]:
     current_rev = migrate.current_revision(engine)
     head = migrate.head_revision()
     return {
-        "database_url": migrate.masked_url(engine),
+        "database_url": masked_url(engine),
         "current": current_rev,
         "head": head,
         "at_head": current_rev == head,
@@ -114,8 +114,3 @@ def _status(engine: Engine) -> dict[str, Any]:
 
 def _name(revision: str | None) -> str:
     return revision if revision is not None else "base (no metawsm schema)"
-
-
-def register(cli: click.Group) -> None:
-    """Attach this module's commands to the root group."""
-    cli.add_command(db_group)

@@ -73,8 +73,3 @@ def purge(app: AppContext, message_id: str | None, purge_all: bool, as_json: boo
         emit_json({"purged": count})
     else:
         click.echo(f"purged {count}")
-
-
-def register(cli: click.Group) -> None:
-    """Attach ``dlq`` to the root group."""
-    cli.add_command(dlq)

@@ -88,8 +88,3 @@ def _render(report: legacy.Report, dry_run: bool) -> None:
     click.echo(f"skipped: {len(report.skipped)} file(s)")
     for skip in report.skipped:
         click.echo(f"  {skip.path} -> {skip.reason}")
-
-
-def register(cli: click.Group) -> None:
-    """Attach the ``migrate`` group to the root group."""
-    cli.add_command(migrate)

@@ -5,21 +5,16 @@ from __future__ import annotations
 import getpass
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from pydantic import ValidationError
 
 from metawsm.cli.context import AppContext, emit_json, usage_from_validation
 from metawsm.errors import EXIT_FAILED, EXIT_UNREACHABLE, MetawsmError, UsageError, WaitTimeout
-from metawsm.services.submit import (
-    Outcome,
-    make_command,
-    submit,
-    wait_for_outcome,
-    wait_for_projection,
-)
 from metawsm.settings import env_default
+
+if TYPE_CHECKING:  # the write path is imported when a write runs, not with every command
+    from metawsm.services.submit import Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 ACTOR_TYPES = click.Choice(["agent", "operator", "human", "system"], case_sensitive=False)
@@ -110,6 +105,10 @@ def run_write(
 ) -> Outcome:
     """Validate, submit, wait (``wait``: None, ``applied`` or ``projected``), render; exits
     non-zero unless applied or accepted."""
+    from pydantic import ValidationError
+
+    from metawsm.services.submit import make_command, submit, wait_for_projection
+
     try:
         command = make_command(
             command_type,
@@ -138,6 +137,8 @@ def run_write(
 
 
 def _wait(app: AppContext, outcome: Outcome, timeout: float | None) -> Outcome:
+    from metawsm.services.submit import wait_for_outcome
+
     limit = timeout if timeout is not None else app.settings.wait_timeout_s
     try:
         return wait_for_outcome(app.container.engine, outcome.command_id, limit)

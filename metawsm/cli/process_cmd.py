@@ -17,7 +17,7 @@ import click
 from metawsm.bootstrap import topics_for
 from metawsm.cli.context import AppContext, pass_app
 from metawsm.storage.engine import build_engine
-from metawsm.storage.migrate import ensure_schema_at_head
+from metawsm.storage.schema_head import ensure_schema_at_head
 from metawsm.transport.queues import queues_for_role
 from metawsm.transport.worker_supervisor import WorkerSupervisor
 
@@ -140,9 +140,3 @@ def flower(app: AppContext, address: str, port: int) -> None:
         click.echo(f"flower: basic auth {auth} (set METAWSM_FLOWER_BASIC_AUTH to choose)", err=True)
     os.environ["FLOWER_BASIC_AUTH"] = auth  # passed by environment, never on argv
     _exec(["flower", f"--address={address}", f"--port={port}"])
-
-
-def register(cli: click.Group) -> None:
-    """Attach worker, beat and flower to the root group."""
-    for command in (worker, beat, flower):
-        cli.add_command(command)

@@ -71,8 +71,3 @@ class ProgressLine:
         """Erase the line before the result is printed."""
         self.stream.write("\r\x1b[K")
         self.stream.flush()
-
-
-def register(cli: click.Group) -> None:
-    """Attach ``projections`` to the root group."""
-    cli.add_command(projections)

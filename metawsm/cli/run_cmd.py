@@ -255,9 +255,3 @@ def close(app: AppContext, /, run_id: str, dry_run: bool, as_json: bool, **kw: A
         click.echo(f"run {run_id}: every close gate passes (dry run; nothing changed)")
     else:
         click.echo(f"run {run_id} {status}")
-
-
-def register(cli: click.Group) -> None:
-    """Attach run, bootstrap and close to the root group."""
-    for command in (run, bootstrap, close):
-        cli.add_command(command)

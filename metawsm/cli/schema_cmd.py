@@ -47,8 +47,3 @@ def schema_cmd(name: str | None, list_names: bool, as_json: bool) -> None:
         raise click.UsageError(f"unknown message name {name!r}; known names: {known}")
     # Not emit_json: its sorted keys would scramble the schema's field order.
     click.echo(json.dumps(json_schema(name), indent=2))
-
-
-def register(cli: click.Group) -> None:
-    """Attach ``metawsm schema`` to the root group."""
-    cli.add_command(schema_cmd)

@@ -11,13 +11,10 @@ import re
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
 from metawsm.cli.context import AppContext, emit_json, pass_app, usage_from_validation
 from metawsm.cli.options import default_actor_name, run_write
 from metawsm.errors import UsageError
-from metawsm.messages.control import parse_control
-from metawsm.services.guidance import wait_for_answer
 from metawsm.settings import env_default
 
 TYPES = ["guidance_request", "guidance_answer", "completion", "validation"]
@@ -62,6 +59,11 @@ def build_signal(kw: dict[str, Any]) -> dict[str, Any]:
     if extra:
         flags = ", ".join("--" + n.replace("_", "-") for n in extra)
         raise UsageError(f"{flags} not allowed with --type {kw['signal_type']}")
+    # Loaded here: ``forum signal`` joins the forum group whenever a forum command runs.
+    from pydantic import ValidationError
+
+    from metawsm.messages.control import parse_control
+
     try:
         return parse_control(data).model_dump(mode="json", exclude_none=True)
     except ValidationError as exc:
@@ -123,15 +125,10 @@ def signal(app: AppContext, /, **kw: Any) -> None:
         quiet=wants_answer,
     )
     if wants_answer and outcome.status == "applied":
+        from metawsm.services.guidance import wait_for_answer
+
         answer = wait_for_answer(app.container.engine, outcome.command_id, timeout_s)
         if kw["as_json"]:
             emit_json(answer.as_dict())
         else:
             click.echo(answer.answer)
-
-
-def register(cli: click.Group) -> None:
-    """Attach ``signal`` under the ``forum`` group."""
-    forum = cli.commands["forum"]
-    assert isinstance(forum, click.Group)
-    forum.add_command(signal)

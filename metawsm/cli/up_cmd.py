@@ -309,8 +309,3 @@ def up(app: AppContext, concurrency: int, no_flower: bool, flower_port: int) -> 
             )
     if failure:
         raise MetawsmError(f"{failure}; stopped the other processes")
-
-
-def register(cli: click.Group) -> None:
-    """Attach ``metawsm up`` to the root group."""
-    cli.add_command(up)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from metawsm.messages.common import Actor
+if TYPE_CHECKING:  # folds take events; reading a view (``forum list``) needs no message model
+    from datetime import datetime
+
+    from metawsm.messages.common import Actor
 
 HUMAN_OR_OPERATOR = ("human", "operator")
 # Lists sort by urgency, highest first: a number in the view, so one index serves the ORDER BY.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection, func, insert, select
 
@@ -20,7 +20,9 @@ from metawsm.messages.events import EVENT_PAYLOADS, Event
 from metawsm.services.outbox import OutboxMessage, enqueue
 from metawsm.storage.models import ForumEvent, table
 from metawsm.storage.uow import lock_event_log
-from metawsm.topics import Topics
+
+if TYPE_CHECKING:  # a writer is given its topics; reading events needs none
+    from metawsm.topics import Topics
 
 EVENTS = table(ForumEvent)
 _INSERT_EVENT = insert(EVENTS)

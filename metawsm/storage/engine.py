@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from metawsm.errors import DatabaseUnreachable
-from metawsm.settings import Settings
+from metawsm.settings import Settings, mask_url
 
 READONLY = "metawsm_readonly"
 MIN_LOCK_POLL_S = 0.0005
@@ -28,6 +31,30 @@ def normalize_url(url: str) -> str:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
+
+
+def masked_url(engine: Engine) -> str:
+    """The URL of ``engine`` with its password masked; safe to print."""
+    return mask_url(engine.url.render_as_string(hide_password=False))
+
+
+@contextmanager
+def connect(engine: Engine, *, readonly: bool = True) -> Iterator[Connection]:
+    """A connection of ``engine``; read-only ones do not take SQLite's write lock.
+
+    Raises:
+        DatabaseUnreachable: the database cannot be connected to (URL masked, first line of
+            the driver's reason).
+    """
+    try:
+        connection = engine.connect()
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
+        raise DatabaseUnreachable(
+            f"cannot connect to the database at {masked_url(engine)}: {reason}"
+        ) from exc
+    with connection:
+        yield connection.execution_options(**{READONLY: readonly})
 
 
 def build_engine(settings: Settings, **kwargs: Any) -> Engine:

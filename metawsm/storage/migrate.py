@@ -7,8 +7,7 @@ function takes an engine built by :func:`metawsm.storage.engine.build_engine`; n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine
 
-from metawsm.errors import DatabaseUnreachable, MetawsmError, SchemaNotAtHead, UsageError
-from metawsm.settings import Settings, mask_url
-from metawsm.storage.engine import READONLY, normalize_url
+from metawsm.errors import MetawsmError, SchemaNotAtHead, UsageError
+from metawsm.settings import Settings
+from metawsm.storage.engine import connect, masked_url, normalize_url
 from metawsm.storage.models import Base, is_search_index_table
 
 MIGRATIONS_PACKAGE = "migrations"
@@ -110,7 +108,7 @@ def current_revision(engine: Engine) -> str | None:
     Raises:
         DatabaseUnreachable: the database cannot be connected to.
     """
-    with _connect(engine) as connection:
+    with connect(engine) as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -131,7 +129,7 @@ def check_drift(engine: Engine) -> list[Any]:
     Raises:
         DatabaseUnreachable: the database cannot be connected to.
     """
-    with _connect(engine) as connection:
+    with connect(engine) as connection:
         opts = {**context_options(connection.dialect.name), "target_metadata": Base.metadata}
         context = MigrationContext.configure(connection, opts=opts)
         return list(compare_metadata(context, Base.metadata))
@@ -159,33 +157,14 @@ def ensure_schema_at_head(engine: Engine) -> None:
     raise SchemaNotAtHead(f"{where} is at revision {current}, head is {head}: {UPGRADE_HINT}")
 
 
-def masked_url(engine: Engine) -> str:
-    """The URL of ``engine`` with its password masked; safe to print."""
-    return mask_url(engine.url.render_as_string(hide_password=False))
-
-
 def _run(engine: Engine, action: Callable[[Config], None]) -> None:
     cfg = alembic_config()
-    with _connect(engine, readonly=False) as connection, connection.begin():
+    with connect(engine, readonly=False) as connection, connection.begin():
         cfg.attributes["connection"] = connection
         try:
             action(cfg)
         except CommandError as exc:
             raise UsageError(f"migration of {masked_url(engine)} refused: {exc}") from exc
-
-
-@contextmanager
-def _connect(engine: Engine, *, readonly: bool = True) -> Iterator[Connection]:
-    try:
-        connection = engine.connect()
-    except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
-        raise DatabaseUnreachable(
-            f"cannot connect to the database at {masked_url(engine)}: {reason}"
-        ) from exc
-    with connection:
-        # Reads (revision, drift) must not take SQLite's write lock; migrations begin IMMEDIATE.
-        yield connection.execution_options(**{READONLY: readonly})
 
 
 def _script_directory() -> ScriptDirectory:

@@ -19,11 +19,10 @@ import redis
 from metawsm.bootstrap import build
 from metawsm.services.submit import make_command, submit
 from metawsm.settings import Settings
-from metawsm.transport.publisher import make_client_app
 from tests.fixtures.conditions import wait_until
 from tests.fixtures.database import settings_for
 from tests.fixtures.redis import ControlledRedisServer
-from tests.fixtures.workers import subprocess_worker
+from tests.fixtures.workers import client_app, subprocess_worker
 
 SECRET = "a post body that must not reach monitoring"
 
@@ -68,7 +67,7 @@ def test_a_worker_reports_every_task_to_event_receivers_in_batches(
 ) -> None:
     settings = _settings(db_url, private_redis)
     c = build(settings)
-    monitor = make_client_app(settings)
+    monitor = client_app(settings)
     seen: dict[str, set[str]] = {}
     with monitor.connection_for_read() as conn:
         receiver = monitor.events.Receiver(conn, handlers={"*": _recorder(seen)})

@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from metawsm.cli import cli
 from metawsm.errors import DatabaseUnreachable, SchemaNotAtHead, UsageError
-from metawsm.storage import migrate
+from metawsm.storage import migrate, schema_head
 from metawsm.storage.engine import READONLY, build_engine
 from metawsm.storage.models import SEARCH_INDEX_TABLE, Base, is_search_index_table
 from tests.fixtures.database import settings_for
@@ -131,11 +131,14 @@ def test_an_unreachable_postgres_is_reported_with_its_password_masked() -> None:
     try:
         with pytest.raises(DatabaseUnreachable) as caught:
             migrate.ensure_schema_at_head(engine)
+        with pytest.raises(DatabaseUnreachable) as caught_fast:
+            schema_head.ensure_schema_at_head(engine)
     finally:
         engine.dispose()
 
-    assert "metawsm:***@127.0.0.1:1/nowhere" in str(caught.value)
-    assert "s3cret" not in str(caught.value)
+    for error in (caught.value, caught_fast.value):
+        assert "metawsm:***@127.0.0.1:1/nowhere" in str(error)
+        assert "s3cret" not in str(error)
 
 
 def test_a_sqlite_path_that_cannot_be_opened_is_unreachable(tmp_path: Path) -> None:
@@ -299,3 +302,28 @@ def test_a_refused_sqlite_writer_waited_its_whole_busy_timeout(sqlite_url: str) 
     finally:
         holder.dispose()
         contender.dispose()
+
+
+def test_the_fast_head_check_reads_the_revision_without_alembic_and_agrees_with_it(
+    empty_engine: Engine,
+) -> None:
+    assert schema_head.database_revisions(empty_engine) == ()
+    with pytest.raises(SchemaNotAtHead, match="has no metawsm schema"):
+        schema_head.ensure_schema_at_head(empty_engine)
+
+    migrate.upgrade(empty_engine, "0001")
+    assert schema_head.database_revisions(empty_engine) == ("0001",)
+    with pytest.raises(SchemaNotAtHead, match="is at revision 0001, head is"):
+        schema_head.ensure_schema_at_head(empty_engine)
+
+    migrate.upgrade(empty_engine)
+    assert schema_head.database_revisions(empty_engine) == (migrate.head_revision(),)
+    schema_head.ensure_schema_at_head(empty_engine)
+
+
+def test_the_fast_head_check_names_a_revision_this_code_does_not_know(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed'"))
+
+    with pytest.raises(SchemaNotAtHead, match="at revision f00dfeed, which this metawsm does not"):
+        schema_head.ensure_schema_at_head(engine)

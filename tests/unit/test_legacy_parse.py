@@ -420,8 +420,11 @@ def test_no_source_outside_the_importer_mentions_a_legacy_signal_file() -> None:
 
 
 def _command_paths(group: click.Group, prefix: str = "") -> list[str]:
+    # Through list_commands/get_command: the root group loads its commands lazily.
     paths = []
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
         paths.append(f"{prefix}{name}")
         if isinstance(command, click.Group):
             paths += _command_paths(command, f"{prefix}{name} ")

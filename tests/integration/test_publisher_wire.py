@@ -1,0 +1,166 @@
+"""metawsm publishes without Celery what Celery would publish: the same Redis writes, key by key.
+
+The workers are Celery workers, so the task message, its queue declaration and the ``task-sent``
+event must be the ones Celery's ``send_task`` writes. Each test publishes one message through a
+real Celery client app (configured as metawsm's clients were) and the same message through
+:class:`~metawsm.transport.publisher.TaskPublisher`, into a real Redis, and compares what landed
+there. Only what is fresh per message may differ: the delivery tag, the publisher id in
+``reply_to``, the event's timestamp and logical clock. That a worker consumes and applies what
+the publisher sends is every pipeline test's business (they all publish through it).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from metawsm.settings import Settings
+from metawsm.transport.publisher import make_publisher
+from tests.fixtures.conditions import wait_until
+from tests.fixtures.database import settings_for
+from tests.fixtures.workers import client_app
+
+# A topic per test: Celery declares a queue once per process, so a queue declared by an earlier
+# test would show no declaration at all.
+TOPICS = {"first": "forum.commands.wire_1", "redelivery": "forum.commands.wire_2"}
+EVENT_TOPIC = "forum.commands.wire_3"
+PAYLOAD = {"command_type": "open_thread", "payload": {"thread_id": "t-1", "body": "hello"}}
+SUMMARY = "{'message': <open_thread cmd-1 thread=t-1>}"
+FRESH = ("delivery_tag",)
+
+
+def celery_send(settings: Settings, topic: str, message_id: str, kwargs: dict[str, Any]) -> None:
+    """Publish as metawsm's publisher did with Celery (its send_task call, unchanged)."""
+    app = client_app(settings)
+    try:
+        app.send_task(
+            topic,
+            kwargs=kwargs,
+            queue=topic,
+            task_id=message_id,
+            argsrepr="()",
+            kwargsrepr=SUMMARY,
+        )
+    finally:
+        app.close()
+
+
+def metawsm_send(settings: Settings, topic: str, message_id: str, redelivery: bool) -> None:
+    publisher = make_publisher(settings)
+    try:
+        publisher.publish(topic, message_id, PAYLOAD, redelivery=redelivery)
+    finally:
+        publisher.close()
+
+
+def pop_message(client: redis.Redis, topic: str) -> dict[str, Any]:
+    raw = client.rpop(topic)
+    assert raw is not None, f"nothing on {topic}"
+    assert client.llen(topic) == 0
+    message: dict[str, Any] = json.loads(raw)
+    return message
+
+
+def comparable(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` without what is fresh per publish (checked for shape instead)."""
+    properties = dict(message["properties"])
+    for key in FRESH:
+        assert properties.pop(key)
+    reply_to = properties.pop("reply_to")
+    assert isinstance(reply_to, str) and len(reply_to) == 36
+    return {**message, "properties": properties}
+
+
+def bindings(client: redis.Redis) -> dict[bytes, set[bytes]]:
+    return {key: client.smembers(key) for key in client.keys("_kombu.binding*")}  # type: ignore[misc]
+
+
+@pytest.fixture
+def broker(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.mark.parametrize("kind", sorted(TOPICS))
+def test_the_task_message_and_queue_declaration_are_celerys(
+    redis_url: str, broker: redis.Redis, kind: str
+) -> None:
+    settings = settings_for("sqlite://", redis_url, task_events=False)
+    topic, redelivery = TOPICS[kind], kind == "redelivery"
+    kwargs: dict[str, Any] = {"message": PAYLOAD, **({"redelivery": True} if redelivery else {})}
+
+    celery_send(settings, topic, "cmd-1", kwargs)
+    by_celery, celery_bindings = pop_message(broker, topic), bindings(broker)
+    broker.flushall()
+    metawsm_send(settings, topic, "cmd-1", redelivery)
+    by_metawsm, metawsm_bindings = pop_message(broker, topic), bindings(broker)
+
+    assert comparable(by_metawsm) == comparable(by_celery)
+    assert metawsm_bindings == celery_bindings != {}
+    # The body is the same bytes, not only the same JSON.
+    assert by_metawsm["body"] == by_celery["body"]
+    args, sent_kwargs, _embed = json.loads(base64.b64decode(by_metawsm["body"]))
+    assert args == [] and sent_kwargs == kwargs
+
+
+class EventTap:
+    """Every message Redis PUBLISHes (Celery's events travel by pub/sub on Redis)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.pubsub = client.pubsub()
+        self.pubsub.psubscribe("*")
+        self.seen: list[tuple[bytes, dict[str, Any]]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._listen, daemon=True)
+        self.thread.start()
+
+    def _listen(self) -> None:
+        while not self.stop.is_set():
+            item = self.pubsub.get_message(timeout=0.05)
+            if item and item["type"] == "pmessage":
+                self.seen.append((item["channel"], json.loads(item["data"])))
+
+    def take(self) -> tuple[bytes, dict[str, Any]]:
+        wait_until(lambda: self.seen, 10, "a published event")
+        return self.seen.pop(0)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.pubsub.close()
+
+
+def test_the_task_sent_event_is_celerys(redis_url: str, broker: redis.Redis) -> None:
+    settings = settings_for("sqlite://", redis_url, task_events=True)
+    tap = EventTap(broker)
+    try:
+        wait_until(lambda: broker.pubsub_numpat() == 1, 10, "the event tap to subscribe")
+        celery_send(settings, EVENT_TOPIC, "cmd-1", {"message": PAYLOAD})
+        channel_celery, by_celery = tap.take()
+        metawsm_send(settings, EVENT_TOPIC, "cmd-1", redelivery=False)
+        channel_metawsm, by_metawsm = tap.take()
+    finally:
+        tap.close()
+
+    assert channel_metawsm == channel_celery == b"/0.celeryev/task.sent"
+    assert comparable_event(by_metawsm) == comparable_event(by_celery)
+    event = json.loads(base64.b64decode(by_metawsm["body"]))
+    assert event["type"] == "task-sent" and event["uuid"] == "cmd-1"
+    assert event["kwargs"] == SUMMARY and "hello" not in json.dumps(event)
+
+
+def comparable_event(message: dict[str, Any]) -> dict[str, Any]:
+    properties = dict(message["properties"])
+    for key in FRESH:
+        assert properties.pop(key)
+    body = json.loads(base64.b64decode(message["body"]))
+    for key in ("timestamp", "clock"):
+        assert isinstance(body.pop(key), (int, float))
+    return {**message, "properties": properties, "body": body}

@@ -1,0 +1,118 @@
+"""The command line's import budget: what each kind of command may not import.
+
+Every agent signal and every read is a new ``metawsm`` process, so what it imports is most of
+what it costs (docs/performance.md, "Command-line start-up"). Each test runs a real command in a
+subprocess under ``python -X importtime`` — against a real migrated SQLite database where it
+needs one, and a broker URL nothing listens on for writes (the command is accepted and durable;
+the publish fails at once) — and fails naming every module of a package on the command's
+forbidden list. A list, not a timing: timed tests are not reliable on a shared machine;
+``bench/cli_start.py`` prints the times.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import metawsm
+from tests.fixtures.database import NO_BROKER_URL
+
+# The metawsm under test (this checkout), whatever the subprocess's working directory.
+SOURCE_ROOT = str(Path(metawsm.__file__).resolve().parents[1])
+
+# Migrations and their template engine: ``metawsm db`` and ``metawsm up`` only.
+MIGRATIONS = ("alembic", "mako", "pygments")
+# The broker: writes only (through kombu); Celery: worker, beat and flower only.
+BROKER = ("kombu", "redis", "amqp", "vine")
+CELERY = ("celery",)
+# The database layer and the settings: commands that read or write.
+DATABASE = ("sqlalchemy", "psycopg")
+SETTINGS = ("pydantic", "pydantic_settings", "pydantic_core", "dotenv")
+
+ASK = ["forum", "ask", "--ticket", "T-1", "--title", "t", "--body", "b", "--no-wait"]
+SIGNAL = ["forum", "signal", "--run-id", "r", "--agent-name", "a", "--type", "completion"]
+SIGNAL += ["--summary", "done", "--no-wait"]
+
+NOTHING = (*MIGRATIONS, *BROKER, *CELERY, *DATABASE, *SETTINGS)
+READ = (*MIGRATIONS, *BROKER, *CELERY)
+WRITE = (*MIGRATIONS, *CELERY)
+
+
+def imported_modules(args: list[str], env: dict[str, str], cwd: Path) -> list[str]:
+    """Every module ``metawsm ARGS`` imports, in order (``python -X importtime``)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "metawsm", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [
+        line.split("|")[2].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and line.count("|") == 2 and "self [us]" not in line
+    ]
+
+
+def forbidden_in(modules: list[str], forbidden: tuple[str, ...]) -> list[str]:
+    """The modules of ``modules`` inside a package of ``forbidden``."""
+    return [name for name in modules if name.split(".")[0] in forbidden]
+
+
+@pytest.fixture
+def env(sqlite_url: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of a user with a migrated database and no Redis answering."""
+    path = [SOURCE_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(path),
+        "METAWSM_DATABASE_URL": sqlite_url,
+        "METAWSM_BROKER_URL": NO_BROKER_URL,
+        "METAWSM_PUBLISH_BREAKER_S": "0",
+        "HOME": str(tmp_path),
+    }
+
+
+BUDGETS = [
+    (["--version"], NOTHING),
+    (["--help"], NOTHING),
+    (["forum", "--help"], READ),
+    (["config", "show", "--json"], (*READ, *DATABASE)),
+    (["forum", "list", "--json"], READ),
+    (["forum", "search", "--query", "word", "--json"], READ),
+    (["forum", "watch", "--json"], READ),
+    (["status", "--json"], READ),
+    (["run", "list", "--json"], READ),
+    (["dlq", "list", "--json"], READ),
+    (ASK, WRITE),
+    (SIGNAL, WRITE),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "forbidden"), [pytest.param(*budget, id=" ".join(budget[0])) for budget in BUDGETS]
+)
+def test_a_command_imports_nothing_on_its_forbidden_list(
+    args: list[str], forbidden: tuple[str, ...], env: dict[str, str], tmp_path: Path
+) -> None:
+    modules = imported_modules(args, env, tmp_path)
+    assert "metawsm.cli" in modules
+    assert forbidden_in(modules, forbidden) == []
+
+
+def test_a_write_does_reach_the_broker_library_so_the_budget_sees_imports(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    modules = imported_modules(ASK, env, tmp_path)
+    assert forbidden_in(modules, ("kombu", "sqlalchemy")) != []
+
+
+def test_the_forbidden_list_catches_a_module_inside_a_package() -> None:
+    modules = ["click", "alembic.runtime.migration", "metawsm.cli", "celeryish"]
+    assert forbidden_in(modules, ("alembic", "celery")) == ["alembic.runtime.migration"]
