@@ -196,7 +196,7 @@ def _chunks(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 
 
 def refill_search_index(conn: Connection, expected: Expected, now: datetime) -> None:
-    """Rewrite the search index from the thread views just written (after them, same transaction)."""
+    """Rewrite the search index from the thread views just written (same transaction)."""
     search_index.rebuild(conn)
 
 
