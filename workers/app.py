@@ -16,7 +16,12 @@ from beat import jobs
 from beat.schedule import build_schedule
 from metawsm.bootstrap import Container, build
 from metawsm.settings import Settings, load_settings
-from metawsm.transport import kombu_quarantine, kombu_redis_patch, task_time_limits
+from metawsm.transport import (
+    kombu_quarantine,
+    kombu_redis_patch,
+    quiet_housekeeping,
+    task_time_limits,
+)
 from metawsm.transport.celery_config import celery_config
 from workers import tasks
 
@@ -38,6 +43,7 @@ def create_app(settings: Settings) -> MetawsmCelery:
     app.conf.beat_schedule = build_schedule(settings)
     tasks.register(app, app.container)
     jobs.register(app, app.container)
+    quiet_housekeeping.install(app)
     if (
         task_time_limits.install_if_supervised(app) is not None
     ):  # a `metawsm worker --pool solo` child
