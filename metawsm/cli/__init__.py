@@ -44,6 +44,10 @@ COMMANDS = {
         "metawsm.cli.db_cmd:db_group",
         "Migrate the database schema (Alembic owns it) and check it against the models.",
     ),
+    "demo": LazyCommand(
+        "metawsm.cli.demo_cmd:demo",
+        "Play a bootstrap story against the running stack, printing each command and its output.",
+    ),
     "dlq": LazyCommand("metawsm.cli.dlq_cmd:dlq", "Dead letters: messages that failed for good."),
     "flower": LazyCommand(
         "metawsm.cli.process_cmd:flower",

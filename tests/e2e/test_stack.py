@@ -39,7 +39,7 @@ FAST = {
     "METAWSM_RETRY_BACKOFF_CAP_S": "1",
     "METAWSM_WAIT_TIMEOUT_S": "30",
 }
-CLI_TIMEOUT_S = 45.0
+CLI_TIMEOUT_S = 90.0  # `metawsm demo` runs a dozen commands
 STOP_GRACE_S = 5.0
 
 
@@ -207,3 +207,18 @@ def test_a_process_refuses_to_start_on_an_unmigrated_database(
     assert result.returncode == 3, result.stdout + result.stderr
     assert f"database at {empty_sqlite_url} has no metawsm schema" in result.stderr
     assert "run `metawsm db upgrade`" in result.stderr
+
+
+def test_demo_plays_the_whole_bootstrap_story_on_the_stack(stack: Stack) -> None:
+    stack.start()
+    demo = stack.cli("demo", "--ticket", "DEMO-1")
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    out = demo.stdout
+    run_id = out.split("run_id=", 1)[1].split()[0]
+    assert "(the builder's waiting `forum signal --wait` returned:)" in out
+    assert "Use SQLite for the demo" in out.split("returned:)", 1)[1]
+    assert f"run {run_id} (completed): every close gate is met" in out
+    assert f"demo complete: run {run_id} closed in " in out
+    shown = stack.json("run", "show", run_id)
+    assert (shown["status"], shown["mode"], shown["tickets"]) == ("closed", "bootstrap", ["DEMO-1"])
+    assert sorted(a["agent_name"] for a in shown["agents"]) == ["builder", "planner"]
