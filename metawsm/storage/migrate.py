@@ -18,7 +18,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from metawsm.errors import MetawsmError, SchemaNotAtHead, UsageError
 from metawsm.settings import Settings
@@ -157,9 +157,20 @@ def ensure_schema_at_head(engine: Engine) -> None:
     raise SchemaNotAtHead(f"{where} is at revision {current}, head is {head}: {UPGRADE_HINT}")
 
 
+# Every process of a Procfile may run ``metawsm db upgrade`` as it starts (worker and beat at
+# once on a fresh database): migrations must serialise. SQLite's ``BEGIN IMMEDIATE`` already takes
+# the write lock before Alembic reads the version; on PostgreSQL two transactions would both see
+# no schema and the second would fail creating the tables, so they take this advisory lock first.
+MIGRATION_LOCK_KEY = 0x6D657461  # "meta"
+
+
 def _run(engine: Engine, action: Callable[[Config], None]) -> None:
     cfg = alembic_config()
     with connect(engine, readonly=False) as connection, connection.begin():
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
         cfg.attributes["connection"] = connection
         try:
             action(cfg)

@@ -327,3 +327,35 @@ def test_the_fast_head_check_names_a_revision_this_code_does_not_know(engine: En
 
     with pytest.raises(SchemaNotAtHead, match="at revision f00dfeed, which this metawsm does not"):
         schema_head.ensure_schema_at_head(engine)
+
+
+def test_processes_upgrading_a_fresh_database_at_once_all_succeed(
+    empty_db_url: str, empty_engine: Engine, tmp_path: Path
+) -> None:
+    # The Procfile's worker and beat lines each run `metawsm db upgrade` as they start.
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METAWSM_")}
+    env["METAWSM_DATABASE_URL"] = empty_db_url
+    argv = [sys.executable, "-m", "metawsm", "db", "upgrade"]
+    procs = [
+        subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+        for _ in range(4)
+    ]  # fmt: skip
+    results = [(p.wait(timeout=120), p.stdout.read() if p.stdout else "") for p in procs]
+    assert [code for code, _ in results] == [0, 0, 0, 0], results
+    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+    assert model_table_names(empty_engine) == MODEL_TABLES | {"alembic_version"}
+
+
+def test_the_procfile_migrates_before_worker_and_beat_start() -> None:
+    lines = dict(
+        line.split(": ", 1)
+        for line in (Path(__file__).parents[2] / "Procfile").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    for name in ("worker", "beat"):
+        assert lines[name].startswith("metawsm db upgrade && exec metawsm "), lines[name]
