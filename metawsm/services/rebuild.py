@@ -2,7 +2,8 @@
 
 The rebuild folds the whole log with the same functions the projector uses
 (:mod:`metawsm.services.logfold`: streamed in sequence order, one view per thread in memory),
-then either reports the differences (``check``) or replaces the live tables in one transaction.
+then either reports the differences (``check``) or replaces, in one transaction, every live table
+that differs (one found identical is left alone: rewriting it would write the same rows).
 Each read model is reset and refilled by one entry of :data:`REFILLS` and compared by one entry
 of :data:`CHECKS`; a new read model adds its pair there. Rows are compared and written in chunks
 (``executemany``), the projection ledger is refilled by one ``INSERT ... SELECT``: nothing holds
@@ -52,6 +53,7 @@ class RebuildReport:
     stats_rows: int = 0
     differences: list[str] = field(default_factory=list)
     applied: bool = False
+    rewritten: list[str] = field(default_factory=list)  # read models replaced, in order
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -97,12 +99,16 @@ def rebuild(engine: Engine, *, check: bool, progress: Progress | None = None) ->
         events=expected.log.events, threads=len(expected.views), stats_rows=len(expected.stats)
     )
     with read_connection(engine) as conn:
-        report.differences = [line for compare in CHECKS for line in compare(conn, expected)]
+        found = {compare: compare(conn, expected) for compare in CHECKS}
+    report.differences = [line for lines in found.values() for line in lines]
     if not check:
         now = utcnow()
         with connection_unit(engine) as conn:
             for refill in REFILLS:
+                if _unchanged(refill, found, report.rewritten):
+                    continue  # identical to the fold: rewriting would write the same rows
                 refill(conn, expected, now)
+                report.rewritten.append(_name(refill))
         report.applied = True
     report.seconds = round(time.monotonic() - started, 3)
     return report
@@ -213,3 +219,23 @@ REFILLS: tuple[Refill, ...] = (
     refill_search_index,
 )
 CHECKS: tuple[Check, ...] = (diff_thread_views, diff_stats, diff_search_index)
+# A refill with a check here is skipped when that check found no difference and none of the
+# refills it reads from was rewritten (the search index is built from the rewritten views). A
+# refill without one (the projection ledger) always runs.
+CHECK_OF: dict[Refill, Check] = {
+    refill_thread_views: diff_thread_views,
+    refill_stats: diff_stats,
+    refill_search_index: diff_search_index,
+}
+READS_FROM: dict[Refill, tuple[Refill, ...]] = {refill_search_index: (refill_thread_views,)}
+
+
+def _unchanged(refill: Refill, found: dict[Check, list[str]], rewritten: list[str]) -> bool:
+    compare = CHECK_OF.get(refill)
+    if compare is None or found[compare]:
+        return False
+    return not any(_name(source) in rewritten for source in READS_FROM.get(refill, ()))
+
+
+def _name(refill: Refill) -> str:
+    return refill.__name__.removeprefix("refill_")

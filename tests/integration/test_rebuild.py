@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 
 from metawsm.cli.projections_cmd import ProgressLine
 from metawsm.domain.views import fold_stats, fold_thread
@@ -26,6 +26,7 @@ from metawsm.storage.models import (
     ForumEvent,
     ForumProjectionEvent,
     ForumThread,
+    ForumThreadStat,
     ForumThreadView,
     table,
 )
@@ -150,3 +151,34 @@ def test_the_progress_line_overwrites_itself_at_most_five_times_a_second() -> No
 
 def _columns(row: Any) -> dict[str, Any]:
     return {c.key: getattr(row, c.key) for c in row.__table__.columns}
+
+
+def test_a_rebuild_rewrites_only_the_read_models_that_differ_and_what_reads_from_them(
+    engine: Engine, db_url: str
+) -> None:
+    _history(engine, db_url)
+    rebuild(engine, check=False)
+    again = rebuild(engine, check=False)
+    assert (again.differences, again.rewritten) == ([], ["ledger"])  # every model already right
+    with unit_of_work(engine) as s:
+        s.execute(update(ForumThreadView).where(ForumThreadView.thread_id == "t-1")
+                  .values(posts_count=99))  # fmt: skip
+    repaired = rebuild(engine, check=False)
+    assert repaired.differences and repaired.rewritten == [
+        "thread_views",
+        "ledger",
+        "search_index",  # built from the rewritten views
+    ]
+    assert _read_models(engine) == _reference(engine)
+    assert rebuild(engine, check=True).differences == []
+    # From an empty read side every model is rewritten.
+    with unit_of_work(engine) as s:
+        s.execute(delete(ForumThreadView))
+        s.execute(delete(ForumThreadStat))
+    assert rebuild(engine, check=False).rewritten == [
+        "thread_views",
+        "stats",
+        "ledger",
+        "search_index",
+    ]
+    assert _read_models(engine) == _reference(engine)
