@@ -13,13 +13,13 @@ the whole log or every live row at once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, literal, select
+from sqlalchemy import Connection, Engine, Table, delete, insert, literal, select
 
 from metawsm.domain.views import fold_stats
 from metawsm.services import search_index
@@ -169,9 +169,30 @@ def diff_stats(conn: Connection, expected: Expected) -> list[str]:
 def refill_thread_views(conn: Connection, expected: Expected, now: datetime) -> None:
     """Replace every thread view, inserted in chunks."""
     conn.execute(delete(_VIEWS))
-    rows = ({c: view[c] for c in VIEW_COLUMNS} for view in expected.views.values())
-    for chunk in _chunks(rows):
-        conn.execute(insert(_VIEWS), chunk)
+    insert_rows(conn, _VIEWS, VIEW_COLUMNS, iter(expected.views.values()))
+
+
+def insert_rows(
+    conn: Connection, target: Table, columns: Sequence[str], rows: Iterator[dict[str, Any]]
+) -> None:
+    """Insert ``rows`` (dicts holding at least ``columns``) into ``target`` in chunks.
+
+    Straight to the driver's ``executemany`` with each value passed through its column type's
+    bind processor once: the same values the Core ``insert`` sends, without its per-row
+    parameter handling (two thirds of the time of 100,000 thread views through Core).
+    """
+    dialect = conn.dialect
+    convert = [target.c[c].type._cached_bind_processor(dialect) for c in columns]
+    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    quote = dialect.identifier_preparer.quote
+    sql = (
+        f"INSERT INTO {quote(target.name)} ({', '.join(quote(c) for c in columns)})"
+        f" VALUES ({', '.join([marker] * len(columns))})"
+    )
+    pairs = list(zip(columns, convert, strict=True))
+    values = (tuple(f(row[c]) if f else row[c] for c, f in pairs) for row in rows)
+    while chunk := list(islice(values, CHUNK_ROWS)):
+        conn.exec_driver_sql(sql, chunk)
 
 
 def refill_stats(conn: Connection, expected: Expected, now: datetime) -> None:
