@@ -90,3 +90,11 @@ class RunStopped(MetawsmError):
     """The run stopped while the caller was waiting on it."""
 
     exit_code = EXIT_RUN_STOPPED
+
+
+class StackAlreadyRunning(MetawsmError):
+    """``metawsm up`` refused: another ``metawsm up`` holds the same database."""
+
+
+class PortTaken(MetawsmError):
+    """``metawsm up`` refused: a port it must listen on is taken by another program."""

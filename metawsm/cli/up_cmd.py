@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+import secrets
 import shlex
 import signal
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 import click
 
 from metawsm.cli.context import AppContext, pass_app
+from metawsm.cli.up_checks import one_stack_per_database, ready_summary, require_free_port
 from metawsm.errors import BrokerUnreachable, MetawsmError
 from metawsm.settings import Settings, mask_url
 from metawsm.storage.engine import build_engine
@@ -41,14 +45,23 @@ STOP_TIMEOUT_S = 30.0
 WATCH_INTERVAL_S = 0.2
 PUMP_JOIN_TIMEOUT_S = 5.0
 DEFAULT_REDIS_PORT = 6379
+FLOWER_AUTH_ENV = "METAWSM_FLOWER_BASIC_AUTH"
 
 
 @dataclass(frozen=True)
 class ProcessSpec:
-    """One child process of the stack: its display name and its argv."""
+    """One child process of the stack: its display name, its argv, and how it shows it is ready.
+
+    Ready once ``ready_lines`` of its output lines matched ``ready_pattern`` (a worker prints
+    ``<name> ready.`` per solo worker), or once ``ready_port`` on 127.0.0.1 accepts connections;
+    with neither, once started.
+    """
 
     name: str
     argv: tuple[str, ...]
+    ready_pattern: str | None = None
+    ready_lines: int = 1
+    ready_port: int | None = None
 
 
 def process_specs(
@@ -58,12 +71,19 @@ def process_specs(
     base = (python, "-m", "metawsm")
     specs = [
         ProcessSpec(
-            "worker", (*base, "worker", "--role", "all", "--concurrency", f"{concurrency}")
+            "worker",
+            (*base, "worker", "--role", "all", "--concurrency", f"{concurrency}"),
+            ready_pattern=r"@\S+ ready\.",
+            ready_lines=concurrency,
         ),
-        ProcessSpec("beat", (*base, "beat")),
+        ProcessSpec("beat", (*base, "beat"), ready_pattern=r"beat: Starting"),
     ]
     if flower_port is not None:
-        specs.append(ProcessSpec("flower", (*base, "flower", "--port", str(flower_port))))
+        specs.append(
+            ProcessSpec(
+                "flower", (*base, "flower", "--port", str(flower_port)), ready_port=flower_port
+            )
+        )
     return specs
 
 
@@ -152,8 +172,18 @@ def _accepts_connections(host: str, port: int) -> bool:
 class Supervisor:
     """Runs the child processes, prefixes their output, and stops them all together."""
 
-    def __init__(self, specs: list[ProcessSpec], out: IO[str] | None = None) -> None:
+    def __init__(
+        self,
+        specs: list[ProcessSpec],
+        out: IO[str] | None = None,
+        on_ready: Callable[[float], None] | None = None,
+    ) -> None:
         self.specs = specs
+        self._on_ready = on_ready
+        self._started_at = time.monotonic()
+        self._matches: dict[str, int] = {s.name: 0 for s in specs}
+        self._ready: set[str] = set()
+        self._announced = False
         self._out = out or sys.stdout
         self._width = max((len(s.name) for s in specs), default=0)
         self._children: dict[str, subprocess.Popen[bytes]] = {}
@@ -215,9 +245,15 @@ class Supervisor:
         stream = proc.stdout
         assert stream is not None
 
+        spec = next(s for s in self.specs if s.name == name)
+        pattern = re.compile(spec.ready_pattern) if spec.ready_pattern else None
+
         def copy() -> None:
             for raw in iter(stream.readline, b""):
-                self._write(prefix_line(name, self._width, raw.decode(errors="replace")))
+                line = raw.decode(errors="replace")
+                self._write(prefix_line(name, self._width, line))
+                if pattern is not None and pattern.search(line):
+                    self._matches[name] += 1
             stream.close()
 
         thread = threading.Thread(target=copy, name=f"pump-{name}", daemon=True)
@@ -230,8 +266,33 @@ class Supervisor:
                 code = proc.poll()
                 if code is not None:
                     return f"process {name} (pid {proc.pid}) exited unexpectedly with code {code}"
+            self._check_ready()
             self._stop.wait(WATCH_INTERVAL_S)
         return None
+
+    def not_ready(self) -> list[str]:
+        """Names of the children that have not shown they are ready yet."""
+        return [s.name for s in self.specs if s.name not in self._ready]
+
+    def _check_ready(self) -> None:
+        if self._announced:
+            return
+        for spec in self.specs:
+            if spec.name in self._ready:
+                continue
+            if spec.ready_pattern is not None:
+                done = self._matches[spec.name] >= spec.ready_lines
+            elif spec.ready_port is not None:
+                done = _accepts_connections("127.0.0.1", spec.ready_port)
+            else:
+                done = True
+            if done:
+                self._ready.add(spec.name)
+        if not self.not_ready():
+            self._announced = True
+            if self._on_ready is not None:
+                with self._write_lock:
+                    self._on_ready(time.monotonic() - self._started_at)
 
     def _stop_all(self) -> None:
         alive = {n: p for n, p in self._children.items() if p.poll() is None}
@@ -293,14 +354,39 @@ def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals, *, group: bool) 
 def up(app: AppContext, concurrency: int, no_flower: bool, flower_port: int) -> None:
     """Start the local stack: migrate, ensure Redis, run worker, beat and Flower until Ctrl-C.
 
-    Exits 0 after Ctrl-C/SIGTERM, 1 when a process exits on its own (named), 3 when no broker
-    or database can be reached.
+    Prints a ready summary (database, broker, Flower URL and credentials, what to try) once every
+    process answers. Refuses (exit 1) when another `metawsm up` runs on the same database or
+    Flower's port is taken. Exits 0 after Ctrl-C/SIGTERM, 1 when a process exits on its own
+    (named), 3 when no broker or database can be reached.
     """
     settings = app.settings
-    migrate_database(settings)
+    with one_stack_per_database(settings):
+        if not no_flower:
+            require_free_port(flower_port, "Flower", "--flower-port or --no-flower")
+        migrate_database(settings)
+        _run_stack(settings, concurrency, None if no_flower else flower_port)
+
+
+def _run_stack(settings: Settings, concurrency: int, flower_port: int | None) -> None:
+    flower = None
+    if flower_port is not None:
+        auth = os.environ.get(FLOWER_AUTH_ENV)
+        generated = not auth
+        auth = auth or f"metawsm:{secrets.token_urlsafe(12)}"
+        os.environ[FLOWER_AUTH_ENV] = auth  # the Flower child reads it; never on argv
+        flower = (flower_port, auth, generated)
     private_redis = ensure_broker(settings.broker_url, REDIS_DIR.resolve())
+    how = None
+    if private_redis is not None:
+        how = f"private redis-server, pid {private_redis.pid}, data in {private_redis.dir}"
+
+    def announce(seconds: float) -> None:
+        for line in ready_summary(settings, seconds, how, flower):
+            click.echo(f"up: {line}", err=True)
+
+    specs = process_specs(concurrency, flower_port)
     try:
-        failure = Supervisor(process_specs(concurrency, None if no_flower else flower_port)).run()
+        failure = Supervisor(specs, on_ready=announce).run()
     finally:
         if private_redis is not None:
             private_redis.stop()

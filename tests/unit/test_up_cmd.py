@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
+import socket
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from metawsm.cli import up_cmd
+from metawsm.cli.up_checks import one_stack_per_database, ready_summary, require_free_port
 from metawsm.cli.up_cmd import (
     ProcessSpec,
     Supervisor,
@@ -17,7 +21,9 @@ from metawsm.cli.up_cmd import (
     prefix_line,
     process_specs,
 )
-from metawsm.errors import EXIT_UNREACHABLE, BrokerUnreachable
+from metawsm.errors import EXIT_UNREACHABLE, BrokerUnreachable, PortTaken, StackAlreadyRunning
+from metawsm.settings import load_settings
+from metawsm.transport.redis_server import wait_for
 
 
 def test_the_stack_is_worker_beat_and_flower_run_by_this_python() -> None:
@@ -100,3 +106,57 @@ def test_a_stop_request_ends_every_child_and_reports_no_failure() -> None:
     finally:
         started.cancel()
     assert "a | up" in out.getvalue().splitlines()
+
+
+def test_a_second_stack_on_the_same_database_is_refused_naming_the_first(tmp_path: Path) -> None:
+    settings = load_settings(database_url=f"sqlite:///{tmp_path / 'm.db'}")
+    with one_stack_per_database(settings):
+        with pytest.raises(StackAlreadyRunning) as caught, one_stack_per_database(settings):
+            pass
+        assert f"pid {os.getpid()}" in str(caught.value)
+        assert "m.db.up.lock" in str(caught.value)
+    with one_stack_per_database(settings):  # released with the first
+        pass
+
+
+def test_a_taken_port_is_refused_naming_what_needs_it_and_the_option() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PortTaken, match=f"port {port} .*Flower.*--flower-port"):
+            require_free_port(port, "Flower", "--flower-port")
+    require_free_port(port, "Flower", "--flower-port")  # free again
+
+
+def test_the_ready_summary_names_every_part_and_masks_the_broker_password() -> None:
+    settings = load_settings(
+        database_url="sqlite:////x/m.db", broker_url="redis://:hunter2@127.0.0.1:6390/0"
+    )
+    lines = ready_summary(settings, 3.2, None, (5555, "ops:s3cret", False))
+    text = "\n".join(lines)
+    assert lines[0] == "ready in 3.2 s"
+    assert "redis://:***@127.0.0.1:6390/0 (external: it answered)" in text
+    assert "http://127.0.0.1:5555  user ops (password from METAWSM_FLOWER_BASIC_AUTH)" in text
+    assert "hunter2" not in text and "s3cret" not in text
+    assert "metawsm demo" in text
+    generated = "\n".join(ready_summary(settings, 1.0, "private", (5555, "metawsm:abc", True)))
+    assert "user metawsm, password abc (generated for this run" in generated
+
+
+def test_the_supervisor_announces_ready_once_every_child_showed_it() -> None:
+    out = io.StringIO()
+    announced: list[float] = []
+    code = "print('w1@h ready.', flush=True); print('w2@h ready.', flush=True);"
+    code += " import time; time.sleep(60)"
+    spec = ProcessSpec("w", (sys.executable, "-c", code), r"@\S+ ready\.", 2)
+    supervisor = Supervisor([spec], out=out, on_ready=announced.append)
+    stopper = threading.Thread(
+        target=lambda: wait_for(lambda: bool(announced), 30) and supervisor.request_stop()
+    )
+    stopper.start()
+    try:
+        assert supervisor.run() is None
+    finally:
+        stopper.join(40)
+    assert len(announced) == 1 and supervisor.not_ready() == []
