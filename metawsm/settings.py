@@ -1,22 +1,27 @@
 """One typed settings object, built at the edge of each process and passed inward.
 
-Every field reads from the environment with the ``METAWSM_`` prefix (or a ``.env`` file in the
-current directory). Nothing here connects to anything.
+Every field reads from the environment with the ``METAWSM_`` prefix (names are case-insensitive)
+or, below it, from a ``.env`` file in the current directory. Nothing here connects to anything.
+
+The object is a frozen dataclass, each field parsed and checked by an explicit rule
+(:mod:`metawsm.settings_rules`) with the messages pydantic gave before: pydantic-settings cost
+every command ~110 ms of imports (docs/performance.md, "Command-line start-up").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from metawsm.errors import ConfigError
+from metawsm.settings_rules import Rule, Spec, check_fields
 
 ENV_PREFIX = "METAWSM_"
+ENV_FILE = ".env"
 # Margin kept between a task's worst-case hold time and the broker's visibility timeout, so a
 # message is never redelivered while its first delivery is still running (facts sheet §2).
 VISIBILITY_MARGIN_S = 60
@@ -27,75 +32,131 @@ def default_database_url() -> str:
     return f"sqlite:///{Path.cwd() / '.metawsm' / 'metawsm.db'}"
 
 
-class Settings(BaseSettings):
-    """Effective configuration of one metawsm process (env prefix ``METAWSM_``)."""
+def _database_scheme(value: str) -> str | None:
+    scheme = urlsplit(value).scheme
+    if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+        return "must be a sqlite:/// or postgresql:// URL"
+    return None
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
-    )
 
-    database_url: str = Field(default_factory=default_database_url)
+def _broker_scheme(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        return "must be a redis:// or rediss:// URL with a host"
+    return None
+
+
+# The rule of every field, in the order of the fields (errors are reported in this order).
+SPECS: dict[str, Spec] = {
+    "database_url": Spec(str, Rule(check=_database_scheme)),
+    "broker_url": Spec(str, Rule(check=_broker_scheme)),
+    "command_prefix": Spec(str, Rule(min_length=1)),
+    "event_prefix": Spec(str, Rule(min_length=1)),
+    "integration_prefix": Spec(str, Rule(min_length=1)),
+    "sla_minutes": Spec(int, Rule(gt=0)),
+    "sla_human_minutes": Spec(int, Rule(gt=0)),
+    "retry_max_attempts": Spec(int, Rule(ge=1, le=100)),
+    "retry_backoff_base_s": Spec(float, Rule(gt=0)),
+    "retry_backoff_cap_s": Spec(float, Rule(gt=0)),
+    "outbox_lease_s": Spec(float, Rule(gt=0)),
+    "outbox_redrive_age_s": Spec(float, Rule(gt=0)),
+    "outbox_batch": Spec(int, Rule(ge=1, le=10_000)),
+    "drain_interval_s": Spec(float, Rule(gt=0)),
+    "visibility_timeout_s": Spec(int, Rule(gt=0)),
+    "task_time_limit_s": Spec(int, Rule(gt=0)),
+    "task_events": Spec(bool, Rule()),
+    "publish_timeout_s": Spec(float, Rule(gt=0, le=30)),
+    "publish_breaker_s": Spec(float, Rule(ge=0, le=300)),
+    "wait_timeout_s": Spec(float, Rule(gt=0)),
+    "db_busy_timeout_ms": Spec(int, Rule(ge=0)),
+    "escalate_interval_s": Spec(float, Rule(gt=0)),
+    "escalation_notify_cmd": Spec(str, Rule(), optional=True),
+    "escalation_webhook_url": Spec(str, Rule(), optional=True),
+    "operator_stale_run_s": Spec(int, Rule(gt=0)),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective configuration of one metawsm process (env prefix ``METAWSM_``).
+
+    Built by :func:`load_settings` (environment, ``.env``, overrides); constructing it directly
+    checks the same rules. Raises :class:`ConfigError` naming the variable and the rule.
+    """
+
+    database_url: str = field(default_factory=default_database_url)
     broker_url: str = "redis://127.0.0.1:6379/0"
-    command_prefix: str = Field(default="forum.commands", min_length=1)
-    event_prefix: str = Field(default="forum.events", min_length=1)
-    integration_prefix: str = Field(default="forum.integration", min_length=1)
-    sla_minutes: int = Field(default=30, gt=0)
-    sla_human_minutes: int = Field(default=60, gt=0)
-    retry_max_attempts: int = Field(default=5, ge=1, le=100)
-    retry_backoff_base_s: float = Field(default=0.5, gt=0)
-    retry_backoff_cap_s: float = Field(default=30.0, gt=0)
-    outbox_lease_s: float = Field(default=30.0, gt=0)
-    outbox_redrive_age_s: float = Field(default=60.0, gt=0)
-    outbox_batch: int = Field(default=200, ge=1, le=10_000)
-    drain_interval_s: float = Field(default=5.0, gt=0)
-    visibility_timeout_s: int = Field(default=3600, gt=0)
-    task_time_limit_s: int = Field(default=120, gt=0)
+    command_prefix: str = "forum.commands"
+    event_prefix: str = "forum.events"
+    integration_prefix: str = "forum.integration"
+    sla_minutes: int = 30
+    sla_human_minutes: int = 60
+    retry_max_attempts: int = 5
+    retry_backoff_base_s: float = 0.5
+    retry_backoff_cap_s: float = 30.0
+    outbox_lease_s: float = 30.0
+    outbox_redrive_age_s: float = 60.0
+    outbox_batch: int = 200
+    drain_interval_s: float = 5.0
+    visibility_timeout_s: int = 3600
+    task_time_limit_s: int = 120
     task_events: bool = True
     # A publish gives up after this long (connect, then each read) and leaves the message to the
     # drainer; after a failure the process skips publishing for publish_breaker_s (0: never).
-    publish_timeout_s: float = Field(default=0.5, gt=0, le=30)
-    publish_breaker_s: float = Field(default=5.0, ge=0, le=300)
-    wait_timeout_s: float = Field(default=30.0, gt=0)
-    db_busy_timeout_ms: int = Field(default=5000, ge=0)
-    escalate_interval_s: float = Field(default=30.0, gt=0)
+    publish_timeout_s: float = 0.5
+    publish_breaker_s: float = 5.0
+    wait_timeout_s: float = 30.0
+    db_busy_timeout_ms: int = 5000
+    escalate_interval_s: float = 30.0
     escalation_notify_cmd: str | None = None
     escalation_webhook_url: str | None = None
-    operator_stale_run_s: int = Field(default=3600, gt=0)
+    operator_stale_run_s: int = 3600
 
-    @field_validator("database_url")
-    @classmethod
-    def _database_scheme(cls, value: str) -> str:
-        scheme = urlsplit(value).scheme
-        if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
-            raise ValueError("must be a sqlite:/// or postgresql:// URL")
-        return value
+    def __post_init__(self) -> None:
+        values, errors = check_fields(SPECS, self.as_dict())
+        for name, value in values.items():  # coerced (e.g. "5" -> 5), as pydantic did
+            object.__setattr__(self, name, value)
+        if errors:
+            raise ConfigError(_describe(errors))
+        rule = _cross_field_rule(self)
+        if rule:
+            raise ConfigError(f"invalid setting settings: Value error, {rule}")
 
-    @field_validator("broker_url")
-    @classmethod
-    def _broker_scheme(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            raise ValueError("must be a redis:// or rediss:// URL with a host")
-        return value
+    def as_dict(self) -> dict[str, Any]:
+        """Every field and its value, in field order (plain data)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
-    @model_validator(mode="after")
-    def _visibility_rule(self) -> Settings:
-        worst_hold = self.task_time_limit_s + self.retry_backoff_cap_s + VISIBILITY_MARGIN_S
-        if self.visibility_timeout_s <= worst_hold:
-            raise ValueError(
-                f"METAWSM_VISIBILITY_TIMEOUT_S must exceed task_time_limit_s + retry_backoff_cap_s"
-                f" + {VISIBILITY_MARGIN_S} s margin (= {worst_hold:g} s)"
-            )
-        if self.retry_backoff_cap_s < self.retry_backoff_base_s:
-            raise ValueError("METAWSM_RETRY_BACKOFF_CAP_S must be >= METAWSM_RETRY_BACKOFF_BASE_S")
-        return self
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied and checked by the same rules.
+
+        Raises:
+            ConfigError: a changed value breaks its rule.
+            TypeError: a name is not a setting.
+        """
+        return dataclasses.replace(self, **changes)
 
     def masked(self) -> dict[str, Any]:
         """The settings as plain data with every password in a URL replaced by ``***``."""
-        data = self.model_dump()
+        data = self.as_dict()
         for key in ("database_url", "broker_url"):
             data[key] = mask_url(str(data[key]))
         return data
+
+
+def _cross_field_rule(s: Settings) -> str | None:
+    worst_hold = s.task_time_limit_s + s.retry_backoff_cap_s + VISIBILITY_MARGIN_S
+    if s.visibility_timeout_s <= worst_hold:
+        return (
+            f"METAWSM_VISIBILITY_TIMEOUT_S must exceed task_time_limit_s + retry_backoff_cap_s"
+            f" + {VISIBILITY_MARGIN_S} s margin (= {worst_hold:g} s)"
+        )
+    if s.retry_backoff_cap_s < s.retry_backoff_base_s:
+        return "METAWSM_RETRY_BACKOFF_CAP_S must be >= METAWSM_RETRY_BACKOFF_BASE_S"
+    return None
+
+
+def _describe(errors: list[tuple[str, str]]) -> str:
+    return "; ".join(f"invalid setting {ENV_PREFIX}{name.upper()}: {msg}" for name, msg in errors)
 
 
 def mask_url(url: str) -> str:
@@ -110,24 +171,36 @@ def mask_url(url: str) -> str:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build the settings from the environment (plus ``overrides``).
+    """Build the settings from ``overrides``, else the environment, else ``.env``, else defaults.
 
     Raises:
         ConfigError: naming the ``METAWSM_`` variable and the rule it broke.
+        TypeError: an override names no setting.
     """
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+    unknown = set(overrides) - set(SPECS)
+    if unknown:
+        raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+    found = {**_prefixed(_dotenv_values()), **_prefixed(dict(os.environ))}
+    return Settings(**{**found, **overrides})
 
 
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        name = f"{ENV_PREFIX}{loc.upper()}" if loc else "settings"
-        lines.append(f"invalid setting {name}: {err['msg']}")
-    return "; ".join(lines)
+def _prefixed(source: dict[str, str | None]) -> dict[str, str]:
+    """The values of ``source`` that name a setting (``METAWSM_<NAME>``, any case)."""
+    out = {}
+    for key, value in source.items():
+        name = key.lower().removeprefix(ENV_PREFIX.lower())
+        if value is not None and len(name) < len(key) and name in SPECS:
+            out[name] = value
+    return out
+
+
+def _dotenv_values() -> dict[str, str | None]:
+    """The ``.env`` file of the current directory, parsed as python-dotenv does (if any)."""
+    if not os.path.isfile(ENV_FILE):
+        return {}
+    from dotenv import dotenv_values  # only when there is a file: its imports cost ~10 ms
+
+    return dict(dotenv_values(ENV_FILE))
 
 
 def env_default(name: str) -> str | None:

@@ -319,7 +319,7 @@ def test_after_a_wait_timeout_the_rest_waits_and_importing_again_finishes_in_ord
     plan = legacy.plan_import(
         legacy.read_roots([tmp_path]), legacy.run_scope(c.engine, run_id, None)
     )
-    impatient = c.settings.model_copy(update={"wait_timeout_s": 0.3})
+    impatient = c.settings.replace(wait_timeout_s=0.3)
     first = legacy.import_legacy(replace(c.runtime, settings=impatient), plan)
     assert [i.outcome for i in first.imported] == ["timeout", "not_submitted"]
     assert first.timed_out and not first.failed
