@@ -34,6 +34,7 @@ POSTGRES_MODULES = {
     "test_snapshot_at_scale.py",
     "test_legacy_import.py",
     "test_search_queues.py",
+    "test_direct_reads.py",
     "test_scale_data.py",
 }
 # Single PostgreSQL tests worth their cost in modules that otherwise run on SQLite only.

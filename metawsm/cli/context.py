@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,7 @@ if TYPE_CHECKING:  # loaded when first used: ``--version`` and ``--help`` need n
 
     from metawsm.bootstrap import Container
     from metawsm.settings import Settings
+    from metawsm.storage.dbapi import Reader
 
 
 @dataclass
@@ -44,6 +47,36 @@ class AppContext:
             ensure_schema_at_head(container.engine)
             self._container = container
         return self._container
+
+    @contextmanager
+    def reading(self) -> Iterator[Reader]:
+        """One read-only transaction straight through the database driver, after checking the
+        schema is at head (no SQLAlchemy imported: storage/dbapi.py).
+
+        A database this layer does not open itself (a SQLite file that does not exist yet, a
+        URL with options) and a schema not at head go through :attr:`container`, which
+        explains the problem (or, for an unusual URL, reads through SQLAlchemy's connection).
+        """
+        from metawsm.storage import dbapi
+        from metawsm.storage.schema_head import reader_at_head
+
+        if dbapi.direct_target(self.settings.database_url) is not None:
+            with dbapi.read_transaction(self.settings) as db:
+                if reader_at_head(db):
+                    yield db
+                    return
+        with self._engine_reader() as db:
+            yield db
+
+    @contextmanager
+    def _engine_reader(self) -> Iterator[Reader]:
+        from metawsm.storage.dbapi import Reader, driver_errors
+        from metawsm.storage.engine import connect
+
+        engine = self.container.engine  # checks the schema (raises SchemaNotAtHead)
+        with connect(engine) as connection, connection.begin(), driver_errors():
+            raw = connection.connection.dbapi_connection
+            yield Reader(raw, engine.dialect.name)
 
 
 def emit_json(data: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from metawsm.cli.context import AppContext, emit_json, pass_app
-from metawsm.services import deadletters
+from metawsm.services import record_reads
 
 
 @click.group("dlq")
@@ -19,7 +19,8 @@ def dlq() -> None:
 @pass_app
 def list_(app: AppContext, include_all: bool, as_json: bool) -> None:
     """List dead letters, newest first."""
-    rows = deadletters.list_dead_letters(app.container.engine, include_all=include_all)
+    with app.reading() as db:
+        rows = record_reads.list_dead_letters(db, include_all=include_all)
     if as_json:
         emit_json({"dead_letters": rows})
         return
@@ -36,7 +37,8 @@ def list_(app: AppContext, include_all: bool, as_json: bool) -> None:
 @pass_app
 def show(app: AppContext, message_id: str, as_json: bool) -> None:
     """Show one dead letter with its message and traceback."""
-    row = deadletters.show_dead_letter(app.container.engine, message_id)
+    with app.reading() as db:
+        row = record_reads.show_dead_letter(db, message_id)
     if as_json:
         emit_json(row)
         return
@@ -50,6 +52,8 @@ def show(app: AppContext, message_id: str, as_json: bool) -> None:
 @pass_app
 def redrive(app: AppContext, message_id: str, as_json: bool) -> None:
     """Republish a dead message with its original id (nothing is applied twice)."""
+    from metawsm.services import deadletters
+
     c = app.container
     result = deadletters.redrive(c.runtime, message_id)
     if as_json:
@@ -68,6 +72,8 @@ def purge(app: AppContext, message_id: str | None, purge_all: bool, as_json: boo
     """Mark one dead letter (or, with --all, every one) purged."""
     if not message_id and not purge_all:
         raise click.UsageError("give a MESSAGE_ID or --all")
+    from metawsm.services import deadletters
+
     count = deadletters.purge(app.container.engine, None if purge_all else message_id)
     if as_json:
         emit_json({"purged": count})

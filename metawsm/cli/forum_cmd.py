@@ -15,7 +15,7 @@ import click
 from metawsm.cli.context import AppContext, emit_json, pass_app
 from metawsm.cli.options import actor_options, run_write, wait_mode, write_options
 from metawsm.ids import new_id
-from metawsm.services import queries
+from metawsm.services import thread_reads
 from metawsm.settings import env_default
 
 STATES = click.Choice(
@@ -170,8 +170,8 @@ def _filter_options(fn: Any) -> Any:
     return fn
 
 
-def _filters(kw: dict[str, Any]) -> queries.ThreadFilter:
-    return queries.ThreadFilter(
+def _filters(kw: dict[str, Any]) -> thread_reads.ThreadFilter:
+    return thread_reads.ThreadFilter(
         ticket=kw["ticket"],
         run_id=kw["run_id"],
         state=kw["state"],
@@ -185,7 +185,8 @@ def _filters(kw: dict[str, Any]) -> queries.ThreadFilter:
 @pass_app
 def list_(app: AppContext, /, **kw: Any) -> None:
     """List threads by priority (urgent first), then most recent activity."""
-    rows = queries.list_threads(app.container.engine, _filters(kw), kw["limit"])
+    with app.reading() as db:
+        rows = thread_reads.list_threads(db, _filters(kw), kw["limit"])
     _render_threads(rows, kw["as_json"])
 
 
@@ -209,15 +210,16 @@ def search(app: AppContext, /, **kw: Any) -> None:
         viewer = (kw["viewer_type"], kw["viewer_id"])
     if kw["queue"] == "unseen" and viewer is None:
         raise click.UsageError("--queue unseen requires --viewer-type and --viewer-id")
-    rows = queries.search(
-        app.container.engine,
-        _filters(kw),
-        kw["text"],
-        viewer=viewer,
-        queue=kw["queue"],
-        cursor=kw["cursor"],
-        limit=kw["limit"],
-    )
+    with app.reading() as db:
+        rows = thread_reads.search(
+            db,
+            _filters(kw),
+            kw["text"],
+            viewer=viewer,
+            queue=kw["queue"],
+            cursor=kw["cursor"],
+            limit=kw["limit"],
+        )
     _render_threads(rows, kw["as_json"])
 
 
@@ -242,8 +244,8 @@ def _summary(r: dict[str, Any]) -> str:
 @_thread_id_option
 @click.option(
     "--limit",
-    type=click.IntRange(1, queries.POSTS_PAGE_MAX),
-    default=queries.POSTS_PAGE,
+    type=click.IntRange(1, thread_reads.POSTS_PAGE_MAX),
+    default=thread_reads.POSTS_PAGE,
     show_default=True,
     help="Posts per page: the newest ones (below --before).",
 )
@@ -257,7 +259,8 @@ def _summary(r: dict[str, Any]) -> str:
 @pass_app
 def thread(app: AppContext, thread_id: str, limit: int, before: int | None, as_json: bool) -> None:
     """Show a thread with a page of its posts (the newest --limit, oldest first)."""
-    detail = queries.thread_detail(app.container.engine, thread_id, limit=limit, before=before)
+    with app.reading() as db:
+        detail = thread_reads.thread_detail(db, thread_id, limit=limit, before=before)
     if as_json:
         emit_json(detail)
         return
@@ -278,6 +281,8 @@ def thread(app: AppContext, thread_id: str, limit: int, before: int | None, as_j
 @pass_app
 def seen(app: AppContext, /, **kw: Any) -> None:
     """Mark a thread seen by a viewer (the watermark only moves forward)."""
+    from metawsm.services import queries
+
     result = queries.mark_seen(
         app.container.engine, kw["thread_id"], kw["viewer_type"], kw["viewer_id"], kw["sequence"]
     )
@@ -297,13 +302,13 @@ def seen(app: AppContext, /, **kw: Any) -> None:
 @pass_app
 def watch(app: AppContext, /, **kw: Any) -> None:
     """Print events after --cursor in commit order; --follow tails the log live."""
-    engine = app.container.engine
     cursor = kw["cursor"]
     pause = 0.05
     while True:
-        events = queries.events_after(
-            engine, cursor, ticket=kw["ticket"], run_id=kw["run_id"], limit=kw["limit"]
-        )
+        with app.reading() as db:  # one short transaction per poll: never holds a snapshot
+            events = thread_reads.events_after(
+                db, cursor, ticket=kw["ticket"], run_id=kw["run_id"], limit=kw["limit"]
+            )
         for event in events:
             _print_event(event, kw["as_json"])
             cursor = event["sequence"]

@@ -7,18 +7,22 @@ Exit codes: 0 ok, 1 rejected (e.g. an illegal transition or an unmet close gate)
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from metawsm.cli.context import AppContext, emit_json, pass_app
 from metawsm.cli.options import default_actor_name, run_write
 from metawsm.errors import EXIT_FAILED, Rejected
-from metawsm.messages.common import Actor
-from metawsm.services import gates, lifecycle, runs
+
+if TYPE_CHECKING:  # the write path and the gates load when a command uses them: reads do not
+    from metawsm.messages.common import Actor
+    from metawsm.services.runs import BriefInput
 
 
 def _actor(kw: dict[str, Any]) -> Actor:
+    from metawsm.messages.common import Actor
+
     return Actor(type=kw.get("actor_type") or "operator", name=kw.get("actor_name") or "operator")
 
 
@@ -75,7 +79,9 @@ def bootstrap(app: AppContext, /, **kw: Any) -> None:
 BRIEF_FIELDS = ("goal", "scope", "done_criteria", "constraints")
 
 
-def _brief(kw: dict[str, Any]) -> runs.BriefInput:
+def _brief(kw: dict[str, Any]) -> BriefInput:
+    from metawsm.services import runs
+
     values: dict[str, str] = {}
     interactive = sys.stdin.isatty()
     for name in BRIEF_FIELDS:
@@ -90,7 +96,9 @@ def _brief(kw: dict[str, Any]) -> runs.BriefInput:
     return runs.BriefInput(merge_intent=kw.get("merge_intent") or "default", **values)
 
 
-def _create(app: AppContext, kw: dict[str, Any], brief: runs.BriefInput | None) -> None:
+def _create(app: AppContext, kw: dict[str, Any], brief: BriefInput | None) -> None:
+    from metawsm.services import runs
+
     run_id = runs.create_run(
         app.container.runtime,
         tickets=list(kw["tickets"]),
@@ -107,7 +115,10 @@ def _create(app: AppContext, kw: dict[str, Any], brief: runs.BriefInput | None) 
 @pass_app
 def list_(app: AppContext, as_json: bool) -> None:
     """List runs, newest first."""
-    rows = runs.run_rows(app.container.engine)
+    from metawsm.services import record_reads
+
+    with app.reading() as db:
+        rows = record_reads.run_rows(db)
     if as_json:
         emit_json({"runs": rows})
         return
@@ -129,8 +140,11 @@ def show(app: AppContext, run_id: str, as_json: bool) -> None:
 
 
 def _show_one(app: AppContext, run_id: str, as_json: bool) -> None:
-    row = runs.run_rows(app.container.engine, run_id)[0]
-    row["history"] = runs.run_history(app.container.engine, run_id)
+    from metawsm.services import record_reads
+
+    with app.reading() as db:
+        row = record_reads.run_rows(db, run_id)[0]
+        row["history"] = record_reads.run_history(db, run_id)
     if as_json:
         emit_json(row)
         return
@@ -152,6 +166,8 @@ def _show_one(app: AppContext, run_id: str, as_json: bool) -> None:
 @pass_app
 def stop(app: AppContext, /, run_id: str, **kw: Any) -> None:
     """Stop a run."""
+    from metawsm.services import lifecycle
+
     status = lifecycle.stop_run(app.container.runtime, run_id, _actor(kw))
     click.echo(f"run {run_id} {status}")
 
@@ -162,6 +178,8 @@ def stop(app: AppContext, /, run_id: str, **kw: Any) -> None:
 @pass_app
 def resume(app: AppContext, /, run_id: str, **kw: Any) -> None:
     """Resume a stopped, paused or failed run."""
+    from metawsm.services import lifecycle
+
     status = lifecycle.resume_run(app.container.runtime, run_id, _actor(kw))
     click.echo(f"run {run_id} {status}")
 
@@ -176,6 +194,8 @@ def resume(app: AppContext, /, run_id: str, **kw: Any) -> None:
 @pass_app
 def agent_status(app: AppContext, /, run_id: str, agent_name: str, status: str, **kw: Any) -> None:
     """Report an agent's status; a failed agent fails its running run."""
+    from metawsm.services import lifecycle
+
     run_status = lifecycle.set_agent_status(
         app.container.runtime, run_id, agent_name, status, _actor(kw)
     )
@@ -188,6 +208,8 @@ def agent_status(app: AppContext, /, run_id: str, agent_name: str, status: str, 
 @pass_app
 def why(app: AppContext, run_id: str, as_json: bool) -> None:
     """List every close gate that is not met, each with the command that would meet it."""
+    from metawsm.services import gates
+
     summary, unmet = gates.unmet(app.container.engine, run_id)
     if as_json:
         emit_json({**summary, "unmet": [g.as_dict() for g in unmet]})
@@ -209,6 +231,8 @@ def why(app: AppContext, run_id: str, as_json: bool) -> None:
 @pass_app
 def iterate(app: AppContext, /, run_id: str, feedback: str, **kw: Any) -> None:
     """Start a new control epoch with feedback posted on every control thread."""
+    from metawsm.services import lifecycle
+
     if not feedback.strip():
         raise click.UsageError("--feedback is required (blank after trimming)")
     status, epoch, threads = lifecycle.iterate_run(
@@ -237,6 +261,8 @@ def iterate(app: AppContext, /, run_id: str, feedback: str, **kw: Any) -> None:
 @pass_app
 def close(app: AppContext, /, run_id: str, dry_run: bool, as_json: bool, **kw: Any) -> None:
     """Close a completed run whose close gates all pass (see `metawsm run why`)."""
+    from metawsm.services import gates
+
     c = app.container
     try:
         status = gates.close_run(c.runtime, run_id, dry_run=dry_run, actor=_actor(kw))

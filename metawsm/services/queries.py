@@ -5,16 +5,22 @@ Every function opens a read-only unit of work; none needs Redis.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, select
 from sqlalchemy.orm import Session
 
-from metawsm.errors import NotFound, UsageError
+from metawsm.errors import NotFound
 from metawsm.services import search_index
 from metawsm.services.eventlog import row_to_event
 from metawsm.services.projections import view_dict
+from metawsm.services.thread_reads import (  # shared with the driver reads of the CLI
+    POSTS_PAGE,
+    ThreadFilter,
+    check_page,
+    check_queue,
+    page,
+)
 from metawsm.storage.models import (
     ForumEvent,
     ForumPost,
@@ -29,44 +35,17 @@ V = ForumThreadView
 # its ticket and unanswered variants), read backwards, so a page costs the same at any size.
 # No tie-break is needed: a view's last_event_sequence is its newest event's, unique in the log.
 LIST_ORDER = (V.urgency.desc(), V.last_event_sequence.desc())
-QUEUES = ("unseen", "unanswered")
-# Posts per page of ``forum thread`` (default and maximum).
-POSTS_PAGE = 50
-POSTS_PAGE_MAX = 1000
 
 
-@dataclass(frozen=True)
-class ThreadFilter:
-    """Filters shared by list, search and queues (None = any)."""
-
-    ticket: str | None = None
-    run_id: str | None = None
-    state: str | None = None
-    priority: str | None = None
-    assignee: str | None = None
-    include_control: bool = True
-
-    def clauses(self) -> list[Any]:
-        """SQL conditions for these filters."""
-        out: list[Any] = []
-        for column, value in (
-            (V.ticket, self.ticket),
-            (V.run_id, self.run_id),
-            (V.state, self.state),
-            (V.priority, self.priority),
-            (V.assignee_name, self.assignee),
-        ):
-            if value is not None:
-                out.append(column == value)
-        if not self.include_control:
-            out.append(V.is_control.is_(False))
-        return out
+def _clauses(filters: ThreadFilter) -> list[Any]:
+    """SQL conditions for ``filters``."""
+    return [getattr(V, column) == value for column, value in filters.equalities().items()]
 
 
 def list_threads(engine: Engine, filters: ThreadFilter, limit: int = 50) -> list[dict[str, Any]]:
     """Threads by urgency (urgent first), then most recent activity."""
     with unit_of_work(engine, readonly=True) as session:
-        query = select(V).where(*filters.clauses()).order_by(*LIST_ORDER).limit(limit)
+        query = select(V).where(*_clauses(filters)).order_by(*LIST_ORDER).limit(limit)
         return [_view_out(v) for v in session.execute(query).scalars()]
 
 
@@ -88,7 +67,7 @@ def thread_detail(
         NotFound: no view exists for that thread (unknown, or not projected yet).
         UsageError: ``limit`` outside 1..POSTS_PAGE_MAX or ``before`` below 1.
     """
-    _check_page(limit, before)
+    check_page(limit, before)
     with unit_of_work(engine, readonly=True) as session:
         view = session.get(V, thread_id)
         if view is None:
@@ -109,15 +88,8 @@ def thread_detail(
             "as_of_thread_seq": as_of,
             "posts": [_post_out(p, seq) for p, seq in posts],
             "events": [row_to_event(e).model_dump(mode="json") for e in events],
-            "page": _page(thread_id, limit, before, since if more else None),
+            "page": page(thread_id, limit, before, since if more else None),
         }
-
-
-def _check_page(limit: int, before: int | None) -> None:
-    if not 1 <= limit <= POSTS_PAGE_MAX:
-        raise UsageError(f"limit {limit}: must be between 1 and {POSTS_PAGE_MAX}")
-    if before is not None and before < 1:
-        raise UsageError(f"before {before}: must be a positive thread_seq")
 
 
 def _newest_posts(session: Session, thread_id: str, upto: int, n: int) -> list[Any]:
@@ -131,17 +103,6 @@ def _newest_posts(session: Session, thread_id: str, upto: int, n: int) -> list[A
             .limit(n)
         ).all()
     )
-
-
-def _page(
-    thread_id: str, limit: int, before: int | None, next_before: int | None
-) -> dict[str, Any]:
-    page: dict[str, Any] = {"limit": limit, "before": before, "next_before": next_before}
-    if next_before is not None:
-        page["next"] = (
-            f"metawsm forum thread --thread-id {thread_id} --limit {limit} --before {next_before}"
-        )
-    return page
 
 
 def search(
@@ -164,12 +125,9 @@ def search(
     Raises:
         UsageError: an unknown queue, ``unseen`` without a viewer, or a query with no word.
     """
-    if queue is not None and queue not in QUEUES:
-        raise UsageError(f"queue {queue!r}: must be one of {'|'.join(QUEUES)}")
-    if queue == "unseen" and viewer is None:
-        raise UsageError("queue unseen: needs a viewer (type and id)")
+    check_queue(queue, viewer)
     with unit_of_work(engine, readonly=True) as session:
-        stmt = select(V).where(*filters.clauses())
+        stmt = select(V).where(*_clauses(filters))
         order: list[Any] = list(LIST_ORDER)
         if query:
             hits = search_index.hits(session.connection().dialect.name, query)

@@ -26,8 +26,8 @@ from typing import Any
 from sqlalchemy import Connection, Float, String, TextClause, bindparam, text
 from sqlalchemy.sql.selectable import Subquery
 
-from metawsm.errors import UsageError
 from metawsm.messages.events import Event
+from metawsm.services import search_sql
 
 # Event types that write a post (and so an index row).
 POSTING = frozenset({"forum.thread.opened", "forum.post.added", "forum.control.signal"})
@@ -63,20 +63,6 @@ _INDEX_THREAD = {
                        " body = excluded.body"),
 }  # fmt: skip
 _KEY = {"sqlite": "rowid", "postgresql": "sequence"}
-_HITS = {
-    "sqlite": text(
-        # rank, not bm25(): an auxiliary function cannot feed an aggregate; rank can.
-        "SELECT thread_id, min(rank) AS score FROM forum_search"
-        " WHERE forum_search MATCH :phrase AND rank MATCH 'bm25(10.0, 1.0)' GROUP BY thread_id"
-    ),
-    # ts_rank is higher for better; negated so that both dialects sort ascending.
-    "postgresql": text(
-        "SELECT thread_id, min(-ts_rank(document, query)) AS score"
-        " FROM forum_search, phraseto_tsquery("
-        "'simple', regexp_replace(:phrase, '[[:punct:]]+', ' ', 'g')) AS query"
-        " WHERE document @@ query GROUP BY thread_id"
-    ),
-}
 
 
 def follow_view(
@@ -147,14 +133,7 @@ def hits(dialect: str, query: str) -> Subquery:
     Raises:
         UsageError: the query holds no letter or digit (nothing a word index can match).
     """
-    if not any(ch.isalnum() for ch in query):
-        raise UsageError(f"query {query!r}: must contain at least one letter or digit")
-    stmt: TextClause = _HITS[dialect].bindparams(bindparam("phrase", _phrase(dialect, query)))
+    stmt: TextClause = text(search_sql.HITS[dialect]).bindparams(
+        bindparam("phrase", search_sql.phrase(dialect, query))
+    )
     return stmt.columns(thread_id=String, score=Float).subquery("hits")
-
-
-def _phrase(dialect: str, query: str) -> str:
-    if dialect == "sqlite":
-        # One FTS5 string: tokenized like the indexed text, its tokens form a phrase.
-        return '"' + query.replace('"', '""') + '"'
-    return query

@@ -12,16 +12,19 @@ revision behind, or one this code does not know.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, inspect, text
+from typing import TYPE_CHECKING
 
-from metawsm.storage.engine import connect
+if TYPE_CHECKING:  # the driver reads (storage/dbapi.py) check the head without SQLAlchemy
+    from sqlalchemy import Engine
+
+    from metawsm.storage.dbapi import Reader
 
 # The head revision of migrations/versions. Update it with every new migration (the unit test
 # above says so when it is forgotten).
 HEAD = "0004"
 
 VERSION_TABLE = "alembic_version"
-_SELECT_VERSIONS = text(f"SELECT version_num FROM {VERSION_TABLE}")
+SELECT_VERSIONS = f"SELECT version_num FROM {VERSION_TABLE}"
 
 
 def database_revisions(engine: Engine) -> tuple[str, ...]:
@@ -30,10 +33,26 @@ def database_revisions(engine: Engine) -> tuple[str, ...]:
     Raises:
         DatabaseUnreachable: the database cannot be connected to.
     """
+    from sqlalchemy import inspect, text
+
+    from metawsm.storage.engine import connect
+
     with connect(engine) as connection:
         if not inspect(connection).has_table(VERSION_TABLE):
             return ()
-        return tuple(sorted(row[0] for row in connection.execute(_SELECT_VERSIONS)))
+        return tuple(sorted(row[0] for row in connection.execute(text(SELECT_VERSIONS))))
+
+
+def reader_at_head(db: Reader) -> bool:
+    """True when the database ``db`` reads is at :data:`HEAD` (False also when the version
+    table is missing: the caller then asks :func:`ensure_schema_at_head` why)."""
+    try:
+        rows = db.rows(SELECT_VERSIONS)
+    except Exception as exc:  # no version table: a driver error, whichever the driver
+        if type(exc).__module__.split(".")[0] in ("sqlite3", "psycopg"):
+            return False
+        raise
+    return [row["version_num"] for row in rows] == [HEAD]
 
 
 def ensure_schema_at_head(engine: Engine) -> None:

@@ -1,0 +1,180 @@
+"""Reads straight through the database driver (sqlite3, psycopg 3), without SQLAlchemy.
+
+A command-line read is a new process; importing SQLAlchemy and the ORM models costs it ~300-500
+ms of CPU, the driver alone a few ms (docs/performance.md, "Command-line start-up"). The reads
+the CLI makes most (services/thread_reads.py, services/record_reads.py) run their SQL text here,
+in one read-only transaction, and convert values by the rules of the column types
+(:func:`utc`, :func:`flag`, :func:`json_value`: what ``storage/types.py`` and SQLAlchemy's
+Boolean and JSON types do on each backend).
+
+SQL is written with ``:name`` parameters; on PostgreSQL they become ``%(name)s``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from metawsm.errors import DatabaseBusy, DatabaseUnreachable
+from metawsm.settings import Settings, mask_url
+
+# A ``:name`` parameter, as SQLAlchemy's text() finds them (``:punct:`` in a regex is not one).
+_NAMED = re.compile(r"(?<![:\w\\]):(\w+)(?![:\w])")
+SQLITE_SCHEMES = ("sqlite", "sqlite+pysqlite")
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+
+
+@dataclass
+class Reader:
+    """A driver connection inside one read-only transaction, and the name of its dialect."""
+
+    raw: Any
+    dialect: str
+
+    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every row of ``sql`` (``:name`` parameters) as a dict keyed by column name."""
+        cursor = self.raw.cursor()
+        try:
+            cursor.execute(self.native(sql), dict(params or {}))
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        """The first column of the first row of ``sql`` (None when there is no row)."""
+        rows = self.rows(sql, params)
+        return next(iter(rows[0].values())) if rows else None
+
+    def native(self, sql: str) -> str:
+        """``sql`` in the driver's parameter style."""
+        if self.dialect == "sqlite":
+            return sql
+        return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+def direct_target(url: str) -> tuple[str, str] | None:
+    """(dialect, what the driver connects to) of a database URL, or None when this layer does
+    not open that kind of URL itself (then the caller uses SQLAlchemy's engine).
+
+    SQLite: a file path that exists (a missing file is left to the engine, which creates it
+    and explains the missing schema). PostgreSQL: the URL without the driver name.
+    """
+    parts = urlsplit(url)
+    if parts.scheme in SQLITE_SCHEMES:
+        path = unquote(url.split("://", 1)[1][1:])  # sqlite:///<path>
+        if parts.query or path in ("", ":memory:") or not os.path.isfile(path):
+            return None
+        return "sqlite", path
+    if parts.scheme in POSTGRES_SCHEMES:
+        return "postgresql", "postgresql://" + url.split("://", 1)[1]
+    return None
+
+
+@contextmanager
+def read_transaction(settings: Settings) -> Iterator[Reader]:
+    """A :class:`Reader` on ``settings.database_url`` in one read-only transaction.
+
+    Raises:
+        ValueError: the URL is not one :func:`direct_target` opens.
+        DatabaseUnreachable: the database cannot be connected to (URL masked).
+        DatabaseBusy: the driver failed a statement (locked, or any other driver error).
+    """
+    target = direct_target(settings.database_url)
+    if target is None:
+        raise ValueError("not a database this layer opens directly")
+    dialect, where = target
+    raw = _connect_sqlite(where, settings) if dialect == "sqlite" else _connect_postgres(where)
+    try:
+        with driver_errors():
+            if dialect == "sqlite":
+                raw.execute("BEGIN")  # deferred: a snapshot for the reads, no write lock
+            yield Reader(raw, dialect)
+    finally:
+        try:
+            raw.rollback()
+        finally:
+            raw.close()
+
+
+def _connect_sqlite(path: str, settings: Settings) -> Any:
+    import sqlite3
+
+    try:
+        raw = sqlite3.connect(path, timeout=settings.db_busy_timeout_ms / 1000)
+    except sqlite3.Error as exc:
+        raise _unreachable(settings, exc) from exc
+    raw.isolation_level = None  # our BEGIN, as the engine does (storage/engine.py)
+    raw.execute(f"PRAGMA busy_timeout={int(settings.db_busy_timeout_ms)}")
+    return raw
+
+
+def _connect_postgres(url: str) -> Any:
+    import psycopg
+
+    try:
+        return psycopg.connect(url)
+    except psycopg.OperationalError as exc:
+        raise _unreachable_url(url, exc) from exc
+
+
+def _unreachable(settings: Settings, exc: BaseException) -> DatabaseUnreachable:
+    return _unreachable_url(settings.database_url, exc)
+
+
+def _unreachable_url(url: str, exc: BaseException) -> DatabaseUnreachable:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed"
+    return DatabaseUnreachable(f"cannot connect to the database at {mask_url(url)}: {reason}")
+
+
+@contextmanager
+def driver_errors() -> Iterator[None]:
+    """Driver errors of a statement as metawsm's transient errors (as storage/uow.py does)."""
+    try:
+        yield
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] not in ("sqlite3", "psycopg"):
+            raise
+        message = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else repr(exc)
+        if "locked" in message.lower() or "busy" in message.lower():
+            raise DatabaseBusy(f"database busy: {message}") from exc
+        raise DatabaseBusy(f"database error: {message}") from exc
+
+
+def utc(value: str | datetime | None) -> datetime | None:
+    """A stored timestamp as aware UTC (SQLite: naive text; PostgreSQL: aware), as
+    ``storage.types.UTCDateTime`` reads it."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def iso(value: str | datetime | None) -> str | None:
+    """A stored timestamp as ``datetime.isoformat()`` of its aware UTC value."""
+    moment = utc(value)
+    return None if moment is None else moment.isoformat()
+
+
+def flag(value: Any) -> bool | None:
+    """A stored boolean (SQLite: 0/1) as bool."""
+    return None if value is None else bool(value)
+
+
+def json_value(value: Any, dialect: str) -> Any:
+    """A stored JSON column (SQLite: text; PostgreSQL: decoded by psycopg) as Python data."""
+    return json.loads(value) if dialect == "sqlite" and value is not None else value
+
+
+def placeholders(prefix: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+    """``:p0, :p1, ...`` for an ``IN (...)`` list, and their parameters."""
+    params = {f"{prefix}{i}": v for i, v in enumerate(values)}
+    return ", ".join(f":{name}" for name in params), params
