@@ -12,9 +12,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from metawsm.messages.commands import COMMAND_TYPES
-from metawsm.messages.events import EVENT_TYPES, event_topic_suffix
 from metawsm.settings import Settings
+
+# The message models are imported where a method needs them: a command line write only asks
+# for its command's topic, and loading the event models would cost it ~20 ms.
 
 PROJECTOR = "projector"
 
@@ -75,6 +76,8 @@ class Topics:
 
     def event(self, event_type: str) -> str:
         """Projector topic of an event type, e.g. ``forum.events.thread.opened``."""
+        from metawsm.messages.events import event_topic_suffix
+
         return f"{self.event_prefix}.{event_topic_suffix(event_type)}"
 
     def integration(self, name: str) -> str:
@@ -87,10 +90,14 @@ class Topics:
 
     def command_topics(self) -> list[str]:
         """All command topics."""
+        from metawsm.messages.commands import COMMAND_TYPES
+
         return [self.command(t) for t in COMMAND_TYPES]
 
     def event_topics(self) -> list[str]:
         """All projector topics."""
+        from metawsm.messages.events import EVENT_TYPES
+
         return [self.event(t) for t in EVENT_TYPES]
 
     def integration_topics(self) -> list[str]:

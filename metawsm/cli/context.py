@@ -26,6 +26,8 @@ class AppContext:
 
     _settings: Settings | None = field(default=None)
     _container: Container | None = field(default=None)
+    _parts: Container | None = field(default=None)
+    _at_head: bool = field(default=False)
 
     @property
     def settings(self) -> Settings:
@@ -40,13 +42,28 @@ class AppContext:
     def container(self) -> Container:
         """The composition root, built on first use after checking the schema is at head."""
         if self._container is None:
-            from metawsm.bootstrap import build
             from metawsm.storage.schema_head import ensure_schema_at_head
 
-            container = build(self.settings)
+            container = self.parts
             ensure_schema_at_head(container.engine)
             self._container = container
         return self._container
+
+    @property
+    def parts(self) -> Container:
+        """The composition root without the schema check: what builds nothing until asked
+        (topics, the publisher) for the driver paths, which check the schema themselves."""
+        if self._parts is None:
+            from metawsm.bootstrap import build
+
+            self._parts = build(self.settings)
+        return self._parts
+
+    def direct(self) -> bool:
+        """True when the database is one the driver paths open themselves (storage/dbapi.py)."""
+        from metawsm.storage.dbapi import direct_target
+
+        return direct_target(self.settings.database_url) is not None
 
     @contextmanager
     def reading(self) -> Iterator[Reader]:
@@ -60,12 +77,30 @@ class AppContext:
         from metawsm.storage import dbapi
         from metawsm.storage.schema_head import reader_at_head
 
-        if dbapi.direct_target(self.settings.database_url) is not None:
+        if self.direct():
             with dbapi.read_transaction(self.settings) as db:
-                if reader_at_head(db):
+                if self._at_head or reader_at_head(db):
+                    self._at_head = True  # checked once per process: polls skip it
                     yield db
                     return
         with self._engine_reader() as db:
+            yield db
+
+    @contextmanager
+    def writing(self) -> Iterator[Reader]:
+        """One writing transaction straight through the driver (committed when the block
+        succeeds), after checking the schema is at head; a schema not at head is explained by
+        :attr:`container` (exit 3) and nothing is written. Only when :meth:`direct`."""
+        from metawsm.storage import dbapi
+        from metawsm.storage.schema_head import reader_at_head
+
+        if not self._at_head:
+            with dbapi.read_transaction(self.settings) as db:
+                self._at_head = reader_at_head(db)
+            if not self._at_head:
+                _ = self.container  # raises SchemaNotAtHead with the precise reason
+                self._at_head = True
+        with dbapi.write_transaction(self.settings) as db:
             yield db
 
     @contextmanager

@@ -14,7 +14,8 @@ from metawsm.errors import EXIT_FAILED, EXIT_UNREACHABLE, MetawsmError, UsageErr
 from metawsm.settings import env_default
 
 if TYPE_CHECKING:  # the write path is imported when a write runs, not with every command
-    from metawsm.services.submit import Outcome
+    from metawsm.messages.commands import AnyCommand
+    from metawsm.services.accept import Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 ACTOR_TYPES = click.Choice(["agent", "operator", "human", "system"], case_sensitive=False)
@@ -107,7 +108,7 @@ def run_write(
     non-zero unless applied or accepted."""
     from pydantic import ValidationError
 
-    from metawsm.services.submit import make_command, submit, wait_for_projection
+    from metawsm.services.accept import make_command
 
     try:
         command = make_command(
@@ -120,15 +121,14 @@ def run_write(
         )
     except ValidationError as exc:
         raise usage_from_validation(exc) from None
-    c = app.container
-    outcome = submit(c.runtime, command)
+    outcome = _submit(app, command)
     if wait and not outcome.final:
         if not outcome.published:  # say at once why the wait may be long
             click.echo(f"warning: {_not_published(outcome)}", err=True)
         outcome = _wait(app, outcome, timeout)
     if wait == "projected" and outcome.status == "applied":
         limit = timeout if timeout is not None else app.settings.wait_timeout_s
-        wait_for_projection(c.engine, outcome.command_id, limit)
+        _wait_projected(app, outcome.command_id, limit)
     if not quiet or outcome.status in ("rejected", "dead"):
         render_outcome(outcome, as_json)
     if outcome.status in ("rejected", "dead"):
@@ -136,12 +136,53 @@ def run_write(
     return outcome
 
 
+def _submit(app: AppContext, command: AnyCommand) -> Outcome:
+    """Accept (the one accept, services/accept.py) and publish after commit: through the driver
+    when it opens the database (no SQLAlchemy imported), else through the in-process submit."""
+    if not app.direct():
+        from metawsm.services.submit import submit
+
+        return submit(app.container.runtime, command)
+    from datetime import UTC, datetime
+
+    from metawsm.services.accept import accept
+    from metawsm.services.outbox_rows import publish_messages
+
+    parts = app.parts
+    with app.writing() as db:
+        topic = parts.topics.command(command.command_type)
+        accepted = accept(db, command, topic, datetime.now(UTC))
+    if accepted.message is None:
+        return accepted.outcome
+    report, failed = publish_messages(parts.publisher, [accepted.message])
+    if not failed:
+        return accepted.outcome
+    from metawsm.services.outbox import record_failed  # the rare path: SQLAlchemy is fine here
+
+    record_failed(app.container.engine, failed, app.settings)
+    return accepted.outcome.unpublished("; ".join(report.errors))
+
+
+def _wait_projected(app: AppContext, command_id: str, limit: float) -> None:
+    from metawsm.services.accept import is_projected, wait_until_projected
+
+    def projected() -> bool:
+        with app.reading() as db:
+            return is_projected(db, command_id)
+
+    wait_until_projected(projected, command_id, limit)
+
+
 def _wait(app: AppContext, outcome: Outcome, timeout: float | None) -> Outcome:
-    from metawsm.services.submit import wait_for_outcome
+    from metawsm.services.accept import read_outcome, wait_until_final
+
+    def read() -> Outcome | None:
+        with app.reading() as db:
+            return read_outcome(db, outcome.command_id)
 
     limit = timeout if timeout is not None else app.settings.wait_timeout_s
     try:
-        return wait_for_outcome(app.container.engine, outcome.command_id, limit)
+        return wait_until_final(read, outcome.command_id, limit)
     except WaitTimeout:
         if not outcome.published:
             raise _Unpublished(

@@ -16,7 +16,8 @@ from sqlalchemy import Engine, select, update
 
 from metawsm.errors import NotFound, Rejected
 from metawsm.runtime import Runtime
-from metawsm.services.outbox import OutboxMessage, enqueue
+from metawsm.services.outbox import enqueue
+from metawsm.services.outbox_rows import OutboxMessage
 from metawsm.services.quarantine import QUARANTINE_KIND
 from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.storage.models import ForumCommand, ForumDeadLetter, ForumOutbox

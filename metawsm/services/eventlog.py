@@ -17,7 +17,8 @@ from sqlalchemy import Connection, func, insert, select
 from metawsm.ids import new_id
 from metawsm.messages.common import Actor, ActorType
 from metawsm.messages.events import EVENT_PAYLOADS, Event
-from metawsm.services.outbox import OutboxMessage, enqueue
+from metawsm.services.outbox import enqueue
+from metawsm.services.outbox_rows import OutboxMessage
 from metawsm.storage.models import ForumEvent, table
 from metawsm.storage.uow import lock_event_log
 

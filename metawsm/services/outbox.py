@@ -18,23 +18,29 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from metawsm.errors import MetawsmError
 from metawsm.ids import new_id
 from metawsm.runtime import Publisher
+from metawsm.services.outbox_rows import (
+    NOT_ATTEMPTED,
+    OutboxMessage,
+    RelayReport,
+    add_outbox_row,
+    publish_messages,
+)
 from metawsm.settings import Settings
+from metawsm.storage.dbapi import on_connection
 from metawsm.storage.models import ForumOutbox, table
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
 
 OUTBOX = table(ForumOutbox)
-_INSERT = insert(OUTBOX)
 # Prebuilt statements: executed on a Connection they hit SQLAlchemy's compiled cache (~20 µs
 # each, against ~200 µs for the same work through the ORM).
 _MARK_DONE = (
@@ -52,29 +58,6 @@ _MARK_DONE = (
 Db = Session | Connection
 
 
-@dataclass(frozen=True)
-class OutboxMessage:
-    """A message staged in the outbox by a writer, to publish right after its commit.
-
-    ``redelivery``: it was handed to the broker before (a redriven dead letter).
-    """
-
-    message_id: str
-    topic: str
-    payload: dict[str, Any]
-    redelivery: bool = False
-
-
-@dataclass
-class RelayReport:
-    """What one relay pass did."""
-
-    claimed: int = 0
-    sent: int = 0
-    failed: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
 def enqueue(
     db: Db,
     *,
@@ -85,30 +68,21 @@ def enqueue(
     payload: dict[str, Any],
     now: datetime,
 ) -> OutboxMessage:
-    """Add an outbox row, staged ``sent``, in the caller's transaction.
+    """Add an outbox row, staged ``sent``, in the caller's transaction (a session or a Core
+    connection): :func:`metawsm.services.outbox_rows.add_outbox_row` on its driver connection.
 
     The unit of work that owns the transaction publishes the returned message right after
     commit (:func:`publish_staged`); nothing else publishes it.
     """
-    row = {
-        "message_id": message_id,
-        "kind": kind,
-        "topic": topic,
-        "message_key": key,
-        "payload": payload,
-        "status": "sent",
-        "attempts": 0,
-        "publish_count": 1,
-        "deliveries": 0,
-        "next_attempt_at": now,
-        "sent_at": now,
-        "lease_until": None,
-        "lease_owner": None,
-        "created_at": now,
-        "updated_at": now,
-    }
-    _connection(db).execute(_INSERT, row)
-    return OutboxMessage(message_id, topic, payload)
+    return add_outbox_row(
+        on_connection(_connection(db)),
+        message_id=message_id,
+        kind=kind,
+        topic=topic,
+        key=key,
+        payload=payload,
+        now=now,
+    )
 
 
 def _connection(db: Db) -> Connection:
@@ -142,25 +116,15 @@ def publish_staged(
     Nothing is written when every publish succeeds; rows whose publish failed go back to
     ``pending`` with backoff, for the drainer.
     """
-    report = RelayReport(claimed=len(messages))
-    failed: dict[str, str] = {}
-    for index, message in enumerate(messages):
-        try:
-            publisher.publish(
-                message.topic, message.message_id, message.payload, message.redelivery
-            )
-            report.sent += 1
-        except MetawsmError as exc:
-            failed[message.message_id] = str(exc)
-            # The broker is down: the rest would fail the same way; leave them to the drainer.
-            for later in messages[index + 1 :]:
-                failed[later.message_id] = "not attempted: broker failed earlier in the batch"
-            break
+    report, failed = publish_messages(publisher, messages)
     if failed:
-        _record(engine, None, [], failed, settings)
-    report.failed = len(failed)
-    report.errors = sorted(set(failed.values()))
+        record_failed(engine, failed, settings)
     return report
+
+
+def record_failed(engine: Engine, failed: dict[str, str], settings: Settings) -> None:
+    """Put rows staged ``sent`` whose publish failed back to ``pending``, for the drainer."""
+    _record(engine, None, [], failed, settings)
 
 
 def _publish_claimed(
@@ -193,7 +157,7 @@ def _publish_claimed(
             break
     for message_id, *_ in rows:
         if message_id not in sent and message_id not in failed:
-            failed[message_id] = "not attempted: broker failed earlier in the batch"
+            failed[message_id] = NOT_ATTEMPTED
     _record(engine, claim, sent, failed, settings)
     report.sent, report.failed = len(sent), len(failed)
     report.errors = sorted(set(failed.values()))

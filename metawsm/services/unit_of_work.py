@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 from metawsm.messages.common import Actor
 from metawsm.runtime import Runtime
 from metawsm.services.eventlog import EventWriter
-from metawsm.services.outbox import OutboxMessage, RelayReport, publish_staged
+from metawsm.services.outbox import publish_staged
+from metawsm.services.outbox_rows import OutboxMessage, RelayReport
 from metawsm.storage.uow import translate_db_errors
 
 

@@ -28,6 +28,8 @@ from metawsm.settings import Settings, mask_url
 # A ``:name`` parameter, as SQLAlchemy's text() finds them (``:punct:`` in a regex is not one).
 _NAMED = re.compile(r"(?<![:\w\\]):(\w+)(?![:\w])")
 SQLITE_SCHEMES = ("sqlite", "sqlite+pysqlite")
+MIN_LOCK_POLL_S = 0.0005
+MAX_LOCK_POLL_S = 0.002
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 
 
@@ -48,6 +50,36 @@ class Reader:
         finally:
             cursor.close()
 
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        """Run one statement that returns no rows; the number of rows it changed."""
+        cursor = self.raw.cursor()
+        try:
+            cursor.execute(self.native(sql), dict(params or {}))
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def json(self, value: Any) -> Any:
+        """``value`` bound for a JSON column as SQLAlchemy's JSON type binds it (``json.dumps``
+        text on SQLite, psycopg's ``Json`` wrapper, which uses ``json.dumps``, on PostgreSQL)."""
+        if self.dialect == "sqlite":
+            return json.dumps(value)
+        from psycopg.types.json import Json
+
+        return Json(value)
+
+    def time(self, value: datetime | None) -> Any:
+        """An aware timestamp bound as ``storage.types.UTCDateTime`` binds it (SQLite: naive
+        UTC text in SQLAlchemy's format; PostgreSQL: the aware value)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; metawsm stores aware UTC timestamps only")
+        value = value.astimezone(UTC)
+        if self.dialect != "sqlite":
+            return value
+        return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         """The first column of the first row of ``sql`` (None when there is no row)."""
         rows = self.rows(sql, params)
@@ -58,6 +90,14 @@ class Reader:
         if self.dialect == "sqlite":
             return sql
         return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+def on_connection(connection: Any) -> Reader:
+    """A :class:`Reader` on the driver connection under a SQLAlchemy ``Connection`` (in its
+    transaction): code written against the driver runs inside a SQLAlchemy unit of work too."""
+    raw = connection.connection.dbapi_connection
+    assert raw is not None, "the connection is closed"
+    return Reader(raw, connection.dialect.name)
 
 
 def direct_target(url: str) -> tuple[str, str] | None:
@@ -76,6 +116,67 @@ def direct_target(url: str) -> tuple[str, str] | None:
     if parts.scheme in POSTGRES_SCHEMES:
         return "postgresql", "postgresql://" + url.split("://", 1)[1]
     return None
+
+
+@contextmanager
+def write_transaction(settings: Settings) -> Iterator[Reader]:
+    """A :class:`Reader` on ``settings.database_url`` in one writing transaction, committed
+    when the block succeeds and rolled back otherwise (SQLite: ``BEGIN IMMEDIATE``, taken as
+    the engine takes it, :func:`begin_immediate`).
+
+    Raises:
+        ValueError: the URL is not one :func:`direct_target` opens.
+        DatabaseUnreachable: the database cannot be connected to (URL masked).
+        DatabaseBusy: the write lock was not free in time, or the driver failed a statement.
+    """
+    target = direct_target(settings.database_url)
+    if target is None:
+        raise ValueError("not a database this layer opens directly")
+    dialect, where = target
+    raw = _connect_sqlite(where, settings) if dialect == "sqlite" else _connect_postgres(where)
+    try:
+        with driver_errors():
+            if dialect == "sqlite" and not begin_immediate(raw, settings.db_busy_timeout_ms):
+                raw.execute("BEGIN IMMEDIATE")  # last try: raises "database is locked"
+            yield Reader(raw, dialect)
+            raw.commit()
+    finally:
+        try:
+            raw.rollback()  # nothing left to roll back after a commit
+        finally:
+            raw.close()
+
+
+def begin_immediate(raw: Any, busy_ms: int) -> bool:
+    """Try to take SQLite's write lock on driver connection ``raw``, polling every 0.5-2 ms
+    for up to ``busy_ms``; True once taken, False when still locked (or another error: the
+    caller's last ``BEGIN IMMEDIATE`` raises it).
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between tries: with write
+    transactions of well under a millisecond, a waiter sleeps long after the lock came free (the
+    lock sits idle, tails grow: docs/performance.md). Polling finds it free soon after. The
+    connection's busy timeout is 0 for the tries only, so every other statement keeps SQLite's
+    handler.
+    """
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + busy_ms / 1000
+    pause = MIN_LOCK_POLL_S
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        while time.monotonic() < deadline:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return True
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    return False  # not contention: the caller's last try raises it
+            time.sleep(pause)  # waiting for another process's lock; no event to wait on
+            pause = min(pause * 1.5, MAX_LOCK_POLL_S)
+        return False
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
 
 
 @contextmanager
@@ -112,7 +213,10 @@ def _connect_sqlite(path: str, settings: Settings) -> Any:
     except sqlite3.Error as exc:
         raise _unreachable(settings, exc) from exc
     raw.isolation_level = None  # our BEGIN, as the engine does (storage/engine.py)
+    # The engine's connection settings (WAL is a property of the file, set by the engine).
     raw.execute(f"PRAGMA busy_timeout={int(settings.db_busy_timeout_ms)}")
+    raw.execute("PRAGMA synchronous=NORMAL")
+    raw.execute("PRAGMA foreign_keys=ON")
     return raw
 
 

@@ -6,8 +6,6 @@ never deadlock on a lock upgrade, while read-only units begin deferred. PostgreS
 
 from __future__ import annotations
 
-import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,10 +17,9 @@ from sqlalchemy.pool import NullPool
 
 from metawsm.errors import DatabaseUnreachable
 from metawsm.settings import Settings, mask_url
+from metawsm.storage import dbapi
 
 READONLY = "metawsm_readonly"
-MIN_LOCK_POLL_S = 0.0005
-MAX_LOCK_POLL_S = 0.002
 
 
 def normalize_url(url: str) -> str:
@@ -108,30 +105,12 @@ def _sqlite_engine(url: str, settings: Settings, **kwargs: Any) -> Engine:
 
 
 def begin_immediate(conn: Connection, busy_ms: int) -> None:
-    """Take SQLite's write lock, polling every 0.5-2 ms for up to ``busy_ms``.
-
-    SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between tries: with write
-    transactions of well under a millisecond, a waiter sleeps long after the lock came free (the
-    lock sits idle, tails grow: docs/performance.md). Polling finds it free soon after. Each try
-    is one C call on the driver connection; the connection's busy timeout is 0 for the tries
-    only, so every other statement keeps SQLite's handler. Still locked after ``busy_ms``:
-    SQLAlchemy's OperationalError (the unit of work translates it to DatabaseBusy).
+    """Take SQLite's write lock, polling every 0.5-2 ms for up to ``busy_ms``
+    (:func:`metawsm.storage.dbapi.begin_immediate`, shared with the driver writes of the CLI).
+    Still locked after ``busy_ms``: SQLAlchemy's OperationalError (the unit of work translates
+    it to DatabaseBusy).
     """
     raw = conn.connection.dbapi_connection
     assert raw is not None
-    deadline = time.monotonic() + busy_ms / 1000
-    pause = MIN_LOCK_POLL_S
-    raw.execute("PRAGMA busy_timeout=0")
-    try:
-        while time.monotonic() < deadline:
-            try:
-                raw.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc):
-                    break  # not contention: let SQLAlchemy raise it below, wrapped
-            time.sleep(pause)  # waiting for another process's lock; no event to wait on
-            pause = min(pause * 1.5, MAX_LOCK_POLL_S)
+    if not dbapi.begin_immediate(raw, busy_ms):
         conn.exec_driver_sql("BEGIN IMMEDIATE")  # last try; raises wrapped if still locked
-    finally:
-        raw.execute(f"PRAGMA busy_timeout={int(busy_ms)}")

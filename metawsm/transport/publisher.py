@@ -1,10 +1,13 @@
-"""The broker adapter: publishes messages as Celery tasks by their stable names, with kombu alone.
+"""The broker adapter: publishes messages as Celery tasks by their stable names, with redis-py.
 
 metawsm never imports the worker code: ``topic`` is the task name and the queue. The message is
 the Celery protocol-2 task message the workers consume (:mod:`metawsm.transport.task_message`),
-published the way a Celery app publishes it — same kombu connection options, queue declaration,
-serializer, delivery mode and retry policy — but without importing Celery, which a CLI write
+written to Redis exactly as kombu's Redis transport writes what a Celery app publishes (same
+envelope, body encoding, queue binding, ``task-sent`` event channel; the redis commands are in
+:mod:`metawsm.transport.redis_wire`), but without importing Celery or kombu, which a CLI write
 would otherwise spend ~100 ms loading (docs/performance.md, "Command-line start-up").
+``tests/integration/test_publisher_wire.py`` compares every Redis key it writes, byte for byte,
+with kombu's and Celery's.
 
 Every process publishes through a publisher of its own, a worker too: a worker's consumer needs
 socket timeouts longer than its BRPOP waits, a publish must give up after
@@ -17,29 +20,18 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from typing import Any
-
-from kombu import Connection, Exchange, Producer, Queue
-from kombu.common import oid_from
-from kombu.exceptions import KombuError, OperationalError
 
 from metawsm.errors import BrokerUnreachable
 from metawsm.settings import Settings, mask_url
-from metawsm.transport import kombu_redis_patch
-from metawsm.transport.celery_config import CLIENT_PUBLISH_RETRY, transport_options
+from metawsm.transport import redis_wire
 from metawsm.transport.circuit_breaker import CircuitBreaker
-from metawsm.transport.task_message import (
-    EVENT_EXCHANGE,
-    TASK_SENT,
-    TaskMessage,
-    task_message,
-    task_sent_event,
-)
+from metawsm.transport.task_message import TaskMessage, task_message, task_sent_event
 
-PERSISTENT = 2  # Celery's default delivery mode for tasks
-TRANSIENT = 1  # and for events
-# On Redis, Celery turns its topic event exchange into a fanout one (PUBLISH to subscribers).
-EVENTS = Exchange(EVENT_EXCHANGE, type="fanout", delivery_mode=TRANSIENT)
+# kombu's retry policy for a client publish (celery_config.CLIENT_PUBLISH_RETRY): one retry,
+# 0.1 s after a reset connection; none after a timeout.
+RETRY_AFTER_RESET_S = 0.1
 
 
 def make_publisher(settings: Settings) -> TaskPublisher:
@@ -55,14 +47,8 @@ def _summary(message_id: str, payload: dict[str, Any]) -> str:
     return f"{{'message': <{kind} {message_id}{where}>}}"
 
 
-def task_queue(topic: str) -> Queue:
-    """The queue of ``topic`` as Celery declares a queue it was not configured with: bound to a
-    direct exchange of the same name by the same routing key."""
-    return Queue(topic, Exchange(topic), topic)
-
-
 class TaskPublisher:
-    """Publishes outbox messages as Celery task messages over one kombu connection.
+    """Publishes outbox messages as Celery task messages over one Redis connection.
 
     After a broker failure ``breaker`` refuses publishes for a few seconds (they fail at once,
     the rows go to the drainer), then lets one through as a trial. With ``settings.task_events``
@@ -71,19 +57,14 @@ class TaskPublisher:
     """
 
     def __init__(self, settings: Settings, breaker: CircuitBreaker) -> None:
-        kombu_redis_patch.install()
-        options = transport_options(settings, client=True)
-        self._connection = Connection(
-            settings.broker_url,
-            transport_options=options,
-            connect_timeout=options["socket_connect_timeout"],
-        )
-        self._producer = Producer(self._connection, serializer="json", auto_declare=False)
+        self._client = redis_wire.client(settings)
+        self._fanout_prefix = redis_wire.fanout_prefix(settings.broker_url)
         self._where = mask_url(settings.broker_url)
         self._breaker = breaker
         self._task_events = settings.task_events
         self._lock = threading.Lock()
         self._clock = itertools.count(1)
+        self._declared: set[str] = set()  # as kombu's maybe_declare: once per connection
 
     def publish(
         self, topic: str, message_id: str, payload: dict[str, Any], redelivery: bool = False
@@ -113,49 +94,37 @@ class TaskPublisher:
             # every publish (docs/performance.md).
             argsrepr="()",
             kwargsrepr=_summary(message_id, payload),
-            reply_to=oid_from(self, threads=True),
+            reply_to=redis_wire.publisher_id(self),
         )
         try:
             with self._lock:
-                self._send(topic, message)
-        except (OperationalError, KombuError, OSError, TimeoutError) as exc:
-            raise self._unreachable(exc) from exc
+                self._send_retrying(topic, message)
         except Exception as exc:
-            # redis-py raises its own ConnectionError/TimeoutError types through kombu.
-            if type(exc).__module__.startswith("redis"):
-                raise self._unreachable(exc) from exc
+            if redis_wire.is_unreachable(exc):
+                self._breaker.failed(str(exc))
+                raise BrokerUnreachable(f"broker unreachable at {self._where}: {exc}") from exc
             raise
         self._breaker.succeeded()
 
-    def _send(self, topic: str, message: TaskMessage) -> None:
-        self._producer.publish(
-            message.body,
-            exchange="",
-            routing_key=topic,
-            declare=[task_queue(topic)],
-            headers=message.headers,
-            delivery_mode=PERSISTENT,
-            retry=True,
-            retry_policy=CLIENT_PUBLISH_RETRY,
-            **message.properties,
-        )
-        if self._task_events:
-            self._producer.publish(
-                task_sent_event(message, topic, next(self._clock)),
-                exchange=EVENTS.name,
-                routing_key=TASK_SENT.replace("-", "."),
-                declare=[EVENTS],
-                headers={"hostname": message.headers["origin"]},
-                delivery_mode=TRANSIENT,
-                retry=True,
-                retry_policy=CLIENT_PUBLISH_RETRY,
-            )
+    def _send_retrying(self, topic: str, message: TaskMessage) -> None:
+        try:
+            self._send(topic, message)
+        except Exception as exc:
+            if not redis_wire.is_reset(exc):
+                raise
+            time.sleep(RETRY_AFTER_RESET_S)  # kombu's interval_start before its one retry
+            self._send(topic, message)
 
-    def _unreachable(self, exc: BaseException) -> BrokerUnreachable:
-        self._breaker.failed(str(exc))
-        return BrokerUnreachable(f"broker unreachable at {self._where}: {exc}")
+    def _send(self, topic: str, message: TaskMessage) -> None:
+        if topic not in self._declared:
+            redis_wire.bind_queue(self._client, topic)
+            self._declared.add(topic)
+        redis_wire.push_task(self._client, topic, message)
+        if self._task_events:
+            event = task_sent_event(message, topic, next(self._clock))
+            redis_wire.publish_event(self._client, self._fanout_prefix, event, message)
 
     def close(self) -> None:
         """Release the broker connection."""
         with self._lock:
-            self._connection.release()
+            self._client.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -164,3 +165,116 @@ def comparable_event(message: dict[str, Any]) -> dict[str, Any]:
     for key in ("timestamp", "clock"):
         assert isinstance(body.pop(key), (int, float))
     return {**message, "properties": properties, "body": body}
+
+
+# The publisher writes with redis-py what the kombu publisher it replaced wrote: every key and
+# every event, byte for byte, once the values fresh per publish are set aside.
+FRESH_VALUES = re.compile(rb'"(delivery_tag|reply_to)": "[0-9a-f-]{36}"')
+
+
+def fresh_aside(raw: bytes) -> bytes:
+    """``raw`` with the delivery tag and publisher id replaced by their names (checked there)."""
+    found = FRESH_VALUES.findall(raw)
+    assert b"delivery_tag" in found
+    return FRESH_VALUES.sub(rb'"\1": "<fresh>"', raw)
+
+
+def keyspace(client: redis.Redis) -> dict[bytes, Any]:
+    """Every key of the database and its value, by type (lists and sets of raw bytes)."""
+    out: dict[bytes, Any] = {}
+    for key in client.keys("*"):  # type: ignore[union-attr]
+        kind = client.type(key)
+        if kind == b"list":
+            out[key] = [fresh_aside(v) for v in client.lrange(key, 0, -1)]  # type: ignore[union-attr]
+        elif kind == b"set":
+            out[key] = sorted(client.smembers(key))  # type: ignore[arg-type]
+        else:
+            out[key] = (kind, client.dump(key))
+    return out
+
+
+def publish_with(module: Any, settings: Settings, topic: str, redelivery: bool) -> None:
+    publisher = module.make_publisher(settings)
+    try:
+        publisher.publish(topic, "cmd-1", PAYLOAD, redelivery=redelivery)
+        publisher.publish(topic, "cmd-2", {"event_type": "x", "payload": {}})  # declared once
+    finally:
+        publisher.close()
+
+
+@pytest.mark.parametrize("redelivery", [False, True])
+def test_every_key_is_the_kombu_publishers_byte_for_byte(
+    redis_url: str, broker: redis.Redis, redelivery: bool
+) -> None:
+    from metawsm.transport import publisher as redis_publisher
+    from tests.fixtures import kombu_publisher
+
+    settings = settings_for("sqlite://", redis_url, task_events=False)
+    topic = f"forum.commands.bytes_{int(redelivery)}"
+    publish_with(kombu_publisher, settings, topic, redelivery)
+    by_kombu = keyspace(broker)
+    broker.flushall()
+    publish_with(redis_publisher, settings, topic, redelivery)
+    by_redis_py = keyspace(broker)
+
+    assert by_redis_py == by_kombu
+    assert set(by_kombu) == {
+        topic.encode(),
+        f"_kombu.binding.{topic}".encode(),
+        f"_kombu.binding_permanent.{topic}".encode(),
+    }
+    assert len(by_kombu[topic.encode()]) == 2
+
+
+class RawTap:
+    """Every message Redis PUBLISHes, as the raw channel and bytes."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.pubsub = client.pubsub()
+        self.pubsub.psubscribe("*")
+        self.seen: list[tuple[bytes, bytes]] = []
+
+    def take(self) -> tuple[bytes, bytes]:
+        def got() -> bool:
+            item = self.pubsub.get_message(timeout=0.05)
+            if item and item["type"] == "pmessage":
+                self.seen.append((item["channel"], item["data"]))
+            return bool(self.seen)
+
+        wait_until(got, 10, "a published event")
+        return self.seen.pop(0)
+
+
+def event_aside(raw: bytes) -> tuple[bytes, dict[str, Any]]:
+    """The event envelope with its fresh values and body set aside, and the body without its
+    timestamp and logical clock."""
+    envelope = json.loads(raw)
+    body = json.loads(base64.b64decode(envelope["body"]))
+    for key in ("timestamp", "clock"):
+        assert isinstance(body.pop(key), (int, float))
+    return fresh_aside(raw.replace(envelope["body"].encode(), b"<body>")), body
+
+
+def test_the_task_sent_event_is_the_kombu_publishers_byte_for_byte(
+    redis_url: str, broker: redis.Redis
+) -> None:
+    from metawsm.transport import publisher as redis_publisher
+    from tests.fixtures import kombu_publisher
+
+    settings = settings_for("sqlite://", redis_url, task_events=True)
+    tap = RawTap(broker)
+    try:
+        wait_until(lambda: broker.pubsub_numpat() == 1, 10, "the event tap to subscribe")
+        events = []
+        for module in (kombu_publisher, redis_publisher):
+            publisher = module.make_publisher(settings)
+            try:
+                publisher.publish(EVENT_TOPIC, "cmd-1", PAYLOAD)
+            finally:
+                publisher.close()
+            events.append(tap.take())
+    finally:
+        tap.pubsub.close()
+    (channel_kombu, raw_kombu), (channel_redis_py, raw_redis_py) = events
+    assert channel_redis_py == channel_kombu == b"/0.celeryev/task.sent"
+    assert event_aside(raw_redis_py) == event_aside(raw_kombu)

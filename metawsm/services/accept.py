@@ -1,0 +1,274 @@
+"""Accepting a command: the ledger row and its outbox row, written against the driver.
+
+This is the one accept: :func:`metawsm.services.submit.submit` runs it in a SQLAlchemy unit of
+work (on the connection's driver connection), the command line in a driver transaction of its
+own (``cli/write_flow.py``), which imports no SQLAlchemy (docs/performance.md, "Command-line
+start-up"). Both publish the staged message after commit. Also here: reading a command's
+outcome and whether its events are projected, which both wait on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from metawsm.errors import CommandIdReused, WaitTimeout
+from metawsm.services.outbox_rows import OutboxMessage, add_outbox_row
+from metawsm.storage.dbapi import Reader, json_value, utc
+
+if TYPE_CHECKING:  # the message models are loaded by whoever built the command
+    from metawsm.messages.commands import AnyCommand
+
+FINAL_STATUSES = ("applied", "rejected", "dead")
+# The projector's name in the projection ledger (services/projections.py PROJECTION).
+PROJECTION = "forum_views_v1"
+# What makes a known command id the same command: its type, payload and actor.
+_IDENTITY = ("command_type", "actor_type", "actor_name", "payload")
+
+_COLUMNS = "command_id, command_type, status, reason, thread_id, delivery_attempts"
+SELECT_OUTCOME = f"SELECT {_COLUMNS} FROM forum_commands WHERE command_id = :cid"
+_SELECT_KNOWN = (
+    f"SELECT {_COLUMNS}, payload, accepted_at FROM forum_commands WHERE command_id = :cid"
+)
+_INSERT_COMMAND = (
+    "INSERT INTO forum_commands (command_id, command_type, payload, status, reason, thread_id,"
+    " delivery_attempts, accepted_at, updated_at, finished_at) VALUES (:command_id,"
+    " :command_type, :payload, :status, :reason, :thread_id, :delivery_attempts, :accepted_at,"
+    " :updated_at, :finished_at)"
+)
+UNPROJECTED = (
+    "SELECT e.event_id FROM forum_events e WHERE e.command_id = :cid AND NOT EXISTS"
+    " (SELECT 1 FROM forum_projection_events l"
+    " WHERE l.projection = :projection AND l.event_id = e.event_id) LIMIT 1"
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where a command stands: accepted (in flight), applied, rejected or dead."""
+
+    command_id: str
+    command_type: str
+    status: str
+    reason: str | None
+    thread_id: str | None
+    delivery_attempts: int
+    published: bool = True
+    publish_error: str | None = None
+
+    @property
+    def final(self) -> bool:
+        """True once the command will not change any more (unless redriven)."""
+        return self.status in FINAL_STATUSES
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain data for JSON output."""
+        return {
+            "command_id": self.command_id,
+            "command_type": self.command_type,
+            "status": self.status,
+            "reason": self.reason,
+            "thread_id": self.thread_id,
+            "delivery_attempts": self.delivery_attempts,
+            "published": self.published,
+            "publish_error": self.publish_error,
+        }
+
+    def unpublished(self, error: str) -> Outcome:
+        """This outcome, saying the publish failed with ``error`` (the drainer will send it)."""
+        return Outcome(**{**self.__dict__, "published": False, "publish_error": error})
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What accepting did: the outcome, and the message to publish after commit (None when the
+    command id was known: nothing was written)."""
+
+    outcome: Outcome
+    message: OutboxMessage | None
+
+
+def outcome_of(row: Any) -> Outcome:
+    """Outcome of a ledger row (a mapping, an ORM object or a row with the same columns)."""
+    get = row.__getitem__ if isinstance(row, dict) else row.__getattribute__
+    return Outcome(
+        command_id=get("command_id"),
+        command_type=get("command_type"),
+        status=get("status"),
+        reason=get("reason"),
+        thread_id=get("thread_id"),
+        delivery_attempts=int(get("delivery_attempts")),
+    )
+
+
+def target_thread(command: AnyCommand) -> str | None:
+    """The thread a command will act on (a control signal's is its control thread)."""
+    from metawsm.domain.forum import control_thread_id
+    from metawsm.messages.commands import ControlSignal, command_thread_id
+
+    if isinstance(command, ControlSignal):
+        return control_thread_id(command.payload.run_id, command.payload.agent_name)
+    return command_thread_id(command)
+
+
+def ledger_row(command: AnyCommand, now: datetime) -> dict[str, Any]:
+    """A new ``forum_commands`` row for ``command``, status accepted (column values)."""
+    return {
+        "command_id": command.command_id,
+        "command_type": command.command_type,
+        "payload": command.model_dump(mode="json"),
+        "status": "accepted",
+        "reason": None,
+        "thread_id": target_thread(command),
+        "delivery_attempts": 0,
+        "accepted_at": now,
+        "updated_at": now,
+        "finished_at": None,
+    }
+
+
+def accept(db: Reader, command: AnyCommand, topic: str, now: datetime) -> Accepted:
+    """Write the ledger row (accepted) and the outbox row of ``command`` in ``db``'s
+    transaction; a known command id is a no-op (its outcome as it stands).
+
+    Raises:
+        CommandIdReused: the id is known for a different command; nothing is written.
+    """
+    known = db.rows(_SELECT_KNOWN, {"cid": command.command_id})
+    if known:
+        _check_same_command(db, known[0], command)
+        return Accepted(outcome_of(known[0]), None)
+    row = ledger_row(command, now)
+    db.execute(
+        _INSERT_COMMAND,
+        {
+            **row,
+            "payload": db.json(row["payload"]),
+            "accepted_at": db.time(now),
+            "updated_at": db.time(now),
+        },
+    )
+    message = add_outbox_row(
+        db,
+        message_id=command.command_id,
+        kind="command",
+        topic=topic,
+        key=row["thread_id"],
+        payload=row["payload"],
+        now=now,
+    )
+    outcome = Outcome(
+        command.command_id, command.command_type, "accepted", None, row["thread_id"], 0
+    )
+    return Accepted(outcome, message)
+
+
+def _check_same_command(db: Reader, known: dict[str, Any], command: AnyCommand) -> None:
+    """A known id is idempotent only for the same command.
+
+    Raises:
+        CommandIdReused: naming the earlier command and what differs.
+    """
+    wire = command.model_dump(mode="json")
+    payload = json_value(known["payload"], db.dialect)
+    differs = [name for name in _IDENTITY if payload.get(name) != wire.get(name)]
+    if differs:
+        thread = f" on thread {known['thread_id']}" if known["thread_id"] else ""
+        accepted_at = utc(known["accepted_at"])
+        assert accepted_at is not None
+        raise CommandIdReused(
+            f"command id {command.command_id} was already used for a {known['command_type']}"
+            f" command{thread}, accepted at {accepted_at.isoformat()} and now"
+            f" {known['status']}; this {command.command_type} command differs in"
+            f" {', '.join(differs)}: use a new --command-id (the same id is for retrying the"
+            " same command)"
+        )
+
+
+def read_outcome(db: Reader, command_id: str) -> Outcome | None:
+    """The current outcome of a command, or None if it was never accepted."""
+    rows = db.rows(SELECT_OUTCOME, {"cid": command_id})
+    return outcome_of(rows[0]) if rows else None
+
+
+def is_projected(db: Reader, command_id: str) -> bool:
+    """True when every event the command wrote is in the read models."""
+    return not db.rows(UNPROJECTED, {"cid": command_id, "projection": PROJECTION})
+
+
+def wait_until_final(
+    read: Callable[[], Outcome | None], command_id: str, timeout_s: float
+) -> Outcome:
+    """Poll ``read`` until the command is applied, rejected or dead.
+
+    Raises:
+        WaitTimeout: the command is still in flight after ``timeout_s`` seconds.
+    """
+    deadline = time.monotonic() + timeout_s
+    pause = 0.002
+    while True:
+        outcome = read()
+        if outcome is not None and outcome.final:
+            return outcome
+        if time.monotonic() >= deadline:
+            state = outcome.status if outcome else "unknown"
+            raise WaitTimeout(
+                f"command {command_id} still {state} after {timeout_s:g} s;"
+                " it stays accepted and will be applied when workers and Redis are available"
+            )
+        time.sleep(pause)  # polling a condition with a deadline, not synchronising on time
+        pause = min(pause * 1.5, 0.1)
+
+
+def wait_until_projected(projected: Callable[[], bool], command_id: str, timeout_s: float) -> None:
+    """Poll ``projected`` until the read models show every event the (applied) command wrote.
+
+    Raises:
+        WaitTimeout: an event of the command is still not projected after ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    pause = 0.002
+    while not projected():
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(
+                f"command {command_id} is applied but its events are not in the read models"
+                f" after {timeout_s:g} s; they will show once an events worker projects them"
+            )
+        time.sleep(pause)  # polling a condition with a deadline, not synchronising on time
+        pause = min(pause * 1.5, 0.1)
+
+
+def make_command(
+    command_type: str,
+    payload: dict[str, object],
+    *,
+    actor_type: str,
+    actor_name: str,
+    command_id: str | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+) -> AnyCommand:
+    """Build and validate a command (a fresh command id unless one is given).
+
+    Raises:
+        pydantic.ValidationError: naming each field and the rule it broke.
+    """
+    from metawsm.ids import new_id
+    from metawsm.messages.commands import parse_command
+
+    return parse_command(
+        {
+            "command_id": command_id or new_id("cmd"),
+            "command_type": command_type,
+            "schema_version": 1,
+            "issued_at": datetime.now(UTC).isoformat(),
+            "actor_type": actor_type,
+            "actor_name": actor_name,
+            "correlation_id": correlation_id,
+            "causation_id": causation_id,
+            "payload": payload,
+        }
+    )
