@@ -35,6 +35,7 @@ POSTGRES_MODULES = {
     "test_legacy_import.py",
     "test_search_queues.py",
     "test_direct_reads.py",
+    "test_accept_rows.py",
     "test_scale_data.py",
 }
 # Single PostgreSQL tests worth their cost in modules that otherwise run on SQLite only.
