@@ -172,6 +172,13 @@ def read_cases(thread_id: str) -> list[Case]:
             cli("forum", "thread", "--thread-id", thread_id, "--json"),
             READ_TARGET_MS,
         ),
+        Case(
+            "forum search --json",
+            cli("forum", "search", "--query", "post", "--json"),
+            READ_TARGET_MS,
+        ),
+        Case("run list --json", cli("run", "list", "--json"), READ_TARGET_MS),
+        Case("dlq list --json", cli("dlq", "list", "--json"), READ_TARGET_MS),
         Case("status --json", cli("status", "--json"), READ_TARGET_MS),
     ]
 
@@ -182,6 +189,8 @@ def write_cases(run_id: str) -> list[Case]:
     signal = cli("forum", "signal", "--run-id", run_id, "--agent-name", "bench-agent")
     signal += ["--type", "guidance_request", "--question", "which way?"]
     return [
+        # Accept and publish only: the command line's own share of a write (for reference).
+        Case("forum ask --no-wait", [*ask, "--no-wait"], None),
         Case("forum ask (→ applied)", [*ask, "--wait", "applied"], WRITE_TARGET_MS),
         Case("forum signal (→ applied)", signal, WRITE_TARGET_MS),
     ]
