@@ -226,7 +226,9 @@ def _connect_postgres(url: str) -> Any:
     try:
         return psycopg.connect(url)
     except psycopg.OperationalError as exc:
-        raise _unreachable_url(url, exc) from exc
+        # Named as the engine names it (storage/engine.py normalize_url), as before.
+        shown = "postgresql+psycopg://" + url.split("://", 1)[1]
+        raise _unreachable_url(shown, exc) from exc
 
 
 def _unreachable(settings: Settings, exc: BaseException) -> DatabaseUnreachable:
