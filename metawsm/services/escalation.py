@@ -19,8 +19,8 @@ from metawsm.domain.runs import SIGNAL_DRIVEN, RunStatus
 from metawsm.domain.sla import ESCALATING_STATES, URGENT, due_tiers
 from metawsm.errors import DatabaseBusy
 from metawsm.runtime import Runtime
-from metawsm.services import run_reads
-from metawsm.services.runs import SYSTEM, agent_controls
+from metawsm.services import agent_controls, run_reads
+from metawsm.services.runs import SYSTEM
 from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.settings import Settings
 from metawsm.storage.models import ForumEscalation, ForumThread, ForumThreadView, Run
@@ -206,7 +206,7 @@ def _still_due(session: Session, rt: Runtime, c: Candidate, thread: Any, now: da
         run = session.get(Run, c.run_id) if c.run_id else None
         if run is None or RunStatus(run.status) not in SIGNAL_DRIVEN:
             return False
-        state = agent_controls(session, run).get(c.agent_name or "")
+        state = agent_controls.controls_of_run(session, run).get(c.agent_name or "")
         return state is not None and state.pending and state.request_event_id == c.subject
     if thread.is_control or thread.state not in ESCALATING_STATES:
         return False

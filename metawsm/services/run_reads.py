@@ -3,8 +3,9 @@
 The snapshot, the close gates and the SLA candidates all start from the same facts about a run:
 its agents, brief, control threads and their folded signals, thread views, escalations, dead
 letters and last event. :func:`load` reads them for any number of runs at once (one statement per
-kind of fact, never one per run) and folds each control log once; the callers fold the rest in
-Python. Every statement goes through an index (docs/performance.md, "Snapshot at scale").
+kind of fact, never one per run; the control state from its read model, one row per agent); the
+callers fold the rest in Python. Every statement goes through an index (docs/performance.md,
+"Snapshot at scale").
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 from sqlalchemy import BindParameter, Row, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from metawsm.domain.control import AgentControl, SignalRecord, fold_agent
+from metawsm.domain.control import AgentControl
+from metawsm.services import agent_controls as agent_control_rows
 from metawsm.storage.models import (
-    ForumControlThread,
     ForumDeadLetter,
     ForumEscalation,
     ForumEvent,
@@ -116,64 +117,17 @@ def agents_of(session: Session, runs: Sequence[Run]) -> dict[str, list[Row[Any]]
 def agent_controls(
     session: Session, runs: Sequence[Run], agents: dict[str, list[Row[Any]]]
 ) -> dict[str, dict[str, AgentControl]]:
-    """Every agent's control state per run, each control log folded once (two statements)."""
-    ids = [r.run_id for r in runs]
-    threads: dict[str, dict[str, str]] = defaultdict(dict)
-    query = _in(
-        _rows(ForumControlThread, "run_id", "agent_name", "thread_id"), ForumControlThread, ids
-    )
-    for ct in session.connection().execute(query, _ids(ids)):
-        threads[ct.run_id][ct.agent_name] = ct.thread_id
-    records: dict[tuple[str, str], list[SignalRecord]] = defaultdict(list)
-    if threads:
-        for row in session.connection().execute(_signals_of(ids), _ids(ids)):
-            records[(row.run_id, row.agent_name)].append(signal_record(row))
-    out: dict[str, dict[str, AgentControl]] = {}
-    for run in runs:
-        mapping = threads.get(run.run_id, {})
-        states = {}
-        for agent in agents.get(run.run_id, []):
-            name = agent.agent_name
-            state = fold_agent(name, records.get((run.run_id, name), []), run.control_epoch)
-            state.thread_id = state.thread_id or mapping.get(name)
-            states[name] = state
-        out[run.run_id] = states
-    return out
-
-
-def _signals_of(ids: Collection[str]) -> Any:
-    # Through the control threads' primary key, then each thread's (thread_id, thread_seq) key.
-    return (
-        select(
-            ForumControlThread.run_id,
-            ForumControlThread.agent_name,
-            ForumEvent.event_id,
-            ForumEvent.thread_id,
-            ForumEvent.thread_seq,
-            ForumEvent.occurred_at,
-            ForumEvent.payload,
+    """Every agent's control state per run, from the ``run_agent_controls`` read model (one
+    statement: one row per agent, whatever the length of its control thread)."""
+    states = agent_control_rows.states_of(session, [r.run_id for r in runs])
+    return {
+        run.run_id: agent_control_rows.controls_at(
+            [a.agent_name for a in agents.get(run.run_id, [])],
+            states.get(run.run_id, {}),
+            run.control_epoch,
         )
-        .join(ForumEvent, ForumEvent.thread_id == ForumControlThread.thread_id)
-        .where(
-            ForumControlThread.run_id.in_(RUN_IDS),
-            ForumEvent.event_type == "forum.control.signal",
-        )
-    )
-
-
-def signal_record(row: Row[Any]) -> SignalRecord:
-    """The control signal of one ``forum.control.signal`` event row."""
-    payload = row.payload
-    signal = payload.get("signal", {})
-    return SignalRecord(
-        event_id=row.event_id,
-        thread_id=row.thread_id or "",
-        thread_seq=row.thread_seq or 0,
-        epoch=int(payload.get("epoch", 1)),
-        occurred_at=row.occurred_at,
-        control_type=str(signal.get("control_type", "")),
-        fields={k: v for k, v in signal.items() if isinstance(v, str) or v is None},
-    )
+        for run in runs
+    }
 
 
 def _open_views(session: Session, ids: Collection[str]) -> dict[str, list[dict[str, Any]]]:
