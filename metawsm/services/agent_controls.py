@@ -9,12 +9,12 @@ the log (:func:`expected_rows`, :func:`refill`) and ``--check`` compares (:func:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select
+from sqlalchemy import BindParameter, Connection, bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
 from metawsm.domain.control import AgentControl, ControlState, SignalRecord, advance, control_at
@@ -53,7 +53,7 @@ _AGENTS = (
     .where(RunAgent.run_id == bindparam("b_run"))
     .order_by(RunAgent.agent_name)
 )
-_OF_RUNS = select(_CONTROLS).where(_CONTROLS.c.run_id.in_(bindparam("run_ids", expanding=True)))
+_RUN_IDS: BindParameter[Any] = bindparam("run_ids", expanding=True)
 
 Key = tuple[str, str]
 
@@ -112,10 +112,18 @@ def fold_thread(session: Session, agent_name: str, thread_id: str) -> ControlSta
 
 def states_of(session: Session, run_ids: Collection[str]) -> dict[str, dict[str, ControlState]]:
     """The stored state of every agent with a control thread, per run (one statement)."""
-    out: dict[str, dict[str, ControlState]] = {}
     if not run_ids:
-        return out
-    for row in session.execute(_OF_RUNS, {"run_ids": list(run_ids)}):
+        return {}
+    return states_in(session, lambda c: c.in_(_RUN_IDS), {"run_ids": list(run_ids)})
+
+
+def states_in(
+    session: Session, runs: Callable[[Any], Any], params: Mapping[str, Any]
+) -> dict[str, dict[str, ControlState]]:
+    """The stored states of the runs ``runs(run_id column)`` selects, per run and agent."""
+    out: dict[str, dict[str, ControlState]] = {}
+    query = select(_CONTROLS).where(runs(_CONTROLS.c.run_id))
+    for row in session.execute(query, params):
         values = row._asdict()
         run_id = values.pop("run_id")
         out.setdefault(run_id, {})[values["agent_name"]] = ControlState(**values)

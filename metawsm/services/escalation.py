@@ -51,7 +51,10 @@ def _age_s(now: datetime, since: datetime) -> float:
 
 
 def thread_candidates(
-    session: Session, settings: Settings, now: datetime, run_ids: Collection[str] | None = None
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    run_ids: Collection[str] | run_reads.RunSet | None = None,
 ) -> list[Candidate]:
     """Non-control threads in new/waiting_human past a tier's threshold, not raised yet.
 
@@ -74,10 +77,13 @@ def thread_candidates(
         )
         .order_by(ForumThreadView.last_event_sequence)
     )
-    if run_ids is not None:
+    params: dict[str, Any] = {}
+    if isinstance(run_ids, run_reads.RunSet):
+        query, params = query.where(run_ids.where(ForumThreadView.run_id)), run_ids.params
+    elif run_ids is not None:
         query = query.where(ForumThreadView.run_id.in_(list(run_ids)))
     out = []
-    for row in session.execute(query):
+    for row in session.execute(query, params):
         raised = {tier for tier, flag in (("operator", row.op), ("human", row.human)) if flag}
         out += [c for c in _thread_due(settings, now, row) if c.tier not in raised]
     return out

@@ -63,35 +63,66 @@ class RunReads:
         return [a.agent_name for a in self.agents.get(run_id, []) if a.status == "failed"]
 
 
-def load(session: Session, runs: Sequence[Run], *, forum: bool = True) -> RunReads:
-    """Read the facts of ``runs`` (the gates' alone when ``forum`` is False) in one session."""
-    ids = [r.run_id for r in runs]
+@dataclass(frozen=True)
+class RunSet:
+    """Which runs a statement reads: the given ids (one expanding parameter), or, when every
+    run in ``statuses`` is read, those statuses (a subquery on ``runs``: no thousand ids to
+    bind and expand in each of the snapshot's statements)."""
+
+    ids: tuple[str, ...]
+    statuses: tuple[str, ...] | None = None
+
+    def where(self, column: Any) -> Any:
+        """``column`` is one of the runs."""
+        if self.statuses is None:
+            return column.in_(RUN_IDS)
+        return column.in_(select(Run.run_id).where(Run.status.in_(self.statuses)))
+
+    @property
+    def params(self) -> dict[str, list[str]]:
+        """The statement's parameters."""
+        return {} if self.statuses is not None else {"run_ids": list(self.ids)}
+
+
+def run_set(runs: Sequence[Run], statuses: Collection[str] | None = None) -> RunSet:
+    """The :class:`RunSet` of ``runs``; ``statuses``: they are every run in those statuses."""
+    return RunSet(tuple(r.run_id for r in runs), tuple(statuses) if statuses else None)
+
+
+def load(
+    session: Session,
+    runs: Sequence[Run],
+    *,
+    forum: bool = True,
+    statuses: Collection[str] | None = None,
+) -> RunReads:
+    """Read the facts of ``runs`` (the gates' alone when ``forum`` is False) in one session.
+
+    ``statuses``: ``runs`` are every run in these statuses (read through a subquery).
+    """
+    rs = run_set(runs, statuses)
     reads = RunReads()
-    if not ids:
+    if not rs.ids:
         return reads
-    reads.agents = agents_of(session, runs)
+    reads.agents = agents_of(session, runs, rs)
     reads.briefs = {
         b.run_id: b
         for b in session.connection().execute(
-            _in(_rows(RunBrief, "run_id", "goal", "done_criteria"), RunBrief, ids), _ids(ids)
+            _in(_rows(RunBrief, "run_id", "goal", "done_criteria"), RunBrief, rs), rs.params
         )
     }
-    reads.controls = agent_controls(session, runs, reads.agents)
+    reads.controls = agent_controls(session, runs, reads.agents, rs)
     if forum:
-        reads.open_views = _open_views(session, ids)
-        reads.state_counts = _state_counts(session, ids)
-        reads.escalations = _escalations(session, ids)
-        reads.dead_letters = _dead_letters(session, ids)
-        reads.last_events = last_events(session, ids)
+        reads.open_views = _open_views(session, rs)
+        reads.state_counts = _state_counts(session, rs)
+        reads.escalations = _escalations(session, rs)
+        reads.dead_letters = _dead_letters(session, rs)
+        reads.last_events = last_events(session, rs)
     return reads
 
 
-def _in(query: Any, model: Any, ids: Collection[str]) -> Any:
-    return query.where(model.run_id.in_(RUN_IDS))
-
-
-def _ids(ids: Collection[str]) -> dict[str, list[str]]:
-    return {"run_ids": list(ids)}
+def _in(query: Any, model: Any, rs: RunSet) -> Any:
+    return query.where(rs.where(model.run_id))
 
 
 def _rows(model: Any, *names: str) -> Any:
@@ -102,24 +133,30 @@ def _rows(model: Any, *names: str) -> Any:
     return select(*(columns[n] for n in names) if names else columns)
 
 
-def agents_of(session: Session, runs: Sequence[Run]) -> dict[str, list[Row[Any]]]:
+def agents_of(
+    session: Session, runs: Sequence[Run], rs: RunSet | None = None
+) -> dict[str, list[Row[Any]]]:
     """The agents of each run (rows), by name (one statement)."""
     out: dict[str, list[Row[Any]]] = defaultdict(list)
-    ids = [r.run_id for r in runs]
+    rs = rs or run_set(runs)
     query = _in(
-        _rows(RunAgent, "run_id", "agent_name", "status", "last_signal_at"), RunAgent, ids
+        _rows(RunAgent, "run_id", "agent_name", "status", "last_signal_at"), RunAgent, rs
     ).order_by(RunAgent.run_id, RunAgent.agent_name)
-    for agent in session.connection().execute(query, _ids(ids)):
+    for agent in session.connection().execute(query, rs.params):
         out[agent.run_id].append(agent)
     return dict(out)
 
 
 def agent_controls(
-    session: Session, runs: Sequence[Run], agents: dict[str, list[Row[Any]]]
+    session: Session,
+    runs: Sequence[Run],
+    agents: dict[str, list[Row[Any]]],
+    rs: RunSet | None = None,
 ) -> dict[str, dict[str, AgentControl]]:
     """Every agent's control state per run, from the ``run_agent_controls`` read model (one
     statement: one row per agent, whatever the length of its control thread)."""
-    states = agent_control_rows.states_of(session, [r.run_id for r in runs])
+    rs = rs or run_set(runs)
+    states = agent_control_rows.states_in(session, rs.where, rs.params)
     return {
         run.run_id: agent_control_rows.controls_at(
             [a.agent_name for a in agents.get(run.run_id, [])],
@@ -130,60 +167,60 @@ def agent_controls(
     }
 
 
-def _open_views(session: Session, ids: Collection[str]) -> dict[str, list[dict[str, Any]]]:
+def _open_views(session: Session, rs: RunSet) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     query = (
         select(*VIEW_COLUMNS)
         .where(
-            ForumThreadView.run_id.in_(RUN_IDS),
+            rs.where(ForumThreadView.run_id),
             ForumThreadView.is_control.is_(False),
             ForumThreadView.state != "closed",
         )
         .order_by(ForumThreadView.run_id, ForumThreadView.last_event_sequence)
     )
-    for row in session.connection().execute(query, _ids(ids)).mappings():
+    for row in session.connection().execute(query, rs.params).mappings():
         out[row["run_id"]].append(dict(row))
     return dict(out)
 
 
-def _state_counts(session: Session, ids: Collection[str]) -> dict[str, dict[str, int]]:
+def _state_counts(session: Session, rs: RunSet) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = defaultdict(dict)
     query = (
         select(ForumThreadView.run_id, ForumThreadView.state, func.count())
-        .where(ForumThreadView.run_id.in_(RUN_IDS), ForumThreadView.is_control.is_(False))
+        .where(rs.where(ForumThreadView.run_id), ForumThreadView.is_control.is_(False))
         .group_by(ForumThreadView.run_id, ForumThreadView.state)
     )
-    for run_id, state, count in session.connection().execute(query, _ids(ids)):
+    for run_id, state, count in session.connection().execute(query, rs.params):
         if run_id is not None:
             out[run_id][state] = int(count)
     return dict(out)
 
 
-def _escalations(session: Session, ids: Collection[str]) -> dict[str, list[Row[Any]]]:
+def _escalations(session: Session, rs: RunSet) -> dict[str, list[Row[Any]]]:
     out: dict[str, list[Row[Any]]] = defaultdict(list)
     query = _in(
         _rows(ForumEscalation, "run_id", "thread_id", "tier", "reason", "subject", "raised_at"),
         ForumEscalation,
-        ids,
+        rs,
     ).order_by(ForumEscalation.id)
-    for e in session.connection().execute(query, _ids(ids)):
+    for e in session.connection().execute(query, rs.params):
         out[e.run_id or ""].append(e)
     return dict(out)
 
 
-def _dead_letters(session: Session, ids: Collection[str]) -> dict[str, list[Row[Any]]]:
+def _dead_letters(session: Session, rs: RunSet) -> dict[str, list[Row[Any]]]:
     out: dict[str, list[Row[Any]]] = defaultdict(list)
     query = (
-        _in(_rows(ForumDeadLetter, "run_id", "message_id", "topic", "error"), ForumDeadLetter, ids)
+        _in(_rows(ForumDeadLetter, "run_id", "message_id", "topic", "error"), ForumDeadLetter, rs)
         .where(ForumDeadLetter.status == "dead")
         .order_by(ForumDeadLetter.id)
     )
-    for d in session.connection().execute(query, _ids(ids)):
+    for d in session.connection().execute(query, rs.params):
         out[d.run_id or ""].append(d)
     return dict(out)
 
 
-def last_events(session: Session, ids: Collection[str]) -> dict[str, tuple[int, datetime | None]]:
+def last_events(session: Session, rs: RunSet) -> dict[str, tuple[int, datetime | None]]:
     """Sequence and time of each run's last event that is not an operator decision.
 
     One correlated lookup per run inside one statement: each walks the run's
@@ -200,7 +237,7 @@ def last_events(session: Session, ids: Collection[str]) -> dict[str, tuple[int, 
     seqs = {
         run_id: int(seq)
         for run_id, seq in session.connection().execute(
-            select(Run.run_id, last).where(Run.run_id.in_(RUN_IDS)), _ids(ids)
+            select(Run.run_id, last).where(rs.where(Run.run_id)), rs.params
         )
         if seq
     }

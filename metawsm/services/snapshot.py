@@ -53,9 +53,15 @@ def build(
         NotFound: the run (or any run on the ticket) does not exist.
     """
     now = now or utcnow()
+    statuses = None
+    if run_id is None and ticket is None:  # every run in these statuses: read by subquery
+        statuses = [s.value for s in ACTIVE] + (
+            [RunStatus.COMPLETED.value] if with_completed else []
+        )
     with unit_of_work(_consistent(engine), readonly=True) as session:
         runs = _select_runs(session, run_id, ticket, with_completed)
-        return Snapshot.trusted(generated_at=now, runs=snapshots_of(session, settings, runs, now))
+        built = snapshots_of(session, settings, runs, now, statuses=statuses)
+        return Snapshot.trusted(generated_at=now, runs=built)
 
 
 def _consistent(engine: Engine) -> Engine:
@@ -89,12 +95,22 @@ def _select_runs(
 
 
 def snapshots_of(
-    session: Session, settings: Settings, runs: list[Run], now: datetime
+    session: Session,
+    settings: Settings,
+    runs: list[Run],
+    now: datetime,
+    *,
+    statuses: list[str] | None = None,
 ) -> list[RunSnapshot]:
-    """The snapshots of ``runs`` (inside the caller's read-only session), in their order."""
-    reads = run_reads.load(session, runs)
+    """The snapshots of ``runs`` (inside the caller's read-only session), in their order.
+
+    ``statuses``: ``runs`` are every run in these statuses (each statement selects them by a
+    subquery instead of binding every id).
+    """
+    reads = run_reads.load(session, runs, statuses=statuses)
     driven = {r.run_id for r in runs if RunStatus(r.status) in SIGNAL_DRIVEN}
-    candidates = escalation.thread_candidates(session, settings, now, [r.run_id for r in runs])
+    rs = run_reads.run_set(runs, statuses)
+    candidates = escalation.thread_candidates(session, settings, now, rs)
     candidates += escalation.guidance_candidates(
         session, settings, now, {rid: c for rid, c in reads.controls.items() if rid in driven}
     )
@@ -225,8 +241,7 @@ def _raised(rows: list[Row[Any]], now: datetime) -> list[EscalationItem]:
 def _blockers(run: Run, reads: RunReads) -> list[Blocker]:
     out = [
         Blocker.trusted(kind="gate", reason=g.reason, fix=g.fix, message_id=None)
-        for g in gates.from_reads(run, reads)
-        if not g.met
+        for g in gates.from_reads(run, reads, unmet_only=True)
     ]
     out += [
         Blocker.trusted(
