@@ -16,7 +16,7 @@ from metawsm.errors import Rejected
 from metawsm.messages.common import Actor
 from metawsm.runtime import Runtime
 from metawsm.services import run_reads
-from metawsm.services.run_reads import RunReads
+from metawsm.services.run_reads import RunFacts, RunReads
 from metawsm.services.runs import lock_run, transition
 from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.storage.models import Run
@@ -59,7 +59,7 @@ def evaluate(session: Session, run: Run) -> list[Gate]:
     return from_reads(run, reads)
 
 
-def from_reads(run: Run, reads: RunReads, *, unmet_only: bool = False) -> list[Gate]:
+def from_reads(run: RunFacts, reads: RunReads, *, unmet_only: bool = False) -> list[Gate]:
     """Every gate of ``run`` from facts already read (run_reads.load), in check order.
 
     ``unmet_only``: just the unmet ones (the snapshot's blockers), without building the others.
@@ -85,7 +85,7 @@ def from_reads(run: Run, reads: RunReads, *, unmet_only: bool = False) -> list[G
     return gates
 
 
-def _status_gate(run: Run) -> Gate:
+def _status_gate(run: RunFacts) -> Gate:
     status = RunStatus(run.status)
     if status in (RunStatus.COMPLETED, RunStatus.CLOSED):
         return Gate("status", True, f"run is {status}")
@@ -95,7 +95,7 @@ def _status_gate(run: Run) -> Gate:
     return Gate("status", False, f"run is {status}, not completed", fix)
 
 
-def _failed_agent_gates(run: Run, failed: list[str]) -> list[Gate]:
+def _failed_agent_gates(run: RunFacts, failed: list[str]) -> list[Gate]:
     # A run failed by an agent goes straight back to failed on resume while that agent is still
     # reported failed, so name the command that clears it (before the status gate's resume).
     if run.status != RunStatus.FAILED.value:
@@ -114,7 +114,7 @@ def _failed_agent_gates(run: Run, failed: list[str]) -> list[Gate]:
 
 
 def _agent_gates(
-    run: Run, name: str, state: AgentControl, criteria: str | None, unmet_only: bool = False
+    run: RunFacts, name: str, state: AgentControl, criteria: str | None, unmet_only: bool = False
 ) -> list[Gate]:
     rid = run.run_id
     gates = []

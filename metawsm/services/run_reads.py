@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import BindParameter, Row, bindparam, func, select
 from sqlalchemy.orm import Session
@@ -38,11 +38,23 @@ OPERATOR_DECISION = "operator.decision"
 # One expanding parameter for the run ids: building a statement with a thousand literal values,
 # ten times per snapshot, costs more than running it.
 RUN_IDS: BindParameter[Any] = bindparam("run_ids", expanding=True)
-# What the snapshot shows of a thread, and what is_unanswered reads.
+# What the snapshot shows of a thread (``is_unanswered`` as the fold derived it).
 V = ForumThreadView
 VIEW_COLUMNS = [V.thread_id, V.run_id, V.title, V.state, V.priority, V.assignee_name,
-                V.updated_at, V.last_non_system_actor_type, V.last_human_or_operator_sequence,
-                V.last_agent_sequence]  # fmt: skip
+                V.updated_at, V.is_unanswered]  # fmt: skip
+
+
+class RunFacts(Protocol):
+    """What the reads, gates and snapshot use of a run: an ORM ``Run`` or a plain row."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def control_epoch(self) -> int: ...
 
 
 @dataclass
@@ -52,7 +64,7 @@ class RunReads:
     agents: dict[str, list[Row[Any]]] = field(default_factory=dict)
     briefs: dict[str, Row[Any]] = field(default_factory=dict)
     controls: dict[str, dict[str, AgentControl]] = field(default_factory=dict)
-    open_views: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    open_views: dict[str, list[Row[Any]]] = field(default_factory=dict)
     state_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     escalations: dict[str, list[Row[Any]]] = field(default_factory=dict)
     dead_letters: dict[str, list[Row[Any]]] = field(default_factory=dict)
@@ -84,14 +96,14 @@ class RunSet:
         return {} if self.statuses is not None else {"run_ids": list(self.ids)}
 
 
-def run_set(runs: Sequence[Run], statuses: Collection[str] | None = None) -> RunSet:
+def run_set(runs: Sequence[RunFacts], statuses: Collection[str] | None = None) -> RunSet:
     """The :class:`RunSet` of ``runs``; ``statuses``: they are every run in those statuses."""
     return RunSet(tuple(r.run_id for r in runs), tuple(statuses) if statuses else None)
 
 
 def load(
     session: Session,
-    runs: Sequence[Run],
+    runs: Sequence[RunFacts],
     *,
     forum: bool = True,
     statuses: Collection[str] | None = None,
@@ -134,7 +146,7 @@ def _rows(model: Any, *names: str) -> Any:
 
 
 def agents_of(
-    session: Session, runs: Sequence[Run], rs: RunSet | None = None
+    session: Session, runs: Sequence[RunFacts], rs: RunSet | None = None
 ) -> dict[str, list[Row[Any]]]:
     """The agents of each run (rows), by name (one statement)."""
     out: dict[str, list[Row[Any]]] = defaultdict(list)
@@ -149,7 +161,7 @@ def agents_of(
 
 def agent_controls(
     session: Session,
-    runs: Sequence[Run],
+    runs: Sequence[RunFacts],
     agents: dict[str, list[Row[Any]]],
     rs: RunSet | None = None,
 ) -> dict[str, dict[str, AgentControl]]:
@@ -167,9 +179,9 @@ def agent_controls(
     }
 
 
-def _open_views(session: Session, rs: RunSet) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    query = (
+def _open_views(session: Session, rs: RunSet) -> dict[str, list[Row[Any]]]:
+    out: dict[str, list[Row[Any]]] = defaultdict(list)
+    query: Any = (
         select(*VIEW_COLUMNS)
         .where(
             rs.where(ForumThreadView.run_id),
@@ -178,8 +190,8 @@ def _open_views(session: Session, rs: RunSet) -> dict[str, list[dict[str, Any]]]
         )
         .order_by(ForumThreadView.run_id, ForumThreadView.last_event_sequence)
     )
-    for row in session.connection().execute(query, rs.params).mappings():
-        out[row["run_id"]].append(dict(row))
+    for row in session.connection().execute(query, rs.params):
+        out[row.run_id].append(row)
     return dict(out)
 
 
