@@ -1,4 +1,8 @@
-"""The control state of a run's agents from the few signals that decide it, for the lifecycle.
+"""The control state of a run's agents from the few signals that decide it (from the log).
+
+The lifecycle consumer now reads the ``run_agent_controls`` read model instead
+(:mod:`metawsm.services.agent_controls`); this fold from the log stays as a reference the tests
+compare with.
 
 :func:`metawsm.domain.control.fold_agent` reads, of an agent's signals, only these: the newest
 signal (thread, time, event id), the newest guidance request or answer (pending or not, the
