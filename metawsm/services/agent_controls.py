@@ -14,7 +14,7 @@ from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, bindparam, delete, insert, select
+from sqlalchemy import BindParameter, Connection, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from metawsm.domain.control import AgentControl, ControlState, SignalRecord, advance, control_at
@@ -53,6 +53,8 @@ _AGENTS = (
     .where(RunAgent.run_id == bindparam("b_run"))
     .order_by(RunAgent.agent_name)
 )
+_KEY = (_CONTROLS.c.run_id == bindparam("b_run")) & (_CONTROLS.c.agent_name == bindparam("b_agent"))
+_ONE = select(_CONTROLS).where(_KEY)
 _RUN_IDS: BindParameter[Any] = bindparam("run_ids", expanding=True)
 
 Key = tuple[str, str]
@@ -76,24 +78,31 @@ def signal_record(
 
 def open_thread(session: Session, run_id: str, agent_name: str, thread_id: str) -> None:
     """The (empty) row of a control thread just opened, in the caller's transaction."""
-    session.add(RunAgentControl(run_id=run_id, **_values(ControlState(agent_name, thread_id))))
+    state = ControlState(agent_name, thread_id)
+    session.connection().execute(insert(_CONTROLS), {"run_id": run_id, **_values(state)})
 
 
 def record_signal(session: Session, run_id: str, agent_name: str, record: SignalRecord) -> None:
     """Advance the agent's row by the signal just logged, in the caller's transaction.
 
-    A row missing (a database restored without it) is folded from the control thread's whole
-    log first (``record`` included, which :func:`advance` then skips): never wrong, only slower.
+    Core statements on the session's connection (one read, one write of the changed columns):
+    the ORM's unit of work would cost more than the row. A row missing (a database restored
+    without it) is folded from the control thread's whole log first (``record`` included, which
+    :func:`advance` then skips): never wrong, only slower.
     """
-    row = session.get(RunAgentControl, {"run_id": run_id, "agent_name": agent_name})
-    if row is None:
+    conn = session.connection()
+    key = {"b_run": run_id, "b_agent": agent_name}
+    found = conn.execute(_ONE, key).first()
+    if found is None:
         state = fold_thread(session, agent_name, record.thread_id)
-        row = RunAgentControl(run_id=run_id, **_values(state))
-        session.add(row)
-    else:
-        state = _state(row)
-    for name, value in _values(advance(state, record)).items():
-        setattr(row, name, value)
+        after = advance(state, record)
+        conn.execute(insert(_CONTROLS), {"run_id": run_id, **_values(after)})
+        return
+    state = ControlState(*found[1:])
+    after = advance(state, record)
+    changed = {k: v for k, v in _values(after).items() if getattr(state, k) != v}
+    if changed:
+        conn.execute(update(_CONTROLS).where(_KEY).values(**changed), key)
 
 
 def fold_thread(session: Session, agent_name: str, thread_id: str) -> ControlState:

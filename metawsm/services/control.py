@@ -3,8 +3,9 @@
 The ``control_signal`` handler posts the signal on the one control thread of (run, agent),
 opening that thread first — through the same handler transaction, so its open event is an
 ordinary event, and advances the agent's row of the ``run_agent_controls`` read model
-(:mod:`~metawsm.services.agent_controls`). The ``run_lifecycle`` consumer reads those rows and
-moves the run; every transition records the event that caused it.
+(:mod:`~metawsm.services.agent_controls`). The ``run_lifecycle`` consumer folds each agent's
+control state from the few signals that decide it and moves the run; every transition records
+the event that caused it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from metawsm.messages.control import Completion, GuidanceAnswer, GuidanceRequest
 from metawsm.messages.events import Event
 from metawsm.runtime import Runtime
 from metawsm.services import agent_controls
+from metawsm.services.control_fold import latest_controls
 from metawsm.services.handlers import (
     HandlerContext,
     answer_forum_thread,
@@ -157,12 +159,14 @@ def ensure_control_thread(
 def advance_run(uow: UnitOfWork, run_id: str, cause: str | None) -> str:
     """Move the run as its agents' control state implies; returns its status after.
 
-    The state comes from the ``run_agent_controls`` read model (one row per agent, advanced by
-    the handler that logged each signal), not from the run's signals.
+    The state comes from each agent's deciding signals in the log
+    (:mod:`~metawsm.services.control_fold`), not from every signal of the run: the consumer
+    decides from the log alone, so one that lags or sees events out of order ends where one that
+    kept up does (the ``run_agent_controls`` row says the same when it is written with the log).
     """
     session = uow.session
     run = lock_run(session, run_id)
-    states = agent_controls.controls_of_run(session, run)
+    states = latest_controls(session, run)
     failed = failed_agents(session, run_id)
     path = target_status(RunStatus(run.status), states, bool(failed))
     writer = uow.events(SYSTEM, causation_id=cause)
