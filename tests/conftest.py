@@ -30,6 +30,7 @@ POSTGRES_MODULES = {
     "test_run_lifecycle.py",
     "test_lifecycle_idempotency.py",
     "test_latest_controls.py",
+    "test_agent_controls.py",
     "test_snapshot.py",
     "test_snapshot_at_scale.py",
     "test_legacy_import.py",

@@ -8,7 +8,7 @@ only in the run's current control epoch; a pending question survives an iterate.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from metawsm.domain.runs import RunStatus
@@ -102,3 +102,101 @@ def target_status(
     # Every move between these three passes through running (see the transition table).
     path = [] if current is RunStatus.RUNNING else [RunStatus.RUNNING]
     return path if want is RunStatus.RUNNING else [*path, want]
+
+
+@dataclass(frozen=True)
+class ControlState:
+    """One agent's control state as its signals leave it, whatever the run's epoch.
+
+    The ``run_agent_controls`` read model stores one per (run, agent), advanced by each signal
+    (:func:`advance`). Completion and validation keep the epoch they were signalled in; which
+    count is decided when the state is read (:func:`control_at`), so a new epoch (``run
+    iterate``) changes no row. Signals carry the run's epoch at the time they were posted, and
+    epochs only grow: the newest completion of the highest epoch is the newest of the current
+    one, if any.
+    """
+
+    agent_name: str
+    thread_id: str | None = None
+    pending: bool = False
+    question: str | None = None
+    context: str | None = None
+    asked_at: datetime | None = None
+    request_event_id: str | None = None
+    request_seq: int = 0
+    completion_epoch: int | None = None
+    summary: str | None = None
+    validation_epoch: int | None = None
+    validation_status: str | None = None
+    validation_done_criteria: str | None = None
+    last_signal_at: datetime | None = None
+    last_event_id: str | None = None
+    last_thread_seq: int = 0
+
+
+def advance(state: ControlState, r: SignalRecord) -> ControlState:
+    """The state after signal ``r`` (one already folded, by its thread_seq, changes nothing)."""
+    if r.thread_seq <= state.last_thread_seq:
+        return state
+    changes: dict[str, object] = {
+        "thread_id": r.thread_id,
+        "last_signal_at": r.occurred_at,
+        "last_event_id": r.event_id,
+        "last_thread_seq": r.thread_seq,
+    }
+    if r.control_type == "guidance_request":
+        changes |= {
+            "pending": True,
+            "question": r.fields.get("question"),
+            "context": r.fields.get("context"),
+            "asked_at": r.occurred_at,
+            "request_event_id": r.event_id,
+            "request_seq": r.thread_seq,
+        }
+    elif r.control_type == "guidance_answer":
+        changes |= {"pending": False, "question": None, "context": None, "asked_at": None}
+        changes |= {"request_event_id": None}
+    elif r.control_type == "completion" and _not_older(r.epoch, state.completion_epoch):
+        changes |= {"completion_epoch": r.epoch, "summary": r.fields.get("summary")}
+    elif r.control_type == "validation" and _not_older(r.epoch, state.validation_epoch):
+        changes |= {
+            "validation_epoch": r.epoch,
+            "validation_status": (r.fields.get("status") or "").strip().lower(),
+            "validation_done_criteria": (r.fields.get("done_criteria") or "").strip(),
+        }
+    return replace(state, **changes)  # type: ignore[arg-type]
+
+
+def _not_older(epoch: int, held: int | None) -> bool:
+    return held is None or epoch >= held
+
+
+def fold_state(agent_name: str, records: Iterable[SignalRecord]) -> ControlState:
+    """:func:`advance` over one agent's signals (any order; sorted by thread_seq here)."""
+    state = ControlState(agent_name=agent_name)
+    for r in sorted(records, key=lambda r: r.thread_seq):
+        state = advance(state, r)
+    return state
+
+
+def control_at(state: ControlState, epoch: int) -> AgentControl:
+    """The agent's control state in the run's current ``epoch`` (what :func:`fold_agent` gives
+    for the same signals)."""
+    completed = state.completion_epoch == epoch
+    validated = state.validation_epoch == epoch
+    return AgentControl(
+        agent_name=state.agent_name,
+        thread_id=state.thread_id,
+        pending=state.pending,
+        question=state.question,
+        context=state.context,
+        asked_at=state.asked_at,
+        request_event_id=state.request_event_id,
+        request_seq=state.request_seq,
+        completed=completed,
+        summary=state.summary if completed else None,
+        validation_status=state.validation_status if validated else None,
+        validation_done_criteria=state.validation_done_criteria if validated else None,
+        last_signal_at=state.last_signal_at,
+        last_event_id=state.last_event_id,
+    )

@@ -28,7 +28,7 @@ class _Model(BaseModel):
         """
         if values.keys() != cls.__pydantic_fields__.keys():
             raise TypeError(f"{cls.__name__}.trusted needs exactly its fields: {sorted(values)}")
-        model = cls.__new__(cls)
+        model = _new(cls)
         _set(model, "__dict__", values)
         _set(model, "__pydantic_fields_set__", set(values))
         _set(model, "__pydantic_extra__", None)
@@ -37,6 +37,7 @@ class _Model(BaseModel):
 
 
 _set = object.__setattr__  # frozen models refuse their own __setattr__
+_new = object.__new__  # BaseModel has no __new__ of its own
 
 
 class AgentSnapshot(_Model):

@@ -2,9 +2,10 @@
 
 The ``control_signal`` handler posts the signal on the one control thread of (run, agent),
 opening that thread first — through the same handler transaction, so its open event is an
-ordinary event. The ``run_lifecycle`` consumer folds each agent's control state from the event log
-(from the few signals that decide it) and moves the run; every transition records the event that
-caused it.
+ordinary event, and advances the agent's row of the ``run_agent_controls`` read model
+(:mod:`~metawsm.services.agent_controls`). The ``run_lifecycle`` consumer folds each agent's
+control state from the few signals that decide it and moves the run; every transition records
+the event that caused it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from metawsm.messages import commands as c
 from metawsm.messages.control import Completion, GuidanceAnswer, GuidanceRequest, Validation
 from metawsm.messages.events import Event
 from metawsm.runtime import Runtime
+from metawsm.services import agent_controls
 from metawsm.services.control_fold import latest_controls
 from metawsm.services.handlers import (
     HandlerContext,
@@ -65,7 +67,7 @@ def answer_thread(ctx: HandlerContext, command: c.AnswerThread) -> str:
         return answer_forum_thread(ctx, thread, command.payload.body)
     run_id, agent = thread.run_id or "", thread.agent_name or ""
     run = _signal_run(ctx.session, run_id, agent)
-    state = latest_controls(ctx.session, run).get(agent)
+    state = agent_controls.controls_of_run(ctx.session, run).get(agent)
     if state is None or not state.pending:
         raise Rejected(
             f"thread {thread.thread_id} is the control thread of agent {agent} in run {run_id}"
@@ -82,7 +84,11 @@ def _post_signal(ctx: HandlerContext, run: Run, thread: ThreadRecord, signal: Co
     event_id = new_id("fevt")
     wire = signal.model_dump(mode="json", exclude_none=True)
     payload = {"post_id": post_id_for(event_id), "epoch": run.control_epoch, "signal": wire}
-    ctx.writer.append("forum.control.signal", payload, thread=thread, event_id=event_id)
+    event = ctx.writer.append("forum.control.signal", payload, thread=thread, event_id=event_id)
+    record = agent_controls.signal_record(
+        event_id, thread.thread_id, event.thread_seq or 0, event.occurred_at, payload
+    )
+    agent_controls.record_signal(ctx.session, run.run_id, signal.agent_name, record)
     insert_post(ctx, thread, event_id, signal.model_dump_json(exclude_none=True), "control")
     ctx.session.execute(
         update(RunAgent)
@@ -123,6 +129,7 @@ def ensure_control_thread(
             created_at=ctx.now,
         )
     )
+    agent_controls.open_thread(ctx.session, run.run_id, agent_name, thread_id)
     thread = insert_thread(
         ctx,
         thread_id,
@@ -152,8 +159,10 @@ def ensure_control_thread(
 def advance_run(uow: UnitOfWork, run_id: str, cause: str | None) -> str:
     """Move the run as its agents' control state implies; returns its status after.
 
-    The state comes from each agent's deciding signals (:mod:`~metawsm.services.control_fold`),
-    not from every signal of the run (a handful of rows per agent, whatever the run's length).
+    The state comes from each agent's deciding signals in the log
+    (:mod:`~metawsm.services.control_fold`), not from every signal of the run: the consumer
+    decides from the log alone, so one that lags or sees events out of order ends where one that
+    kept up does (the ``run_agent_controls`` row says the same when it is written with the log).
     """
     session = uow.session
     run = lock_run(session, run_id)

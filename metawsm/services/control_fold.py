@@ -1,4 +1,7 @@
-"""The control state of a run's agents from the few signals that decide it, for the lifecycle.
+"""The control state of a run's agents from the few signals that decide it (from the log).
+
+The lifecycle consumer decides from the log (this fold), not from the ``run_agent_controls`` read
+model the handler writes: a consumer replaying events decides from what the log says.
 
 :func:`metawsm.domain.control.fold_agent` reads, of an agent's signals, only these: the newest
 signal (thread, time, event id), the newest guidance request or answer (pending or not, the

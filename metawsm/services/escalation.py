@@ -19,8 +19,8 @@ from metawsm.domain.runs import SIGNAL_DRIVEN, RunStatus
 from metawsm.domain.sla import ESCALATING_STATES, URGENT, due_tiers
 from metawsm.errors import DatabaseBusy
 from metawsm.runtime import Runtime
-from metawsm.services import run_reads
-from metawsm.services.runs import SYSTEM, agent_controls
+from metawsm.services import agent_controls, run_reads
+from metawsm.services.runs import SYSTEM
 from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.settings import Settings
 from metawsm.storage.models import ForumEscalation, ForumThread, ForumThreadView, Run
@@ -51,7 +51,10 @@ def _age_s(now: datetime, since: datetime) -> float:
 
 
 def thread_candidates(
-    session: Session, settings: Settings, now: datetime, run_ids: Collection[str] | None = None
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    run_ids: Collection[str] | run_reads.RunSet | None = None,
 ) -> list[Candidate]:
     """Non-control threads in new/waiting_human past a tier's threshold, not raised yet.
 
@@ -74,10 +77,13 @@ def thread_candidates(
         )
         .order_by(ForumThreadView.last_event_sequence)
     )
-    if run_ids is not None:
+    params: dict[str, Any] = {}
+    if isinstance(run_ids, run_reads.RunSet):
+        query, params = query.where(run_ids.where(ForumThreadView.run_id)), run_ids.params
+    elif run_ids is not None:
         query = query.where(ForumThreadView.run_id.in_(list(run_ids)))
     out = []
-    for row in session.execute(query):
+    for row in session.execute(query, params):
         raised = {tier for tier, flag in (("operator", row.op), ("human", row.human)) if flag}
         out += [c for c in _thread_due(settings, now, row) if c.tier not in raised]
     return out
@@ -206,7 +212,7 @@ def _still_due(session: Session, rt: Runtime, c: Candidate, thread: Any, now: da
         run = session.get(Run, c.run_id) if c.run_id else None
         if run is None or RunStatus(run.status) not in SIGNAL_DRIVEN:
             return False
-        state = agent_controls(session, run).get(c.agent_name or "")
+        state = agent_controls.controls_of_run(session, run).get(c.agent_name or "")
         return state is not None and state.pending and state.request_event_id == c.subject
     if thread.is_control or thread.state not in ESCALATING_STATES:
         return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine
@@ -15,7 +16,7 @@ from metawsm.errors import Rejected
 from metawsm.messages.common import Actor
 from metawsm.runtime import Runtime
 from metawsm.services import run_reads
-from metawsm.services.run_reads import RunReads
+from metawsm.services.run_reads import RunFacts, RunReads
 from metawsm.services.runs import lock_run, transition
 from metawsm.services.unit_of_work import UnitOfWork
 from metawsm.storage.models import Run
@@ -37,13 +38,18 @@ class Gate:
         return self.__dict__.copy()
 
 
+@lru_cache(maxsize=8192)
+def _q(value: str) -> str:
+    # Run ids and agent names repeat across gates and snapshots: quote each once.
+    return shlex.quote(value)
+
+
 def _signal(run_id: str, agent: str, kind: str, *extra: str, actor: str = "agent") -> str:
     # Only the variable parts need quoting: the snapshot renders thousands of these.
-    q = shlex.quote
-    values = " ".join(q(e) for e in extra)
+    values = " ".join(_q(e) for e in extra)
     return (
-        f"metawsm forum signal --run-id {q(run_id)} --agent-name {q(agent)} --type {q(kind)}"
-        f"{' ' if values else ''}{values} --actor-type {q(actor)}"
+        f"metawsm forum signal --run-id {_q(run_id)} --agent-name {_q(agent)} --type {_q(kind)}"
+        f"{' ' if values else ''}{values} --actor-type {_q(actor)}"
     )
 
 
@@ -53,13 +59,18 @@ def evaluate(session: Session, run: Run) -> list[Gate]:
     return from_reads(run, reads)
 
 
-def from_reads(run: Run, reads: RunReads) -> list[Gate]:
-    """Every gate of ``run`` from facts already read (run_reads.load), in check order."""
+def from_reads(run: RunFacts, reads: RunReads, *, unmet_only: bool = False) -> list[Gate]:
+    """Every gate of ``run`` from facts already read (run_reads.load), in check order.
+
+    ``unmet_only``: just the unmet ones (the snapshot's blockers), without building the others.
+    """
     gates = _failed_agent_gates(run, reads.failed_agents(run.run_id))
-    gates.append(_status_gate(run))
+    status = _status_gate(run)
+    if not (unmet_only and status.met):
+        gates.append(status)
     brief = reads.briefs.get(run.run_id)
     criteria = (brief.done_criteria.strip() if brief else "") or None
-    if run.mode == "bootstrap":
+    if run.mode == "bootstrap" and not (unmet_only and criteria is not None):
         gates.append(
             Gate(
                 "brief",
@@ -70,11 +81,11 @@ def from_reads(run: Run, reads: RunReads) -> list[Gate]:
             )
         )
     for name, state in reads.controls.get(run.run_id, {}).items():
-        gates.extend(_agent_gates(run, name, state, criteria))
+        gates.extend(_agent_gates(run, name, state, criteria, unmet_only))
     return gates
 
 
-def _status_gate(run: Run) -> Gate:
+def _status_gate(run: RunFacts) -> Gate:
     status = RunStatus(run.status)
     if status in (RunStatus.COMPLETED, RunStatus.CLOSED):
         return Gate("status", True, f"run is {status}")
@@ -84,7 +95,7 @@ def _status_gate(run: Run) -> Gate:
     return Gate("status", False, f"run is {status}, not completed", fix)
 
 
-def _failed_agent_gates(run: Run, failed: list[str]) -> list[Gate]:
+def _failed_agent_gates(run: RunFacts, failed: list[str]) -> list[Gate]:
     # A run failed by an agent goes straight back to failed on resume while that agent is still
     # reported failed, so name the command that clears it (before the status gate's resume).
     if run.status != RunStatus.FAILED.value:
@@ -102,35 +113,46 @@ def _failed_agent_gates(run: Run, failed: list[str]) -> list[Gate]:
     ]
 
 
-def _agent_gates(run: Run, name: str, state: AgentControl, criteria: str | None) -> list[Gate]:
+def _agent_gates(
+    run: RunFacts, name: str, state: AgentControl, criteria: str | None, unmet_only: bool = False
+) -> list[Gate]:
     rid = run.run_id
-    gates = [
-        Gate(
-            "guidance",
-            not state.pending,
-            f"agent {name} has pending guidance: {state.question}"
-            if state.pending
-            else f"agent {name} has no pending guidance",
-            _signal(rid, name, "guidance_answer", "--answer", "<answer>", actor="operator")
-            if state.pending
-            else None,
-            name,
-        ),
-        Gate(
-            "completion",
-            state.completed,
-            f"agent {name} signalled completion"
-            if state.completed
-            else f"agent {name} has not signalled completion in epoch {run.control_epoch}",
-            None if state.completed else _signal(rid, name, "completion", "--summary", "<summary>"),
-            name,
-        ),
-    ]
-    want = criteria or "<done criteria>"
+    gates = []
+    if not (unmet_only and not state.pending):
+        gates.append(
+            Gate(
+                "guidance",
+                not state.pending,
+                f"agent {name} has pending guidance: {state.question}"
+                if state.pending
+                else f"agent {name} has no pending guidance",
+                _signal(rid, name, "guidance_answer", "--answer", "<answer>", actor="operator")
+                if state.pending
+                else None,
+                name,
+            )
+        )
+    if not (unmet_only and state.completed):
+        gates.append(
+            Gate(
+                "completion",
+                state.completed,
+                f"agent {name} signalled completion"
+                if state.completed
+                else f"agent {name} has not signalled completion in epoch {run.control_epoch}",
+                None
+                if state.completed
+                else _signal(rid, name, "completion", "--summary", "<summary>"),
+                name,
+            )
+        )
     status_ok = state.validation_status == "passed"
     criteria_ok = run.mode != "bootstrap" or (
         criteria is not None and state.validation_done_criteria == criteria
     )
+    if unmet_only and status_ok and criteria_ok:
+        return gates
+    want = criteria or "<done criteria>"
     gates.append(
         Gate(
             "validation",

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, delete, insert, literal, select
 
 from metawsm.domain.views import fold_stats
-from metawsm.services import search_index
+from metawsm.services import agent_controls, search_index
 from metawsm.services.logfold import FoldedLog, Progress, fold_log, read_connection
 from metawsm.services.projections import PROJECTION, VIEW_COLUMNS
 from metawsm.storage.models import (
@@ -67,6 +67,7 @@ class Expected:
 
     log: FoldedLog
     stats: dict[StatsKey, int]
+    controls: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     @property
     def views(self) -> dict[str, dict[str, Any]]:
@@ -117,7 +118,8 @@ def rebuild(engine: Engine, *, check: bool, progress: Progress | None = None) ->
 def _expected(engine: Engine, progress: Progress | None) -> Expected:
     with read_connection(engine) as conn:
         log = fold_log(conn, progress)
-    return Expected(log=log, stats=fold_stats(log.views.values()))
+        controls = agent_controls.expected_rows(conn)
+    return Expected(log=log, stats=fold_stats(log.views.values()), controls=controls)
 
 
 def diff_thread_views(conn: Connection, expected: Expected) -> list[str]:
@@ -222,6 +224,16 @@ def _chunks(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield chunk
 
 
+def refill_agent_controls(conn: Connection, expected: Expected, now: datetime) -> None:
+    """Replace every agent's control state with the fold of its control thread's signals."""
+    agent_controls.refill(conn, expected.controls)
+
+
+def diff_agent_controls(conn: Connection, expected: Expected) -> list[str]:
+    """Differences between the live control states and the fold of the control threads."""
+    return agent_controls.differences(conn, expected.controls)
+
+
 def refill_search_index(conn: Connection, expected: Expected, now: datetime) -> None:
     """Rewrite the search index from the thread views just written (same transaction)."""
     search_index.rebuild(conn)
@@ -238,8 +250,9 @@ REFILLS: tuple[Refill, ...] = (
     refill_stats,
     refill_ledger,
     refill_search_index,
+    refill_agent_controls,
 )
-CHECKS: tuple[Check, ...] = (diff_thread_views, diff_stats, diff_search_index)
+CHECKS: tuple[Check, ...] = (diff_thread_views, diff_stats, diff_search_index, diff_agent_controls)
 # A refill with a check here is skipped when that check found no difference and none of the
 # refills it reads from was rewritten (the search index is built from the rewritten views). A
 # refill without one (the projection ledger) always runs.
@@ -247,6 +260,7 @@ CHECK_OF: dict[Refill, Check] = {
     refill_thread_views: diff_thread_views,
     refill_stats: diff_stats,
     refill_search_index: diff_search_index,
+    refill_agent_controls: diff_agent_controls,
 }
 READS_FROM: dict[Refill, tuple[Refill, ...]] = {refill_search_index: (refill_thread_views,)}
 

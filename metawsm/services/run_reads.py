@@ -3,8 +3,9 @@
 The snapshot, the close gates and the SLA candidates all start from the same facts about a run:
 its agents, brief, control threads and their folded signals, thread views, escalations, dead
 letters and last event. :func:`load` reads them for any number of runs at once (one statement per
-kind of fact, never one per run) and folds each control log once; the callers fold the rest in
-Python. Every statement goes through an index (docs/performance.md, "Snapshot at scale").
+kind of fact, never one per run; the control state from its read model, one row per agent); the
+callers fold the rest in Python. Every statement goes through an index (docs/performance.md,
+"Snapshot at scale").
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import BindParameter, Row, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from metawsm.domain.control import AgentControl, SignalRecord, fold_agent
+from metawsm.domain.control import AgentControl
+from metawsm.services import agent_controls as agent_control_rows
 from metawsm.storage.models import (
-    ForumControlThread,
     ForumDeadLetter,
     ForumEscalation,
     ForumEvent,
@@ -37,11 +38,23 @@ OPERATOR_DECISION = "operator.decision"
 # One expanding parameter for the run ids: building a statement with a thousand literal values,
 # ten times per snapshot, costs more than running it.
 RUN_IDS: BindParameter[Any] = bindparam("run_ids", expanding=True)
-# What the snapshot shows of a thread, and what is_unanswered reads.
+# What the snapshot shows of a thread (``is_unanswered`` as the fold derived it).
 V = ForumThreadView
 VIEW_COLUMNS = [V.thread_id, V.run_id, V.title, V.state, V.priority, V.assignee_name,
-                V.updated_at, V.last_non_system_actor_type, V.last_human_or_operator_sequence,
-                V.last_agent_sequence]  # fmt: skip
+                V.updated_at, V.is_unanswered]  # fmt: skip
+
+
+class RunFacts(Protocol):
+    """What the reads, gates and snapshot use of a run: an ORM ``Run`` or a plain row."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def control_epoch(self) -> int: ...
 
 
 @dataclass
@@ -51,7 +64,7 @@ class RunReads:
     agents: dict[str, list[Row[Any]]] = field(default_factory=dict)
     briefs: dict[str, Row[Any]] = field(default_factory=dict)
     controls: dict[str, dict[str, AgentControl]] = field(default_factory=dict)
-    open_views: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    open_views: dict[str, list[Row[Any]]] = field(default_factory=dict)
     state_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     escalations: dict[str, list[Row[Any]]] = field(default_factory=dict)
     dead_letters: dict[str, list[Row[Any]]] = field(default_factory=dict)
@@ -62,35 +75,66 @@ class RunReads:
         return [a.agent_name for a in self.agents.get(run_id, []) if a.status == "failed"]
 
 
-def load(session: Session, runs: Sequence[Run], *, forum: bool = True) -> RunReads:
-    """Read the facts of ``runs`` (the gates' alone when ``forum`` is False) in one session."""
-    ids = [r.run_id for r in runs]
+@dataclass(frozen=True)
+class RunSet:
+    """Which runs a statement reads: the given ids (one expanding parameter), or, when every
+    run in ``statuses`` is read, those statuses (a subquery on ``runs``: no thousand ids to
+    bind and expand in each of the snapshot's statements)."""
+
+    ids: tuple[str, ...]
+    statuses: tuple[str, ...] | None = None
+
+    def where(self, column: Any) -> Any:
+        """``column`` is one of the runs."""
+        if self.statuses is None:
+            return column.in_(RUN_IDS)
+        return column.in_(select(Run.run_id).where(Run.status.in_(self.statuses)))
+
+    @property
+    def params(self) -> dict[str, list[str]]:
+        """The statement's parameters."""
+        return {} if self.statuses is not None else {"run_ids": list(self.ids)}
+
+
+def run_set(runs: Sequence[RunFacts], statuses: Collection[str] | None = None) -> RunSet:
+    """The :class:`RunSet` of ``runs``; ``statuses``: they are every run in those statuses."""
+    return RunSet(tuple(r.run_id for r in runs), tuple(statuses) if statuses else None)
+
+
+def load(
+    session: Session,
+    runs: Sequence[RunFacts],
+    *,
+    forum: bool = True,
+    statuses: Collection[str] | None = None,
+) -> RunReads:
+    """Read the facts of ``runs`` (the gates' alone when ``forum`` is False) in one session.
+
+    ``statuses``: ``runs`` are every run in these statuses (read through a subquery).
+    """
+    rs = run_set(runs, statuses)
     reads = RunReads()
-    if not ids:
+    if not rs.ids:
         return reads
-    reads.agents = agents_of(session, runs)
+    reads.agents = agents_of(session, runs, rs)
     reads.briefs = {
         b.run_id: b
         for b in session.connection().execute(
-            _in(_rows(RunBrief, "run_id", "goal", "done_criteria"), RunBrief, ids), _ids(ids)
+            _in(_rows(RunBrief, "run_id", "goal", "done_criteria"), RunBrief, rs), rs.params
         )
     }
-    reads.controls = agent_controls(session, runs, reads.agents)
+    reads.controls = agent_controls(session, runs, reads.agents, rs)
     if forum:
-        reads.open_views = _open_views(session, ids)
-        reads.state_counts = _state_counts(session, ids)
-        reads.escalations = _escalations(session, ids)
-        reads.dead_letters = _dead_letters(session, ids)
-        reads.last_events = last_events(session, ids)
+        reads.open_views = _open_views(session, rs)
+        reads.state_counts = _state_counts(session, rs)
+        reads.escalations = _escalations(session, rs)
+        reads.dead_letters = _dead_letters(session, rs)
+        reads.last_events = last_events(session, rs)
     return reads
 
 
-def _in(query: Any, model: Any, ids: Collection[str]) -> Any:
-    return query.where(model.run_id.in_(RUN_IDS))
-
-
-def _ids(ids: Collection[str]) -> dict[str, list[str]]:
-    return {"run_ids": list(ids)}
+def _in(query: Any, model: Any, rs: RunSet) -> Any:
+    return query.where(rs.where(model.run_id))
 
 
 def _rows(model: Any, *names: str) -> Any:
@@ -101,135 +145,94 @@ def _rows(model: Any, *names: str) -> Any:
     return select(*(columns[n] for n in names) if names else columns)
 
 
-def agents_of(session: Session, runs: Sequence[Run]) -> dict[str, list[Row[Any]]]:
+def agents_of(
+    session: Session, runs: Sequence[RunFacts], rs: RunSet | None = None
+) -> dict[str, list[Row[Any]]]:
     """The agents of each run (rows), by name (one statement)."""
     out: dict[str, list[Row[Any]]] = defaultdict(list)
-    ids = [r.run_id for r in runs]
+    rs = rs or run_set(runs)
     query = _in(
-        _rows(RunAgent, "run_id", "agent_name", "status", "last_signal_at"), RunAgent, ids
+        _rows(RunAgent, "run_id", "agent_name", "status", "last_signal_at"), RunAgent, rs
     ).order_by(RunAgent.run_id, RunAgent.agent_name)
-    for agent in session.connection().execute(query, _ids(ids)):
+    for agent in session.connection().execute(query, rs.params):
         out[agent.run_id].append(agent)
     return dict(out)
 
 
 def agent_controls(
-    session: Session, runs: Sequence[Run], agents: dict[str, list[Row[Any]]]
+    session: Session,
+    runs: Sequence[RunFacts],
+    agents: dict[str, list[Row[Any]]],
+    rs: RunSet | None = None,
 ) -> dict[str, dict[str, AgentControl]]:
-    """Every agent's control state per run, each control log folded once (two statements)."""
-    ids = [r.run_id for r in runs]
-    threads: dict[str, dict[str, str]] = defaultdict(dict)
-    query = _in(
-        _rows(ForumControlThread, "run_id", "agent_name", "thread_id"), ForumControlThread, ids
-    )
-    for ct in session.connection().execute(query, _ids(ids)):
-        threads[ct.run_id][ct.agent_name] = ct.thread_id
-    records: dict[tuple[str, str], list[SignalRecord]] = defaultdict(list)
-    if threads:
-        for row in session.connection().execute(_signals_of(ids), _ids(ids)):
-            records[(row.run_id, row.agent_name)].append(signal_record(row))
-    out: dict[str, dict[str, AgentControl]] = {}
-    for run in runs:
-        mapping = threads.get(run.run_id, {})
-        states = {}
-        for agent in agents.get(run.run_id, []):
-            name = agent.agent_name
-            state = fold_agent(name, records.get((run.run_id, name), []), run.control_epoch)
-            state.thread_id = state.thread_id or mapping.get(name)
-            states[name] = state
-        out[run.run_id] = states
-    return out
-
-
-def _signals_of(ids: Collection[str]) -> Any:
-    # Through the control threads' primary key, then each thread's (thread_id, thread_seq) key.
-    return (
-        select(
-            ForumControlThread.run_id,
-            ForumControlThread.agent_name,
-            ForumEvent.event_id,
-            ForumEvent.thread_id,
-            ForumEvent.thread_seq,
-            ForumEvent.occurred_at,
-            ForumEvent.payload,
+    """Every agent's control state per run, from the ``run_agent_controls`` read model (one
+    statement: one row per agent, whatever the length of its control thread)."""
+    rs = rs or run_set(runs)
+    states = agent_control_rows.states_in(session, rs.where, rs.params)
+    return {
+        run.run_id: agent_control_rows.controls_at(
+            [a.agent_name for a in agents.get(run.run_id, [])],
+            states.get(run.run_id, {}),
+            run.control_epoch,
         )
-        .join(ForumEvent, ForumEvent.thread_id == ForumControlThread.thread_id)
-        .where(
-            ForumControlThread.run_id.in_(RUN_IDS),
-            ForumEvent.event_type == "forum.control.signal",
-        )
-    )
+        for run in runs
+    }
 
 
-def signal_record(row: Row[Any]) -> SignalRecord:
-    """The control signal of one ``forum.control.signal`` event row."""
-    payload = row.payload
-    signal = payload.get("signal", {})
-    return SignalRecord(
-        event_id=row.event_id,
-        thread_id=row.thread_id or "",
-        thread_seq=row.thread_seq or 0,
-        epoch=int(payload.get("epoch", 1)),
-        occurred_at=row.occurred_at,
-        control_type=str(signal.get("control_type", "")),
-        fields={k: v for k, v in signal.items() if isinstance(v, str) or v is None},
-    )
-
-
-def _open_views(session: Session, ids: Collection[str]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    query = (
+def _open_views(session: Session, rs: RunSet) -> dict[str, list[Row[Any]]]:
+    out: dict[str, list[Row[Any]]] = defaultdict(list)
+    query: Any = (
         select(*VIEW_COLUMNS)
         .where(
-            ForumThreadView.run_id.in_(RUN_IDS),
+            rs.where(ForumThreadView.run_id),
             ForumThreadView.is_control.is_(False),
             ForumThreadView.state != "closed",
         )
         .order_by(ForumThreadView.run_id, ForumThreadView.last_event_sequence)
     )
-    for row in session.connection().execute(query, _ids(ids)).mappings():
-        out[row["run_id"]].append(dict(row))
+    for row in session.connection().execute(query, rs.params):
+        out[row.run_id].append(row)
     return dict(out)
 
 
-def _state_counts(session: Session, ids: Collection[str]) -> dict[str, dict[str, int]]:
+def _state_counts(session: Session, rs: RunSet) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = defaultdict(dict)
     query = (
         select(ForumThreadView.run_id, ForumThreadView.state, func.count())
-        .where(ForumThreadView.run_id.in_(RUN_IDS), ForumThreadView.is_control.is_(False))
+        .where(rs.where(ForumThreadView.run_id), ForumThreadView.is_control.is_(False))
         .group_by(ForumThreadView.run_id, ForumThreadView.state)
     )
-    for run_id, state, count in session.connection().execute(query, _ids(ids)):
+    for run_id, state, count in session.connection().execute(query, rs.params):
         if run_id is not None:
             out[run_id][state] = int(count)
     return dict(out)
 
 
-def _escalations(session: Session, ids: Collection[str]) -> dict[str, list[Row[Any]]]:
+def _escalations(session: Session, rs: RunSet) -> dict[str, list[Row[Any]]]:
     out: dict[str, list[Row[Any]]] = defaultdict(list)
     query = _in(
         _rows(ForumEscalation, "run_id", "thread_id", "tier", "reason", "subject", "raised_at"),
         ForumEscalation,
-        ids,
+        rs,
     ).order_by(ForumEscalation.id)
-    for e in session.connection().execute(query, _ids(ids)):
+    for e in session.connection().execute(query, rs.params):
         out[e.run_id or ""].append(e)
     return dict(out)
 
 
-def _dead_letters(session: Session, ids: Collection[str]) -> dict[str, list[Row[Any]]]:
+def _dead_letters(session: Session, rs: RunSet) -> dict[str, list[Row[Any]]]:
     out: dict[str, list[Row[Any]]] = defaultdict(list)
     query = (
-        _in(_rows(ForumDeadLetter, "run_id", "message_id", "topic", "error"), ForumDeadLetter, ids)
+        _in(_rows(ForumDeadLetter, "run_id", "message_id", "topic", "error"), ForumDeadLetter, rs)
         .where(ForumDeadLetter.status == "dead")
         .order_by(ForumDeadLetter.id)
     )
-    for d in session.connection().execute(query, _ids(ids)):
+    for d in session.connection().execute(query, rs.params):
         out[d.run_id or ""].append(d)
     return dict(out)
 
 
-def last_events(session: Session, ids: Collection[str]) -> dict[str, tuple[int, datetime | None]]:
+def last_events(session: Session, rs: RunSet) -> dict[str, tuple[int, datetime | None]]:
     """Sequence and time of each run's last event that is not an operator decision.
 
     One correlated lookup per run inside one statement: each walks the run's
@@ -246,7 +249,7 @@ def last_events(session: Session, ids: Collection[str]) -> dict[str, tuple[int, 
     seqs = {
         run_id: int(seq)
         for run_id, seq in session.connection().execute(
-            select(Run.run_id, last).where(Run.run_id.in_(RUN_IDS)), _ids(ids)
+            select(Run.run_id, last).where(rs.where(Run.run_id)), rs.params
         )
         if seq
     }

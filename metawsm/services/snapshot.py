@@ -5,6 +5,7 @@ Reads the database alone (no Redis). ``status`` renders it; watch and operator d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,12 +24,11 @@ from metawsm.domain.snapshot import (
     Snapshot,
     ThreadItem,
 )
-from metawsm.domain.views import is_unanswered
 from metawsm.errors import NotFound
 from metawsm.services import escalation, gates, run_reads
 from metawsm.services.run_reads import RunReads
 from metawsm.settings import Settings
-from metawsm.storage.models import Run
+from metawsm.storage.models import Run, table
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
 
@@ -53,9 +53,15 @@ def build(
         NotFound: the run (or any run on the ticket) does not exist.
     """
     now = now or utcnow()
+    statuses = None
+    if run_id is None and ticket is None:  # every run in these statuses: read by subquery
+        statuses = [s.value for s in ACTIVE] + (
+            [RunStatus.COMPLETED.value] if with_completed else []
+        )
     with unit_of_work(_consistent(engine), readonly=True) as session:
         runs = _select_runs(session, run_id, ticket, with_completed)
-        return Snapshot.trusted(generated_at=now, runs=snapshots_of(session, settings, runs, now))
+        built = snapshots_of(session, settings, runs, now, statuses=statuses)
+        return Snapshot.trusted(generated_at=now, runs=built)
 
 
 def _consistent(engine: Engine) -> Engine:
@@ -64,37 +70,55 @@ def _consistent(engine: Engine) -> Engine:
     return engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
 
 
+# The runs as plain rows of the columns the snapshot shows: a thousand ORM instances (identity
+# map, attribute instrumentation) cost more than their SQL.
+_RUNS = table(Run)
+_RUN_ROWS = select(*(_RUNS.c[n] for n in ("run_id", "status", "mode", "tickets", "control_epoch",
+                                         "updated_at")))  # fmt: skip
+_NEWEST_FIRST = (_RUNS.c.created_at.desc(), _RUNS.c.run_id.desc())
+
+
 def _select_runs(
     session: Session, run_id: str | None, ticket: str | None, with_completed: bool = False
-) -> list[Run]:
-    query = select(Run).order_by(Run.created_at.desc(), Run.run_id.desc())
+) -> list[Row[Any]]:
+    conn = session.connection()
     if run_id is not None:
-        run = session.get(Run, run_id)
-        if run is None:
+        runs = list(conn.execute(_RUN_ROWS.where(_RUNS.c.run_id == run_id)))
+        if not runs:
             raise NotFound(f"run {run_id} not found")
-        return [run]
+        return runs
+    query = _RUN_ROWS.order_by(*_NEWEST_FIRST)
     if ticket is not None:
-        runs = list(session.execute(query).scalars())
-        runs = [r for r in runs if ticket.lower() in (t.lower() for t in r.tickets)]
+        runs = [r for r in conn.execute(query) if ticket.lower() in (t.lower() for t in r.tickets)]
         if not runs:
             raise NotFound(f"no run on ticket {ticket}")
         return runs
-    active = list(session.execute(query.where(Run.status.in_([s.value for s in ACTIVE]))).scalars())
+    active = list(conn.execute(query.where(_RUNS.c.status.in_([s.value for s in ACTIVE]))))
     if not with_completed:
         return active
-    done = session.execute(
-        select(Run).where(Run.status == RunStatus.COMPLETED.value).order_by(Run.run_id)
-    ).scalars()
+    done = conn.execute(
+        _RUN_ROWS.where(_RUNS.c.status == RunStatus.COMPLETED.value).order_by(_RUNS.c.run_id)
+    )
     return [*active, *done]
 
 
 def snapshots_of(
-    session: Session, settings: Settings, runs: list[Run], now: datetime
+    session: Session,
+    settings: Settings,
+    runs: Sequence[Row[Any]],
+    now: datetime,
+    *,
+    statuses: list[str] | None = None,
 ) -> list[RunSnapshot]:
-    """The snapshots of ``runs`` (inside the caller's read-only session), in their order."""
-    reads = run_reads.load(session, runs)
+    """The snapshots of ``runs`` (inside the caller's read-only session), in their order.
+
+    ``statuses``: ``runs`` are every run in these statuses (each statement selects them by a
+    subquery instead of binding every id).
+    """
+    reads = run_reads.load(session, runs, statuses=statuses)
     driven = {r.run_id for r in runs if RunStatus(r.status) in SIGNAL_DRIVEN}
-    candidates = escalation.thread_candidates(session, settings, now, [r.run_id for r in runs])
+    rs = run_reads.run_set(runs, statuses)
+    candidates = escalation.thread_candidates(session, settings, now, rs)
     candidates += escalation.guidance_candidates(
         session, settings, now, {rid: c for rid, c in reads.controls.items() if rid in driven}
     )
@@ -105,7 +129,7 @@ def snapshots_of(
 
 
 def _run_snapshot(
-    run: Run, reads: RunReads, candidates: list[EscalationItem], now: datetime
+    run: Row[Any], reads: RunReads, candidates: list[EscalationItem], now: datetime
 ) -> RunSnapshot:
     controls = reads.controls.get(run.run_id, {})
     open_views = reads.open_views.get(run.run_id, [])
@@ -124,7 +148,7 @@ def _run_snapshot(
         escalation_candidates=candidates,
         escalations=_raised(reads.escalations.get(run.run_id, []), now),
         queue_counts=reads.state_counts.get(run.run_id, {}),
-        unanswered_count=sum(1 for v in open_views if is_unanswered(v)),
+        unanswered_count=sum(1 for v in open_views if v.is_unanswered),
         blockers=_blockers(run, reads),
         last_event_sequence=last_seq,
         last_event_at=last_at,
@@ -178,18 +202,16 @@ def _pending(controls: dict[str, AgentControl], now: datetime) -> list[PendingGu
     ]
 
 
-def _thread_item(v: dict[str, object], now: datetime) -> ThreadItem:
-    updated = v["updated_at"]
-    assert isinstance(updated, datetime)
+def _thread_item(v: Row[Any], now: datetime) -> ThreadItem:
     return ThreadItem.trusted(
-        thread_id=str(v["thread_id"]),
-        title=str(v["title"]),
-        state=str(v["state"]),
-        priority=str(v["priority"]),
-        assignee_name=str(v["assignee_name"]) if v["assignee_name"] else None,
-        updated_at=updated,
-        age_s=_age(now, updated),
-        is_unanswered=is_unanswered(dict(v)),
+        thread_id=v.thread_id,
+        title=v.title,
+        state=v.state,
+        priority=v.priority,
+        assignee_name=v.assignee_name or None,
+        updated_at=v.updated_at,
+        age_s=_age(now, v.updated_at),
+        is_unanswered=bool(v.is_unanswered),
     )
 
 
@@ -222,11 +244,10 @@ def _raised(rows: list[Row[Any]], now: datetime) -> list[EscalationItem]:
     ]
 
 
-def _blockers(run: Run, reads: RunReads) -> list[Blocker]:
+def _blockers(run: Row[Any], reads: RunReads) -> list[Blocker]:
     out = [
         Blocker.trusted(kind="gate", reason=g.reason, fix=g.fix, message_id=None)
-        for g in gates.from_reads(run, reads)
-        if not g.met
+        for g in gates.from_reads(run, reads, unmet_only=True)
     ]
     out += [
         Blocker.trusted(

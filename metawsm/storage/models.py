@@ -386,6 +386,40 @@ class RunEvent(Base):
     created_at: Mapped[datetime]
 
 
+# --- Control state read model (issue 12, target 1; migration 0005) ------------------------------
+
+
+class RunAgentControl(Base):
+    """Read model: each agent's control state, advanced by every control signal.
+
+    Written by the ``control_signal`` handler in the transaction that logs the signal
+    (metawsm.domain.control.advance), refilled from the log by ``projections rebuild``. Epoch
+    independent: completion and validation keep their epoch (see ``ControlState``).
+    """
+
+    __tablename__ = "run_agent_controls"
+    run_id: Mapped[str] = mapped_column(NAME, primary_key=True)
+    agent_name: Mapped[str] = mapped_column(NAME, primary_key=True)
+    thread_id: Mapped[str | None] = mapped_column(ID)
+    pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    question: Mapped[str | None] = mapped_column(Text)
+    context: Mapped[str | None] = mapped_column(Text)
+    asked_at: Mapped[datetime | None]
+    request_event_id: Mapped[str | None] = mapped_column(ID)
+    request_seq: Mapped[int] = mapped_column(Integer, default=0)
+    completion_epoch: Mapped[int | None] = mapped_column(Integer)
+    summary: Mapped[str | None] = mapped_column(Text)
+    validation_epoch: Mapped[int | None] = mapped_column(Integer)
+    validation_status: Mapped[str | None] = mapped_column(Text)
+    validation_done_criteria: Mapped[str | None] = mapped_column(Text)
+    last_signal_at: Mapped[datetime | None]
+    last_event_id: Mapped[str | None] = mapped_column(ID)
+    last_thread_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- end of the control state read model ---------------------------------------------------------
+
+
 # The full-text search index (metawsm.services.search_index) is not a model: its shape differs
 # per dialect (an FTS5 virtual table and its shadow tables on SQLite, a table with a tsvector
 # column and a GIN index on PostgreSQL), which SQLAlchemy metadata cannot describe as one table.
