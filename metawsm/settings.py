@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from metawsm.errors import ConfigError
@@ -61,6 +61,18 @@ class Settings(BaseSettings):
     escalation_notify_cmd: str | None = None
     escalation_webhook_url: str | None = None
     operator_stale_run_s: int = Field(default=3600, gt=0)
+    # Operations (metawsm.ops): heartbeats, health thresholds, the metrics server's basic auth.
+    heartbeat_interval_s: float = Field(default=2.0, gt=0, le=60)
+    health_broker_timeout_s: float = Field(default=1.0, gt=0, le=10)
+    health_outbox_max_age_s: float = Field(default=60.0, gt=0)
+    health_projection_max_lag_s: float = Field(default=30.0, gt=0)
+    health_dead_letters_max: int = Field(default=0, ge=0)
+    metrics_basic_auth: SecretStr | None = None
+
+    @property
+    def liveness_s(self) -> float:
+        """A heartbeat older than this means its process is gone (3 heartbeat intervals)."""
+        return 3 * self.heartbeat_interval_s
 
     @field_validator("database_url")
     @classmethod
@@ -76,6 +88,15 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
             raise ValueError("must be a redis:// or rediss:// URL with a host")
+        return value
+
+    @field_validator("metrics_basic_auth")
+    @classmethod
+    def _user_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            user, sep, password = value.get_secret_value().partition(":")
+            if not (user and sep and password):
+                raise ValueError("must be user:password (both non-empty)")
         return value
 
     @model_validator(mode="after")

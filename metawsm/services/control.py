@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from metawsm.domain.control import target_status
+from metawsm.domain.control import AgentControl, target_status
 from metawsm.domain.forum import control_thread_id
 from metawsm.domain.runs import RunStatus
 from metawsm.errors import NotFound, Rejected
@@ -20,6 +20,8 @@ from metawsm.ids import new_id
 from metawsm.messages import commands as c
 from metawsm.messages.control import Completion, GuidanceAnswer, GuidanceRequest, Validation
 from metawsm.messages.events import Event
+from metawsm.ops.catalogue import GUIDANCE_ANSWER
+from metawsm.ops.counters import observe
 from metawsm.runtime import Runtime
 from metawsm.services.control_fold import latest_controls
 from metawsm.services.handlers import (
@@ -53,6 +55,8 @@ def control_signal(ctx: HandlerContext, command: c.ControlSignal) -> str:
     if ticket not in run.tickets:
         raise Rejected(f"ticket {ticket} is not a ticket of run {run.run_id}")
     thread = ensure_control_thread(ctx, run, p.agent_name, ticket)
+    if isinstance(p.signal, GuidanceAnswer):
+        _observe_answer(ctx, latest_controls(ctx.session, run).get(p.agent_name))
     return _post_signal(ctx, run, thread, p.signal)
 
 
@@ -73,7 +77,15 @@ def answer_thread(ctx: HandlerContext, command: c.AnswerThread) -> str:
             f" signal --run-id {run_id} --agent-name {agent} --type <signal type> ..."
         )
     answer = GuidanceAnswer(run_id=run_id, agent_name=agent, answer=command.payload.body)
+    _observe_answer(ctx, state)
     return _post_signal(ctx, run, thread, answer)
+
+
+def _observe_answer(ctx: HandlerContext, state: AgentControl | None) -> None:
+    """Time from the pending request to this answer, for the guidance answer histogram."""
+    if state is not None and state.pending and state.asked_at is not None:
+        waited_s = (ctx.now - state.asked_at).total_seconds()
+        ctx.increments.extend(observe(GUIDANCE_ANSWER, waited_s))
 
 
 def _post_signal(ctx: HandlerContext, run: Run, thread: ThreadRecord, signal: ControlModel) -> str:

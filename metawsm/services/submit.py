@@ -17,6 +17,8 @@ from sqlalchemy import Engine, bindparam, exists, insert, select
 from metawsm.domain.forum import control_thread_id
 from metawsm.errors import CommandIdReused, WaitTimeout
 from metawsm.messages.commands import AnyCommand, ControlSignal, command_thread_id
+from metawsm.ops.catalogue import COMMANDS_ACCEPTED
+from metawsm.ops.counters import count
 from metawsm.runtime import Runtime
 from metawsm.services.outbox import enqueue
 from metawsm.services.projections import PROJECTION
@@ -145,6 +147,7 @@ def submit(rt: Runtime, command: AnyCommand) -> Outcome:
             now=uow.now,
         )
         uow.stage(message)
+        uow.count(count(COMMANDS_ACCEPTED, command_type=command.command_type))
     outcome = Outcome(
         command.command_id, command.command_type, "accepted", None, row["thread_id"], 0
     )

@@ -18,7 +18,7 @@ from metawsm.storage.engine import connect
 
 # The head revision of migrations/versions. Update it with every new migration (the unit test
 # above says so when it is forgotten).
-HEAD = "0004"
+HEAD = "0006"
 
 VERSION_TABLE = "alembic_version"
 _SELECT_VERSIONS = text(f"SELECT version_num FROM {VERSION_TABLE}")

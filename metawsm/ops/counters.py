@@ -1,0 +1,92 @@
+"""Counters and histograms kept in the database, bumped in the transaction of the work counted.
+
+Why here and not in each process's memory: one exporter answers for every worker, and a worker
+that restarts (or is SIGKILLed) loses nothing, because a count commits or rolls back with the
+work it counts. Why not triggers: one extra statement per transaction, executed by the writer
+that already holds the transaction, costs less than the triggers measured before (docs/metrics.md,
+"Cost on the write path"), and says in the code what it counts.
+
+A writer collects :class:`Increment` values and calls :func:`record` once, last, in its
+transaction: one ``INSERT .. ON CONFLICT DO UPDATE`` executed for every row (SQLite and
+PostgreSQL both speak it), in a fixed order so two transactions never lock counter rows in
+opposite orders. On PostgreSQL each process writes its own ``shard`` of a series (pid modulo
+:data:`SHARDS`), so concurrent projectors rarely wait on one row; the exporter sums the shards.
+
+A histogram is kept as one row per bucket (observations that fell in it, not cumulative) plus
+a ``:sum`` row; its count is the sum of its buckets. The exporter cumulates at scrape time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+from metawsm.ops.catalogue import buckets_of
+
+SHARDS = 8
+BUCKET = ":bucket"
+SUM = ":sum"
+_UPSERT = text(
+    "INSERT INTO ops_counters (name, labels, shard, value) VALUES (:name, :labels, :shard, :value)"
+    " ON CONFLICT (name, labels, shard) DO UPDATE SET value = ops_counters.value + excluded.value"
+)
+SUMS = text("SELECT name, labels, SUM(value) FROM ops_counters GROUP BY name, labels")
+
+
+@dataclass(frozen=True)
+class Increment:
+    """Add ``value`` to the series ``name`` with canonical ``labels`` text."""
+
+    name: str
+    labels: str
+    value: float
+
+
+def label_text(**labels: str) -> str:
+    """Canonical label text: ``a="x",b="y"`` sorted by name, values escaped as exposed."""
+    return ",".join(f'{key}="{escape(value)}"' for key, value in sorted(labels.items()))
+
+
+def escape(value: str) -> str:
+    """A label value escaped for the text exposition format (backslash, quote, newline)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def count(name: str, value: float = 1.0, **labels: str) -> Increment:
+    """An increment of counter ``name``."""
+    return Increment(name, label_text(**labels), value)
+
+
+def bound_text(bound: float) -> str:
+    """A bucket bound as exposed: ``0.25``, ``1.0``, ``+Inf``."""
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
+
+
+def observe(histogram: str, seconds: float) -> list[Increment]:
+    """The increments recording one observation of ``seconds`` (negative clock skew: 0)."""
+    seconds = max(0.0, seconds)
+    bound = next((b for b in buckets_of(histogram) if seconds <= b), math.inf)
+    return [
+        Increment(histogram + BUCKET, f'le="{bound_text(bound)}"', 1.0),
+        Increment(histogram + SUM, "", seconds),
+    ]
+
+
+def record(conn: Connection, increments: Iterable[Increment]) -> None:
+    """Add ``increments`` to their series in ``conn``'s transaction (call it last in it)."""
+    merged: dict[tuple[str, str], float] = {}
+    for inc in increments:
+        key = (inc.name, inc.labels)
+        merged[key] = merged.get(key, 0.0) + inc.value
+    if not merged:
+        return
+    shard = os.getpid() % SHARDS if conn.dialect.name == "postgresql" else 0
+    rows = [
+        {"name": name, "labels": labels, "shard": shard, "value": value}
+        for (name, labels), value in sorted(merged.items())
+    ]
+    conn.execute(_UPSERT, rows)
