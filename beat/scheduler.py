@@ -21,7 +21,7 @@ class HeartbeatScheduler(PersistentScheduler):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        container = self.app.container
+        container = self.app.container  # type: ignore[attr-defined]  # a MetawsmCelery
         self._heartbeat = Heartbeat(
             container.engine,
             process_name(f"beat@{socket.gethostname()}"),
