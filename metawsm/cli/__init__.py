@@ -60,11 +60,11 @@ COMMANDS = {
     ),
     "health": LazyCommand(
         "metawsm.cli.health_cmd:health",
-        "Check database, broker, workers per role, beat, outbox, projection lag, dead letters.",
+        "Check database, schema, broker, workers per role, beat, outbox, projection, dead letters.",
     ),
     "metrics": LazyCommand(
         "metawsm.cli.metrics_cmd:metrics",
-        "Prometheus metrics: `metrics serve` serves /metrics, /healthz and /readyz.",
+        "Prometheus metrics and health endpoints (docs/metrics.md).",
     ),
     "migrate": LazyCommand(
         "metawsm.cli.migrate_cmd:migrate", "One-off data migrations into the pipeline."
