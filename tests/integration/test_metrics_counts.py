@@ -3,9 +3,6 @@ counted in the transaction that did the work, read back through a real scrape's 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from sqlalchemy import func, select
 
 from metawsm.messages.common import Actor
