@@ -5,7 +5,7 @@ health`` and ``/readyz`` judge one.
 Each read goes through an index or a small table, so a scrape costs the same at any size
 (docs/metrics.md, "Scrape cost"): the counters table holds a few hundred rows, the outbox and
 dead-letter reads touch only rows not yet done or still dead, runs are counted from their
-status index, guidance from the signal-driven runs only.
+status index, guidance from one row per pending request (metawsm.ops.guidance_pending).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, func, select
 
 from metawsm.errors import MetawsmError
-from metawsm.ops import heartbeats
+from metawsm.ops import guidance_pending, heartbeats
 from metawsm.ops.counters import SUMS
 from metawsm.settings import Settings
 from metawsm.storage.models import ForumDeadLetter, ForumOutbox, Run, table
@@ -100,8 +100,6 @@ def read(
 
 
 def _read_database(engine: Engine, settings: Settings, readings: Readings) -> None:
-    from metawsm.services.escalation import signal_driven_controls  # the ORM fold: lazily
-
     now = utcnow()
     with unit_of_work(engine, readonly=True) as session:
         conn = session.connection()
@@ -115,14 +113,8 @@ def _read_database(engine: Engine, settings: Settings, readings: Readings) -> No
         readings.workers_alive = heartbeats.alive_by_role(conn, settings.liveness_s, now)
         last = heartbeats.last_beat(conn, heartbeats.BEAT_ROLE)
         readings.beat_age_s = _age_s(now, last) if last is not None else float("inf")
-        asked = [
-            state.asked_at
-            for agents in signal_driven_controls(session).values()
-            for state in agents.values()
-            if state.pending and state.asked_at is not None
-        ]
-        readings.guidance_pending = len(asked)
-        readings.guidance_oldest_age_s = _age_s(now, min(asked)) if asked else 0.0
+        readings.guidance_pending, asked = guidance_pending.open_requests(conn)
+        readings.guidance_oldest_age_s = _age_s(now, asked) if asked is not None else 0.0
 
 
 def _count_age(conn: Connection, query: object, now: datetime) -> tuple[int, float]:

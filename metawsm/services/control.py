@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from metawsm.domain.control import AgentControl, target_status
+from metawsm.domain.control import target_status
 from metawsm.domain.forum import control_thread_id
 from metawsm.domain.runs import RunStatus
 from metawsm.errors import NotFound, Rejected
@@ -20,6 +20,7 @@ from metawsm.ids import new_id
 from metawsm.messages import commands as c
 from metawsm.messages.control import Completion, GuidanceAnswer, GuidanceRequest, Validation
 from metawsm.messages.events import Event
+from metawsm.ops import guidance_pending
 from metawsm.ops.catalogue import GUIDANCE_ANSWER
 from metawsm.ops.counters import observe
 from metawsm.runtime import Runtime
@@ -55,8 +56,6 @@ def control_signal(ctx: HandlerContext, command: c.ControlSignal) -> str:
     if ticket not in run.tickets:
         raise Rejected(f"ticket {ticket} is not a ticket of run {run.run_id}")
     thread = ensure_control_thread(ctx, run, p.agent_name, ticket)
-    if isinstance(p.signal, GuidanceAnswer):
-        _observe_answer(ctx, latest_controls(ctx.session, run).get(p.agent_name))
     return _post_signal(ctx, run, thread, p.signal)
 
 
@@ -77,15 +76,23 @@ def answer_thread(ctx: HandlerContext, command: c.AnswerThread) -> str:
             f" signal --run-id {run_id} --agent-name {agent} --type <signal type> ..."
         )
     answer = GuidanceAnswer(run_id=run_id, agent_name=agent, answer=command.payload.body)
-    _observe_answer(ctx, state)
     return _post_signal(ctx, run, thread, answer)
 
 
-def _observe_answer(ctx: HandlerContext, state: AgentControl | None) -> None:
-    """Time from the pending request to this answer, for the guidance answer histogram."""
-    if state is not None and state.pending and state.asked_at is not None:
-        waited_s = (ctx.now - state.asked_at).total_seconds()
-        ctx.increments.extend(observe(GUIDANCE_ANSWER, waited_s))
+def _track_guidance(
+    ctx: HandlerContext, thread: ThreadRecord, signal: ControlModel, event_id: str
+) -> None:
+    """Keep the pending request of the thread for the exporter, and time its answer
+    (metawsm.ops.guidance_pending)."""
+    if isinstance(signal, GuidanceRequest):
+        guidance_pending.requested(
+            ctx.conn, thread.thread_id, signal.run_id, signal.agent_name, event_id, ctx.now
+        )
+    elif isinstance(signal, GuidanceAnswer):
+        asked_at = guidance_pending.answered(ctx.conn, thread.thread_id)
+        if asked_at is not None:
+            waited_s = (ctx.now - asked_at).total_seconds()
+            ctx.increments.extend(observe(GUIDANCE_ANSWER, waited_s))
 
 
 def _post_signal(ctx: HandlerContext, run: Run, thread: ThreadRecord, signal: ControlModel) -> str:
@@ -95,6 +102,7 @@ def _post_signal(ctx: HandlerContext, run: Run, thread: ThreadRecord, signal: Co
     wire = signal.model_dump(mode="json", exclude_none=True)
     payload = {"post_id": post_id_for(event_id), "epoch": run.control_epoch, "signal": wire}
     ctx.writer.append("forum.control.signal", payload, thread=thread, event_id=event_id)
+    _track_guidance(ctx, thread, signal, event_id)
     insert_post(ctx, thread, event_id, signal.model_dump_json(exclude_none=True), "control")
     ctx.session.execute(
         update(RunAgent)

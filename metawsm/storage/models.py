@@ -420,6 +420,22 @@ class OpsHeartbeat(Base):
     __table_args__ = (Index("ix_ops_heartbeats_role_beat", "role", "beat_at"),)
 
 
+class OpsGuidancePending(Base):
+    """The guidance request still unanswered on a control thread (one per agent of a run).
+
+    Written by the control-signal handler in its transaction: a request replaces the row, an
+    answer deletes it (and is timed against it). The exporter counts these rows instead of
+    folding every active run's signals at each scrape.
+    """
+
+    __tablename__ = "ops_guidance_pending"
+    thread_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    run_id: Mapped[str] = mapped_column(NAME, index=True)
+    agent_name: Mapped[str] = mapped_column(NAME)
+    request_event_id: Mapped[str] = mapped_column(ID)
+    asked_at: Mapped[datetime]
+
+
 # --- end of the operations block ----------------------------------------------------------------
 
 
