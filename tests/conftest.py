@@ -35,6 +35,7 @@ POSTGRES_MODULES = {
     "test_legacy_import.py",
     "test_search_queues.py",
     "test_scale_data.py",
+    "test_metrics_counts.py",
 }
 # Single PostgreSQL tests worth their cost in modules that otherwise run on SQLite only.
 POSTGRES_TESTS = (

@@ -135,3 +135,35 @@ def test_a_scrape_exposes_exactly_the_catalogue(pipeline: Pipeline) -> None:
         if line and not line.startswith("#")
     }
     assert names == m.exposed_series_names()
+
+
+def test_upgrading_an_older_database_seeds_the_counts_its_rows_can_tell(
+    pipeline: Pipeline,
+) -> None:
+    from metawsm.storage import migrate
+
+    run_id = pipeline.create_run(OPERATOR, ["alice"], ["TCK-9"])
+    asked = pipeline.control_signal(
+        run_id, "alice", control_type="guidance_request", question="Which DB?"
+    )
+    assert asked.status == "applied"
+    opened = pipeline.run(
+        "open_thread", actor="agent", thread_id="t-1", ticket="TCK-1", title="T", body="b"
+    )
+    assert opened.status == "applied"
+    assert pipeline.run("close_thread", thread_id="t-1", reason="x").status == "applied"
+    assert pipeline.run("change_state", thread_id="t-1", to_state="triaged").status == "rejected"
+    pipeline.settle()
+    live = _read(pipeline)
+
+    migrate.downgrade(pipeline.engine, "0004")  # as written before the metrics existed
+    migrate.upgrade(pipeline.engine)
+    seeded = _read(pipeline)
+
+    commands = {
+        key: value for key, value in live.counters.items() if key[0].startswith("metawsm_commands_")
+    }
+    assert commands and {k: seeded.counters.get(k) for k in commands} == commands
+    assert (seeded.guidance_pending, live.guidance_pending) == (1, 1)
+    assert seeded.guidance_oldest_age_s >= live.guidance_oldest_age_s
+    assert _histogram_count(seeded, m.COMMAND_LAG) == 0  # observations were never kept
