@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from metawsm.ops.catalogue import buckets_of
 
@@ -91,8 +92,14 @@ def record(conn: Connection, increments: Iterable[Increment]) -> None:
     rows = [(name, labels, shard, value) for (name, labels), value in sorted(merged.items())]
     # Straight to the driver, on the transaction's own DBAPI connection: SQLAlchemy's statement
     # machinery cost more than the upsert itself (docs/metrics.md, "Cost on the write path").
+    statement = _UPSERT_BY_STYLE[conn.dialect.paramstyle]
+    driver_error = conn.dialect.loaded_dbapi.Error
     cursor = conn.connection.cursor()
     try:
-        cursor.executemany(_UPSERT_BY_STYLE[conn.dialect.paramstyle], rows)
+        cursor.executemany(statement, rows)
+    except driver_error as exc:
+        # Wrapped as SQLAlchemy wraps driver errors, so the unit of work translates it
+        # (DatabaseBusy, DatabaseUnreachable) like any other statement's.
+        raise DBAPIError.instance(statement, rows, exc, driver_error) from exc
     finally:
         cursor.close()

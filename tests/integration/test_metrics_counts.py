@@ -3,7 +3,8 @@ counted in the transaction that did the work, read back through a real scrape's 
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import Engine, func, select
 
 from metawsm.messages.common import Actor
 from metawsm.ops import catalogue as m
@@ -167,3 +168,25 @@ def test_upgrading_an_older_database_seeds_the_counts_its_rows_can_tell(
     assert (seeded.guidance_pending, live.guidance_pending) == (1, 1)
     assert seeded.guidance_oldest_age_s >= live.guidance_oldest_age_s
     assert _histogram_count(seeded, m.COMMAND_LAG) == 0  # observations were never kept
+
+
+def test_a_count_that_cannot_be_written_rolls_back_the_work_it_counts(
+    engine: Engine, db_url: str
+) -> None:
+    from metawsm.errors import DatabaseBusy
+    from metawsm.services.submit import make_command, read_outcome, submit
+    from tests.fixtures.database import settings_for
+    from tests.fixtures.pipeline import direct_runtime
+
+    rt = direct_runtime(engine, settings_for(db_url))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE ops_counters")
+    command = make_command(
+        "open_thread",
+        {"thread_id": "t-1", "ticket": "TCK-1", "title": "T", "body": "b"},
+        actor_type="agent",
+        actor_name="a",
+    )
+    with pytest.raises(DatabaseBusy, match="ops_counters"):
+        submit(rt, command)
+    assert read_outcome(engine, command.command_id) is None  # the ledger row went with it
