@@ -46,6 +46,13 @@ def _broker_scheme(value: str) -> str | None:
     return None
 
 
+def _user_password(value: str) -> str | None:
+    user, sep, password = value.partition(":")
+    if not (user and sep and password):
+        return "must be user:password (both non-empty)"
+    return None
+
+
 # The rule of every field, in the order of the fields (errors are reported in this order).
 SPECS: dict[str, Spec] = {
     "database_url": Spec(str, Rule(check=_database_scheme)),
@@ -73,6 +80,12 @@ SPECS: dict[str, Spec] = {
     "escalation_notify_cmd": Spec(str, Rule(), optional=True),
     "escalation_webhook_url": Spec(str, Rule(), optional=True),
     "operator_stale_run_s": Spec(int, Rule(gt=0)),
+    "heartbeat_interval_s": Spec(float, Rule(gt=0, le=60)),
+    "health_broker_timeout_s": Spec(float, Rule(gt=0, le=10)),
+    "health_outbox_max_age_s": Spec(float, Rule(gt=0)),
+    "health_projection_max_lag_s": Spec(float, Rule(gt=0)),
+    "health_dead_letters_max": Spec(int, Rule(ge=0)),
+    "metrics_basic_auth": Spec(str, Rule(check=_user_password), optional=True),
 }
 
 
@@ -111,6 +124,19 @@ class Settings:
     escalation_notify_cmd: str | None = None
     escalation_webhook_url: str | None = None
     operator_stale_run_s: int = 3600
+    # Operations (metawsm.ops): heartbeats, health thresholds, the metrics server's basic auth.
+    heartbeat_interval_s: float = 2.0
+    health_broker_timeout_s: float = 1.0
+    health_outbox_max_age_s: float = 60.0
+    health_projection_max_lag_s: float = 30.0
+    health_dead_letters_max: int = 0
+    # user:password; a secret: never in repr, masked by masked().
+    metrics_basic_auth: str | None = field(default=None, repr=False)
+
+    @property
+    def liveness_s(self) -> float:
+        """A heartbeat older than this means its process is gone (3 heartbeat intervals)."""
+        return 3 * self.heartbeat_interval_s
 
     def __post_init__(self) -> None:
         values, errors = check_fields(SPECS, self.as_dict())
@@ -140,6 +166,8 @@ class Settings:
         data = self.as_dict()
         for key in ("database_url", "broker_url"):
             data[key] = mask_url(str(data[key]))
+        if data["metrics_basic_auth"] is not None:
+            data["metrics_basic_auth"] = "***"
         return data
 
 

@@ -38,6 +38,7 @@ POSTGRES_MODULES = {
     "test_direct_reads.py",
     "test_accept_rows.py",
     "test_scale_data.py",
+    "test_metrics_counts.py",
 }
 # Single PostgreSQL tests worth their cost in modules that otherwise run on SQLite only.
 POSTGRES_TESTS = (

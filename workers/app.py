@@ -23,7 +23,7 @@ from metawsm.transport import (
     task_time_limits,
 )
 from metawsm.transport.celery_config import celery_config
-from workers import tasks
+from workers import heartbeat, tasks
 
 
 class MetawsmCelery(Celery):
@@ -41,9 +41,13 @@ def create_app(settings: Settings) -> MetawsmCelery:
     app.conf.worker_consumer = "workers.quarantine:QuarantiningConsumer"
     app.container = build(settings)
     app.conf.beat_schedule = build_schedule(settings)
+    # Beat records its ticks (its heartbeat) and wakes at least once per heartbeat interval.
+    app.conf.beat_scheduler = "beat.scheduler:HeartbeatScheduler"
+    app.conf.beat_max_loop_interval = settings.heartbeat_interval_s
     tasks.register(app, app.container)
     jobs.register(app, app.container)
     quiet_housekeeping.install(app)
+    heartbeat.install(app, app.container)
     if (
         task_time_limits.install_if_supervised(app) is not None
     ):  # a `metawsm worker --pool solo` child

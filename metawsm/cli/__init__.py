@@ -58,6 +58,14 @@ COMMANDS = {
         "``metawsm forum``: write (ask, answer, post, assign, state, priority, close) and read.",
         subcommands={"signal": "metawsm.cli.signal_cmd:signal"},
     ),
+    "health": LazyCommand(
+        "metawsm.cli.health_cmd:health",
+        "Check database, schema, broker, workers per role, beat, outbox, projection, dead letters.",
+    ),
+    "metrics": LazyCommand(
+        "metawsm.cli.metrics_cmd:metrics",
+        "Prometheus metrics and health endpoints (docs/metrics.md).",
+    ),
     "migrate": LazyCommand(
         "metawsm.cli.migrate_cmd:migrate", "One-off data migrations into the pipeline."
     ),

@@ -103,11 +103,13 @@ def ready_summary(
     seconds: float,
     private_redis: str | None,
     flower: tuple[int, str, bool] | None,
+    metrics_port: int | None = None,
 ) -> list[str]:
     """The lines ``up`` prints once everything answers.
 
     ``private_redis``: how the private server was started (None: an external Redis answered).
     ``flower``: (port, ``user:password``, whether the password was generated for this run).
+    ``metrics_port``: the exporter's port (None: not started).
     """
     lines = [f"ready in {seconds:.1f} s", f"  database  {mask_url(settings.database_url)}"]
     broker = mask_url(settings.broker_url)
@@ -122,6 +124,16 @@ def ready_summary(
             else f"user {user} (password from METAWSM_FLOWER_BASIC_AUTH)"
         )
         lines.append(f"  flower    http://127.0.0.1:{port}  {shown}")
+    if metrics_port is not None:
+        auth = (
+            "basic auth from METAWSM_METRICS_BASIC_AUTH"
+            if settings.metrics_basic_auth
+            else "no auth"
+        )
+        lines.append(
+            f"  metrics   http://127.0.0.1:{metrics_port}/metrics  ({auth}; health:"
+            f" /readyz, or metawsm health)"
+        )
     lines.append("  try       metawsm demo     (a whole bootstrap story, ~20 s)")
     lines.append(
         "            metawsm forum ask --ticket T-1 --title 'Hello' --body 'first question'"

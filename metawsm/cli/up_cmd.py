@@ -65,9 +65,13 @@ class ProcessSpec:
 
 
 def process_specs(
-    concurrency: int, flower_port: int | None, python: str = sys.executable
+    concurrency: int,
+    flower_port: int | None,
+    python: str = sys.executable,
+    metrics_port: int | None = None,
 ) -> list[ProcessSpec]:
-    """The Procfile's processes as argvs (``flower_port=None`` leaves Flower out)."""
+    """The Procfile's processes as argvs (``flower_port=None`` leaves Flower out,
+    ``metrics_port=None`` the metrics exporter)."""
     base = (python, "-m", "metawsm")
     specs = [
         ProcessSpec(
@@ -82,6 +86,14 @@ def process_specs(
         specs.append(
             ProcessSpec(
                 "flower", (*base, "flower", "--port", str(flower_port)), ready_port=flower_port
+            )
+        )
+    if metrics_port is not None:
+        specs.append(
+            ProcessSpec(
+                "metrics",
+                (*base, "metrics", "serve", "--port", str(metrics_port)),
+                ready_port=metrics_port,
             )
         )
     return specs
@@ -350,24 +362,49 @@ def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals, *, group: bool) 
     show_default=True,
     help="Flower's port (on 127.0.0.1).",
 )
+@click.option("--no-metrics", is_flag=True, help="Do not start the metrics exporter.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=9808,
+    show_default=True,
+    help="The metrics exporter's port (on 127.0.0.1): /metrics, /healthz, /readyz.",
+)
 @pass_app
-def up(app: AppContext, concurrency: int, no_flower: bool, flower_port: int) -> None:
+def up(
+    app: AppContext,
+    concurrency: int,
+    no_flower: bool,
+    flower_port: int,
+    no_metrics: bool,
+    metrics_port: int,
+) -> None:
     """Start the local stack: migrate, ensure Redis, run worker, beat and Flower until Ctrl-C.
 
-    Prints a ready summary (database, broker, Flower URL and credentials, what to try) once every
+    Also runs the metrics exporter (metawsm metrics serve) unless --no-metrics. Prints a ready
+    summary (database, broker, Flower URL and credentials, metrics URL, what to try) once every
     process answers. Refuses (exit 1) when another `metawsm up` runs on the same database or
-    Flower's port is taken. Exits 0 after Ctrl-C/SIGTERM, 1 when a process exits on its own
-    (named), 3 when no broker or database can be reached.
+    Flower's or the exporter's port is taken. Exits 0 after Ctrl-C/SIGTERM, 1 when a process
+    exits on its own (named), 3 when no broker or database can be reached.
     """
     settings = app.settings
     with one_stack_per_database(settings):
         if not no_flower:
             require_free_port(flower_port, "Flower", "--flower-port or --no-flower")
+        if not no_metrics:
+            require_free_port(metrics_port, "metrics", "--metrics-port or --no-metrics")
         migrate_database(settings)
-        _run_stack(settings, concurrency, None if no_flower else flower_port)
+        _run_stack(
+            settings,
+            concurrency,
+            None if no_flower else flower_port,
+            None if no_metrics else metrics_port,
+        )
 
 
-def _run_stack(settings: Settings, concurrency: int, flower_port: int | None) -> None:
+def _run_stack(
+    settings: Settings, concurrency: int, flower_port: int | None, metrics_port: int | None
+) -> None:
     flower = None
     if flower_port is not None:
         auth = os.environ.get(FLOWER_AUTH_ENV)
@@ -381,10 +418,10 @@ def _run_stack(settings: Settings, concurrency: int, flower_port: int | None) ->
         how = f"private redis-server, pid {private_redis.pid}, data in {private_redis.dir}"
 
     def announce(seconds: float) -> None:
-        for line in ready_summary(settings, seconds, how, flower):
+        for line in ready_summary(settings, seconds, how, flower, metrics_port):
             click.echo(f"up: {line}", err=True)
 
-    specs = process_specs(concurrency, flower_port)
+    specs = process_specs(concurrency, flower_port, metrics_port=metrics_port)
     try:
         failure = Supervisor(specs, on_ready=announce).run()
     finally:

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from metawsm.errors import CommandIdReused, WaitTimeout
+from metawsm.ops.catalogue import COMMANDS_ACCEPTED
+from metawsm.ops.increments import count, record_on_reader
 from metawsm.services.outbox_rows import OutboxMessage, add_outbox_row
 from metawsm.storage.dbapi import Reader, json_value, utc
 
@@ -160,6 +162,9 @@ def accept(db: Reader, command: AnyCommand, topic: str, now: datetime) -> Accept
         payload=row["payload"],
         now=now,
     )
+    # Counted in the transaction that accepts it (the CLI's driver transaction or submit's unit
+    # of work): metawsm_commands_accepted_total is true whoever accepted.
+    record_on_reader(db, [count(COMMANDS_ACCEPTED, command_type=command.command_type)])
     outcome = Outcome(
         command.command_id, command.command_type, "accepted", None, row["thread_id"], 0
     )

@@ -21,6 +21,9 @@ from metawsm.ids import new_id
 from metawsm.messages import commands as c
 from metawsm.messages.control import Completion, GuidanceAnswer, GuidanceRequest, Validation
 from metawsm.messages.events import Event
+from metawsm.ops import guidance_pending
+from metawsm.ops.catalogue import GUIDANCE_ANSWER
+from metawsm.ops.counters import observe
 from metawsm.runtime import Runtime
 from metawsm.services import agent_controls
 from metawsm.services.control_fold import latest_controls
@@ -78,6 +81,22 @@ def answer_thread(ctx: HandlerContext, command: c.AnswerThread) -> str:
     return _post_signal(ctx, run, thread, answer)
 
 
+def _track_guidance(
+    ctx: HandlerContext, thread: ThreadRecord, signal: ControlModel, event_id: str
+) -> None:
+    """Keep the pending request of the thread for the exporter, and time its answer
+    (metawsm.ops.guidance_pending)."""
+    if isinstance(signal, GuidanceRequest):
+        guidance_pending.requested(
+            ctx.conn, thread.thread_id, signal.run_id, signal.agent_name, event_id, ctx.now
+        )
+    elif isinstance(signal, GuidanceAnswer):
+        asked_at = guidance_pending.answered(ctx.conn, thread.thread_id)
+        if asked_at is not None:
+            waited_s = (ctx.now - asked_at).total_seconds()
+            ctx.increments.extend(observe(GUIDANCE_ANSWER, waited_s))
+
+
 def _post_signal(ctx: HandlerContext, run: Run, thread: ThreadRecord, signal: ControlModel) -> str:
     if thread.state == "closed":
         raise Rejected(f"control thread {thread.thread_id} is closed")
@@ -89,6 +108,7 @@ def _post_signal(ctx: HandlerContext, run: Run, thread: ThreadRecord, signal: Co
         event_id, thread.thread_id, event.thread_seq or 0, event.occurred_at, payload
     )
     agent_controls.record_signal(ctx.session, run.run_id, signal.agent_name, record)
+    _track_guidance(ctx, thread, signal, event_id)
     insert_post(ctx, thread, event_id, signal.model_dump_json(exclude_none=True), "control")
     ctx.session.execute(
         update(RunAgent)

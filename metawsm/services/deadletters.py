@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from metawsm.errors import NotFound, Rejected
+from metawsm.ops.catalogue import COMMANDS_DEAD, DEAD_LETTER_REDRIVES
+from metawsm.ops.counters import count, record
 from metawsm.runtime import Runtime
 from metawsm.services.outbox import enqueue
 from metawsm.services.outbox_rows import OutboxMessage
@@ -64,21 +66,28 @@ def dead_letter(engine: Engine, failure: Failure) -> None:
         row.error, row.traceback = failure.error[:10_000], failure.traceback
         row.attempts, row.status, row.run_id = failure.attempts, "dead", failure.run_id
         row.last_failed_at = now
+        command_type = None
         if failure.kind == "command":
-            _mark_command_dead(session, failure.message_id, failure.error, now)
+            command_type = _mark_command_dead(session, failure.message_id, failure.error, now)
         # A row whose effect landed stays done (a late copy failing is not the message failing).
         session.execute(
             update(ForumOutbox)
             .where(ForumOutbox.message_id == failure.message_id, ForumOutbox.status != "done")
             .values(status="dead", updated_at=now, lease_owner=None, lease_until=None)
         )
+        if command_type is not None:
+            session.flush()
+            record(session.connection(), [count(COMMANDS_DEAD, command_type=command_type)])
 
 
-def _mark_command_dead(session: Any, command_id: str, error: str, now: datetime) -> None:
+def _mark_command_dead(session: Any, command_id: str, error: str, now: datetime) -> str | None:
+    """Mark an accepted command dead; returns its type when it moved (None: it did not)."""
     command = session.get(ForumCommand, command_id)
     if command is not None and command.status == "accepted":
         command.status, command.reason = "dead", f"dead-lettered: {error[:1000]}"
         command.updated_at = command.finished_at = now
+        return str(command.command_type)
+    return None
 
 
 def list_dead_letters(engine: Engine, *, include_all: bool = False) -> list[dict[str, Any]]:
@@ -120,6 +129,7 @@ def redrive(rt: Runtime, message_id: str) -> dict[str, Any]:
         if row.status == "purged":
             raise Rejected(f"dead letter {message_id} was purged; it cannot be redriven")
         row.status, row.redriven_at = "redriven", now
+        uow.count(count(DEAD_LETTER_REDRIVES))
         if row.kind == "command":
             _reopen_command(session, message_id, now)
         uow.stage(_requeue(uow, row))

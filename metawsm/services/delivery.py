@@ -38,6 +38,8 @@ from metawsm.errors import InvalidMessage, Rejected, Transient
 from metawsm.messages.commands import AnyCommand, parse_command
 from metawsm.messages.common import Actor
 from metawsm.messages.events import parse_event
+from metawsm.ops.catalogue import COMMAND_LAG, COMMANDS_APPLIED, COMMANDS_REJECTED
+from metawsm.ops.counters import count, observe, record
 from metawsm.runtime import Runtime
 from metawsm.services.deadletters import Failure, dead_letter
 from metawsm.services.handlers import HandlerContext
@@ -85,7 +87,7 @@ _FIRST_FAILURE = (
     .where(OUTBOX.c.message_id == bindparam("mid"))
     .values(first_failed_at=func.coalesce(OUTBOX.c.first_failed_at, bindparam("now")))
 )
-_COMMAND_THREAD = select(COMMANDS.c.status, COMMANDS.c.thread_id).where(
+_COMMAND_THREAD = select(COMMANDS.c.status, COMMANDS.c.thread_id, COMMANDS.c.command_type).where(
     COMMANDS.c.command_id == bindparam("cid")
 )
 _COUNT_COMMAND = (
@@ -396,6 +398,12 @@ def _apply_once(rt: Runtime, bus: MessageBus, command: AnyCommand, *, count_deli
             ctx.threads.save()
             _finish(conn, command.command_id, "applied", thread_id, None, count_delivery, uow.now)
             mark_done(conn, [command.command_id], uow.now)
+            lag_s = (uow.now - ledger.accepted_at).total_seconds()
+            uow.count(
+                count(COMMANDS_APPLIED, command_type=command.command_type),
+                *observe(COMMAND_LAG, lag_s),
+                *ctx.increments,
+            )
         return "applied"
     except Rejected as exc:
         return _reject(rt, command.command_id, str(exc), count_delivery=count_delivery)
@@ -454,7 +462,10 @@ def _reject(rt: Runtime, command_id: str, reason: str, *, count_delivery: bool) 
             reason = reason[:2000]
             _finish(conn, command_id, "rejected", row.thread_id, reason, count_delivery, now)
             status = "rejected"
-        mark_done(conn, [command_id], now)
+            mark_done(conn, [command_id], now)
+            record(conn, [count(COMMANDS_REJECTED, command_type=row.command_type)])
+        else:
+            mark_done(conn, [command_id], now)
         return status
 
 

@@ -18,6 +18,8 @@ from metawsm.domain.control import AgentControl
 from metawsm.domain.runs import SIGNAL_DRIVEN, RunStatus
 from metawsm.domain.sla import ESCALATING_STATES, URGENT, due_tiers
 from metawsm.errors import DatabaseBusy
+from metawsm.ops.catalogue import ESCALATIONS
+from metawsm.ops.counters import count
 from metawsm.runtime import Runtime
 from metawsm.services import agent_controls, run_reads
 from metawsm.services.runs import SYSTEM
@@ -279,4 +281,5 @@ def _raise_one(rt: Runtime, c: Candidate, now: datetime) -> int:
             )
         )
         session.flush()  # the unique constraint speaks now, inside this transaction
+        uow.count(count(ESCALATIONS, tier=c.tier))
     return 1

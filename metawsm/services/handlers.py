@@ -8,7 +8,7 @@ handled was not opened by any command accepted before it: that is a rejection to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from metawsm.errors import NotFound, Rejected
 from metawsm.ids import new_id
 from metawsm.messages import commands as c
 from metawsm.messages.common import Actor, ThreadState
+from metawsm.ops.counters import Increment
 from metawsm.services.eventlog import EventWriter
 from metawsm.services.threads import ThreadRecord, ThreadStore
 from metawsm.storage.models import (
@@ -46,6 +47,8 @@ class HandlerContext:
     writer: EventWriter
     now: datetime
     threads: ThreadStore
+    # Metric increments (metawsm.ops.counters) committed with the handler's work.
+    increments: list[Increment] = field(default_factory=list)
 
     @property
     def conn(self) -> Connection:

@@ -26,6 +26,8 @@ from sqlalchemy.orm import Session
 
 from metawsm.errors import MetawsmError
 from metawsm.ids import new_id
+from metawsm.ops.catalogue import OUTBOX_PUBLISH_FAILURES, OUTBOX_REDRIVES
+from metawsm.ops.counters import count, record
 from metawsm.runtime import Publisher
 from metawsm.services.outbox_rows import (
     NOT_ATTEMPTED,
@@ -199,12 +201,14 @@ def _record(
                 )
                 .execution_options(synchronize_session=False)
             )
+        failures = 0
         for message_id, error in failed.items():
             row = session.execute(
                 select(ForumOutbox).where(ForumOutbox.message_id == message_id, held)
             ).scalar_one_or_none()
             if row is None:
                 continue
+            failures += 1
             if claim is None:
                 row.publish_count -= 1  # staged as handed over; it was not
                 row.sent_at = None
@@ -214,6 +218,9 @@ def _record(
             row.lease_owner = row.lease_until = None
             row.last_error = error[:2000]
             row.updated_at = now
+        if failures:
+            session.flush()
+            record(session.connection(), [count(OUTBOX_PUBLISH_FAILURES, failures)])
 
 
 def backoff_s(attempt: int, settings: Settings) -> float:
@@ -281,4 +288,7 @@ def reconcile(engine: Engine, settings: Settings, now: datetime | None = None) -
             .where(ForumOutbox.status == "sent", ForumOutbox.sent_at < cutoff)
             .values(status="pending", next_attempt_at=now, updated_at=now)
         )
-    return int(getattr(result, "rowcount", 0) or 0)
+        redriven = int(getattr(result, "rowcount", 0) or 0)
+        if redriven:
+            record(session.connection(), [count(OUTBOX_REDRIVES, redriven)])
+    return redriven

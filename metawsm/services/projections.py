@@ -31,6 +31,8 @@ from sqlalchemy import (
 
 from metawsm.domain.views import advance, fold_thread, opened_view, stats_key
 from metawsm.messages.events import Event
+from metawsm.ops.catalogue import PROJECTION_LAG
+from metawsm.ops.counters import observe, record
 from metawsm.runtime import Runtime
 from metawsm.services import search_index
 from metawsm.services.eventlog import trusted_events
@@ -131,6 +133,8 @@ def project(engine: Engine, event: Event, message_id: str, *, count_delivery: bo
         )
         if event.thread_id:
             _project_thread(conn, event, event.thread_id)
+        # Counted here, not by rebuild: a rebuild refills the read models without projecting.
+        record(conn, observe(PROJECTION_LAG, (now - event.occurred_at).total_seconds()))
     return True
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from metawsm.messages.common import Actor
+from metawsm.ops.counters import Increment, record
 from metawsm.runtime import Runtime
 from metawsm.services.eventlog import EventWriter
 from metawsm.services.outbox import publish_staged
@@ -40,6 +41,7 @@ class UnitOfWork:
         self.rt = rt
         self.now: datetime = rt.clock()
         self.staged: list[OutboxMessage] = []
+        self.increments: list[Increment] = []
         self.report = RelayReport()
         self._orm = orm
         self._stack = ExitStack()
@@ -63,6 +65,14 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc_type is None and self.increments:
+            try:
+                # Last statement before commit: the counts commit with the work they count.
+                record(self.conn, self.increments)
+            except BaseException as failed:
+                if not self._stack.__exit__(type(failed), failed, failed.__traceback__):
+                    raise
+                return
         # Commits (or rolls back) and translates driver errors; raises on a failed commit.
         self._stack.__exit__(exc_type, exc, tb)
         if exc_type is None and self.staged:
@@ -100,6 +110,10 @@ class UnitOfWork:
             correlation_id=correlation_id,
             causation_id=causation_id,
         )
+
+    def count(self, *increments: Increment) -> None:
+        """Add these metric increments (metawsm.ops.counters) in this transaction, at commit."""
+        self.increments.extend(increments)
 
     def stage(self, message: OutboxMessage) -> None:
         """Publish ``message`` (an outbox row written in this transaction) after commit."""

@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -418,6 +419,58 @@ class RunAgentControl(Base):
 
 
 # --- end of the control state read model ---------------------------------------------------------
+
+
+# --- Operations: metrics counters and process heartbeats (metawsm.ops, migration 0006) ---------
+
+
+class OpsCounter(Base):
+    """One shard of a counter or histogram series, bumped in the transaction of the work it counts.
+
+    ``name`` is the series (a counter, or ``<histogram>:bucket`` / ``<histogram>:sum``),
+    ``labels`` its canonical label text (``command_type="open_thread"``, ``le="0.25"``, or '').
+    Writers on PostgreSQL spread over a few ``shard`` rows (by process) so concurrent
+    transactions rarely wait on one row; the exporter sums the shards (metawsm.ops.counters).
+    """
+
+    __tablename__ = "ops_counters"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    labels: Mapped[str] = mapped_column(String(256), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class OpsHeartbeat(Base):
+    """The last sign of life of one process in one role (a worker's role, or ``beat``).
+
+    Liveness comes from the age of ``beat_at``, so a SIGKILLed process ages out by itself.
+    """
+
+    __tablename__ = "ops_heartbeats"
+    process: Mapped[str] = mapped_column(String(256), primary_key=True)
+    role: Mapped[str] = mapped_column(SHORT, primary_key=True)
+    started_at: Mapped[datetime]
+    beat_at: Mapped[datetime]
+    __table_args__ = (Index("ix_ops_heartbeats_role_beat", "role", "beat_at"),)
+
+
+class OpsGuidancePending(Base):
+    """The guidance request still unanswered on a control thread (one per agent of a run).
+
+    Written by the control-signal handler in its transaction: a request replaces the row, an
+    answer deletes it (and is timed against it). The exporter counts these rows instead of
+    folding every active run's signals at each scrape.
+    """
+
+    __tablename__ = "ops_guidance_pending"
+    thread_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    run_id: Mapped[str] = mapped_column(NAME, index=True)
+    agent_name: Mapped[str] = mapped_column(NAME)
+    request_event_id: Mapped[str] = mapped_column(ID)
+    asked_at: Mapped[datetime]
+
+
+# --- end of the operations block ----------------------------------------------------------------
 
 
 # The full-text search index (metawsm.services.search_index) is not a model: its shape differs

@@ -34,7 +34,8 @@ def test_up_prints_a_ready_summary_runs_the_demo_and_refuses_a_second_stack(
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         up = subprocess.Popen(
-            [sys.executable, "-m", "metawsm", "up", "--flower-port", str(flower)],
+            [sys.executable, "-m", "metawsm", "up", "--flower-port", str(flower),
+             "--metrics-port", str(free_port())],
             env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
@@ -55,14 +56,14 @@ def test_up_prints_a_ready_summary_runs_the_demo_and_refuses_a_second_stack(
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "demo complete: run " in demo.stdout
 
-        second = _metawsm(env, tmp_path, "up", "--flower-port", str(free_port()))
+        second = _metawsm(env, tmp_path, "up", "--flower-port", str(free_port()), "--no-metrics")
         assert second.returncode == 1
         assert f"a metawsm stack already runs on sqlite:///{db} (metawsm up, pid {up.pid}" in (
             second.stderr
         )
         other = tmp_path / "other"
         other.mkdir()
-        taken = _metawsm(env, other, "up", "--flower-port", str(flower))
+        taken = _metawsm(env, other, "up", "--flower-port", str(flower), "--no-metrics")
         assert taken.returncode == 1
         assert f"port {flower} on 127.0.0.1 (Flower) is taken" in taken.stderr
     finally:

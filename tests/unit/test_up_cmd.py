@@ -160,3 +160,29 @@ def test_the_supervisor_announces_ready_once_every_child_showed_it() -> None:
     finally:
         stopper.join(40)
     assert len(announced) == 1 and supervisor.not_ready() == []
+
+
+def test_the_metrics_exporter_is_part_of_the_stack_when_given_a_port() -> None:
+    specs = process_specs(1, None, python="/py", metrics_port=9809)
+    assert [s.name for s in specs] == ["worker", "beat", "metrics"]
+    assert specs[2].argv == ("/py", "-m", "metawsm", "metrics", "serve", "--port", "9809")
+    assert specs[2].ready_port == 9809
+
+
+def test_the_ready_summary_gives_the_metrics_url_and_never_its_password() -> None:
+    settings = load_settings(database_url="sqlite:////x/m.db", metrics_basic_auth="ops:s3cret")
+    text = "\n".join(ready_summary(settings, 1.0, None, None, 9808))
+    assert "  metrics   http://127.0.0.1:9808/metrics  (basic auth from" in text
+    assert "s3cret" not in text
+    assert "metrics" not in "\n".join(ready_summary(settings, 1.0, None, None))
+
+
+def test_a_taken_metrics_port_is_refused_naming_the_options() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(
+            PortTaken, match=f"port {port} .*metrics.*--metrics-port or --no-metrics"
+        ):
+            require_free_port(port, "metrics", "--metrics-port or --no-metrics")
