@@ -27,9 +27,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "Commands accepted (ledger rows).",
         ("command_type",),
     ),
-    MetricSpec(
-        "metawsm_commands_applied_total", "counter", "Commands applied.", ("command_type",)
-    ),
+    MetricSpec("metawsm_commands_applied_total", "counter", "Commands applied.", ("command_type",)),
     MetricSpec(
         "metawsm_commands_rejected_total",
         "counter",
@@ -57,9 +55,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "Age of the oldest pending outbox row (0 when none).",
     ),
     MetricSpec("metawsm_outbox_publish_failures_total", "counter", "Failed publishes."),
-    MetricSpec(
-        "metawsm_outbox_redrives_total", "counter", "Rows re-published by reconciliation."
-    ),
+    MetricSpec("metawsm_outbox_redrives_total", "counter", "Rows re-published by reconciliation."),
     MetricSpec("metawsm_dead_letters", "gauge", "Dead letters still dead.", ("kind",)),
     MetricSpec("metawsm_dead_letter_redrives_total", "counter", "Dead letters redriven."),
     MetricSpec("metawsm_guidance_pending", "gauge", "Guidance requests without an answer."),
@@ -82,15 +78,11 @@ METRICS: tuple[MetricSpec, ...] = (
         "gauge",
         "Seconds since beat's last tick (+Inf when never).",
     ),
-    MetricSpec(
-        "metawsm_broker_up", "gauge", "1 when the exporter reached Redis in this scrape."
-    ),
+    MetricSpec("metawsm_broker_up", "gauge", "1 when the exporter reached Redis in this scrape."),
     MetricSpec(
         "metawsm_database_up", "gauge", "1 when the exporter reached the database in this scrape."
     ),
-    MetricSpec(
-        "metawsm_scrape_duration_seconds", "gauge", "The exporter's last scrape duration."
-    ),
+    MetricSpec("metawsm_scrape_duration_seconds", "gauge", "The exporter's last scrape duration."),
 )
 
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")

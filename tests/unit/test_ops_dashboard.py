@@ -1,0 +1,143 @@
+"""The Grafana dashboard (ops/grafana/metawsm.json): every query names a metric the exporter
+exposes, every metric of the catalogue is on a panel, and it imports into any Grafana."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from metawsm.ops import catalogue
+from tests.fixtures.promql import metric_names
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "ops" / "grafana" / "metawsm.json"
+BUILDER = ROOT / "ops" / "grafana" / "build_dashboard.py"
+# Series Prometheus adds to every scrape that the dashboard may use besides the catalogue.
+PROMETHEUS_SERIES = frozenset({"up"})
+# Catalogue metrics deliberately on no panel, with the reason. None today.
+EXEMPT_FROM_PANELS: dict[str, str] = {}
+UNITS = {"s", "ops", "short", "none"}
+
+
+def _dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD.read_text())
+
+
+def _panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])  # collapsed rows hold their panels
+
+
+def _queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(where, PromQL) for every panel target and every query variable."""
+    for panel in _panels(dashboard):
+        for target in panel.get("targets", []):
+            yield f"panel {panel['title']!r} {target['refId']}", target["expr"]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            query = variable["query"]
+            yield (
+                f"variable {variable['name']}",
+                query.get("query", "") if isinstance(query, dict) else query,
+            )
+
+
+def unknown_metrics(dashboard: dict[str, Any]) -> dict[str, set[str]]:
+    """Per query, the metric names it uses that no scrape exposes."""
+    known = catalogue.exposed_series_names() | PROMETHEUS_SERIES
+    unknown = {}
+    for where, expr in _queries(dashboard):
+        names = metric_names(expr)
+        assert names, f"{where} selects no metric: {expr}"
+        if names - known:
+            unknown[where] = names - known
+    return unknown
+
+
+def _base_name(series: str) -> str:
+    histograms = {m.name for m in catalogue.METRICS if m.kind == "histogram"}
+    for suffix in catalogue.HISTOGRAM_SUFFIXES:
+        if series.endswith(suffix) and series.removesuffix(suffix) in histograms:
+            return series.removesuffix(suffix)
+    return series
+
+
+def test_every_dashboard_query_names_a_metric_the_exporter_exposes() -> None:
+    assert unknown_metrics(_dashboard()) == {}
+
+
+def test_a_query_naming_an_unknown_metric_is_caught() -> None:
+    dashboard = _dashboard()
+    target = next(p for p in _panels(dashboard) if p.get("targets"))["targets"][0]
+    target["expr"] += " + metawsm_not_exposed_total"
+    found = unknown_metrics(dashboard)
+    assert list(found.values()) == [{"metawsm_not_exposed_total"}]
+
+
+def test_every_catalogue_metric_is_shown_on_some_panel() -> None:
+    shown = {
+        _base_name(name)
+        for panel in _panels(_dashboard())
+        for target in panel.get("targets", [])
+        for name in metric_names(target["expr"])
+    }
+    wanted = {m.name for m in catalogue.METRICS} - set(EXEMPT_FROM_PANELS)
+    assert sorted(wanted - shown) == []
+    assert set(EXEMPT_FROM_PANELS) <= {m.name for m in catalogue.METRICS}
+
+
+def test_the_dashboard_imports_anywhere_with_a_prometheus_datasource_variable() -> None:
+    dashboard = _dashboard()
+    assert dashboard["schemaVersion"] >= 36
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    for panel in _panels(dashboard):
+        sources = [panel.get("datasource")] + [t["datasource"] for t in panel.get("targets", [])]
+        for source in filter(None, sources):
+            assert source == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+    assert "__inputs" not in dashboard  # no datasource bound at export time
+
+
+def test_panels_have_units_unique_ids_and_rows() -> None:
+    dashboard = _dashboard()
+    panels = list(_panels(dashboard))
+    assert len({p["id"] for p in panels}) == len(panels)
+    rows = [p["title"] for p in panels if p["type"] == "row"]
+    assert len(rows) >= 5
+    for panel in panels:
+        if panel["type"] != "row":
+            assert panel["fieldConfig"]["defaults"]["unit"] in UNITS, panel["title"]
+            box = panel["gridPos"]
+            assert box["x"] + box["w"] <= 24, panel["title"]
+
+
+def test_rates_are_shown_per_second_and_lags_in_seconds() -> None:
+    for panel in _panels(_dashboard()):
+        exprs = [t["expr"] for t in panel.get("targets", [])]
+        unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
+        if exprs and all(
+            e.startswith(("sum by (command_type) (rate(", "sum(rate(")) for e in exprs
+        ):
+            assert unit == "ops", panel["title"]
+        if any("histogram_quantile" in e or "_seconds" in e for e in exprs):
+            assert unit == "s", panel["title"]
+
+
+def _builder() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("build_dashboard", BUILDER)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_committed_json_is_what_the_builder_writes() -> None:
+    assert DASHBOARD.read_text() == _builder().render(), (
+        "run: python ops/grafana/build_dashboard.py"
+    )
