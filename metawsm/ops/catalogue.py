@@ -85,15 +85,13 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("metawsm_scrape_duration_seconds", "gauge", "The exporter's last scrape duration."),
 )
 
-HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
-
 
 def exposed_series_names() -> frozenset[str]:
     """Every sample name a scrape can contain: for histograms name_bucket, name_sum, name_count."""
     names: set[str] = set()
     for spec in METRICS:
         if spec.kind == "histogram":
-            names.update(spec.name + suffix for suffix in HISTOGRAM_SUFFIXES)
+            names.update(f"{spec.name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
         else:
             names.add(spec.name)
     return frozenset(names)

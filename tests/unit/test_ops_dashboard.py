@@ -21,6 +21,7 @@ PROMETHEUS_SERIES = frozenset({"up"})
 # Catalogue metrics deliberately on no panel, with the reason. None today.
 EXEMPT_FROM_PANELS: dict[str, str] = {}
 UNITS = {"s", "ops", "short", "none"}
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")  # the series of a histogram, by the contract
 
 
 def _dashboard() -> dict[str, Any]:
@@ -61,7 +62,7 @@ def unknown_metrics(dashboard: dict[str, Any]) -> dict[str, set[str]]:
 
 def _base_name(series: str) -> str:
     histograms = {m.name for m in catalogue.METRICS if m.kind == "histogram"}
-    for suffix in catalogue.HISTOGRAM_SUFFIXES:
+    for suffix in HISTOGRAM_SUFFIXES:
         if series.endswith(suffix) and series.removesuffix(suffix) in histograms:
             return series.removesuffix(suffix)
     return series
