@@ -5,16 +5,14 @@ runs the rule unit tests (each alert fires on its incident, stays quiet otherwis
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from metawsm.ops import catalogue
 from metawsm.transport.queues import ROLES
+from tests.fixtures.prometheus import promtool
 from tests.fixtures.promql import metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +38,6 @@ REQUIRED_ALERTS = {
     "MetawsmExporterDown",
 }
 SEVERITIES = {"info", "warning", "critical"}
-PROMTOOL_TIMEOUT_S = 60
 
 
 def _rules(text: str | None = None) -> list[dict[str, Any]]:
@@ -68,19 +65,6 @@ def _anchors(markdown: str) -> set[str]:
         slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
         anchors.add(slug)
     return anchors
-
-
-def promtool(*args: str, cwd: Path = PROMETHEUS_DIR) -> subprocess.CompletedProcess[str]:
-    """Run promtool; fail (not skip) when it is not installed."""
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail(
-            "promtool is not installed: apt-get install prometheus (Debian's package ships "
-            "promtool; .ci/run installs it when missing)"
-        )
-    return subprocess.run(
-        [path, *args], cwd=cwd, capture_output=True, text=True, timeout=PROMTOOL_TIMEOUT_S
-    )
 
 
 def test_every_rule_expression_names_a_metric_the_exporter_exposes() -> None:
@@ -117,13 +101,13 @@ def test_every_alert_waits_has_a_severity_and_points_to_its_documentation() -> N
 
 
 def test_promtool_accepts_the_rules() -> None:
-    result = promtool("check", "rules", RULES.name)
+    result = promtool("check", "rules", RULES.name, cwd=PROMETHEUS_DIR)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(_rules())} rules found" in result.stdout
 
 
 def test_promtool_accepts_the_example_config_and_it_loads_the_rules() -> None:
-    result = promtool("check", "config", CONFIG.name)
+    result = promtool("check", "config", CONFIG.name, cwd=PROMETHEUS_DIR)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 1 rule files found" in result.stdout
     config = yaml.safe_load(CONFIG.read_text())
@@ -133,7 +117,7 @@ def test_promtool_accepts_the_example_config_and_it_loads_the_rules() -> None:
 
 
 def test_the_alerts_fire_on_their_incidents_and_stay_quiet_otherwise() -> None:
-    result = promtool("test", "rules", RULE_TESTS.name)
+    result = promtool("test", "rules", RULE_TESTS.name, cwd=PROMETHEUS_DIR)
     assert result.returncode == 0, result.stdout + result.stderr
     tested = yaml.safe_load(RULE_TESTS.read_text())["tests"]
     fired = {

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from metawsm.ops import catalogue
-from tests.fixtures.promql import metric_names
+from tests.fixtures.prometheus import promtool
+from tests.fixtures.promql import dashboard_queries, grafana_to_promql, metric_names, panels
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "ops" / "grafana" / "metawsm.json"
@@ -28,31 +28,11 @@ def _dashboard() -> dict[str, Any]:
     return json.loads(DASHBOARD.read_text())
 
 
-def _panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for panel in dashboard["panels"]:
-        yield panel
-        yield from panel.get("panels", [])  # collapsed rows hold their panels
-
-
-def _queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """(where, PromQL) for every panel target and every query variable."""
-    for panel in _panels(dashboard):
-        for target in panel.get("targets", []):
-            yield f"panel {panel['title']!r} {target['refId']}", target["expr"]
-    for variable in dashboard["templating"]["list"]:
-        if variable["type"] == "query":
-            query = variable["query"]
-            yield (
-                f"variable {variable['name']}",
-                query.get("query", "") if isinstance(query, dict) else query,
-            )
-
-
 def unknown_metrics(dashboard: dict[str, Any]) -> dict[str, set[str]]:
     """Per query, the metric names it uses that no scrape exposes."""
     known = catalogue.exposed_series_names() | PROMETHEUS_SERIES
     unknown = {}
-    for where, expr in _queries(dashboard):
+    for where, expr in dashboard_queries(dashboard):
         names = metric_names(expr)
         assert names, f"{where} selects no metric: {expr}"
         if names - known:
@@ -72,9 +52,25 @@ def test_every_dashboard_query_names_a_metric_the_exporter_exposes() -> None:
     assert unknown_metrics(_dashboard()) == {}
 
 
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    # promtool parses rule expressions: each query becomes a recording rule.
+    queries = list(dashboard_queries(_dashboard()))
+    rules = [
+        {"record": f"dashboard:query_{n}", "expr": grafana_to_promql(expr)}
+        for n, (_, expr) in enumerate(queries)
+    ]
+    (tmp_path / "dashboard.rules.yml").write_text(
+        json.dumps({"groups": [{"name": "dashboard", "rules": rules}]})
+    )
+    result = promtool("check", "rules", "dashboard.rules.yml", cwd=tmp_path)
+    names = "\n".join(f"dashboard:query_{n} is {where}" for n, (where, _) in enumerate(queries))
+    assert result.returncode == 0, f"{result.stdout}{result.stderr}{names}"
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+
+
 def test_a_query_naming_an_unknown_metric_is_caught() -> None:
     dashboard = _dashboard()
-    target = next(p for p in _panels(dashboard) if p.get("targets"))["targets"][0]
+    target = next(p for p in panels(dashboard) if p.get("targets"))["targets"][0]
     target["expr"] += " + metawsm_not_exposed_total"
     found = unknown_metrics(dashboard)
     assert list(found.values()) == [{"metawsm_not_exposed_total"}]
@@ -83,7 +79,7 @@ def test_a_query_naming_an_unknown_metric_is_caught() -> None:
 def test_every_catalogue_metric_is_shown_on_some_panel() -> None:
     shown = {
         _base_name(name)
-        for panel in _panels(_dashboard())
+        for panel in panels(_dashboard())
         for target in panel.get("targets", [])
         for name in metric_names(target["expr"])
     }
@@ -98,7 +94,7 @@ def test_the_dashboard_imports_anywhere_with_a_prometheus_datasource_variable() 
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    for panel in _panels(dashboard):
+    for panel in panels(dashboard):
         sources = [panel.get("datasource")] + [t["datasource"] for t in panel.get("targets", [])]
         for source in filter(None, sources):
             assert source == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
@@ -107,11 +103,11 @@ def test_the_dashboard_imports_anywhere_with_a_prometheus_datasource_variable() 
 
 def test_panels_have_units_unique_ids_and_rows() -> None:
     dashboard = _dashboard()
-    panels = list(_panels(dashboard))
-    assert len({p["id"] for p in panels}) == len(panels)
-    rows = [p["title"] for p in panels if p["type"] == "row"]
+    every = list(panels(dashboard))
+    assert len({p["id"] for p in every}) == len(every)
+    rows = [p["title"] for p in every if p["type"] == "row"]
     assert len(rows) >= 5
-    for panel in panels:
+    for panel in every:
         if panel["type"] != "row":
             assert panel["fieldConfig"]["defaults"]["unit"] in UNITS, panel["title"]
             box = panel["gridPos"]
@@ -119,7 +115,7 @@ def test_panels_have_units_unique_ids_and_rows() -> None:
 
 
 def test_rates_are_shown_per_second_and_lags_in_seconds() -> None:
-    for panel in _panels(_dashboard()):
+    for panel in panels(_dashboard()):
         exprs = [t["expr"] for t in panel.get("targets", [])]
         unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
         if exprs and all(

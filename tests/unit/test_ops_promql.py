@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures.promql import metric_names
+from tests.fixtures.promql import grafana_to_promql, metric_names
 
 
 @pytest.mark.parametrize(
@@ -44,3 +44,10 @@ def test_an_unknown_metric_among_known_ones_is_reported() -> None:
 def test_expressions_it_cannot_follow_are_refused(expr: str) -> None:
     with pytest.raises(ValueError):
         metric_names(expr)
+
+
+def test_grafana_variables_are_replaced_as_grafana_does() -> None:
+    expr = 'sum(rate(x{job=~"$job"}[$__rate_interval])) + y{job="${job}"}'
+    assert grafana_to_promql(expr) == 'sum(rate(x{job=~"metawsm"}[1m])) + y{job="metawsm"}'
+    with pytest.raises(KeyError):
+        grafana_to_promql('x{a="$unknown"}')
