@@ -228,7 +228,7 @@ def dashboard() -> dict[str, Any]:
         "description": "metawsm's exporter (metawsm metrics serve): throughput, lag, outbox, "
         "dead letters, guidance, runs, liveness. Alerts: ops/prometheus/metawsm-alerts.yml.",
         "tags": ["metawsm"],
-        "schemaVersion": 39,
+        "schemaVersion": 36,
         "version": 1,
         "editable": True,
         "graphTooltip": 1,
