@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def panel(
     kind: str = "timeseries",
     width: int = 8,
     description: str = "",
-    thresholds: list[tuple[float | None, str]] | None = None,
+    thresholds: Sequence[tuple[float | None, str]] | None = None,
     mappings: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A panel (time series or stat) of ``queries`` (expr, legend); laid out by :func:`layout`."""
