@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 
 import click
@@ -18,6 +19,15 @@ from metawsm.errors import EXIT_FAILED, EXIT_OK
 
 KINDS = ["redis-outage", "redis-stall", "worker-kill", "redis-flush", "replay"]
 DEFECTS = ["lost", "duplicated"]
+
+
+def _postgres_server(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.startswith(("postgresql://", "postgres://")):
+        raise click.BadParameter(
+            "must be a postgresql:// URL of a server (a scratch database is"
+            " created there and dropped after)"
+        )
+    return value
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -35,9 +45,13 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     help="Commands submitted per second.",
 )  # fmt: skip
 @click.option(
-    "--database", metavar="URL", default=None,
+    "--database", metavar="URL", default=None, callback=_postgres_server,
     help="A PostgreSQL server: the drill creates a scratch database there and drops it after"
     " (default: a SQLite file in a temporary directory).",
+)  # fmt: skip
+@click.option(
+    "--logs", "logs_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Copy the logs of worker, beat and Redis into this directory before cleaning up.",
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--inject-defect", type=click.Choice(DEFECTS), hidden=True)
@@ -46,6 +60,7 @@ def drill(
     duration: float,
     rate: float,
     database: str | None,
+    logs_dir: Path | None,
     as_json: bool,
     inject_defect: str | None,
 ) -> int:
@@ -62,6 +77,9 @@ def drill(
     worker-kill   SIGKILL the worker supervisor (restarted), then a worker mid-task
     redis-flush   FLUSHALL
     replay        drop the read models and rebuild them under load
+
+    Exit codes: 0 passed; 1 something was lost or applied twice, the read models differ from the
+    log, or the drill was aborted (DrillAborted: a part did not start) or interrupted; 2 usage.
     """
     from metawsm.drills.report import render_text
     from metawsm.drills.runner import run_drill
@@ -72,7 +90,7 @@ def drill(
         click.echo(f"drill: {line}", err=True)
 
     try:
-        report = run_drill(kind, duration, rate, database, inject_defect, say)
+        report = run_drill(kind, duration, rate, database, inject_defect, say, logs_dir)
     except KeyboardInterrupt:
         click.echo("drill: interrupted; every process and temporary directory removed", err=True)
         sys.exit(EXIT_FAILED)

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import Engine, make_url
 
@@ -75,6 +76,7 @@ def run_drill(
     database: str | None = None,
     defect: str | None = None,
     say: Say = lambda _: None,
+    logs_dir: Path | None = None,
 ) -> DrillReport:
     """Run drill ``kind`` on a scratch stack and report it.
 
@@ -82,7 +84,7 @@ def run_drill(
         DrillAborted: the stack did not start or the fault could not be injected.
     """
     started = time.monotonic()
-    with scratch_stack(database) as stack:
+    with scratch_stack(database, logs_dir) as stack:
         say(f"scratch stack up in {time.monotonic() - started:.1f} s: {stack.workdir}")
         engine = stack.container.engine
         monitor = Monitor(engine)

@@ -84,9 +84,12 @@ class Stack:
 
 
 @contextmanager
-def scratch_stack(database_server: str | None = None) -> Iterator[Stack]:
+def scratch_stack(
+    database_server: str | None = None, logs_dir: Path | None = None
+) -> Iterator[Stack]:
     """Start a scratch stack (on a new database of ``database_server`` when given, else a
-    SQLite file in a temporary directory), ready to take commands; tear it all down after.
+    SQLite file in a temporary directory), ready to take commands; tear it all down after,
+    copying the logs of worker, beat and Redis into ``logs_dir`` first when given.
 
     Raises:
         DrillAborted: a part did not start (see :meth:`Stack.wait_ready`).
@@ -94,6 +97,8 @@ def scratch_stack(database_server: str | None = None) -> Iterator[Stack]:
     with ExitStack() as cleanup:
         workdir = Path(tempfile.mkdtemp(prefix="metawsm-drill-"))
         cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+        if logs_dir is not None:
+            cleanup.callback(_keep_logs, workdir, logs_dir)  # after every process stopped
         redis = ControlledRedisServer(dir=workdir / "redis", appendonly=False)
         cleanup.callback(redis.stop)
         redis.start()
@@ -103,7 +108,7 @@ def scratch_stack(database_server: str | None = None) -> Iterator[Stack]:
         container = build(settings)
         cleanup.callback(container.close)
         worker = Child("worker", _worker_args(), settings, workdir)
-        beat = Child("beat", ["beat", "--loglevel", "WARNING"], settings, workdir)
+        beat = Child("beat", ["beat", "--loglevel", "INFO"], settings, workdir)
         for child in (worker, beat):
             cleanup.callback(child.stop)  # registered first: stopped even if start fails
             child.start()
@@ -112,11 +117,18 @@ def scratch_stack(database_server: str | None = None) -> Iterator[Stack]:
         yield stack
 
 
+def _keep_logs(workdir: Path, logs_dir: Path) -> None:
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    for log in [*workdir.glob("*.log"), workdir / "redis" / "redis.log"]:
+        if log.exists():
+            shutil.copy2(log, logs_dir / log.name)
+
+
 def _worker_args() -> list[str]:
-    # The production pool: solo workers under their supervisor.
+    # The production pool (solo workers under their supervisor) at the production log level.
     return [
         "worker", "--role", "all", "--pool", "solo",
-        "--concurrency", str(WORKER_CONCURRENCY), "--loglevel", "WARNING",
+        "--concurrency", str(WORKER_CONCURRENCY), "--loglevel", "INFO",
     ]  # fmt: skip
 
 
@@ -132,7 +144,7 @@ def _migrate(settings: Settings) -> None:
 def scratch_database(server_url: str | None, workdir: Path) -> Iterator[str]:
     """A new, empty database: a SQLite file in ``workdir``, or a uniquely named database on the
     PostgreSQL server ``server_url``, dropped afterwards; yields its URL."""
-    if server_url is None or make_url(server_url).get_backend_name() == "sqlite":
+    if server_url is None:
         yield f"sqlite:///{workdir / 'drill.db'}"
         return
     name = f"metawsm_drill_{uuid.uuid4().hex[:12]}"
