@@ -166,8 +166,9 @@ def _slot(pid: int) -> tuple[SlotFile, int]:
 
 
 def replay(stack: Stack, hold_s: float) -> FaultWindow:
-    """Drop the read models (views, stats, projection ledger) and rebuild them with
-    ``metawsm projections rebuild`` while the load and the projectors run."""
+    """Drop the read models (views, stats, projection ledger), then rebuild them with
+    ``metawsm projections rebuild`` again and again for ``hold_s`` seconds (at least once),
+    while the load and the projectors run: each rebuild races the projectors anew."""
     window = FaultWindow(time.monotonic())
     with connection_unit(stack.container.engine) as conn:
         conn.execute(delete(table(ForumThreadView)))
@@ -175,13 +176,17 @@ def replay(stack: Stack, hold_s: float) -> FaultWindow:
         ledger = table(ForumProjectionEvent)
         conn.execute(delete(ledger).where(ledger.c.projection == PROJECTION))
     window.notes.append("dropped the thread views, stats and projection ledger")
-    _hold(min(hold_s, 2.0))  # projectors run on a half-empty read side meanwhile
-    report = _projections(stack, "rebuild", "--json")
+    reports = [_projections(stack, "rebuild", "--json")]
+    while time.monotonic() - window.started < hold_s:
+        reports.append(_projections(stack, "rebuild", "--json"))
     window.ended = time.monotonic()
+    first = reports[0]
     window.notes.append(
-        f"projections rebuild: {report.get('events')} events, rewrote"
-        f" {', '.join(report.get('rewritten', []))}, {report.get('caught_up', 0)} events"
-        f" committed meanwhile projected again, {report.get('seconds')} s"
+        f"projections rebuild x{len(reports)} under load; the first folded {first.get('events')}"
+        f" events and rewrote {', '.join(first.get('rewritten', []))} in {first.get('seconds')}"
+        f" s, the last folded {reports[-1].get('events')} in {reports[-1].get('seconds')} s;"
+        f" {sum(int(r.get('caught_up', 0)) for r in reports)} events committed during a"
+        " rebuild were projected again by it"
     )
     return window
 
