@@ -147,17 +147,21 @@ def _kill_a_busy_worker(stack: Stack) -> tuple[int, float | None]:
     if not wait_for(lambda: len(_workers(stack)) >= WORKER_CONCURRENCY, CHILDREN_TIMEOUT_S):
         raise stack.aborted("the restarted worker did not start its workers")
     slots = {pid: _slot(pid) for pid in _workers(stack)}
-    deadline = time.monotonic() + MID_TASK_TIMEOUT_S
-    while time.monotonic() < deadline:
-        for pid, (slots_file, index) in slots.items():
-            state = slots_file.read(index)
-            if state is not None and state.started is not None:
-                os.kill(pid, signal.SIGKILL)
-                return pid, time.monotonic() - state.started
-        time.sleep(0.001)  # polling shared memory for a task start: ~1 ms resolution
-    pid = next(iter(slots))
-    os.kill(pid, signal.SIGKILL)
-    return pid, None
+    try:
+        deadline = time.monotonic() + MID_TASK_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for pid, (slots_file, index) in slots.items():
+                state = slots_file.read(index)
+                if state is not None and state.started is not None:
+                    os.kill(pid, signal.SIGKILL)
+                    return pid, time.monotonic() - state.started
+            time.sleep(0.001)  # polling shared memory for a task start: ~1 ms resolution
+        pid = next(iter(slots))
+        os.kill(pid, signal.SIGKILL)
+        return pid, None
+    finally:
+        for slots_file, _ in slots.values():
+            slots_file.close()
 
 
 def _slot(pid: int) -> tuple[SlotFile, int]:

@@ -70,4 +70,4 @@ def test_the_load_mix_cycles_through_every_command_and_signal() -> None:
     for n, command in enumerate(commands):
         thread = getattr(command.payload, "thread_id", None)
         if command.command_type not in ("open_thread", "control_signal"):
-            assert thread in opened[: n // 1] and int(str(thread).split("-")[1]) <= n - 10
+            assert thread in opened and int(str(thread).split("-")[1]) <= n - 10
