@@ -98,3 +98,8 @@ class StackAlreadyRunning(MetawsmError):
 
 class PortTaken(MetawsmError):
     """``metawsm up`` refused: a port it must listen on is taken by another program."""
+
+
+class DrillAborted(MetawsmError):
+    """An incident drill could not run to its end (a part of its scratch stack did not start or
+    a fault could not be injected); nothing was measured. Exit 1, as for a failed drill."""

@@ -45,6 +45,7 @@ POSTGRES_TESTS = (
     "test_watch_follow_prints_every_event_once",
     "test_concurrent_projectors_of_one_ticket_serialise",
     "test_stats_follow_state_and_priority_changes_by_difference",
+    "test_events_committed_and_projected_while_a_rebuild_folds",
 )
 
 

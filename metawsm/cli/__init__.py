@@ -48,6 +48,11 @@ COMMANDS = {
         "metawsm.cli.demo_cmd:demo",
         "Play a bootstrap story against the running stack, printing each command and its output.",
     ),
+    "drill": LazyCommand(
+        "metawsm.cli.drill_cmd:drill",
+        "Run an incident drill on a scratch stack under load; exit 1 when a command was lost or"
+        " applied twice.",
+    ),
     "dlq": LazyCommand("metawsm.cli.dlq_cmd:dlq", "Dead letters: messages that failed for good."),
     "flower": LazyCommand(
         "metawsm.cli.process_cmd:flower",

@@ -14,7 +14,7 @@ from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, bindparam, delete, insert, select, update
+from sqlalchemy import BindParameter, Connection, bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from metawsm.domain.control import AgentControl, ControlState, SignalRecord, advance, control_at
@@ -165,6 +165,13 @@ def _values(state: ControlState) -> dict[str, Any]:
 
 
 # Rebuild ------------------------------------------------------------------------------------
+
+
+def hold_writers(conn: Connection) -> None:
+    """Keep control-signal handlers from writing a row until ``conn``'s transaction ends
+    (PostgreSQL; on SQLite a writing transaction already excludes every other writer)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("LOCK TABLE run_agent_controls IN EXCLUSIVE MODE"))
 
 
 def expected_rows(conn: Connection) -> dict[Key, dict[str, Any]]:

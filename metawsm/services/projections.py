@@ -86,6 +86,14 @@ _LOG = (
     .where(_EVENTS.c.thread_id == bindparam("b_thread"))
     .order_by(_EVENTS.c.thread_seq)
 )
+_AFTER = (
+    select(*_LOG.selected_columns)
+    .where(_EVENTS.c.sequence > bindparam("b_after"))
+    .order_by(_EVENTS.c.sequence)
+)
+# Holds off every projector's ledger insert (and so its view change, which follows it) until the
+# holder commits; self-exclusive, so two rebuilds do not interleave either. PostgreSQL only.
+_HOLD_LEDGER = text(f"LOCK TABLE {_LEDGER.name} IN SHARE ROW EXCLUSIVE MODE")
 _INSERT_VIEW = insert(_VIEWS)
 # Executed with the changed columns only: the SET clause is compiled (and cached) per column set.
 _UPDATE_VIEW = update(_VIEWS).where(_VIEWS.c.thread_id == bindparam("b_thread"))
@@ -136,6 +144,34 @@ def project(engine: Engine, event: Event, message_id: str, *, count_delivery: bo
         # Counted here, not by rebuild: a rebuild refills the read models without projecting.
         record(conn, observe(PROJECTION_LAG, (now - event.occurred_at).total_seconds()))
     return True
+
+
+def hold_projectors(conn: Connection) -> None:
+    """Keep projectors from recording an event until ``conn``'s transaction ends (PostgreSQL;
+    on SQLite a writing transaction already excludes every other writer)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_HOLD_LEDGER)
+
+
+def project_logged_after(conn: Connection, after_sequence: int, now: Any) -> int:
+    """Project, on ``conn``, every logged event after ``after_sequence`` the ledger lacks, in
+    sequence order; the number projected.
+
+    For ``projections rebuild``: it rewrites the read models as of the log it folded, so the
+    events committed since then are handed back to the projector here, in its transaction.
+    """
+    projected = 0
+    for event in trusted_events(conn.execute(_AFTER, {"b_after": after_sequence})):
+        key = {"b_projection": PROJECTION, "b_event": event.event_id}
+        if conn.execute(_SEEN, key).first() is not None:
+            continue
+        conn.execute(
+            _RECORD, {"projection": PROJECTION, "event_id": event.event_id, "applied_at": now}
+        )
+        if event.thread_id:
+            _project_thread(conn, event, event.thread_id)
+        projected += 1
+    return projected
 
 
 def _project_thread(conn: Connection, event: Event, thread_id: str) -> None:

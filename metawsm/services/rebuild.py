@@ -19,10 +19,10 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, insert, literal, select
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, insert, literal, select
 
 from metawsm.domain.views import fold_stats
-from metawsm.services import agent_controls, search_index
+from metawsm.services import agent_controls, projections, search_index
 from metawsm.services.logfold import FoldedLog, Progress, fold_log, read_connection
 from metawsm.services.projections import PROJECTION, VIEW_COLUMNS
 from metawsm.storage.models import (
@@ -42,6 +42,7 @@ _VIEWS = table(ForumThreadView)
 _STATS = table(ForumThreadStat)
 _LEDGER = table(ForumProjectionEvent)
 _EVENTS = table(ForumEvent)
+_AFTER_FOLD = select(_EVENTS.c.sequence).where(_EVENTS.c.sequence > bindparam("b_last")).limit(1)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class RebuildReport:
     differences: list[str] = field(default_factory=list)
     applied: bool = False
     rewritten: list[str] = field(default_factory=list)  # read models replaced, in order
+    caught_up: int = 0  # events committed during the rebuild, projected after its refill
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -104,12 +106,25 @@ def rebuild(engine: Engine, *, check: bool, progress: Progress | None = None) ->
     report.differences = [line for lines in found.values() for line in lines]
     if not check:
         now = utcnow()
+        last = expected.log.last_sequence
         with connection_unit(engine) as conn:
+            projections.hold_projectors(conn)
+            agent_controls.hold_writers(conn)
+            # Events committed since the fold may already be in the live models: then no model
+            # is left as it is (it could hold them while the others go back to the fold).
+            moved_on = conn.execute(_AFTER_FOLD, {"b_last": last}).first() is not None
+            if moved_on:
+                # The control rows are written by the signal handler, not by the projector:
+                # refold them here, where no signal can commit, so none committed since the
+                # fold is lost (the projector catch-up below does not touch them).
+                expected.controls = agent_controls.expected_rows(conn)
             for refill in REFILLS:
-                if _unchanged(refill, found, report.rewritten):
+                if not moved_on and _unchanged(refill, found, report.rewritten):
                     continue  # identical to the fold: rewriting would write the same rows
                 refill(conn, expected, now)
                 report.rewritten.append(_name(refill))
+            # ... and those events go back to the projector, or they would be lost to the ledger.
+            report.caught_up = projections.project_logged_after(conn, last, now)
         report.applied = True
     report.seconds = round(time.monotonic() - started, 3)
     return report

