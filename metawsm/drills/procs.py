@@ -18,7 +18,7 @@ STOP_TIMEOUT_S = 10.0
 def environment(settings: Settings, workdir: Path) -> dict[str, str]:
     """The environment of a child that must see exactly ``settings`` (as ``METAWSM_*``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    for name, value in settings.model_dump().items():
+    for name, value in settings.as_dict().items():
         if value is not None:  # an unset optional setting stays unset (not the string "None")
             env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
     tmp = workdir / "tmp"  # the worker supervisor's slot file lives in TMPDIR
