@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
@@ -47,9 +46,8 @@ from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, func, select, text
+from sqlalchemy import Engine, and_, func, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 from metawsm.bootstrap import build, message_bus
 from metawsm.errors import Transient
@@ -63,6 +61,7 @@ from metawsm.settings import Settings, load_settings
 from metawsm.storage import migrate
 from metawsm.storage.engine import build_engine, normalize_url
 from metawsm.storage.models import ForumCommand, ForumEvent, ForumProjectionEvent
+from metawsm.storage.scratch import postgres_scratch_database
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
 from metawsm.transport.redis_server import RedisServer
@@ -317,23 +316,8 @@ def scratch_database(database: str, tmp: Path) -> Iterator[str]:
     url = make_url(normalize_url(database))
     if url.get_backend_name() != "postgresql":
         raise SystemExit("--database must be 'sqlite' or a postgresql:// URL")
-    name = f"metawsm_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.dispose()
+    with postgres_scratch_database(database, "metawsm_bench") as scratch:
+        yield scratch
 
 
 @contextmanager

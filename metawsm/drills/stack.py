@@ -15,17 +15,14 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
-
 from metawsm.bootstrap import Container, build
 from metawsm.drills.procs import Child
 from metawsm.errors import DrillAborted, MetawsmError
 from metawsm.services.submit import make_command, submit, wait_for_outcome
 from metawsm.settings import Settings, load_settings
 from metawsm.storage import migrate
-from metawsm.storage.engine import build_engine, normalize_url
+from metawsm.storage.engine import build_engine
+from metawsm.storage.scratch import postgres_scratch_database
 from metawsm.transport.redis_faults import ControlledRedisServer
 
 # Beat's safety net at drill speed, so a drill settles within its short form (production
@@ -147,26 +144,5 @@ def scratch_database(server_url: str | None, workdir: Path) -> Iterator[str]:
     if server_url is None:
         yield f"sqlite:///{workdir / 'drill.db'}"
         return
-    name = f"metawsm_drill_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(
-        normalize_url(server_url), isolation_level="AUTOCOMMIT", poolclass=NullPool
-    )
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                # A process killed mid-drill may leave a session behind: it must not keep the
-                # scratch database from being dropped.
-                conn.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                        " WHERE datname = :name AND pid <> pg_backend_pid()"
-                    ),
-                    {"name": name},
-                )
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-    finally:
-        admin.dispose()
+    with postgres_scratch_database(server_url, "metawsm_drill") as url:
+        yield url
