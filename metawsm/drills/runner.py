@@ -12,6 +12,7 @@ from sqlalchemy import Engine, make_url
 
 from metawsm.drills import defects
 from metawsm.drills.faults import FAULTS, FaultWindow, check_read_models
+from metawsm.drills.health_watch import HealthWatch
 from metawsm.drills.load import LoadDriver, LoadMix, Submitted, create_drill_run
 from metawsm.drills.report import DrillReport
 from metawsm.drills.settle import Backlog, backlog, last_sequence, wait_settled
@@ -89,6 +90,8 @@ def run_drill(
         engine = stack.container.engine
         monitor = Monitor(engine)
         monitor.start()
+        health = HealthWatch(engine, stack.settings)
+        health.start()
         try:
             window, submitted, t0 = _load_and_fault(stack, kind, duration_s, rate, monitor, say)
             say("load stopped; waiting for everything to settle")
@@ -97,9 +100,11 @@ def run_drill(
                 monitor.recovered_at = time.monotonic()
         finally:
             monitor.stop()
+            health.stop()
         say("checking the read models against the log (projections rebuild --check)")
         differences = check_read_models(stack)
         observed = _observations(submitted, monitor, remaining, stack)
+        observed += health.observations(window.started, window.ended)
         if defect:
             observed.append(f"planted defect: {defects.plant(engine, defect, submitted.accepted)}")
         counts = tally(
