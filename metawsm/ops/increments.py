@@ -71,8 +71,13 @@ def record_on_reader(db: Reader, increments: Iterable[Increment]) -> None:
     rows = merged_rows(increments, shard_of(db.dialect))
     if not rows:
         return
-    cursor = db.raw.cursor()
-    try:
-        cursor.executemany(UPSERT_BY_STYLE["qmark" if db.dialect == "sqlite" else "format"], rows)
-    finally:
-        cursor.close()
+    from metawsm.storage.dbapi import driver_errors  # the driver layer, no SQLAlchemy
+
+    statement = UPSERT_BY_STYLE["qmark" if db.dialect == "sqlite" else "format"]
+    # A failed count is a transient error of the write it belongs to (rolled back with it).
+    with driver_errors():
+        cursor = db.raw.cursor()
+        try:
+            cursor.executemany(statement, rows)
+        finally:
+            cursor.close()
