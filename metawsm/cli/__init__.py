@@ -27,6 +27,11 @@ HELP = __doc__
 # imported only when the command runs (metawsm.cli.lazy); tests/unit/test_cli_lazy.py fails
 # when an entry differs from the command it names.
 COMMANDS = {
+    "api": LazyCommand(
+        "metawsm.cli.api_cmd:api",
+        "Serve the HTTP API and the live event stream (every endpoint but health and readiness"
+        " needs a bearer token: metawsm token create).",
+    ),
     "beat": LazyCommand(
         "metawsm.cli.process_cmd:beat",
         "Start the single beat: outbox drain, reconciliation, SLA escalation.",
