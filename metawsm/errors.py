@@ -38,6 +38,31 @@ class DeadLettered(Rejected):
     """The message failed for good and was recorded in the dead-letter table."""
 
 
+class Forbidden(Rejected):
+    """The acting identity may not do this (a role rule); nothing was changed.
+
+    ``rule`` names the rule broken (e.g. ``agent_cannot_answer``); ``code`` is the stable error
+    code of the JSON error (``forbidden``).
+    """
+
+    code = "forbidden"
+
+    def __init__(self, message: str, *, rule: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+class Unauthenticated(Rejected):
+    """A bearer token is missing, malformed, unknown, expired or revoked (the token itself is
+    never in the message); ``reason`` says which, ``code`` is ``unauthenticated``."""
+
+    code = "unauthenticated"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class UsageError(MetawsmError):
     """Bad arguments or settings given by the user; nothing was changed."""
 
