@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.workers",
     "tests.fixtures.pipeline",
+    "tests.fixtures.api",
 ]
 
 POSTGRES_MODULES = {

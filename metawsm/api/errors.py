@@ -77,11 +77,11 @@ def from_metawsm(exc: e.MetawsmError) -> ApiError:
     if isinstance(exc, e.CommandIdReused):
         return ApiError(409, "idempotency_key_reused", message, field="Idempotency-Key",
                         rule="same_key_same_command")  # fmt: skip
-    if type(exc).__name__ == "Unauthenticated":
-        return ApiError(401, "unauthenticated", message, rule=getattr(exc, "reason", None),
+    if isinstance(exc, e.Unauthenticated):
+        return ApiError(401, "unauthenticated", message, rule=exc.reason,
                         headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-    if type(exc).__name__ == "Forbidden":
-        return ApiError(403, "forbidden", message, rule=getattr(exc, "rule", None))
+    if isinstance(exc, e.Forbidden):
+        return ApiError(403, "forbidden", message, rule=exc.rule)
     if isinstance(exc, e.NotFound):
         return ApiError(404, "not_found", message)
     if isinstance(exc, e.UsageError):

@@ -79,6 +79,7 @@ class EventFollower:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._gap_since: float | None = None
+        self._ready = False
         self.error: str | None = None
 
     @property
@@ -87,9 +88,14 @@ class EventFollower:
         return self._task is not None and not self._task.done()
 
     async def start(self) -> None:
-        """Start following from the current head of the log (no history is loaded)."""
-        self.head = self.floor = await asyncio.to_thread(self._read_head)
+        """Start following from the current head of the log (no history is loaded); a
+        database that does not answer yet is retried until it does (:attr:`error` says why)."""
         self._task = asyncio.create_task(self._run(), name="metawsm-event-follower")
+
+    @property
+    def ready(self) -> bool:
+        """True once the head of the log was read: clients can stream."""
+        return self._ready and self.running
 
     async def stop(self) -> None:
         """Stop following; clients waiting on it are woken and end."""
@@ -99,16 +105,28 @@ class EventFollower:
         self._wake()
 
     async def _run(self) -> None:
+        while not self._ready:
+            try:
+                self.head = self.floor = await asyncio.to_thread(self._read_head)
+                self._ready, self.error = True, None
+            except Exception as exc:  # the database is down: keep trying, readiness says so
+                self._failed(exc)
+                await asyncio.sleep(self.poll_s)
         while True:
             try:
                 got = await self.poll_once()
                 self.error = None
-            except Exception as exc:  # the database is down: keep trying, say so in readiness
-                self.error = f"{type(exc).__name__}: {exc}"
-                log.warning("event follower: reading the log failed: %s", self.error)
+            except Exception as exc:  # the database is down: keep trying, readiness says so
+                self._failed(exc)
                 got = 0
             if got < self.batch:
                 await asyncio.sleep(self.poll_s)
+
+    def _failed(self, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        if error != self.error:  # once per distinct failure, not once per poll
+            log.warning("event follower: reading the log failed: %s", error)
+        self.error = error
 
     async def poll_once(self) -> int:
         """Read the log after :attr:`head` once; the number of events added."""

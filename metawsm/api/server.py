@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from metawsm.bootstrap import Container
 
 # Open streams are closed after this long when the server stops (seconds).
-GRACEFUL_S = 5.0
+GRACEFUL_S = 5
 
 
 def make_server(

@@ -40,7 +40,7 @@ from metawsm.services.thread_reads import ThreadFilter
 
 router = APIRouter(prefix="/api/v1/forum", tags=["forum"], responses=ERRORS)
 ThreadId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)]
-WRITE = {"responses": {200: OUTCOME, **WRITE_ERRORS}}
+WRITE: dict[int | str, dict[str, Any]] = {200: OUTCOME, **WRITE_ERRORS}
 
 
 def _filters(
@@ -76,7 +76,7 @@ async def list_threads(
     return {"threads": rows}
 
 
-@router.post("/threads", summary="Open a thread", status_code=200, **WRITE)
+@router.post("/threads", summary="Open a thread", status_code=200, responses=WRITE)
 async def open_thread(
     app: State, caller: Caller, options: Writing, body: OpenThreadBody
 ) -> JSONResponse:
@@ -100,7 +100,7 @@ async def thread(
     )
 
 
-@router.post("/threads/{thread_id}/posts", summary="Add a post", **WRITE)
+@router.post("/threads/{thread_id}/posts", summary="Add a post", responses=WRITE)
 async def add_post(
     app: State, caller: Caller, options: Writing, thread_id: ThreadId, body: PostBody
 ) -> JSONResponse:
@@ -108,7 +108,7 @@ async def add_post(
     return await _thread_write(app, caller, options, "add_post", thread_id, body)
 
 
-@router.post("/threads/{thread_id}/answer", summary="Answer the thread", **WRITE)
+@router.post("/threads/{thread_id}/answer", summary="Answer the thread", responses=WRITE)
 async def answer(
     app: State, caller: Caller, options: Writing, thread_id: ThreadId, body: PostBody
 ) -> JSONResponse:
@@ -116,7 +116,7 @@ async def answer(
     return await _thread_write(app, caller, options, "answer_thread", thread_id, body)
 
 
-@router.post("/threads/{thread_id}/assign", summary="Assign the thread", **WRITE)
+@router.post("/threads/{thread_id}/assign", summary="Assign the thread", responses=WRITE)
 async def assign(
     app: State, caller: Caller, options: Writing, thread_id: ThreadId, body: AssignBody
 ) -> JSONResponse:
@@ -124,7 +124,7 @@ async def assign(
     return await _thread_write(app, caller, options, "assign_thread", thread_id, body)
 
 
-@router.post("/threads/{thread_id}/state", summary="Change the thread's state", **WRITE)
+@router.post("/threads/{thread_id}/state", summary="Change the thread's state", responses=WRITE)
 async def change_state(
     app: State, caller: Caller, options: Writing, thread_id: ThreadId, body: StateBody
 ) -> JSONResponse:
@@ -132,7 +132,7 @@ async def change_state(
     return await _thread_write(app, caller, options, "change_state", thread_id, body)
 
 
-@router.post("/threads/{thread_id}/priority", summary="Set the thread's priority", **WRITE)
+@router.post("/threads/{thread_id}/priority", summary="Set the thread's priority", responses=WRITE)
 async def set_priority(
     app: State, caller: Caller, options: Writing, thread_id: ThreadId, body: PriorityBody
 ) -> JSONResponse:
@@ -140,7 +140,7 @@ async def set_priority(
     return await _thread_write(app, caller, options, "set_priority", thread_id, body)
 
 
-@router.post("/threads/{thread_id}/close", summary="Close the thread", **WRITE)
+@router.post("/threads/{thread_id}/close", summary="Close the thread", responses=WRITE)
 async def close(
     app: State, caller: Caller, options: Writing, thread_id: ThreadId, body: CloseBody
 ) -> JSONResponse:

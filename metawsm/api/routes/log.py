@@ -41,9 +41,7 @@ async def events(
     cursor when there is none), what the next call passes."""
     rows = await read(
         app,
-        lambda db: thread_reads.events_after(
-            db, cursor, ticket=ticket, run_id=run_id, limit=limit
-        ),
+        lambda db: thread_reads.events_after(db, cursor, ticket=ticket, run_id=run_id, limit=limit),
     )
     return {"events": rows, "next_cursor": rows[-1]["sequence"] if rows else cursor}
 
@@ -66,8 +64,9 @@ async def stream(
     """Every event after ``cursor`` (or after ``Last-Event-ID``, which wins), then live."""
     start = _resume_point(cursor, last_event_id)
     wanted = StreamFilter(ticket=ticket, run_id=run_id)
-    if not app.follower.running:
-        raise ApiError(503, "stream_unavailable", "the event follower is not running")
+    if not app.follower.ready:
+        reason = app.follower.error or "it has not read the log yet"
+        raise ApiError(503, "stream_unavailable", f"the event follower is not ready: {reason}")
     return StreamingResponse(
         _messages(app, start, wanted),
         media_type="text/event-stream",

@@ -49,8 +49,8 @@ async def readiness(app: State) -> JSONResponse:
     except MetawsmError as exc:
         database = str(exc)
     follower = app.follower
-    stream = "ok" if follower.running and follower.error is None else (
-        follower.error or "not running"
+    stream = (
+        "ok" if follower.running and follower.error is None else (follower.error or "not running")
     )
     ready = database == "ok" and stream == "ok"
     body = {"ready": ready, "database": database, "stream": stream}
@@ -83,9 +83,7 @@ async def dead_letters(app: State, caller: Caller, all: bool = False) -> dict[st
     return {"dead_letters": await read(app, rows)}
 
 
-@router.get(
-    "/dead-letters/{message_id}", summary="One dead letter (operators)", responses=ERRORS
-)
+@router.get("/dead-letters/{message_id}", summary="One dead letter (operators)", responses=ERRORS)
 async def dead_letter(app: State, caller: Caller, message_id: MessageId) -> dict[str, Any]:
     """The dead letter with its payload and traceback, as ``metawsm dlq show --json``."""
     _operators_only(caller)

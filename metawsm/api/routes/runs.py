@@ -54,7 +54,7 @@ async def list_runs(
 @router.get("/runs/{run_id}", summary="One run's typed snapshot")
 async def run(app: State, _: Caller, run_id: RunId) -> dict[str, Any]:
     """``{run: RunSnapshot}``: the run as ``metawsm status --run-id --json`` shows it."""
-    snap = await _snapshot(app, run_id=run_id)
+    snap = await _snapshot(app, run_id, None)
     return {"run": snap["runs"][0]}
 
 
@@ -63,14 +63,16 @@ async def status(
     app: State, _: Caller, run_id: str | None = None, ticket: str | None = None
 ) -> dict[str, Any]:
     """The snapshot ``metawsm status --json`` prints (one run, a ticket's, or every active)."""
-    return await _snapshot(app, run_id=run_id, ticket=ticket)
+    return await _snapshot(app, run_id, ticket)
 
 
-async def _snapshot(app: State, **selector: str | None) -> dict[str, Any]:
+async def _snapshot(app: State, run_id: str | None, ticket: str | None) -> dict[str, Any]:
     from metawsm.services import snapshot
 
     c = app.container
-    snap = await run_in_threadpool(lambda: snapshot.build(c.engine, c.settings, **selector))
+    snap = await run_in_threadpool(
+        lambda: snapshot.build(c.engine, c.settings, run_id=run_id, ticket=ticket)
+    )
     data: dict[str, Any] = snap.model_dump(mode="json")
     return data
 
@@ -112,9 +114,7 @@ async def answer(
     from metawsm.services import guidance
 
     engine = app.container.engine
-    run_id, thread_id, seq = await run_in_threadpool(
-        guidance.request_position, engine, command_id
-    )
+    run_id, thread_id, seq = await run_in_threadpool(guidance.request_position, engine, command_id)
     deadline = time.monotonic() + timeout_s
     while True:
         found = await run_in_threadpool(guidance.find_answer, engine, thread_id, seq)
