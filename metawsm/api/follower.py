@@ -75,7 +75,8 @@ class EventFollower:
         self._seqs: list[int] = []
         self.floor = 0  # every event with sequence <= floor is out of the buffer
         self.head = 0  # every event with sequence <= head has been read
-        self.polls = 0  # reads of the log so far (the benchmark counts them)
+        self.polls = 0  # reads of the log by the follower so far
+        self.pages = 0  # reads of the log by clients catching up from behind the buffer
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._gap_since: float | None = None
@@ -200,6 +201,7 @@ class EventFollower:
         while self.running:
             if cursor < self.floor:  # behind the buffer: catch up from the database
                 head = self.head  # committed and read: a page read now sees all up to here
+                self.pages += 1
                 rows = await asyncio.to_thread(read_page, cursor, page, wanted)
                 for event in rows:
                     yield event
