@@ -9,12 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
+from metawsm.bootstrap import build
 from metawsm.messages.common import Actor
 from metawsm.services import queries, record_reads, thread_reads
 from metawsm.services.thread_reads import ThreadFilter
 from metawsm.storage.dbapi import on_connection
 from metawsm.storage.engine import connect
-from tests.fixtures.api import Api, api_for
+from tests.fixtures.api import Api, api_for, client, serving
+from tests.fixtures.database import settings_for
 from tests.fixtures.pipeline import Pipeline
 
 THREADS = "/api/v1/forum/threads"
@@ -260,3 +262,20 @@ def test_the_openapi_document_has_the_contract_rules(api: Api) -> None:
     schemas = doc["components"]["schemas"]
     assert schemas["OpenThreadBody"]["additionalProperties"] is False
     assert set(schemas["Priority"]["enum"]) == {"low", "normal", "high", "urgent"}
+
+
+def test_a_database_that_is_down_is_503_and_health_still_answers() -> None:
+    container = build(settings_for("postgresql://postgres@127.0.0.1:1/metawsm"))
+    try:
+        with serving(container) as (url, _), client(url, "mwsm_" + "a" * 43) as c:
+            assert c.get("/api/v1/health").status_code == 200
+            ready = c.get("/api/v1/readiness")
+            assert ready.status_code == 503
+            assert ready.json()["ready"] is False
+            assert "127.0.0.1" in ready.json()["database"]
+            down = c.get(THREADS)
+            assert down.status_code == 503
+            assert down.json()["code"] == "database_unavailable"
+            assert down.headers["Retry-After"]
+    finally:
+        container.close()

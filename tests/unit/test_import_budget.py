@@ -34,19 +34,21 @@ DATABASE = ("sqlalchemy", "psycopg")
 # Validation libraries: the settings parse their own values (metawsm/settings_rules.py); only
 # what builds a message (a write, a snapshot) uses pydantic. dotenv: only when a .env exists.
 VALIDATION = ("pydantic", "pydantic_settings", "pydantic_core", "dotenv")
+# The HTTP server: ``metawsm api`` only.
+HTTP = ("fastapi", "starlette", "uvicorn", "anyio", "httpx")
 
 ASK = ["forum", "ask", "--ticket", "T-1", "--title", "t", "--body", "b", "--no-wait"]
 SIGNAL = ["forum", "signal", "--run-id", "r", "--agent-name", "a", "--type", "completion"]
 SIGNAL += ["--summary", "done", "--no-wait"]
 
-NOTHING = (*MIGRATIONS, *BROKER, *CELERY, *DATABASE, *VALIDATION)
+NOTHING = (*MIGRATIONS, *BROKER, *CELERY, *DATABASE, *VALIDATION, *HTTP)
 # Reads through the driver (storage/dbapi.py): no SQLAlchemy, no models, no pydantic.
-DIRECT_READ = (*MIGRATIONS, *BROKER, *CELERY, "sqlalchemy", *VALIDATION)
+DIRECT_READ = (*MIGRATIONS, *BROKER, *CELERY, "sqlalchemy", *VALIDATION, *HTTP)
 # Reads of the snapshot (status, watch, operator): through SQLAlchemy and the typed snapshot.
-READ = (*MIGRATIONS, *BROKER, *CELERY, "pydantic_settings")
+READ = (*MIGRATIONS, *BROKER, *CELERY, "pydantic_settings", *HTTP)
 # Writes: the driver to accept, redis-py to publish; SQLAlchemy only when the publish failed
 # (putting the row back for the drainer: WRITE_NO_BROKER), never kombu or Celery.
-WRITE = (*MIGRATIONS, *CELERY, "kombu", "amqp", "vine", "sqlalchemy", "pydantic_settings")
+WRITE = (*MIGRATIONS, *CELERY, "kombu", "amqp", "vine", "sqlalchemy", "pydantic_settings", *HTTP)
 WRITE_NO_BROKER = tuple(name for name in WRITE if name != "sqlalchemy")
 
 
