@@ -21,6 +21,7 @@ from metawsm.identity import Identity
 
 if TYPE_CHECKING:
     from metawsm.messages.commands import AnyCommand
+    from metawsm.messages.common import Actor
 
 # What agents may not do at all, with the rule each breaks.
 AGENT_MAY_NOT = {
@@ -124,6 +125,74 @@ def require_role(identity: Identity, roles: tuple[str, ...], rule: str, what: st
         f"{identity.label} may not {what}: only {' and '.join(r + 's' for r in roles)} may",
         rule=rule,
     )
+
+
+# Run writes outside the command pipeline (services/runs.py, lifecycle.py, gates.py).
+RUN_STEERING = ("operator", "human")
+RUN_ACTIONS = {
+    "create": "create runs",
+    "close": "close runs",
+    "stop": "stop runs",
+    "resume": "resume runs",
+    "iterate": "iterate runs",
+}
+
+
+def run_actor(who: Actor | Identity, action: str, run_id: str | None) -> Actor:
+    """The actor to record for a run write ``action`` (create, close, stop, resume, iterate) on
+    ``run_id``. An :class:`Identity` is checked first: only operators and humans (and
+    ``system``) steer runs, a run-bound one only its run. An :class:`Actor` is an in-process
+    caller's own (metawsm itself, tests): recorded as given.
+
+    Raises:
+        Forbidden: ``runs_are_steered_by_operators_and_humans`` or ``token_bound_to_run``.
+    """
+    from metawsm.messages.common import Actor
+
+    if isinstance(who, Actor):
+        return who
+    require_role(who, RUN_STEERING, "runs_are_steered_by_operators_and_humans", RUN_ACTIONS[action])
+    if run_id is not None:
+        check_run_bound(who, run_id)
+    elif who.run_id is not None:
+        raise Forbidden(
+            f"{who.label} is bound to run {who.run_id} and may not {RUN_ACTIONS[action]}",
+            rule="token_bound_to_run",
+        )
+    return Actor(type=who.actor_type, name=who.actor_name)
+
+
+def agent_status_actor(who: Actor | Identity, run_id: str, agent_name: str) -> Actor:
+    """The actor to record for reporting ``agent_name``'s status in ``run_id``: an agent
+    reports only its own (in its run, when bound); operators and humans anyone's.
+
+    Raises:
+        Forbidden: ``agents_act_for_themselves`` or ``token_bound_to_run``.
+    """
+    from metawsm.messages.common import Actor
+
+    if isinstance(who, Actor):
+        return who
+    check_run_bound(who, run_id)
+    if who.actor_type == "agent" and agent_name != who.actor_name:
+        raise Forbidden(
+            f"{who.label} may not report the status of agent {agent_name}:"
+            f" {_RULES['agents_act_for_themselves']}",
+            rule="agents_act_for_themselves",
+        )
+    return Actor(type=who.actor_type, name=who.actor_name)
+
+
+def require_dead_letter_manager(identity: Identity | None) -> None:
+    """Only operators redrive and purge dead letters (None: metawsm's own in-process caller).
+
+    Raises:
+        Forbidden: ``dead_letters_are_for_operators``.
+    """
+    if identity is not None:
+        require_role(
+            identity, ("operator",), "dead_letters_are_for_operators", "redrive dead letters"
+        )
 
 
 _RULES = {
