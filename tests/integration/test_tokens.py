@@ -190,5 +190,3 @@ def test_a_failed_authentication_is_counted_by_reason(writing: object, engine: E
         ('reason="malformed"', 1),
         ('reason="unknown"', 2),
     ]
-
-
