@@ -6,8 +6,9 @@ from the identity here (:func:`acting_as`), never taken from the request.
 
 The rules (docs/identities.md): an agent may open threads and post, and send control signals
 only for its own (run, agent); it may not answer guidance, assign, change state or priority, or
-close threads. A run-bound identity acts only on its run. Operators and humans answer, triage
-and close; ``system`` is metawsm itself.
+close threads. A run-bound identity acts only on its run. The limits of place (its own agent,
+its runs) bind identities proven by a token; a local identity is only declared. Operators and
+humans answer, triage and close; ``system`` is metawsm itself.
 
 Every refusal is :class:`metawsm.errors.Forbidden` naming its rule; nothing is written.
 """
@@ -67,7 +68,7 @@ def authorize_command(identity: Identity, command: AnyCommand) -> None:
         run_id = getattr(payload, "run_id", None)
         agent_name = getattr(payload, "agent_name", None)
         check_run_bound(identity, run_id)
-        if identity.actor_type == "agent" and agent_name not in (None, identity.actor_name):
+        if _for_itself_only(identity) and agent_name not in (None, identity.actor_name):
             raise Forbidden(
                 f"{identity.label} may not open a thread for agent {agent_name}:"
                 f" {_RULES['agents_act_for_themselves']}",
@@ -90,12 +91,18 @@ def authorize_signal(identity: Identity, run_id: str, agent_name: str, control_t
             f"{identity.label} may not answer guidance: {_RULES['agents_do_not_answer']}",
             rule="agents_do_not_answer",
         )
-    if agent_name != identity.actor_name:
+    if _for_itself_only(identity) and agent_name != identity.actor_name:
         raise Forbidden(
             f"{identity.label} may not signal for agent {agent_name}:"
             f" {_RULES['agents_act_for_themselves']}",
             rule="agents_act_for_themselves",
         )
+
+
+def _for_itself_only(identity: Identity) -> bool:
+    """A proven agent acts only for itself; a local agent identity is only declared (it could
+    declare the other agent's name), so its name does not limit it."""
+    return identity.actor_type == "agent" and identity.proven
 
 
 def check_run_bound(identity: Identity, run_id: str | None) -> None:
@@ -174,7 +181,7 @@ def agent_status_actor(who: Actor | Identity, run_id: str, agent_name: str) -> A
     if isinstance(who, Actor):
         return who
     check_run_bound(who, run_id)
-    if who.actor_type == "agent" and agent_name != who.actor_name:
+    if _for_itself_only(who) and agent_name != who.actor_name:
         raise Forbidden(
             f"{who.label} may not report the status of agent {agent_name}:"
             f" {_RULES['agents_act_for_themselves']}",

@@ -1,10 +1,13 @@
 """Where an agent (or a run-bound identity) may write: the tickets of its runs.
 
-An agent opens threads and posts on the tickets of the runs it takes part in (``run_agents``);
-a run-bound identity only on its run's tickets and threads. Checked when the command is
-accepted, through the same driver transaction (a few indexed reads, for these identities only):
-the runs an agent belongs to are fixed when the run is created, so the answer cannot change
-between accept and apply. Operators, humans and ``system`` not bound to a run are not limited.
+An agent proven by a token opens threads and posts on the tickets of the runs it takes part in
+(``run_agents``); a run-bound identity only on its run's tickets and threads. A local identity
+(no token) is only declared, so its place is not limited (docs/identities.md).
+
+Checked when the command is accepted, through the same driver transaction (a few indexed reads,
+for these identities only): the runs an agent belongs to are fixed when the run is created, so
+the answer cannot change between accept and apply. Operators, humans and ``system`` not bound
+to a run are not limited.
 
 A post names a thread: its ticket and run come from the thread row, or, while the thread is
 still being opened, from the accepted ``open_thread`` command in the ledger.
@@ -34,8 +37,9 @@ _OPENING = (
 
 
 def limited(identity: Identity) -> bool:
-    """True when ``identity`` writes only within its runs (agents, run-bound identities)."""
-    return identity.actor_type == "agent" or identity.run_id is not None
+    """True when ``identity`` writes only within its runs: a proven agent, or a run-bound
+    identity (a local identity is only declared: limiting its place would stop nobody)."""
+    return identity.run_id is not None or (identity.proven and identity.actor_type == "agent")
 
 
 def check_scope(db: Reader, identity: Identity, command: AnyCommand) -> None:

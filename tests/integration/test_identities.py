@@ -30,7 +30,8 @@ OLGA = Identity("operator", "olga", token_id="tok-olga")
 OSCAR = Identity("operator", "oscar")
 HANA = Identity("human", "hana")
 BUILDER = Identity("agent", "builder", token_id="tok-builder")
-PLANNER = Identity("agent", "planner")
+PLANNER = Identity("agent", "planner", token_id="tok-planner")
+LOCAL_AGENT = Identity("agent", "builder")  # declared in a local shell, no token
 SETUP = Actor(type="operator", name="setup")
 
 
@@ -182,7 +183,7 @@ def test_an_agent_posts_and_opens_threads_on_the_tickets_of_its_runs(
 
 
 def test_an_agent_in_no_run_may_not_write(rt: Runtime, run_id: str) -> None:
-    stranger = Identity("agent", "stranger")
+    stranger = Identity("agent", "stranger", token_id="tok-s")
     rule = refused(rt, stranger, "open_thread", thread_id="t-1", ticket="TCK-1", title="t",
                    body="b").rule  # fmt: skip
     assert rule == "outside_own_runs"
@@ -300,6 +301,21 @@ def test_an_operator_steers_a_run_as_itself(rt: Runtime, run_id: str) -> None:
         if json_value(row[2], dialect).get("to_status") in ("stopping", "stopped")
     }
     assert stopped == {("human", "hana")}
+
+
+def test_a_local_agent_identity_keeps_the_role_rules_but_not_the_limits_of_place(
+    rt: Runtime, run_id: str
+) -> None:
+    """Without a token the identity is only declared: the role rules hold (no answering, no
+    triage), the place (own agent, own runs) does not: it could declare any name."""
+    assert refused(rt, LOCAL_AGENT, "control_signal",
+                   **signal(run_id, "builder", "guidance_answer", answer="x")
+                   ).rule == "agents_do_not_answer"  # fmt: skip
+    open_thread(rt, LOCAL_AGENT, "t-1", ticket="TCK-ELSEWHERE")
+    assert refused(rt, LOCAL_AGENT, "close_thread", thread_id="t-1").rule == "agents_do_not_close"
+    row = act(rt, LOCAL_AGENT, "control_signal",
+              **signal(run_id, "planner", "completion", summary="s"))  # fmt: skip
+    assert row["status"] == "applied", row["reason"]
 
 
 def test_an_agent_reports_only_its_own_status(rt: Runtime, run_id: str) -> None:
