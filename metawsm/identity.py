@@ -33,6 +33,12 @@ class Identity:
             raise ValueError("actor_name is required (blank)")
 
     @property
+    def proven(self) -> bool:
+        """True when a token proved this identity; a local one is only declared (flags,
+        settings), so the limits of place (an agent's runs, its own agent) do not apply to it."""
+        return self.token_id is not None
+
+    @property
     def label(self) -> str:
         """``type/name``, as messages and logs name an actor (never a secret)."""
         return f"{self.actor_type}/{self.actor_name}"

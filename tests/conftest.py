@@ -41,6 +41,8 @@ POSTGRES_MODULES = {
     "test_scale_data.py",
     "test_metrics_counts.py",
     "test_api_stream.py",
+    "test_tokens.py",
+    "test_identities.py",
 }
 # Single PostgreSQL tests worth their cost in modules that otherwise run on SQLite only.
 POSTGRES_TESTS = (

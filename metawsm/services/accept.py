@@ -159,9 +159,11 @@ def accept(
     """
     if identity is not None:
         from metawsm.services.authorization import acting_as, authorize_command
+        from metawsm.services.scope import check_scope
 
         command = acting_as(command, identity)
         authorize_command(identity, command)
+        check_scope(db, identity, command)
     known = db.rows(_SELECT_KNOWN, {"cid": command.command_id})
     if known:
         _check_same_command(db, known[0], command)

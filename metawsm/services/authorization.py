@@ -6,8 +6,9 @@ from the identity here (:func:`acting_as`), never taken from the request.
 
 The rules (docs/identities.md): an agent may open threads and post, and send control signals
 only for its own (run, agent); it may not answer guidance, assign, change state or priority, or
-close threads. A run-bound identity acts only on its run. Operators and humans answer, triage
-and close; ``system`` is metawsm itself.
+close threads. A run-bound identity acts only on its run. The limits of place (its own agent,
+its runs) bind identities proven by a token; a local identity is only declared. Operators and
+humans answer, triage and close; ``system`` is metawsm itself.
 
 Every refusal is :class:`metawsm.errors.Forbidden` naming its rule; nothing is written.
 """
@@ -21,6 +22,7 @@ from metawsm.identity import Identity
 
 if TYPE_CHECKING:
     from metawsm.messages.commands import AnyCommand
+    from metawsm.messages.common import Actor
 
 # What agents may not do at all, with the rule each breaks.
 AGENT_MAY_NOT = {
@@ -66,7 +68,7 @@ def authorize_command(identity: Identity, command: AnyCommand) -> None:
         run_id = getattr(payload, "run_id", None)
         agent_name = getattr(payload, "agent_name", None)
         check_run_bound(identity, run_id)
-        if identity.actor_type == "agent" and agent_name not in (None, identity.actor_name):
+        if _for_itself_only(identity) and agent_name not in (None, identity.actor_name):
             raise Forbidden(
                 f"{identity.label} may not open a thread for agent {agent_name}:"
                 f" {_RULES['agents_act_for_themselves']}",
@@ -89,12 +91,18 @@ def authorize_signal(identity: Identity, run_id: str, agent_name: str, control_t
             f"{identity.label} may not answer guidance: {_RULES['agents_do_not_answer']}",
             rule="agents_do_not_answer",
         )
-    if agent_name != identity.actor_name:
+    if _for_itself_only(identity) and agent_name != identity.actor_name:
         raise Forbidden(
             f"{identity.label} may not signal for agent {agent_name}:"
             f" {_RULES['agents_act_for_themselves']}",
             rule="agents_act_for_themselves",
         )
+
+
+def _for_itself_only(identity: Identity) -> bool:
+    """A proven agent acts only for itself; a local agent identity is only declared (it could
+    declare the other agent's name), so its name does not limit it."""
+    return identity.actor_type == "agent" and identity.proven
 
 
 def check_run_bound(identity: Identity, run_id: str | None) -> None:
@@ -124,6 +132,74 @@ def require_role(identity: Identity, roles: tuple[str, ...], rule: str, what: st
         f"{identity.label} may not {what}: only {' and '.join(r + 's' for r in roles)} may",
         rule=rule,
     )
+
+
+# Run writes outside the command pipeline (services/runs.py, lifecycle.py, gates.py).
+RUN_STEERING = ("operator", "human")
+RUN_ACTIONS = {
+    "create": "create runs",
+    "close": "close runs",
+    "stop": "stop runs",
+    "resume": "resume runs",
+    "iterate": "iterate runs",
+}
+
+
+def run_actor(who: Actor | Identity, action: str, run_id: str | None) -> Actor:
+    """The actor to record for a run write ``action`` (create, close, stop, resume, iterate) on
+    ``run_id``. An :class:`Identity` is checked first: only operators and humans (and
+    ``system``) steer runs, a run-bound one only its run. An :class:`Actor` is an in-process
+    caller's own (metawsm itself, tests): recorded as given.
+
+    Raises:
+        Forbidden: ``runs_are_steered_by_operators_and_humans`` or ``token_bound_to_run``.
+    """
+    from metawsm.messages.common import Actor
+
+    if isinstance(who, Actor):
+        return who
+    require_role(who, RUN_STEERING, "runs_are_steered_by_operators_and_humans", RUN_ACTIONS[action])
+    if run_id is not None:
+        check_run_bound(who, run_id)
+    elif who.run_id is not None:
+        raise Forbidden(
+            f"{who.label} is bound to run {who.run_id} and may not {RUN_ACTIONS[action]}",
+            rule="token_bound_to_run",
+        )
+    return Actor(type=who.actor_type, name=who.actor_name)
+
+
+def agent_status_actor(who: Actor | Identity, run_id: str, agent_name: str) -> Actor:
+    """The actor to record for reporting ``agent_name``'s status in ``run_id``: an agent
+    reports only its own (in its run, when bound); operators and humans anyone's.
+
+    Raises:
+        Forbidden: ``agents_act_for_themselves`` or ``token_bound_to_run``.
+    """
+    from metawsm.messages.common import Actor
+
+    if isinstance(who, Actor):
+        return who
+    check_run_bound(who, run_id)
+    if _for_itself_only(who) and agent_name != who.actor_name:
+        raise Forbidden(
+            f"{who.label} may not report the status of agent {agent_name}:"
+            f" {_RULES['agents_act_for_themselves']}",
+            rule="agents_act_for_themselves",
+        )
+    return Actor(type=who.actor_type, name=who.actor_name)
+
+
+def require_dead_letter_manager(identity: Identity | None) -> None:
+    """Only operators redrive and purge dead letters (None: metawsm's own in-process caller).
+
+    Raises:
+        Forbidden: ``dead_letters_are_for_operators``.
+    """
+    if identity is not None:
+        require_role(
+            identity, ("operator",), "dead_letters_are_for_operators", "redrive dead letters"
+        )
 
 
 _RULES = {

@@ -22,13 +22,13 @@ from typing import Any
 
 from metawsm.errors import Forbidden, NotFound, Unauthenticated, UsageError
 from metawsm.identity import ACTOR_TYPES, Identity
+from metawsm.ops.catalogue import AUTH_FAILURES
 from metawsm.storage.dbapi import Reader, iso, utc
 
 TOKEN_PREFIX = "mwsm_"
 TOKEN_BYTES = 32
 MAX_NAME_CHARS = 512
 MAX_TOKEN_CHARS = 200  # longer input is not one of ours: refused before hashing
-AUTH_FAILURES = "metawsm_auth_failures_total"
 
 log = logging.getLogger(__name__)
 

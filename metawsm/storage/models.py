@@ -352,7 +352,8 @@ class RunAgent(Base):
 
     __tablename__ = "run_agents"
     run_id: Mapped[str] = mapped_column(NAME, primary_key=True)
-    agent_name: Mapped[str] = mapped_column(NAME, primary_key=True)
+    # Indexed (migration 0007): an agent's runs are read when its commands are accepted.
+    agent_name: Mapped[str] = mapped_column(NAME, primary_key=True, index=True)
     status: Mapped[str] = mapped_column(SHORT)
     last_signal_at: Mapped[datetime | None]
     created_at: Mapped[datetime]

@@ -9,6 +9,8 @@ Create Date: 2026-12-10
   it is limited to), who created it, when it expires and when it was revoked.
 - ``forum_commands.token_id``: the token a command was accepted with (NULL for a local identity
   and for every command accepted before this revision).
+- ``ix_run_agents_agent_name``: the runs of an agent, read when an agent's command is accepted
+  (it writes only on the tickets of its runs).
 
 Frozen: the SQL is written out here, not imported.
 """
@@ -44,10 +46,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name=op.f("uq_auth_tokens_token_hash")),
     )
     op.add_column("forum_commands", sa.Column("token_id", sa.String(128), nullable=True))
+    op.create_index(op.f("ix_run_agents_agent_name"), "run_agents", ["agent_name"])
 
 
 def downgrade() -> None:
-    """Drop ``forum_commands.token_id`` and ``auth_tokens``."""
+    """Drop the index, ``forum_commands.token_id`` and ``auth_tokens``."""
+    op.drop_index(op.f("ix_run_agents_agent_name"), table_name="run_agents")
     with op.batch_alter_table("forum_commands") as batch:
         batch.drop_column("token_id")
     op.drop_table("auth_tokens")
