@@ -17,13 +17,13 @@ from fastapi import FastAPI
 
 import metawsm
 from metawsm.api import errors
-from metawsm.api.auth import FailureLimiter
 from metawsm.api.follower import EventFollower
 from metawsm.api.limits import RequestSizeLimit
 from metawsm.api.reads import reading
 from metawsm.api.routes import forum, log, ops, runs
 from metawsm.api.state import ApiOptions, ApiState
 from metawsm.services import thread_reads
+from metawsm.services.failure_limiter import FailureLimiter
 from metawsm.storage.types import utcnow
 
 if TYPE_CHECKING:

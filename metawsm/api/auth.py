@@ -3,16 +3,16 @@
 ``Authorization: Bearer <token>`` is checked by ``services/tokens.py`` ``authenticate`` (one
 indexed read); the identity it returns is the actor of every write the request makes. A
 failure answers 401 and is counted and logged by its reason, never with the token. A client
-address that fails ``max_failures`` times within ``window_s`` gets 429 for the rest of the
-window without its tokens being looked at (guessing is slowed down, the database spared).
+address out of failed attempts (``services/failure_limiter.py``: a burst of 10, refilled at 10
+a minute) gets 429 without its tokens being looked at: guessing is slowed down, the database
+spared, and a client that authenticates correctly is never slowed.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections import deque
-from dataclasses import dataclass, field
 
 from fastapi import Request
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,32 +28,6 @@ from metawsm.services import tokens
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class FailureLimiter:
-    """Counts failed authentications per client address in a sliding window."""
-
-    max_failures: int = 20
-    window_s: float = 60.0
-    _seen: dict[str, deque[float]] = field(default_factory=dict)
-
-    def blocked(self, source: str, now: float) -> bool:
-        """True when ``source`` failed ``max_failures`` times within the window."""
-        recent = self._recent(source, now)
-        return recent is not None and len(recent) >= self.max_failures
-
-    def failed(self, source: str, now: float) -> None:
-        """Record a failure of ``source`` at ``now``."""
-        if len(self._seen) > 10_000:  # bound the memory a sweep of addresses could take
-            self._seen.clear()
-        self._seen.setdefault(source, deque()).append(now)
-
-    def _recent(self, source: str, now: float) -> deque[float] | None:
-        times = self._seen.get(source)
-        while times and times[0] <= now - self.window_s:
-            times.popleft()
-        return times
-
-
 async def identity(request: Request) -> Identity:
     """The identity the request's bearer token proves (a FastAPI dependency).
 
@@ -63,9 +37,10 @@ async def identity(request: Request) -> Identity:
     """
     state = api_state(request)
     source = request.client.host if request.client else "unknown"
-    if state.failures.blocked(source, time.monotonic()):
+    wait_s = state.failures.blocked(source, time.monotonic())
+    if wait_s > 0:
         raise ApiError(429, "too_many_failures", "too many failed authentications; retry later",
-                       headers={"Retry-After": str(int(state.failures.window_s))})  # fmt: skip
+                       headers={"Retry-After": str(math.ceil(wait_s))})  # fmt: skip
     bearer = _bearer(request.headers.get("authorization", ""))
     try:
         return await run_in_threadpool(_authenticate, state, bearer)

@@ -94,6 +94,14 @@ class SeenBody(BaseModel):
     sequence: int = Field(default=0, ge=0)
 
 
+class CloseRunBody(BaseModel):
+    """Close a run: ``dry_run`` checks the gates and changes nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dry_run: bool = False
+
+
 class SignalBody(ControlSignalPayload):
     """A control signal for (run, agent): the control payload of ``metawsm forum signal``."""
 

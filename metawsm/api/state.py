@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 
 if TYPE_CHECKING:
-    from metawsm.api.auth import FailureLimiter
     from metawsm.api.follower import EventFollower
     from metawsm.bootstrap import Container
+    from metawsm.services.failure_limiter import FailureLimiter
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,9 @@ THREADS = "/api/v1/forum/threads"
 
 @pytest.fixture
 def api(pipeline: Pipeline) -> Iterator[Api]:
-    """The API over the pipeline's database, Redis and worker."""
+    """The API over the pipeline's database, Redis and worker; alice works on TCK-1 (agents
+    write only on the tickets of their runs)."""
+    pipeline.create_run(Actor(type="operator", name="op"), agents=["alice"], tickets=["TCK-1"])
     with api_for(pipeline.container) as served:
         yield served
 
@@ -97,17 +99,23 @@ def test_the_same_idempotency_key_returns_the_same_outcome_and_another_command_i
 ) -> None:
     key = {"Idempotency-Key": "cmd-key-1"}
     first = api.agent.post(
-        THREADS, headers=key, json={"thread_id": "th-k", "ticket": "T", "title": "t", "body": "b"}
+        THREADS,
+        headers=key,
+        json={"thread_id": "th-k", "ticket": "TCK-1", "title": "t", "body": "b"},
     )
     again = api.agent.post(
-        THREADS, headers=key, json={"thread_id": "th-k", "ticket": "T", "title": "t", "body": "b"}
+        THREADS,
+        headers=key,
+        json={"thread_id": "th-k", "ticket": "TCK-1", "title": "t", "body": "b"},
     )
     assert first.status_code == again.status_code == 200
     assert first.json()["command_id"] == again.json()["command_id"] == "cmd-key-1"
     assert again.json() == first.json()
     before = _commands(pipeline)
     other = api.agent.post(
-        THREADS, headers=key, json={"thread_id": "th-k", "ticket": "T", "title": "t", "body": "c"}
+        THREADS,
+        headers=key,
+        json={"thread_id": "th-k", "ticket": "TCK-1", "title": "t", "body": "c"},
     )
     assert other.status_code == 409
     assert other.json()["code"] == "idempotency_key_reused"
@@ -279,3 +287,21 @@ def test_a_database_that_is_down_is_503_and_health_still_answers() -> None:
             assert down.headers["Retry-After"]
     finally:
         container.close()
+
+
+def test_runs_are_steered_by_operators_and_a_run_with_unmet_gates_does_not_close(
+    api: Api, pipeline: Pipeline
+) -> None:
+    run_id = pipeline.create_run(Actor(type="operator", name="op"), agents=["alice"])
+    refused = api.agent.post(f"/api/v1/runs/{run_id}/close", json={})
+    assert refused.status_code == 403
+    assert refused.json()["rule"] == "runs_are_steered_by_operators_and_humans"
+    assert api.agent.post(f"/api/v1/runs/{run_id}/stop").status_code == 403
+    not_ready = api.operator.post(f"/api/v1/runs/{run_id}/close", json={"dry_run": True})
+    assert not_ready.status_code == 409
+    assert not_ready.json()["closed"] is False
+    assert not_ready.json()["unmet"]
+    stopped = api.operator.post(f"/api/v1/runs/{run_id}/stop")
+    assert stopped.status_code == 200, stopped.text
+    assert stopped.json() == {"run_id": run_id, "status": "stopped"}
+    assert api.operator.post(f"/api/v1/runs/{run_id}/resume").json()["status"] != "stopped"

@@ -1,5 +1,6 @@
 """``/api/v1/runs``, ``/api/v1/status`` and ``/api/v1/control``: runs, their snapshot, why a run
-cannot close, control signals and the answer to a guidance request.
+cannot close, closing, stopping and resuming it, control signals and the answer to a guidance
+request.
 
 Reads return what ``metawsm run list --json``, ``status --json`` and ``run why --json`` print.
 """
@@ -14,7 +15,8 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from metawsm.api.contracts import SignalBody
+from metawsm.api.contracts import CloseRunBody, SignalBody
+from metawsm.api.errors import ApiError
 from metawsm.api.routes.common import (
     ERRORS,
     OUTCOME,
@@ -26,7 +28,7 @@ from metawsm.api.routes.common import (
     submit_write,
 )
 from metawsm.api.writes import MAX_WAIT_S
-from metawsm.errors import RunStopped, WaitTimeout
+from metawsm.errors import Forbidden, NotFound, Rejected, RunStopped, WaitTimeout
 from metawsm.messages.common import MAX_ID_CHARS, MAX_NAME_CHARS
 
 router = APIRouter(prefix="/api/v1", tags=["runs"], responses=ERRORS)
@@ -84,6 +86,47 @@ async def why(app: State, _: Caller, run_id: RunId) -> dict[str, Any]:
 
     summary, unmet = await run_in_threadpool(gates.unmet, app.container.engine, run_id)
     return {**summary, "unmet": [g.as_dict() for g in unmet]}
+
+
+@router.post("/runs/{run_id}/close", summary="Close a completed run whose gates all pass")
+async def close_run(app: State, caller: Caller, run_id: RunId, body: CloseRunBody) -> Any:
+    """As ``metawsm close --json``: ``{run_id, closed, dry_run, status}``; 409 ``rejected`` with
+    the ``unmet`` gates when one is not met (``dry_run``: check only, change nothing)."""
+    from metawsm.services import gates
+
+    rt = app.container.runtime
+    try:
+        status = await run_in_threadpool(
+            lambda: gates.close_run(rt, run_id, dry_run=body.dry_run, actor=caller)
+        )
+    except (Forbidden, NotFound):
+        raise
+    except Rejected as exc:
+        _, unmet = await run_in_threadpool(gates.unmet, rt.engine, run_id)
+        extra = {"run_id": run_id, "closed": False, "unmet": [g.as_dict() for g in unmet]}
+        raise ApiError(409, "rejected", str(exc), extra=extra) from None
+    closed = status == "closed"
+    return {"run_id": run_id, "closed": closed, "dry_run": body.dry_run, "status": status}
+
+
+@router.post("/runs/{run_id}/stop", summary="Stop a run")
+async def stop_run(app: State, caller: Caller, run_id: RunId) -> dict[str, Any]:
+    """``{run_id, status}`` after stopping (stopping a stopped run changes nothing)."""
+    from metawsm.services import lifecycle
+
+    rt = app.container.runtime
+    status = await run_in_threadpool(lifecycle.stop_run, rt, run_id, caller)
+    return {"run_id": run_id, "status": status}
+
+
+@router.post("/runs/{run_id}/resume", summary="Resume a stopped, paused or failed run")
+async def resume_run(app: State, caller: Caller, run_id: RunId) -> dict[str, Any]:
+    """``{run_id, status}`` after resuming."""
+    from metawsm.services import lifecycle
+
+    rt = app.container.runtime
+    status = await run_in_threadpool(lifecycle.resume_run, rt, run_id, caller)
+    return {"run_id": run_id, "status": status}
 
 
 @router.post(
