@@ -400,8 +400,8 @@ def up(
     (metawsm api) unless --no-api. Prints a ready
     summary (database, broker, Flower URL and credentials, metrics URL, what to try) once every
     process answers. Refuses (exit 1) when another `metawsm up` runs on the same database or
-    Flower's, the exporter's or the API's port is taken. Exits 0 after Ctrl-C/SIGTERM, 1 when a process
-    exits on its own (named), 3 when no broker or database can be reached.
+    Flower's, the exporter's or the API's port is taken. Exits 0 after Ctrl-C/SIGTERM, 1 when
+    a process exits on its own (named), 3 when no broker or database can be reached.
     """
     settings = app.settings
     with one_stack_per_database(settings):

@@ -64,9 +64,7 @@ def _log(container: Container, ticket: str | None = None) -> list[dict[str, Any]
         return thread_reads.events_after(on_connection(connection), 0, ticket=ticket, limit=10**6)
 
 
-def _read(
-    api: Api, seen: list[dict[str, Any]], *, stop: Any, at_most: int, **params: Any
-) -> None:
+def _read(api: Api, seen: list[dict[str, Any]], *, stop: Any, at_most: int, **params: Any) -> None:
     """Connect (resuming after the last event in ``seen``), read up to ``at_most`` events into
     ``seen``, then disconnect; stop early when ``stop()`` holds."""
     headers = {"Last-Event-ID": str(seen[-1]["sequence"])} if seen else {}
@@ -110,8 +108,7 @@ def test_a_client_resuming_with_last_event_id_sees_every_event_once_in_commit_or
 
     def write_all() -> None:
         writers = [
-            threading.Thread(target=_write, args=(container, w, failures))
-            for w in range(WRITERS)
+            threading.Thread(target=_write, args=(container, w, failures)) for w in range(WRITERS)
         ]
         for writer in writers:
             writer.start()
