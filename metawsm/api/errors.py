@@ -101,23 +101,24 @@ def from_metawsm(exc: e.MetawsmError) -> ApiError:
     return ApiError(500, "failed", message)
 
 
-def from_validation(exc: ValidationError | RequestValidationError, prefix: str = "") -> ApiError:
-    """422 naming the first invalid field and its rule (every problem in ``message``)."""
+def from_validation(exc: ValidationError | RequestValidationError, skip: int = 0) -> ApiError:
+    """422 naming the first invalid field and its rule (every problem in ``message``);
+    ``skip`` leading parts of each location are left out (a command's type tag)."""
     problems = list(exc.errors())
-    parts = [f"{_location(p, prefix)}: {_rule_text(p)}" for p in problems]
+    parts = [f"{_location(p, skip)}: {_rule_text(p)}" for p in problems]
     first = problems[0] if problems else {}
     return ApiError(
         422,
         "invalid_input",
         "invalid input: " + "; ".join(parts),
-        field=_location(first, prefix) if first else None,
+        field=_location(first, skip) if first else None,
         rule=str(first.get("type")) if first else None,
     )
 
 
-def _location(problem: Any, prefix: str) -> str:
-    loc = [str(p) for p in problem.get("loc", ()) if not str(p).startswith(("function-", "tagged"))]
-    return prefix + ".".join(loc)
+def _location(problem: Any, skip: int) -> str:
+    loc = [str(p) for p in problem.get("loc", ())[skip:]]
+    return ".".join(p for p in loc if not p.startswith(("function-", "tagged")))
 
 
 def _rule_text(problem: Any) -> str:
@@ -141,7 +142,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ValidationError)
     async def _contract(_: Request, exc: ValidationError) -> JSONResponse:
-        return error_response(from_validation(exc, "payload."))
+        # A command's contract (services/accept.py make_command): its location starts with
+        # the command type, the tag of the union of commands.
+        return error_response(from_validation(exc, skip=1))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
