@@ -183,6 +183,26 @@ class EventFollower:
                 return False
         return True
 
+    async def until_event(
+        self, cursor: int, touches: Callable[[dict[str, Any]], bool], timeout_s: float
+    ) -> int | None:
+        """Wait until an event after ``cursor`` that ``touches`` holds for commits; the head
+        then (the next cursor), or None after ``timeout_s``. Waiters cost no database read:
+        a waiting request re-reads only when something it cares about happened (when the
+        follower is not ready, or the cursor fell behind the buffer, it returns at once so the
+        caller re-reads)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self.ready and cursor >= self.floor:
+            fresh = self.buffered_after(cursor)
+            if any(touches(event) for event in fresh):
+                return self.head
+            cursor = fresh[-1]["sequence"] if fresh else cursor
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return None
+            await self.wait_beyond(cursor, remaining)
+        return self.head
+
     async def stream(
         self,
         cursor: int,

@@ -86,3 +86,25 @@ def test_a_stream_behind_the_buffer_catches_up_by_pages_then_reads_the_buffer() 
 
     assert asyncio.run(collect()) == list(range(1, 30, 2))
     assert follower.pages >= 2
+
+
+def test_a_waiter_wakes_on_an_event_it_cares_about_and_not_on_others() -> None:
+    log = Log()
+    follower = _follower(log, batch=100)
+
+    async def scenario() -> tuple[int | None, int | None]:
+        follower._task = asyncio.create_task(asyncio.sleep(3600))  # "running"
+        log.events = [_event(1, "other")]
+        await follower.poll_once()
+        unrelated = await follower.until_event(0, lambda e: e["ticket"] == "mine", 0.05)
+        waiting = asyncio.create_task(
+            follower.until_event(1, lambda e: e["ticket"] == "mine", 5.0)
+        )
+        await asyncio.sleep(0)  # the waiter is parked on the follower
+        log.events += [_event(2, "other"), _event(3, "mine")]
+        await follower.poll_once()
+        woken = await waiting
+        follower._task.cancel()
+        return unrelated, woken
+
+    assert asyncio.run(scenario()) == (None, 3)

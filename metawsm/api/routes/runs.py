@@ -33,7 +33,7 @@ from metawsm.messages.common import MAX_ID_CHARS, MAX_NAME_CHARS
 
 router = APIRouter(prefix="/api/v1", tags=["runs"], responses=ERRORS)
 RunId = Annotated[str, Path(min_length=1, max_length=MAX_NAME_CHARS)]
-# How often a waiting request looks for the answer (seconds): an answer is a person's reply.
+# How often a waiting request looks for the answer when the follower cannot wake it (seconds).
 ANSWER_POLL_S = 0.2
 
 
@@ -157,8 +157,13 @@ async def answer(
     from metawsm.services import guidance
 
     engine = app.container.engine
+    cursor = app.follower.head  # before the first read: nothing committed after it is missed
     run_id, thread_id, seq = await run_in_threadpool(guidance.request_position, engine, command_id)
     deadline = time.monotonic() + timeout_s
+
+    def touches(event: dict[str, Any]) -> bool:
+        return event.get("thread_id") == thread_id or event.get("run_id") == run_id
+
     while True:
         found = await run_in_threadpool(guidance.find_answer, engine, thread_id, seq)
         if found is not None:
@@ -166,6 +171,13 @@ async def answer(
         run_status = await run_in_threadpool(guidance.run_status, engine, run_id)
         if run_status in guidance.STOPPED:
             raise RunStopped(f"run {run_id} is {run_status}; no answer will come")
-        if time.monotonic() >= deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             raise WaitTimeout(f"no guidance answer on {thread_id} within {timeout_s:g} s")
-        await asyncio.sleep(ANSWER_POLL_S)  # polling the log for a condition, with a deadline
+        # Woken by the process's follower when an event of this thread or run commits.
+        moved = await app.follower.until_event(cursor, touches, remaining)
+        if moved is None:
+            continue  # the deadline passed: the loop reads once more, then says so
+        if moved == cursor:  # the follower cannot tell (not ready, or behind): poll
+            await asyncio.sleep(ANSWER_POLL_S)
+        cursor = moved
