@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from metawsm.api.state import ApiOptions
 from metawsm.bootstrap import build
 from metawsm.messages.common import Actor
 from metawsm.services import queries, record_reads, thread_reads
@@ -305,3 +306,28 @@ def test_runs_are_steered_by_operators_and_a_run_with_unmet_gates_does_not_close
     assert stopped.status_code == 200, stopped.text
     assert stopped.json() == {"run_id": run_id, "status": "stopped"}
     assert api.operator.post(f"/api/v1/runs/{run_id}/resume").json()["status"] != "stopped"
+
+
+def test_an_address_with_too_many_failed_authentications_gets_429(api: Api) -> None:
+    wrong = api.as_token("mwsm_" + "w" * 43)
+    statuses = [wrong.get(THREADS).status_code for _ in range(12)]
+    assert statuses[0] == 401
+    assert statuses[-1] == 429
+    limited = wrong.get(THREADS)
+    assert limited.json()["code"] == "too_many_failures"
+    assert int(limited.headers["Retry-After"]) >= 1
+    wrong.close()
+
+
+def test_cors_is_off_unless_origins_are_named(api: Api, pipeline: Pipeline) -> None:
+    origin = {"Origin": "https://app.example.org"}
+    assert "access-control-allow-origin" not in api.agent.get(THREADS, headers=origin).headers
+    options = ApiOptions(cors_origins=("https://app.example.org",))
+    with serving(pipeline.container, options) as (url, _), client(url) as c:
+        preflight = c.options(
+            THREADS,
+            headers={**origin, "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "authorization,idempotency-key"},
+        )  # fmt: skip
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example.org"
