@@ -11,13 +11,14 @@ import pytest
 
 from metawsm.api.state import ApiOptions
 from metawsm.bootstrap import build
+from metawsm.errors import SchemaNotAtHead
 from metawsm.messages.common import Actor
 from metawsm.services import queries, record_reads, thread_reads
 from metawsm.services.thread_reads import ThreadFilter
 from metawsm.storage.dbapi import on_connection
 from metawsm.storage.engine import connect
 from tests.fixtures.api import Api, api_for, client, serving
-from tests.fixtures.database import settings_for
+from tests.fixtures.database import NO_BROKER_URL, settings_for
 from tests.fixtures.pipeline import Pipeline
 
 THREADS = "/api/v1/forum/threads"
@@ -331,3 +332,14 @@ def test_cors_is_off_unless_origins_are_named(api: Api, pipeline: Pipeline) -> N
         )  # fmt: skip
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == "https://app.example.org"
+
+
+def test_metawsm_api_refuses_a_database_not_at_head_with_exit_3(empty_sqlite_url: str) -> None:
+    from click.testing import CliRunner
+
+    from metawsm.cli import cli
+
+    env = {"METAWSM_DATABASE_URL": empty_sqlite_url, "METAWSM_BROKER_URL": NO_BROKER_URL}
+    result = CliRunner().invoke(cli, ["api", "--port", "1"], env=env)
+    assert isinstance(result.exception, SchemaNotAtHead), result.output
+    assert result.exception.exit_code == 3  # what metawsm.cli.main exits with
