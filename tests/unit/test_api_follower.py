@@ -97,9 +97,7 @@ def test_a_waiter_wakes_on_an_event_it_cares_about_and_not_on_others() -> None:
         log.events = [_event(1, "other")]
         await follower.poll_once()
         unrelated = await follower.until_event(0, lambda e: e["ticket"] == "mine", 0.05)
-        waiting = asyncio.create_task(
-            follower.until_event(1, lambda e: e["ticket"] == "mine", 5.0)
-        )
+        waiting = asyncio.create_task(follower.until_event(1, lambda e: e["ticket"] == "mine", 5.0))
         await asyncio.sleep(0)  # the waiter is parked on the follower
         log.events += [_event(2, "other"), _event(3, "mine")]
         await follower.poll_once()
