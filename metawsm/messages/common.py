@@ -18,7 +18,12 @@ MAX_REASON_CHARS = 2048
 class Frozen(BaseModel):
     """Base of every message model: immutable, strict about unknown fields."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+    # defer_build: a model's validator is built when first used, not at import, so a process
+    # that sends one command builds one command's schema (docs/performance.md, "Command-line
+    # start-up"); the workers build each on first delivery.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", str_strip_whitespace=True, defer_build=True
+    )
 
 
 def _text_rule(max_chars: int | None = None, max_bytes: int | None = None) -> Any:
