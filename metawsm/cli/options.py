@@ -14,8 +14,7 @@ from metawsm.errors import EXIT_FAILED, EXIT_UNREACHABLE, MetawsmError, UsageErr
 from metawsm.settings import env_default
 
 if TYPE_CHECKING:  # the write path is imported when a write runs, not with every command
-    from metawsm.messages.commands import AnyCommand
-    from metawsm.services.accept import Outcome
+    from metawsm.services.accept import Acceptable, Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 ACTOR_TYPES = click.Choice(["agent", "operator", "human", "system"], case_sensitive=False)
@@ -106,12 +105,10 @@ def run_write(
 ) -> Outcome:
     """Validate, submit, wait (``wait``: None, ``applied`` or ``projected``), render; exits
     non-zero unless applied or accepted."""
-    from pydantic import ValidationError
-
-    from metawsm.services.accept import make_command
+    from metawsm.services.accept import make_plain_command
 
     try:
-        command = make_command(
+        command = make_plain_command(
             command_type,
             payload,
             actor_type=actor_type,
@@ -119,8 +116,12 @@ def run_write(
             command_id=command_id,
             causation_id=causation_id,
         )
-    except ValidationError as exc:
-        raise usage_from_validation(exc) from None
+    except Exception as exc:
+        from pydantic import ValidationError  # loaded only when the input is invalid
+
+        if isinstance(exc, ValidationError):
+            raise usage_from_validation(exc) from None
+        raise
     outcome = _submit(app, command)
     if wait and not outcome.final:
         if not outcome.published:  # say at once why the wait may be long
@@ -136,13 +137,15 @@ def run_write(
     return outcome
 
 
-def _submit(app: AppContext, command: AnyCommand) -> Outcome:
+def _submit(app: AppContext, command: Acceptable) -> Outcome:
     """Accept (the one accept, services/accept.py) and publish after commit: through the driver
     when it opens the database (no SQLAlchemy imported), else through the in-process submit."""
     if not app.direct():
+        from metawsm.messages.commands import parse_command
+        from metawsm.services.accept import wire_form
         from metawsm.services.submit import submit
 
-        return submit(app.container.runtime, command)
+        return submit(app.container.runtime, parse_command(wire_form(command)))
     from datetime import UTC, datetime
 
     from metawsm.services.accept import accept

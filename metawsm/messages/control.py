@@ -12,6 +12,21 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, field_validator
 
 from metawsm.messages.common import Body, Frozen, Name, OptBody
+from metawsm.messages.rules import ValidationStatus, lower
+
+__all__ = [
+    "CONTROL_MODELS",
+    "AnyControl",
+    "Completion",
+    "ControlPayload",
+    "ControlType",
+    "GuidanceAnswer",
+    "GuidanceRequest",
+    "Validation",
+    "ValidationStatus",
+    "check_schema_version",
+    "parse_control",
+]
 
 CONTROL_SCHEMA_VERSIONS = (1,)
 
@@ -23,13 +38,6 @@ class ControlType(StrEnum):
     GUIDANCE_ANSWER = "guidance_answer"
     COMPLETION = "completion"
     VALIDATION = "validation"
-
-
-class ValidationStatus(StrEnum):
-    """Outcome an agent reports in a validation signal."""
-
-    PASSED = "passed"
-    FAILED = "failed"
 
 
 def check_schema_version(
@@ -79,15 +87,11 @@ class Completion(_ControlBase):
     summary: OptBody = None
 
 
-def _status(value: Any) -> Any:
-    return value.strip().lower() if isinstance(value, str) else value
-
-
 class Validation(_ControlBase):
     """An agent reports validation: status passed|failed against the brief's done criteria."""
 
     control_type: Literal["validation"] = "validation"
-    status: Annotated[ValidationStatus, BeforeValidator(_status)]
+    status: Annotated[ValidationStatus, BeforeValidator(lower)]
     done_criteria: Body
 
 

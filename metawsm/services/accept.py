@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from metawsm.errors import CommandIdReused, WaitTimeout
+from metawsm.messages.plain import PlainCommand
 from metawsm.ops.catalogue import COMMANDS_ACCEPTED
 from metawsm.ops.increments import count, record_on_reader
 from metawsm.services.outbox_rows import OutboxMessage, add_outbox_row
@@ -23,6 +24,9 @@ from metawsm.storage.dbapi import Reader, json_value, utc
 
 if TYPE_CHECKING:  # the message models are loaded by whoever built the command
     from metawsm.messages.commands import AnyCommand
+
+    # A command to accept: a model, or one checked without pydantic (messages/plain.py).
+    Acceptable = AnyCommand | PlainCommand
 
 FINAL_STATUSES = ("applied", "rejected", "dead")
 # The projector's name in the projection ledger (services/projections.py PROJECTION).
@@ -106,9 +110,16 @@ def outcome_of(row: Any) -> Outcome:
     )
 
 
-def target_thread(command: AnyCommand) -> str | None:
+def target_thread(command: Acceptable) -> str | None:
     """The thread a command will act on (a control signal's is its control thread)."""
     from metawsm.domain.forum import control_thread_id
+
+    if isinstance(command, PlainCommand):
+        payload = command.payload
+        if command.command_type == "control_signal":
+            return control_thread_id(payload["run_id"], payload["agent_name"])
+        thread_id: str | None = payload.get("thread_id")
+        return thread_id
     from metawsm.messages.commands import ControlSignal, command_thread_id
 
     if isinstance(command, ControlSignal):
@@ -116,12 +127,19 @@ def target_thread(command: AnyCommand) -> str | None:
     return command_thread_id(command)
 
 
-def ledger_row(command: AnyCommand, now: datetime) -> dict[str, Any]:
+def wire_form(command: Acceptable) -> dict[str, Any]:
+    """The command as JSON data, as it is stored and sent."""
+    if isinstance(command, PlainCommand):
+        return command.wire
+    return command.model_dump(mode="json")
+
+
+def ledger_row(command: Acceptable, now: datetime) -> dict[str, Any]:
     """A new ``forum_commands`` row for ``command``, status accepted (column values)."""
     return {
         "command_id": command.command_id,
         "command_type": command.command_type,
-        "payload": command.model_dump(mode="json"),
+        "payload": wire_form(command),
         "status": "accepted",
         "reason": None,
         "thread_id": target_thread(command),
@@ -132,7 +150,7 @@ def ledger_row(command: AnyCommand, now: datetime) -> dict[str, Any]:
     }
 
 
-def accept(db: Reader, command: AnyCommand, topic: str, now: datetime) -> Accepted:
+def accept(db: Reader, command: Acceptable, topic: str, now: datetime) -> Accepted:
     """Write the ledger row (accepted) and the outbox row of ``command`` in ``db``'s
     transaction; a known command id is a no-op (its outcome as it stands).
 
@@ -171,13 +189,13 @@ def accept(db: Reader, command: AnyCommand, topic: str, now: datetime) -> Accept
     return Accepted(outcome, message)
 
 
-def _check_same_command(db: Reader, known: dict[str, Any], command: AnyCommand) -> None:
+def _check_same_command(db: Reader, known: dict[str, Any], command: Acceptable) -> None:
     """A known id is idempotent only for the same command.
 
     Raises:
         CommandIdReused: naming the earlier command and what differs.
     """
-    wire = command.model_dump(mode="json")
+    wire = wire_form(command)
     payload = json_value(known["payload"], db.dialect)
     differs = [name for name in _IDENTITY if payload.get(name) != wire.get(name)]
     if differs:
@@ -261,19 +279,61 @@ def make_command(
     Raises:
         pydantic.ValidationError: naming each field and the rule it broke.
     """
-    from metawsm.ids import new_id
     from metawsm.messages.commands import parse_command
 
-    return parse_command(
-        {
-            "command_id": command_id or new_id("cmd"),
-            "command_type": command_type,
-            "schema_version": 1,
-            "issued_at": datetime.now(UTC).isoformat(),
-            "actor_type": actor_type,
-            "actor_name": actor_name,
-            "correlation_id": correlation_id,
-            "causation_id": causation_id,
-            "payload": payload,
-        }
+    data = _command_data(
+        command_type, payload, actor_type, actor_name, command_id, correlation_id, causation_id
     )
+    return parse_command({**data, "issued_at": data["issued_at"].isoformat()})
+
+
+def make_plain_command(
+    command_type: str,
+    payload: dict[str, object],
+    *,
+    actor_type: str,
+    actor_name: str,
+    command_id: str | None = None,
+    causation_id: str | None = None,
+) -> Acceptable:
+    """:func:`make_command`'s command, checked without pydantic when messages/plain.py can
+    vouch for it (what a command line sends: no pydantic imported), else by the models.
+
+    Raises:
+        pydantic.ValidationError: naming each field and the rule it broke.
+    """
+    from metawsm.messages import plain
+
+    data = _command_data(
+        command_type, payload, actor_type, actor_name, command_id, None, causation_id
+    )
+    try:
+        return plain.command(data)
+    except plain.Unchecked:
+        from metawsm.messages.commands import parse_command
+
+        return parse_command({**data, "issued_at": data["issued_at"].isoformat()})
+
+
+def _command_data(
+    command_type: str,
+    payload: dict[str, object],
+    actor_type: str,
+    actor_name: str,
+    command_id: str | None,
+    correlation_id: str | None,
+    causation_id: str | None,
+) -> dict[str, Any]:
+    from metawsm.ids import new_id
+
+    return {
+        "command_id": command_id or new_id("cmd"),
+        "command_type": command_type,
+        "schema_version": 1,
+        "issued_at": datetime.now(UTC),
+        "actor_type": actor_type,
+        "actor_name": actor_name,
+        "correlation_id": correlation_id,
+        "causation_id": causation_id,
+        "payload": payload,
+    }

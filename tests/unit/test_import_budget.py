@@ -32,8 +32,9 @@ BROKER = ("kombu", "redis", "amqp", "vine")
 CELERY = ("celery",)
 # The database layer: commands that read or write.
 DATABASE = ("sqlalchemy", "psycopg")
-# Validation libraries: the settings parse their own values (metawsm/settings_rules.py); only
-# what builds a message (a write, a snapshot) uses pydantic. dotenv: only when a .env exists.
+# Validation libraries: the settings parse their own values (metawsm/settings_rules.py); a
+# write checks its command without them (metawsm/messages/plain.py) unless the input is invalid;
+# the snapshot uses pydantic. dotenv: only when a .env exists.
 VALIDATION = ("pydantic", "pydantic_settings", "pydantic_core", "dotenv")
 
 ASK = ["forum", "ask", "--ticket", "T-1", "--title", "t", "--body", "b", "--no-wait"]
@@ -46,9 +47,9 @@ DIRECT_READ = (*MIGRATIONS, *BROKER, *CELERY, "sqlalchemy", *VALIDATION)
 # Reads of the snapshot (status, watch, operator): through SQLAlchemy and the typed snapshot.
 READ = (*MIGRATIONS, *BROKER, *CELERY, "pydantic_settings")
 # Writes: the driver to accept, the minimal Redis client to publish; SQLAlchemy only when the
-# publish failed (putting the row back for the drainer: WRITE_NO_BROKER), never redis-py, kombu
-# or Celery.
-WRITE = (*MIGRATIONS, *CELERY, *BROKER, "sqlalchemy", "pydantic_settings")
+# publish failed (putting the row back for the drainer: WRITE_NO_BROKER), never redis-py, kombu,
+# Celery or pydantic (but to explain invalid input: INVALID_WRITE).
+WRITE = (*MIGRATIONS, *CELERY, *BROKER, "sqlalchemy", *VALIDATION)
 WRITE_NO_BROKER = tuple(name for name in WRITE if name != "sqlalchemy")
 
 
@@ -130,8 +131,17 @@ def test_a_write_that_publishes_imports_no_sqlalchemy_redis_py_kombu_or_celery(
 ) -> None:
     modules = imported_modules(args, {**env, "METAWSM_BROKER_URL": redis_url}, tmp_path)
     assert forbidden_in(modules, WRITE) == []
-    # It did reach the driver, the validation and the publisher, so the budget sees real imports.
-    assert {"sqlite3", "pydantic", "metawsm.transport.resp"} <= set(modules)
+    # It did reach the driver, the checks and the publisher, so the budget sees real imports.
+    assert {"sqlite3", "metawsm.messages.plain", "metawsm.transport.resp"} <= set(modules)
+
+
+def test_a_write_with_invalid_input_is_explained_by_the_models(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    invalid = [arg if arg != "T-1" else " " for arg in ASK]
+    modules = imported_modules(invalid, env, tmp_path, exit_code=2)
+    assert "pydantic" in modules
+    assert forbidden_in(modules, (*MIGRATIONS, *CELERY, *BROKER, "sqlalchemy")) == []
 
 
 def test_a_write_whose_publish_fails_hands_its_row_to_the_drainer_through_sqlalchemy(
