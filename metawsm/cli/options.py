@@ -167,7 +167,8 @@ def _submit(app: AppContext, command: Acceptable) -> Outcome:
 
 
 def _wait_projected(app: AppContext, command_id: str, limit: float) -> None:
-    from metawsm.services.accept import is_projected, wait_until_projected
+    from metawsm.services.accept import is_projected
+    from metawsm.services.waiting import wait_until_projected
 
     def projected() -> bool:
         with app.reading() as db:
@@ -177,7 +178,8 @@ def _wait_projected(app: AppContext, command_id: str, limit: float) -> None:
 
 
 def _wait(app: AppContext, outcome: Outcome, timeout: float | None) -> Outcome:
-    from metawsm.services.accept import read_outcome, wait_until_final
+    from metawsm.services.accept import read_outcome
+    from metawsm.services.waiting import wait_until_final
 
     def read() -> Outcome | None:
         with app.reading() as db:

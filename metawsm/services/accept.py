@@ -2,20 +2,18 @@
 
 This is the one accept: :func:`metawsm.services.submit.submit` runs it in a SQLAlchemy unit of
 work (on the connection's driver connection), the command line in a driver transaction of its
-own (``cli/write_flow.py``), which imports no SQLAlchemy (docs/performance.md, "Command-line
+own (``cli/options.py``), which imports no SQLAlchemy (docs/performance.md, "Command-line
 start-up"). Both publish the staged message after commit. Also here: reading a command's
-outcome and whether its events are projected, which both wait on.
+outcome and whether its events are projected, which the waits poll (``services/waiting.py``).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from metawsm.errors import CommandIdReused, WaitTimeout
+from metawsm.errors import CommandIdReused
 from metawsm.messages.plain import PlainCommand
 from metawsm.ops.catalogue import COMMANDS_ACCEPTED
 from metawsm.ops.increments import count, record_on_reader
@@ -220,48 +218,6 @@ def read_outcome(db: Reader, command_id: str) -> Outcome | None:
 def is_projected(db: Reader, command_id: str) -> bool:
     """True when every event the command wrote is in the read models."""
     return not db.rows(UNPROJECTED, {"cid": command_id, "projection": PROJECTION})
-
-
-def wait_until_final(
-    read: Callable[[], Outcome | None], command_id: str, timeout_s: float
-) -> Outcome:
-    """Poll ``read`` until the command is applied, rejected or dead.
-
-    Raises:
-        WaitTimeout: the command is still in flight after ``timeout_s`` seconds.
-    """
-    deadline = time.monotonic() + timeout_s
-    pause = 0.002
-    while True:
-        outcome = read()
-        if outcome is not None and outcome.final:
-            return outcome
-        if time.monotonic() >= deadline:
-            state = outcome.status if outcome else "unknown"
-            raise WaitTimeout(
-                f"command {command_id} still {state} after {timeout_s:g} s;"
-                " it stays accepted and will be applied when workers and Redis are available"
-            )
-        time.sleep(pause)  # polling a condition with a deadline, not synchronising on time
-        pause = min(pause * 1.5, 0.1)
-
-
-def wait_until_projected(projected: Callable[[], bool], command_id: str, timeout_s: float) -> None:
-    """Poll ``projected`` until the read models show every event the (applied) command wrote.
-
-    Raises:
-        WaitTimeout: an event of the command is still not projected after ``timeout_s``.
-    """
-    deadline = time.monotonic() + timeout_s
-    pause = 0.002
-    while not projected():
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(
-                f"command {command_id} is applied but its events are not in the read models"
-                f" after {timeout_s:g} s; they will show once an events worker projects them"
-            )
-        time.sleep(pause)  # polling a condition with a deadline, not synchronising on time
-        pause = min(pause * 1.5, 0.1)
 
 
 def make_command(
