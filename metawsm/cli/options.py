@@ -14,6 +14,7 @@ from metawsm.errors import EXIT_FAILED, EXIT_UNREACHABLE, MetawsmError, UsageErr
 from metawsm.settings import env_default
 
 if TYPE_CHECKING:  # the write path is imported when a write runs, not with every command
+    from metawsm.identity import Identity
     from metawsm.services.accept import Acceptable, Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -103,10 +104,14 @@ def run_write(
     causation_id: str | None = None,
     quiet: bool = False,
 ) -> Outcome:
-    """Validate, submit, wait (``wait``: None, ``applied`` or ``projected``), render; exits
-    non-zero unless applied or accepted."""
+    """Validate, submit as the acting identity (metawsm.cli.acting: the token's, or the local
+    one from the actor flags), wait (``wait``: None, ``applied`` or ``projected``), render;
+    exits non-zero unless applied or accepted."""
+    from metawsm.cli.acting import acting_identity
     from metawsm.services.accept import make_plain_command
 
+    identity = acting_identity(app, actor_type, actor_name)
+    actor_type, actor_name = identity.actor_type, identity.actor_name
     try:
         command = make_plain_command(
             command_type,
@@ -122,7 +127,7 @@ def run_write(
         if isinstance(exc, ValidationError):
             raise usage_from_validation(exc) from None
         raise
-    outcome = _submit(app, command)
+    outcome = _submit(app, command, identity)
     if wait and not outcome.final:
         if not outcome.published:  # say at once why the wait may be long
             click.echo(f"warning: {_not_published(outcome)}", err=True)
@@ -137,15 +142,17 @@ def run_write(
     return outcome
 
 
-def _submit(app: AppContext, command: Acceptable) -> Outcome:
-    """Accept (the one accept, services/accept.py) and publish after commit: through the driver
-    when it opens the database (no SQLAlchemy imported), else through the in-process submit."""
+def _submit(app: AppContext, command: Acceptable, identity: Identity) -> Outcome:
+    """Accept (the one accept, services/accept.py) as ``identity`` and publish after commit:
+    through the driver when it opens the database (no SQLAlchemy imported), else through the
+    in-process submit."""
     if not app.direct():
         from metawsm.messages.commands import parse_command
         from metawsm.services.accept import wire_form
         from metawsm.services.submit import submit
 
-        return submit(app.container.runtime, parse_command(wire_form(command)))
+        model = parse_command(wire_form(command))
+        return submit(app.container.runtime, model, identity=identity)
     from datetime import UTC, datetime
 
     from metawsm.services.accept import accept
@@ -154,7 +161,7 @@ def _submit(app: AppContext, command: Acceptable) -> Outcome:
     parts = app.parts
     with app.writing() as db:
         topic = parts.topics.command(command.command_type)
-        accepted = accept(db, command, topic, datetime.now(UTC))
+        accepted = accept(db, command, topic, datetime.now(UTC), identity=identity)
     if accepted.message is None:
         return accepted.outcome
     report, failed = publish_messages(parts.publisher, [accepted.message])

@@ -247,3 +247,27 @@ def _payload_rule(fields: Fields) -> Rule:
         return _fields(fields, data)
 
     return rule
+
+
+def with_actor(command: PlainCommand, actor_type: str, actor_name: str) -> PlainCommand:
+    """``command`` acting as (``actor_type``, ``actor_name``), checked as the envelope is.
+
+    Raises:
+        Unchecked: the actor breaks a rule (the models say which).
+    """
+    wire = {
+        **command.wire,
+        "actor_type": ENVELOPE["actor_type"][0](actor_type),
+        "actor_name": ENVELOPE["actor_name"][0](actor_name),
+    }
+    return PlainCommand(command.command_id, command.command_type, wire)
+
+
+def payload_value(command: Any, *path: str) -> Any:
+    """A field of a command's payload, ``path`` naming nested fields (``"signal",
+    "control_type"``): from a plain command's wire form or a model's attributes alike; None
+    when the payload has no such field."""
+    value = command.payload
+    for name in path:
+        value = value.get(name) if isinstance(value, dict) else getattr(value, name, None)
+    return value

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from metawsm.errors import CommandIdReused
+from metawsm.identity import Identity
 from metawsm.messages.plain import PlainCommand
 from metawsm.ops.catalogue import COMMANDS_ACCEPTED
 from metawsm.ops.increments import count, record_on_reader
@@ -39,9 +40,9 @@ _SELECT_KNOWN = (
 )
 _INSERT_COMMAND = (
     "INSERT INTO forum_commands (command_id, command_type, payload, status, reason, thread_id,"
-    " delivery_attempts, accepted_at, updated_at, finished_at) VALUES (:command_id,"
+    " delivery_attempts, accepted_at, updated_at, finished_at, token_id) VALUES (:command_id,"
     " :command_type, :payload, :status, :reason, :thread_id, :delivery_attempts, :accepted_at,"
-    " :updated_at, :finished_at)"
+    " :updated_at, :finished_at, :token_id)"
 )
 UNPROJECTED = (
     "SELECT e.event_id FROM forum_events e WHERE e.command_id = :cid AND NOT EXISTS"
@@ -88,11 +89,13 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Accepted:
-    """What accepting did: the outcome, and the message to publish after commit (None when the
-    command id was known: nothing was written)."""
+    """What accepting did: the outcome, the message to publish after commit (None when the
+    command id was known: nothing was written) and the command as accepted (its actor is the
+    acting identity's)."""
 
     outcome: Outcome
     message: OutboxMessage | None
+    command: Acceptable
 
 
 def outcome_of(row: Any) -> Outcome:
@@ -148,17 +151,39 @@ def ledger_row(command: Acceptable, now: datetime) -> dict[str, Any]:
     }
 
 
-def accept(db: Reader, command: Acceptable, topic: str, now: datetime) -> Accepted:
+def accept(
+    db: Reader,
+    command: Acceptable,
+    topic: str,
+    now: datetime,
+    *,
+    identity: Identity | None = None,
+) -> Accepted:
     """Write the ledger row (accepted) and the outbox row of ``command`` in ``db``'s
-    transaction; a known command id is a no-op (its outcome as it stands).
+    transaction, as ``identity``: the command's actor is set from it (whatever the request
+    said) and the rules the identity alone decides are checked first
+    (:mod:`metawsm.services.authorization`). A known command id is a no-op (its outcome as it
+    stands).
+
+    ``identity`` None is for metawsm's own in-process callers that build the command themselves
+    (drills, tests): the command's actor stands and no role rule is checked. Every entrypoint
+    acting for someone (the CLI, the API) passes the identity.
 
     Raises:
+        Forbidden: the identity may not ask for this command; nothing is written.
         CommandIdReused: the id is known for a different command; nothing is written.
     """
+    if identity is not None:
+        from metawsm.services.authorization import acting_as, authorize_command
+        from metawsm.services.scope import check_scope
+
+        command = acting_as(command, identity)
+        authorize_command(identity, command)
+        check_scope(db, identity, command)
     known = db.rows(_SELECT_KNOWN, {"cid": command.command_id})
     if known:
         _check_same_command(db, known[0], command)
-        return Accepted(outcome_of(known[0]), None)
+        return Accepted(outcome_of(known[0]), None, command)
     row = ledger_row(command, now)
     db.execute(
         _INSERT_COMMAND,
@@ -167,6 +192,7 @@ def accept(db: Reader, command: Acceptable, topic: str, now: datetime) -> Accept
             "payload": db.json(row["payload"]),
             "accepted_at": db.time(now),
             "updated_at": db.time(now),
+            "token_id": identity.token_id if identity else None,
         },
     )
     message = add_outbox_row(
@@ -184,7 +210,7 @@ def accept(db: Reader, command: Acceptable, topic: str, now: datetime) -> Accept
     outcome = Outcome(
         command.command_id, command.command_type, "accepted", None, row["thread_id"], 0
     )
-    return Accepted(outcome, message)
+    return Accepted(outcome, message, command)
 
 
 def _check_same_command(db: Reader, known: dict[str, Any], command: Acceptable) -> None:

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from metawsm.errors import Forbidden
+from metawsm.identity import Identity
 from metawsm.messages import plain
 from metawsm.messages.commands import COMMAND_MODELS, parse_command
 from metawsm.messages.control import CONTROL_MODELS, parse_control
@@ -28,6 +30,7 @@ from metawsm.messages.rules import (
     MAX_REASON_CHARS,
 )
 from metawsm.services.accept import make_plain_command
+from metawsm.services.authorization import acting_as, authorize_command
 
 NOW = datetime(2026, 9, 1, 12, 30, 5, 250, tzinfo=UTC)
 MISSING = object()
@@ -304,3 +307,39 @@ def test_input_the_plain_path_declines_but_the_models_accept_is_a_model() -> Non
     payload = {**PAYLOADS["add_post"], "body": b"bytes are the models' business"}
     command = make_plain_command("add_post", payload, actor_type="agent", actor_name="bob")
     assert not isinstance(command, plain.PlainCommand)
+
+
+IDENTITIES = [
+    Identity("agent", "agent-1", token_id="tok-1"),
+    Identity("agent", "agent-2", token_id="tok-2"),
+    Identity("agent", "agent-1"),
+    Identity("operator", "olga", run_id="run-2", token_id="tok-3"),
+    Identity("human", "hana"),
+]
+
+
+@pytest.mark.parametrize("command_type", sorted(PAYLOADS))
+def test_the_role_rules_judge_a_plain_command_as_its_model(command_type: str) -> None:
+    data = envelope(command_type, PAYLOADS[command_type])
+    model = parse_command({**data, "issued_at": NOW.isoformat()})
+    checked = plain.command(data)
+    for identity in IDENTITIES:
+        verdicts = []
+        for command in (model, checked):
+            try:
+                authorize_command(identity, command)
+                verdicts.append(None)
+            except Forbidden as exc:
+                verdicts.append(exc.rule)
+        assert verdicts[0] == verdicts[1], identity
+        acted = acting_as(checked, identity)
+        assert isinstance(acted, plain.PlainCommand)
+        assert json.dumps(acted.wire) == json.dumps(
+            acting_as(model, identity).model_dump(mode="json")  # type: ignore[union-attr]
+        )
+
+
+def test_an_actor_the_plain_path_cannot_vouch_for_is_judged_by_the_models() -> None:
+    checked = plain.command(envelope("add_post", PAYLOADS["add_post"]))
+    with pytest.raises(ValidationError, match="at most 512 characters"):
+        acting_as(checked, Identity("agent", "n" * 513))
