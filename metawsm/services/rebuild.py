@@ -13,7 +13,7 @@ the whole log or every live row at once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -22,7 +22,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    Table,
     bindparam,
     delete,
     func,
@@ -33,6 +32,7 @@ from sqlalchemy import (
 
 from metawsm.domain.views import fold_stats
 from metawsm.services import agent_controls, projections, search_index
+from metawsm.services.bulk_write import indexes_dropped, insert_rows
 from metawsm.services.logfold import FoldedLog, Progress, fold_log, read_connection
 from metawsm.services.projections import PROJECTION, VIEW_COLUMNS
 from metawsm.storage.models import (
@@ -197,32 +197,12 @@ def diff_stats(conn: Connection, expected: Expected) -> list[str]:
 
 
 def refill_thread_views(conn: Connection, expected: Expected, now: datetime) -> None:
-    """Replace every thread view, inserted in chunks."""
-    conn.execute(delete(_VIEWS))
-    insert_rows(conn, _VIEWS, VIEW_COLUMNS, iter(expected.views.values()))
-
-
-def insert_rows(
-    conn: Connection, target: Table, columns: Sequence[str], rows: Iterator[dict[str, Any]]
-) -> None:
-    """Insert ``rows`` (dicts holding at least ``columns``) into ``target`` in chunks.
-
-    Straight to the driver's ``executemany`` with each value passed through its column type's
-    bind processor once: the same values the Core ``insert`` sends, without its per-row
-    parameter handling (two thirds of the time of 100,000 thread views through Core).
-    """
-    dialect = conn.dialect
-    convert = [target.c[c].type._cached_bind_processor(dialect) for c in columns]
-    marker = "?" if dialect.paramstyle == "qmark" else "%s"
-    quote = dialect.identifier_preparer.quote
-    sql = (
-        f"INSERT INTO {quote(target.name)} ({', '.join(quote(c) for c in columns)})"
-        f" VALUES ({', '.join([marker] * len(columns))})"
-    )
-    pairs = list(zip(columns, convert, strict=True))
-    values = (tuple(f(row[c]) if f else row[c] for c, f in pairs) for row in rows)
-    while chunk := list(islice(values, CHUNK_ROWS)):
-        conn.exec_driver_sql(sql, chunk)
+    """Replace every thread view: inserted in chunks in key order, the indexes built after."""
+    views = expected.views
+    with indexes_dropped(conn, _VIEWS):
+        conn.execute(delete(_VIEWS))
+        rows = (views[thread_id] for thread_id in sorted(views))
+        insert_rows(conn, _VIEWS, VIEW_COLUMNS, rows, CHUNK_ROWS)
 
 
 def refill_stats(conn: Connection, expected: Expected, now: datetime) -> None:
