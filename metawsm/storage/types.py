@@ -35,7 +35,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 def as_utc(value: str | datetime) -> datetime:
     """A stored timestamp (SQLite: naive text; PostgreSQL: aware) as aware UTC."""
     if isinstance(value, str):
-        value = datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None and len(value) > len("YYYY-MM-DD"):
+            # SQLite's naive UTC text: parsed again with its offset, a fraction of the cost of
+            # ``replace(tzinfo=...)`` (a rebuild converts one per event).
+            return datetime.fromisoformat(value + "+00:00")
+        value = parsed
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
