@@ -46,6 +46,20 @@ def as_utc(value: str | datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def sqlite_utc_text(value: datetime | None) -> str | None:
+    """The text :class:`UTCDateTime` stores on SQLite for ``value`` (naive UTC, microseconds
+    always: ``YYYY-MM-DD HH:MM:SS.ffffff``), in one step: bulk writes convert many.
+
+    Raises:
+        ValueError: ``value`` is naive.
+    """
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given; metawsm stores aware UTC timestamps only")
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[: -len("+00:00")]
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
