@@ -14,7 +14,7 @@ does not happen, but the result must not depend on it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, String, bindparam, func, select, type
 
 from metawsm.domain.views import advance_underived, derive, fold_thread, opened_view
 from metawsm.messages.common import Actor, ActorType
+from metawsm.services.bulk import driver_chunks
 from metawsm.services.eventlog import EVENT_FIELDS, trusted_events
 from metawsm.storage.engine import READONLY
 from metawsm.storage.models import ForumEvent, ForumThread, table
@@ -141,7 +142,8 @@ def fold_log(conn: Connection, progress: Progress | None = None) -> FoldedLog:
     views = folded.views
     irregular: set[str] = set()
     actors: dict[tuple[str, str], Actor] = {}
-    for rows in _chunks_of_log(conn):
+    # The columns need no conversion (integers and text): the driver's rows as they come.
+    for rows in driver_chunks(conn, _LOG, chunk_rows=CHUNK_ROWS):
         for row in rows:
             thread_id = row[3]
             if thread_id is None or thread_id in irregular:
@@ -166,26 +168,6 @@ def fold_log(conn: Connection, progress: Progress | None = None) -> FoldedLog:
         derive(view)
     _fold_set_aside(conn, folded, irregular, controls)
     return folded
-
-
-def _chunks_of_log(conn: Connection) -> Iterator[Sequence[Sequence[Any]]]:
-    """The rows of :data:`_LOG`, :data:`CHUNK_ROWS` at a time.
-
-    SQLite: from the driver's cursor (the columns need no conversion: integers and text), a
-    third less time than through SQLAlchemy's rows; elsewhere streamed by SQLAlchemy (on
-    PostgreSQL a server-side cursor).
-    """
-    if conn.dialect.name == "sqlite":
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(str(_LOG.compile(dialect=conn.dialect)))
-            while rows := cursor.fetchmany(CHUNK_ROWS):
-                yield rows
-        finally:
-            cursor.close()
-        return
-    result = conn.execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS).execute(_LOG)
-    yield from result.partitions(CHUNK_ROWS)
 
 
 def _fold_set_aside(

@@ -32,7 +32,13 @@ from sqlalchemy import (
 
 from metawsm.domain.views import fold_stats
 from metawsm.services import agent_controls, projections, search_index
-from metawsm.services.bulk_write import indexes_dropped, insert_rows
+from metawsm.services.bulk import (
+    driver_chunks,
+    indexes_dropped,
+    insert_rows,
+    stored_form,
+    typed_form,
+)
 from metawsm.services.logfold import FoldedLog, Progress, fold_log, read_connection
 from metawsm.services.projections import PROJECTION, VIEW_COLUMNS
 from metawsm.storage.models import (
@@ -52,6 +58,8 @@ _VIEWS = table(ForumThreadView)
 _STATS = table(ForumThreadStat)
 _LEDGER = table(ForumProjectionEvent)
 _EVENTS = table(ForumEvent)
+_LIVE_VIEWS = select(*(_VIEWS.c[c] for c in VIEW_COLUMNS))
+_THREAD_ID = VIEW_COLUMNS.index("thread_id")
 _LEDGER_ROWS = delete(_LEDGER).where(_LEDGER.c.projection == PROJECTION)
 # Two statements, not one: SQLite reads a lone min() or max() of an index's first column at once.
 _MIN_MAX = (func.min, func.max)
@@ -151,27 +159,34 @@ def _expected(engine: Engine, progress: Progress | None) -> Expected:
 
 
 def diff_thread_views(conn: Connection, expected: Expected) -> list[str]:
-    """Differences between the live thread views (read in chunks) and the folded ones."""
+    """Differences between the live thread views (read in chunks) and the folded ones.
+
+    Each live row, as the driver reads it, is first compared with the folded view in the form
+    it would be stored (one tuple comparison, the common case); only a row that differs there
+    is read as typed values and compared column by column.
+    """
     found: dict[str, list[str]] = {}
     seen: set[str] = set()
-    result = conn.execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS).execute(
-        select(_VIEWS)
-    )
-    for rows in result.partitions(CHUNK_ROWS):
+    views = expected.views
+    stored = stored_form(conn, _VIEWS, VIEW_COLUMNS)
+    typed = typed_form(conn, _VIEWS, VIEW_COLUMNS)
+    for rows in driver_chunks(conn, _LIVE_VIEWS, chunk_rows=CHUNK_ROWS):
         for row in rows:
-            have = row._asdict()
-            thread_id = have["thread_id"]
+            thread_id = row[_THREAD_ID]
             seen.add(thread_id)
-            want = expected.views.get(thread_id)
+            want = views.get(thread_id)
             if want is None:
                 found[thread_id] = [f"thread view {thread_id}: unexpected"]
                 continue
+            if row == stored(want):
+                continue
+            have = typed(row)
             if have == want:
-                continue  # the common case, compared in one step
+                continue  # stored otherwise, the same values
             lines = [_column_diff(thread_id, c, have.get(c), want[c]) for c in sorted(want)]
             if any(lines):
                 found[thread_id] = [line for line in lines if line]
-    for thread_id in expected.views.keys() - seen:
+    for thread_id in views.keys() - seen:
         found[thread_id] = [f"thread view {thread_id}: missing"]
     return [line for thread_id in sorted(found) for line in found[thread_id]]
 
