@@ -64,6 +64,10 @@ _INDEX_THREAD = {
                        " body = excluded.body"),
 }  # fmt: skip
 _KEY = {"sqlite": "rowid", "postgresql": "sequence"}
+_FTS_DEFINITION = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'forum_search'"
+# FTS5 keeps its settings (automerge, crisismerge, ...) in a shadow table; 'version' is its own.
+_FTS_SETTINGS = "SELECT k, v FROM forum_search_config WHERE k <> 'version' ORDER BY k"
+_FTS_SET = "INSERT INTO forum_search (forum_search, rank) VALUES (?, ?)"
 
 
 def follow_view(
@@ -86,8 +90,23 @@ def follow_view(
 
 def rebuild(conn: Connection) -> None:
     """Rewrite the whole index from the posts and the (already rebuilt) thread views."""
-    conn.execute(text("DELETE FROM forum_search"))
+    if conn.dialect.name == "sqlite":
+        _recreate_fts_table(conn)
+    else:
+        conn.execute(text("DELETE FROM forum_search"))
     conn.execute(text(_INSERT[conn.dialect.name] + _VIEW_POSTS))
+
+
+def _recreate_fts_table(conn: Connection) -> None:
+    """Empty the FTS5 table by dropping it and creating it again from its own definition, with
+    the settings it had: a ``DELETE`` of every row reads each one back to unindex its words
+    (1 s for 240,000 posts, the drop a sixth of that)."""
+    create = conn.exec_driver_sql(_FTS_DEFINITION).scalar_one()
+    settings = conn.exec_driver_sql(_FTS_SETTINGS).all()
+    conn.exec_driver_sql("DROP TABLE forum_search")
+    conn.exec_driver_sql(create)
+    for name, value in settings:
+        conn.exec_driver_sql(_FTS_SET, (name, value))
 
 
 def differences(conn: Connection, limit: int = 200) -> list[str]:
