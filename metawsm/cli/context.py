@@ -66,9 +66,10 @@ class AppContext:
         return direct_target(self.settings.database_url) is not None
 
     @contextmanager
-    def reading(self) -> Iterator[Reader]:
+    def reading(self, *, repeatable: bool = False) -> Iterator[Reader]:
         """One read-only transaction straight through the database driver, after checking the
-        schema is at head (no SQLAlchemy imported: storage/dbapi.py).
+        schema is at head (no SQLAlchemy imported: storage/dbapi.py). ``repeatable``: every
+        statement sees one state (dbapi.read_transaction).
 
         A database this layer does not open itself (a SQLite file that does not exist yet, a
         URL with options) and a schema not at head go through :attr:`container`, which
@@ -78,7 +79,7 @@ class AppContext:
         from metawsm.storage.schema_head import reader_at_head
 
         if self.direct():
-            with dbapi.read_transaction(self.settings) as db:
+            with dbapi.read_transaction(self.settings, repeatable=repeatable) as db:
                 if self._at_head or reader_at_head(db):
                     self._at_head = True  # checked once per process: polls skip it
                     yield db

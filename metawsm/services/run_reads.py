@@ -14,12 +14,13 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import BindParameter, Row, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from metawsm.domain.control import AgentControl
+from metawsm.domain.gates import RunFacts as RunFacts  # where callers have found it
 from metawsm.services import agent_controls as agent_control_rows
 from metawsm.storage.models import (
     ForumDeadLetter,
@@ -42,19 +43,6 @@ RUN_IDS: BindParameter[Any] = bindparam("run_ids", expanding=True)
 V = ForumThreadView
 VIEW_COLUMNS = [V.thread_id, V.run_id, V.title, V.state, V.priority, V.assignee_name,
                 V.updated_at, V.is_unanswered]  # fmt: skip
-
-
-class RunFacts(Protocol):
-    """What the reads, gates and snapshot use of a run: an ORM ``Run`` or a plain row."""
-
-    @property
-    def run_id(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def mode(self) -> str: ...
-    @property
-    def control_epoch(self) -> int: ...
 
 
 @dataclass
