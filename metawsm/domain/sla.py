@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from functools import lru_cache
+from typing import NamedTuple, Protocol
 
 from metawsm.domain.control import AgentControl
 
@@ -13,8 +13,7 @@ ESCALATING_STATES = ("new", "waiting_human")
 URGENT = ("high", "urgent")
 
 
-@dataclass(frozen=True)
-class Tier:
+class Tier(NamedTuple):
     """An escalation tier and how long (minutes) something may wait before reaching it."""
 
     name: str
@@ -23,20 +22,24 @@ class Tier:
 
 def tiers_for(priority: str, sla_minutes: int, human_minutes: int) -> list[Tier]:
     """Tiers in order: operator first, then human. High and urgent reach the operator at once."""
-    if priority in URGENT:
-        return [Tier("operator", 0), Tier("human", sla_minutes)]
-    return [Tier("operator", sla_minutes), Tier("human", max(human_minutes, sla_minutes))]
+    return list(_tiers(priority in URGENT, sla_minutes, human_minutes))
+
+
+@lru_cache(maxsize=64)
+def _tiers(urgent: bool, sla_minutes: int, human_minutes: int) -> tuple[Tier, ...]:
+    # Asked for every waiting thread of every snapshot: the answer depends on three settings.
+    if urgent:
+        return (Tier("operator", 0), Tier("human", sla_minutes))
+    return (Tier("operator", sla_minutes), Tier("human", max(human_minutes, sla_minutes)))
 
 
 def due_tiers(age_s: float, priority: str, sla_minutes: int, human_minutes: int) -> list[Tier]:
     """Tiers whose threshold ``age_s`` has reached."""
-    return [
-        t for t in tiers_for(priority, sla_minutes, human_minutes) if age_s >= t.after_minutes * 60
-    ]
+    tiers = _tiers(priority in URGENT, sla_minutes, human_minutes)
+    return [t for t in tiers if age_s >= t.after_minutes * 60]
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     """Something waiting past the threshold of ``tier``."""
 
     thread_id: str

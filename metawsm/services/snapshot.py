@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from metawsm.domain import sla
@@ -38,6 +38,7 @@ from metawsm.storage.dbapi import Reader, placeholders
 if TYPE_CHECKING:  # the command line builds on the driver and never imports SQLAlchemy
     from sqlalchemy import Engine
 
+_SECOND = timedelta(seconds=1)
 ACTIVE_STATUSES = tuple(sorted(s.value for s in ACTIVE))
 DRIVEN_STATUSES = frozenset(s.value for s in SIGNAL_DRIVEN)
 
@@ -199,7 +200,8 @@ def _candidates(
 
 
 def _age(now: datetime, since: datetime) -> int:
-    return max(0, int((now - since).total_seconds()))
+    # Whole seconds, never negative (floor equals truncation for the non-negative ages kept).
+    return max(0, (now - since) // _SECOND)
 
 
 def _run_snapshot(run: RunRow, facts: _Facts, now: datetime) -> RunSnapshot:
