@@ -19,6 +19,7 @@ from metawsm.domain import sla
 from metawsm.domain.control import AgentControl, ControlState, controls_at
 from metawsm.domain.gates import gates_of
 from metawsm.domain.runs import ACTIVE, SIGNAL_DRIVEN, RunStatus
+from metawsm.domain.sla import ESCALATING_STATES, URGENT
 from metawsm.domain.snapshot import (
     AgentSnapshot,
     Blocker,
@@ -31,7 +32,7 @@ from metawsm.domain.snapshot import (
 )
 from metawsm.errors import NotFound
 from metawsm.services import snapshot_reads as reads
-from metawsm.services.snapshot_reads import RunRow, Scope
+from metawsm.services.snapshot_reads import RunRow, Scope, ViewRow
 from metawsm.settings import Settings
 from metawsm.storage.dbapi import Reader, placeholders
 
@@ -155,7 +156,7 @@ def snapshots_of(
         dead=reads.dead_letters(db, scope),
         last=reads.last_events(db, scope),
     )
-    facts.candidates = _candidates(db, settings, runs, scope, facts.controls, now)
+    facts.candidates = _candidates(settings, runs, facts, now)
     return [_run_snapshot(r, facts, now) for r in runs]
 
 
@@ -169,34 +170,41 @@ def _controls(
 
 
 def _candidates(
-    db: Reader,
     settings: Settings,
     runs: Sequence[RunRow],
-    scope: Scope,
-    controls: Mapping[str, Mapping[str, AgentControl]],
+    facts: _Facts,
     now: datetime,
 ) -> dict[str, list[EscalationItem]]:
-    """What is past its SLA and not raised yet, per run: waiting threads, then guidance."""
+    """What is past its SLA and not raised yet, per run: waiting threads, then guidance.
+
+    From what was read already: a run's open views, and its raised escalations (each is
+    raised with the run of what it escalates, services/escalation.py, so a run's escalations
+    are those of its threads and guidance requests).
+    """
     sla_m, human_m = settings.sla_minutes, settings.sla_human_minutes
-    found: list[sla.Candidate] = []
-    for view, op, human in reads.waiting_threads(db, now, sla_m, scope):
-        raised = {tier for tier, flag in (("operator", op), ("human", human)) if flag}
-        found += [c for c in sla.thread_due(now, view, sla_m, human_m) if c.tier not in raised]
-    asked = [
-        c
-        for r in runs
-        if r.status in DRIVEN_STATUSES
-        for c in sla.guidance_due(now, r.run_id, controls[r.run_id], sla_m, human_m)
-    ]
-    if asked:
-        done = reads.raised_keys(db, (c.thread_id for c in asked))
-        found += [c for c in asked if (c.thread_id, c.tier, c.subject) not in done]
+    cutoff = now - timedelta(minutes=sla_m)  # no tier is due sooner (but high and urgent)
     out: dict[str, list[EscalationItem]] = {}
-    for c in found:
-        item = EscalationItem(c.thread_id, c.tier, c.reason, c.subject, c.since,
-                              _age(now, c.since), False, c.agent_name)  # fmt: skip
-        out.setdefault(c.run_id or "", []).append(item)
+    for run in runs:
+        rid = run.run_id
+        raised = {(e.thread_id, e.tier, e.subject) for e in facts.raised.get(rid, ())}
+        found: list[sla.Candidate] = []
+        for tid, title, state, prio, _, at, _, agent in facts.views.get(rid, ()):
+            if state in ESCALATING_STATES and (at <= cutoff or prio in URGENT):
+                view = ViewRow(tid, rid, agent, title, state, prio, at)
+                found += sla.thread_due(now, view, sla_m, human_m)
+        if run.status in DRIVEN_STATUSES:
+            found += sla.guidance_due(now, rid, facts.controls[rid], sla_m, human_m)
+        items = [
+            _candidate(c, now) for c in found if (c.thread_id, c.tier, c.subject) not in raised
+        ]
+        if items:
+            out[rid] = items
     return out
+
+
+def _candidate(c: sla.Candidate, now: datetime) -> EscalationItem:
+    return EscalationItem(c.thread_id, c.tier, c.reason, c.subject, c.since, _age(now, c.since),
+                          False, c.agent_name)  # fmt: skip
 
 
 def _age(now: datetime, since: datetime) -> int:
@@ -209,7 +217,7 @@ def _run_snapshot(run: RunRow, facts: _Facts, now: datetime) -> RunSnapshot:
     controls = facts.controls[rid]
     threads = [
         ThreadItem(tid, title, state, prio, assignee, at, _age(now, at), unanswered)
-        for tid, title, state, prio, assignee, at, unanswered in facts.views.get(rid, ())
+        for tid, title, state, prio, assignee, at, unanswered, _ in facts.views.get(rid, ())
     ]
     brief = facts.briefs.get(rid)
     last_seq, last_at = facts.last.get(rid, (0, None))

@@ -10,7 +10,6 @@ thousand ids to bind).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -167,18 +166,18 @@ def control_states(db: Reader, scope: Scope) -> dict[str, dict[str, ControlState
 
 def open_views(db: Reader, scope: Scope) -> dict[str, list[tuple[Any, ...]]]:
     """Each run's open non-control threads, oldest change first: (thread, title, state,
-    priority, assignee, updated_at, is_unanswered as the fold stored it)."""
+    priority, assignee, updated_at, is_unanswered as the fold stored it, agent)."""
     where, params = scope.where("run_id")
     sql = (
         "SELECT run_id, thread_id, title, state, priority, assignee_name, updated_at,"
-        " is_unanswered FROM forum_thread_views"
+        " is_unanswered, agent_name FROM forum_thread_views"
         f" WHERE {where} AND is_control = FALSE AND state != 'closed'"
         " ORDER BY run_id, last_event_sequence"
     )
     out: dict[str, list[tuple[Any, ...]]] = {}
-    for rid, tid, title, state, priority, assignee, at, unanswered in db.tuples(sql, params):
+    for rid, tid, title, state, prio, assignee, at, unanswered, agent in db.tuples(sql, params):
         out.setdefault(rid, []).append(
-            (tid, title, state, priority, assignee or None, utc(at), bool(unanswered))
+            (tid, title, state, prio, assignee or None, utc(at), bool(unanswered), agent)
         )
     return out
 
@@ -276,13 +275,3 @@ def waiting_threads(
         (ViewRow(tid, rid, agent, title, state, prio, utc(at)), bool(op), bool(human))
         for tid, rid, agent, title, state, prio, at, op, human in rows
     ]
-
-
-def raised_keys(db: Reader, thread_ids: Iterable[str]) -> set[tuple[str, str, str]]:
-    """(thread, tier, subject) of the escalations already raised on ``thread_ids``."""
-    ids = sorted(set(thread_ids))
-    if not ids:
-        return set()
-    marks, params = placeholders("t_", ids)
-    sql = f"SELECT thread_id, tier, subject FROM forum_escalations WHERE thread_id IN ({marks})"
-    return {(t, tier, s) for t, tier, s in db.tuples(sql, params)}
