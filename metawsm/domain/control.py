@@ -27,9 +27,9 @@ class SignalRecord:
     fields: Mapping[str, str | None]
 
 
-@dataclass
+@dataclass(slots=True)
 class AgentControl:
-    """The control state of one agent in one run."""
+    """The control state of one agent in one run (slotted: a snapshot makes one per agent)."""
 
     agent_name: str
     thread_id: str | None = None

@@ -222,37 +222,41 @@ def _run_snapshot(run: RunRow, facts: _Facts, now: datetime) -> RunSnapshot:
     brief = facts.briefs.get(rid)
     last_seq, last_at = facts.last.get(rid, (0, None))
     return RunSnapshot(
-        run_id=rid,
-        status=run.status,
-        mode=run.mode,
-        tickets=list(run.tickets),
-        control_epoch=run.control_epoch,
-        updated_at=run.updated_at,
-        brief=None if brief is None else BriefSummary(*brief),
-        agents=_agents(facts.agents.get(rid, ()), controls),
-        pending_guidance=_pending(controls, now),
-        open_threads=threads,
-        escalation_candidates=facts.candidates.get(rid, []),
-        escalations=[
-            EscalationItem(
-                e.thread_id,
-                e.tier,
-                e.reason,
-                e.subject,
-                e.raised_at,
-                _age(now, e.raised_at),
-                True,
-                None,
-            )
-            for e in facts.raised.get(rid, ())
-        ],
-        queue_counts=facts.counts.get(rid, {}),
-        unanswered_count=sum(1 for t in threads if t.is_unanswered),
-        blockers=_blockers(run, facts, controls),
-        last_event_sequence=last_seq,
-        last_event_at=last_at,
-        generated_at=now,
-    )
+        rid,
+        run.status,
+        run.mode,
+        list(run.tickets),
+        run.control_epoch,
+        run.updated_at,
+        None if brief is None else BriefSummary(*brief),
+        _agents(facts.agents.get(rid, ()), controls),
+        _pending(controls, now),
+        threads,
+        facts.candidates.get(rid, []),
+        _raised(facts.raised.get(rid, ()), now),
+        facts.counts.get(rid, {}),
+        sum(1 for t in threads if t.is_unanswered),
+        _blockers(run, facts, controls),
+        last_seq,
+        last_at,
+        now,
+    )  # in field order (positional: a thousand per snapshot)
+
+
+def _raised(rows: Sequence[reads.Raised], now: datetime) -> list[EscalationItem]:
+    return [
+        EscalationItem(
+            e.thread_id,
+            e.tier,
+            e.reason,
+            e.subject,
+            e.raised_at,
+            _age(now, e.raised_at),
+            True,
+            None,
+        )
+        for e in rows
+    ]
 
 
 def _agents(
