@@ -54,7 +54,7 @@ def _q(value: str) -> str:
 
 def _signal(run_id: str, agent: str, kind: str, *extra: str, actor: str = "agent") -> str:
     # Only the variable parts need quoting: the snapshot renders thousands of these.
-    values = " ".join(_q(e) for e in extra)
+    values = " ".join(map(_q, extra))
     return (
         f"metawsm forum signal --run-id {_q(run_id)} --agent-name {_q(agent)} --type {_q(kind)}"
         f"{' ' if values else ''}{values} --actor-type {_q(actor)}"

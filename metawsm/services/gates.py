@@ -23,7 +23,7 @@ from metawsm.storage.uow import unit_of_work
 
 def evaluate(session: Session, run: Run) -> list[Gate]:
     """Every gate of ``run``, met or not, in the order they are checked."""
-    reads = run_reads.load(session, [run], forum=False)
+    reads = run_reads.load(session, [run])
     return from_reads(run, reads)
 
 

@@ -11,11 +11,10 @@ thousand ids to bind).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from metawsm.domain.control import ControlState
-from metawsm.domain.sla import ESCALATING_STATES, URGENT
 from metawsm.storage.dbapi import Reader, json_value, placeholders
 
 # The operator's own decisions are not activity of a run: counting them would make a stale run
@@ -69,7 +68,7 @@ class RunRow(NamedTuple):
 
 
 class ViewRow(NamedTuple):
-    """A waiting thread as the SLA rules read it."""
+    """A waiting thread as the SLA rules read it (``domain.sla.ThreadFacts``)."""
 
     thread_id: str
     run_id: str | None
@@ -145,7 +144,6 @@ def briefs(db: Reader, scope: Scope) -> dict[str, tuple[str, str]]:
 
 _STATE_COLUMNS = ControlState.__dataclass_fields__.keys()
 _STATE_TIMES = ("asked_at", "last_signal_at")
-_STATE_FLAGS = ("pending",)
 
 
 def control_states(db: Reader, scope: Scope) -> dict[str, dict[str, ControlState]]:
@@ -236,42 +234,3 @@ def last_events(db: Reader, scope: Scope) -> dict[str, tuple[int, datetime | Non
     )
     rows = db.tuples(sql, {**params, "decision": OPERATOR_DECISION})
     return {rid: (int(seq), utc(at)) for rid, seq, at in rows if seq}
-
-
-def _raised_flag(tier: str) -> str:
-    return (
-        "EXISTS (SELECT 1 FROM forum_escalations e WHERE e.thread_id = v.thread_id"
-        f" AND e.tier = '{tier}' AND e.subject = '')"
-    )
-
-
-_OP, _HUMAN = _raised_flag("operator"), _raised_flag("human")
-
-
-def waiting_threads(
-    db: Reader, now: datetime, sla_minutes: int, scope: Scope | None
-) -> list[tuple[ViewRow, bool, bool]]:
-    """Non-control threads in new/waiting_human old enough for their first SLA tier (or high
-    and urgent: due at once), each with whether its operator and human escalations were raised;
-    threads with both raised are left out (of the runs in ``scope``; None: every thread).
-
-    One statement: two lookups per waiting view in the escalations' unique index, so the cost
-    follows what still waits, not every thread ever escalated.
-    """
-    states, p1 = placeholders("st_", ESCALATING_STATES)
-    urgent, p2 = placeholders("pr_", URGENT)
-    runs_where, p3 = scope.where("v.run_id") if scope is not None else ("1 = 1", {})
-    sql = (
-        "SELECT v.thread_id, v.run_id, v.agent_name, v.title, v.state, v.priority,"
-        f" v.updated_at, {_OP}, {_HUMAN} FROM forum_thread_views v"
-        f" WHERE v.state IN ({states}) AND v.is_control = FALSE"
-        f" AND (v.priority IN ({urgent}) OR v.updated_at <= :cutoff)"
-        f" AND NOT ({_OP} AND {_HUMAN}) AND {runs_where}"
-        " ORDER BY v.last_event_sequence"
-    )
-    cutoff = db.time(now - timedelta(minutes=sla_minutes))
-    rows = db.tuples(sql, {**p1, **p2, **p3, "cutoff": cutoff})
-    return [
-        (ViewRow(tid, rid, agent, title, state, prio, utc(at)), bool(op), bool(human))
-        for tid, rid, agent, title, state, prio, at, op, human in rows
-    ]
