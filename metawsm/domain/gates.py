@@ -53,12 +53,16 @@ def _q(value: str) -> str:
 
 
 def _signal(run_id: str, agent: str, kind: str, *extra: str, actor: str = "agent") -> str:
-    # Only the variable parts need quoting: the snapshot renders thousands of these.
+    # The snapshot renders thousands of these: what follows the agent is the same for every
+    # agent of a run (often of every run), so it is quoted and joined once.
+    tail = _signal_tail(kind, extra, actor)
+    return f"metawsm forum signal --run-id {_q(run_id)} --agent-name {_q(agent)} {tail}"
+
+
+@lru_cache(maxsize=1024)
+def _signal_tail(kind: str, extra: tuple[str, ...], actor: str) -> str:
     values = " ".join(map(_q, extra))
-    return (
-        f"metawsm forum signal --run-id {_q(run_id)} --agent-name {_q(agent)} --type {_q(kind)}"
-        f"{' ' if values else ''}{values} --actor-type {_q(actor)}"
-    )
+    return f"--type {_q(kind)}{' ' if values else ''}{values} --actor-type {_q(actor)}"
 
 
 def gates_of(

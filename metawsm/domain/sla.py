@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from datetime import datetime
 from functools import lru_cache
 from typing import NamedTuple, Protocol
@@ -57,11 +57,14 @@ def thread_due(
     view: ThreadFacts,
     sla_minutes: int,
     human_minutes: int,
+    raised: Container[str] = (),
 ) -> list[Candidate]:
-    """The tiers a waiting thread has reached by ``now`` (raised or not)."""
+    """The tiers a waiting thread has reached by ``now``, but those in ``raised``."""
     age = (now - view.updated_at).total_seconds()
     out = []
     for tier in due_tiers(age, view.priority, sla_minutes, human_minutes):
+        if tier.name in raised:
+            continue
         reason = (
             f"{view.priority} thread '{view.title}' waiting in {view.state} for"
             f" {int(age // 60)} min (tier {tier.name} at {tier.after_minutes} min)"

@@ -74,8 +74,7 @@ def thread_candidates(
     out = []
     for row in session.execute(query, params):
         raised = {tier for tier, flag in (("operator", row.op), ("human", row.human)) if flag}
-        due = sla.thread_due(now, row, settings.sla_minutes, settings.sla_human_minutes)
-        out += [c for c in due if c.tier not in raised]
+        out += sla.thread_due(now, row, settings.sla_minutes, settings.sla_human_minutes, raised)
     return out
 
 

@@ -181,25 +181,34 @@ def _candidates(
     raised with the run of what it escalates, services/escalation.py, so a run's escalations
     are those of its threads and guidance requests).
     """
-    sla_m, human_m = settings.sla_minutes, settings.sla_human_minutes
-    cutoff = now - timedelta(minutes=sla_m)  # no tier is due sooner (but high and urgent)
     out: dict[str, list[EscalationItem]] = {}
     for run in runs:
         rid = run.run_id
-        raised = {(e.thread_id, e.tier, e.subject) for e in facts.raised.get(rid, ())}
-        found: list[sla.Candidate] = []
-        for tid, title, state, prio, _, at, _, agent in facts.views.get(rid, ()):
-            if state in ESCALATING_STATES and (at <= cutoff or prio in URGENT):
-                view = ViewRow(tid, rid, agent, title, state, prio, at)
-                found += sla.thread_due(now, view, sla_m, human_m)
+        found = _waiting(settings, rid, facts, now)
         if run.status in DRIVEN_STATUSES:
-            found += sla.guidance_due(now, rid, facts.controls[rid], sla_m, human_m)
-        items = [
-            _candidate(c, now) for c in found if (c.thread_id, c.tier, c.subject) not in raised
-        ]
-        if items:
-            out[rid] = items
+            raised = {(e.thread_id, e.tier, e.subject) for e in facts.raised.get(rid, ())}
+            asked = sla.guidance_due(now, rid, facts.controls[rid], settings.sla_minutes,
+                                     settings.sla_human_minutes)  # fmt: skip
+            found += [c for c in asked if (c.thread_id, c.tier, c.subject) not in raised]
+        if found:
+            out[rid] = [_candidate(c, now) for c in found]
     return out
+
+
+def _waiting(settings: Settings, rid: str, facts: _Facts, now: datetime) -> list[sla.Candidate]:
+    """The run's waiting threads past a tier they have not been escalated to."""
+    sla_m, human_m = settings.sla_minutes, settings.sla_human_minutes
+    cutoff = now - timedelta(minutes=sla_m)  # no tier is due sooner (but high and urgent)
+    tiers: dict[str, set[str]] = {}  # the tiers each thread was escalated to
+    for e in facts.raised.get(rid, ()):
+        if not e.subject:
+            tiers.setdefault(e.thread_id, set()).add(e.tier)
+    found: list[sla.Candidate] = []
+    for tid, title, state, prio, _, at, _, agent in facts.views.get(rid, ()):
+        if state in ESCALATING_STATES and (at <= cutoff or prio in URGENT):
+            view = ViewRow(tid, rid, agent, title, state, prio, at)
+            found += sla.thread_due(now, view, sla_m, human_m, tiers.get(tid, ()))
+    return found
 
 
 def _candidate(c: sla.Candidate, now: datetime) -> EscalationItem:
