@@ -17,15 +17,13 @@ import click
 
 from metawsm.cli.context import AppContext, emit_json, pass_app
 from metawsm.cli.render import paint, render_run
-from metawsm.domain.runs import RunStatus
 from metawsm.domain.snapshot import Snapshot, next_due, to_json
-from metawsm.domain.watch import WATCH_EXIT, Alert, classify
 from metawsm.errors import UsageError
 from metawsm.services import snapshot
-from metawsm.services.operator import act_on_changed, fingerprints_in
-from metawsm.services.snapshot_reads import Scope
 
-if TYPE_CHECKING:  # the loops' change check reads through SQLAlchemy; a single pass does not
+if TYPE_CHECKING:  # each command imports what only it uses (one process per call); the loops'
+    # change check reads through SQLAlchemy, a single pass does not
+    from metawsm.domain.watch import Alert
     from metawsm.services.snapshot_changes import Refresher
 
 POLL_S = 0.25
@@ -115,6 +113,8 @@ def watch(app: AppContext, /, **kw: Any) -> None:
     --ticket follows the ticket's newest run. Without a selector, a run that leaves the active
     set (done, failed, stopped) is classified one last time, then no longer tracked.
     """
+    from metawsm.domain.watch import WATCH_EXIT, classify
+
     run_id, ticket = _selection(kw)
     single = bool(run_id or ticket)
     if ticket:
@@ -212,6 +212,8 @@ def _emit(alert: Alert, run: Any, kw: dict[str, Any]) -> None:
 def operator(app: AppContext, /, **kw: Any) -> None:
     """Decide per run from the snapshot: escalate_guidance, escalate_blocked, close_ready,
     stale_run; decisions are recorded as events and not repeated while nothing changes."""
+    from metawsm.services.operator import act_on_changed
+
     if kw["all_runs"] and kw["run_id"]:
         raise UsageError("--all cannot be combined with --run-id")
     refresher = None if kw["once"] else _refresher(app, kw["interval"])
@@ -255,6 +257,10 @@ def _operator_reads(
 ) -> tuple[list[Any], dict[str, str]]:
     """The run (or every active and completed run) and, unless ``dry_run``, the fingerprint of
     each one's last recorded decision: in one read transaction, on the driver."""
+    from metawsm.domain.runs import RunStatus
+    from metawsm.services.operator import fingerprints_in
+    from metawsm.services.snapshot_reads import Scope
+
     with app.reading(repeatable=True) as db:
         snap = snapshot.read(db, app.settings, run_id=run_id, now=now, with_completed=True)
         if dry_run or not snap.runs:
