@@ -198,7 +198,7 @@ def escalations(db: Reader, scope: Scope) -> dict[str, list[Raised]]:
     where, params = scope.where("run_id")
     sql = (
         "SELECT run_id, thread_id, tier, reason, subject, raised_at FROM forum_escalations"
-        f" WHERE {where} ORDER BY id"
+        f" WHERE {where} ORDER BY run_id, id"  # per run by id, in the run_id index's order
     )
     out: dict[str, list[Raised]] = {}
     for rid, tid, tier, reason, subject, at in db.tuples(sql, params):
@@ -223,14 +223,14 @@ def last_events(db: Reader, scope: Scope) -> dict[str, tuple[int, datetime | Non
     """Sequence and time of each run's last event that is not an operator decision.
 
     One statement: per run, a correlated lookup walks its (run_id, sequence) index backwards
-    and stops at the first event that counts; its time is read by primary key.
+    and stops at the first event that counts; that event is joined by primary key.
     """
     where, params = scope.where("r.run_id")
     sql = (
-        "SELECT x.run_id, x.seq, e.occurred_at FROM (SELECT r.run_id AS run_id,"
-        " (SELECT l.sequence FROM forum_events l WHERE l.run_id = r.run_id"
-        " AND l.event_type != :decision ORDER BY l.sequence DESC LIMIT 1) AS seq"
-        f" FROM runs r WHERE {where}) x JOIN forum_events e ON e.sequence = x.seq"
+        "SELECT r.run_id, e.sequence, e.occurred_at FROM runs r JOIN forum_events e"
+        " ON e.sequence = (SELECT l.sequence FROM forum_events l WHERE l.run_id = r.run_id"
+        " AND l.event_type != :decision ORDER BY l.sequence DESC LIMIT 1)"
+        f" WHERE {where}"
     )
     rows = db.tuples(sql, {**params, "decision": OPERATOR_DECISION})
     return {rid: (int(seq), utc(at)) for rid, seq, at in rows if seq}
