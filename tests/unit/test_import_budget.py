@@ -44,7 +44,8 @@ SIGNAL += ["--summary", "done", "--no-wait"]
 NOTHING = (*MIGRATIONS, *BROKER, *CELERY, *DATABASE, *VALIDATION)
 # Reads through the driver (storage/dbapi.py): no SQLAlchemy, no models, no pydantic.
 DIRECT_READ = (*MIGRATIONS, *BROKER, *CELERY, "sqlalchemy", *VALIDATION)
-# Reads of the snapshot (status, watch, operator): through SQLAlchemy and the typed snapshot.
+# What no read imports (the snapshot's reads are direct reads too: status, watch --once and
+# an operator pass that records nothing).
 READ = (*MIGRATIONS, *BROKER, *CELERY, "pydantic_settings")
 # Writes: the driver to accept, the minimal Redis client to publish; SQLAlchemy only when the
 # publish failed (putting the row back for the drainer: WRITE_NO_BROKER), never redis-py, kombu,
@@ -107,7 +108,11 @@ BUDGETS = [
     (["run", "show", "nope", "--json"], DIRECT_READ),
     (["dlq", "list", "--json"], DIRECT_READ),
     (["dlq", "show", "nope", "--json"], DIRECT_READ),
-    (["status", "--json"], READ),
+    (["status", "--json"], DIRECT_READ),
+    (["status", "--all"], DIRECT_READ),
+    (["watch", "--all", "--once"], DIRECT_READ),
+    (["operator", "--once", "--dry-run"], DIRECT_READ),
+    (["operator", "--once"], DIRECT_READ),
     (ASK, WRITE_NO_BROKER),
     (SIGNAL, WRITE_NO_BROKER),
 ]
