@@ -59,6 +59,12 @@ def build_signal(kw: dict[str, Any]) -> dict[str, Any]:
     if extra:
         flags = ", ".join("--" + n.replace("_", "-") for n in extra)
         raise UsageError(f"{flags} not allowed with --type {kw['signal_type']}")
+    from metawsm.messages import plain
+
+    try:  # checked without pydantic when it can be (messages/plain.py)
+        return {k: v for k, v in plain.control(data).items() if v is not None}
+    except plain.Unchecked:
+        pass
     # Loaded here: ``forum signal`` joins the forum group whenever a forum command runs.
     from pydantic import ValidationError
 

@@ -2,21 +2,20 @@
 
 This is the one accept: :func:`metawsm.services.submit.submit` runs it in a SQLAlchemy unit of
 work (on the connection's driver connection), the command line in a driver transaction of its
-own (``cli/write_flow.py``), which imports no SQLAlchemy (docs/performance.md, "Command-line
+own (``cli/options.py``), which imports no SQLAlchemy (docs/performance.md, "Command-line
 start-up"). Both publish the staged message after commit. Also here: reading a command's
-outcome and whether its events are projected, which both wait on.
+outcome and whether its events are projected, which the waits poll (``services/waiting.py``).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from metawsm.errors import CommandIdReused, WaitTimeout
+from metawsm.errors import CommandIdReused
 from metawsm.identity import Identity
+from metawsm.messages.plain import PlainCommand
 from metawsm.ops.catalogue import COMMANDS_ACCEPTED
 from metawsm.ops.increments import count, record_on_reader
 from metawsm.services.outbox_rows import OutboxMessage, add_outbox_row
@@ -24,6 +23,9 @@ from metawsm.storage.dbapi import Reader, json_value, utc
 
 if TYPE_CHECKING:  # the message models are loaded by whoever built the command
     from metawsm.messages.commands import AnyCommand
+
+    # A command to accept: a model, or one checked without pydantic (messages/plain.py).
+    Acceptable = AnyCommand | PlainCommand
 
 FINAL_STATUSES = ("applied", "rejected", "dead")
 # The projector's name in the projection ledger (services/projections.py PROJECTION).
@@ -93,7 +95,7 @@ class Accepted:
 
     outcome: Outcome
     message: OutboxMessage | None
-    command: AnyCommand
+    command: Acceptable
 
 
 def outcome_of(row: Any) -> Outcome:
@@ -109,9 +111,16 @@ def outcome_of(row: Any) -> Outcome:
     )
 
 
-def target_thread(command: AnyCommand) -> str | None:
+def target_thread(command: Acceptable) -> str | None:
     """The thread a command will act on (a control signal's is its control thread)."""
     from metawsm.domain.forum import control_thread_id
+
+    if isinstance(command, PlainCommand):
+        payload = command.payload
+        if command.command_type == "control_signal":
+            return control_thread_id(payload["run_id"], payload["agent_name"])
+        thread_id: str | None = payload.get("thread_id")
+        return thread_id
     from metawsm.messages.commands import ControlSignal, command_thread_id
 
     if isinstance(command, ControlSignal):
@@ -119,12 +128,19 @@ def target_thread(command: AnyCommand) -> str | None:
     return command_thread_id(command)
 
 
-def ledger_row(command: AnyCommand, now: datetime) -> dict[str, Any]:
+def wire_form(command: Acceptable) -> dict[str, Any]:
+    """The command as JSON data, as it is stored and sent."""
+    if isinstance(command, PlainCommand):
+        return command.wire
+    return command.model_dump(mode="json")
+
+
+def ledger_row(command: Acceptable, now: datetime) -> dict[str, Any]:
     """A new ``forum_commands`` row for ``command``, status accepted (column values)."""
     return {
         "command_id": command.command_id,
         "command_type": command.command_type,
-        "payload": command.model_dump(mode="json"),
+        "payload": wire_form(command),
         "status": "accepted",
         "reason": None,
         "thread_id": target_thread(command),
@@ -137,7 +153,7 @@ def ledger_row(command: AnyCommand, now: datetime) -> dict[str, Any]:
 
 def accept(
     db: Reader,
-    command: AnyCommand,
+    command: Acceptable,
     topic: str,
     now: datetime,
     *,
@@ -197,13 +213,13 @@ def accept(
     return Accepted(outcome, message, command)
 
 
-def _check_same_command(db: Reader, known: dict[str, Any], command: AnyCommand) -> None:
+def _check_same_command(db: Reader, known: dict[str, Any], command: Acceptable) -> None:
     """A known id is idempotent only for the same command.
 
     Raises:
         CommandIdReused: naming the earlier command and what differs.
     """
-    wire = command.model_dump(mode="json")
+    wire = wire_form(command)
     payload = json_value(known["payload"], db.dialect)
     differs = [name for name in _IDENTITY if payload.get(name) != wire.get(name)]
     if differs:
@@ -230,48 +246,6 @@ def is_projected(db: Reader, command_id: str) -> bool:
     return not db.rows(UNPROJECTED, {"cid": command_id, "projection": PROJECTION})
 
 
-def wait_until_final(
-    read: Callable[[], Outcome | None], command_id: str, timeout_s: float
-) -> Outcome:
-    """Poll ``read`` until the command is applied, rejected or dead.
-
-    Raises:
-        WaitTimeout: the command is still in flight after ``timeout_s`` seconds.
-    """
-    deadline = time.monotonic() + timeout_s
-    pause = 0.002
-    while True:
-        outcome = read()
-        if outcome is not None and outcome.final:
-            return outcome
-        if time.monotonic() >= deadline:
-            state = outcome.status if outcome else "unknown"
-            raise WaitTimeout(
-                f"command {command_id} still {state} after {timeout_s:g} s;"
-                " it stays accepted and will be applied when workers and Redis are available"
-            )
-        time.sleep(pause)  # polling a condition with a deadline, not synchronising on time
-        pause = min(pause * 1.5, 0.1)
-
-
-def wait_until_projected(projected: Callable[[], bool], command_id: str, timeout_s: float) -> None:
-    """Poll ``projected`` until the read models show every event the (applied) command wrote.
-
-    Raises:
-        WaitTimeout: an event of the command is still not projected after ``timeout_s``.
-    """
-    deadline = time.monotonic() + timeout_s
-    pause = 0.002
-    while not projected():
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(
-                f"command {command_id} is applied but its events are not in the read models"
-                f" after {timeout_s:g} s; they will show once an events worker projects them"
-            )
-        time.sleep(pause)  # polling a condition with a deadline, not synchronising on time
-        pause = min(pause * 1.5, 0.1)
-
-
 def make_command(
     command_type: str,
     payload: dict[str, object],
@@ -287,19 +261,61 @@ def make_command(
     Raises:
         pydantic.ValidationError: naming each field and the rule it broke.
     """
-    from metawsm.ids import new_id
     from metawsm.messages.commands import parse_command
 
-    return parse_command(
-        {
-            "command_id": command_id or new_id("cmd"),
-            "command_type": command_type,
-            "schema_version": 1,
-            "issued_at": datetime.now(UTC).isoformat(),
-            "actor_type": actor_type,
-            "actor_name": actor_name,
-            "correlation_id": correlation_id,
-            "causation_id": causation_id,
-            "payload": payload,
-        }
+    data = _command_data(
+        command_type, payload, actor_type, actor_name, command_id, correlation_id, causation_id
     )
+    return parse_command({**data, "issued_at": data["issued_at"].isoformat()})
+
+
+def make_plain_command(
+    command_type: str,
+    payload: dict[str, object],
+    *,
+    actor_type: str,
+    actor_name: str,
+    command_id: str | None = None,
+    causation_id: str | None = None,
+) -> Acceptable:
+    """:func:`make_command`'s command, checked without pydantic when messages/plain.py can
+    vouch for it (what a command line sends: no pydantic imported), else by the models.
+
+    Raises:
+        pydantic.ValidationError: naming each field and the rule it broke.
+    """
+    from metawsm.messages import plain
+
+    data = _command_data(
+        command_type, payload, actor_type, actor_name, command_id, None, causation_id
+    )
+    try:
+        return plain.command(data)
+    except plain.Unchecked:
+        from metawsm.messages.commands import parse_command
+
+        return parse_command({**data, "issued_at": data["issued_at"].isoformat()})
+
+
+def _command_data(
+    command_type: str,
+    payload: dict[str, object],
+    actor_type: str,
+    actor_name: str,
+    command_id: str | None,
+    correlation_id: str | None,
+    causation_id: str | None,
+) -> dict[str, Any]:
+    from metawsm.ids import new_id
+
+    return {
+        "command_id": command_id or new_id("cmd"),
+        "command_type": command_type,
+        "schema_version": 1,
+        "issued_at": datetime.now(UTC),
+        "actor_type": actor_type,
+        "actor_name": actor_name,
+        "correlation_id": correlation_id,
+        "causation_id": causation_id,
+        "payload": payload,
+    }

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 
 from metawsm.errors import Forbidden
 from metawsm.identity import Identity
+from metawsm.messages.plain import PlainCommand, payload_value
 
 if TYPE_CHECKING:
-    from metawsm.messages.commands import AnyCommand
     from metawsm.messages.common import Actor
+    from metawsm.services.accept import Acceptable
 
 # What agents may not do at all, with the rule each breaks.
 AGENT_MAY_NOT = {
@@ -34,8 +35,17 @@ AGENT_MAY_NOT = {
 }
 
 
-def acting_as(command: AnyCommand, identity: Identity) -> AnyCommand:
+def acting_as(command: Acceptable, identity: Identity) -> Acceptable:
     """``command`` with its actor set from ``identity`` (validated again as a whole)."""
+    if isinstance(command, PlainCommand):
+        from metawsm.messages import plain
+
+        try:
+            return plain.with_actor(command, identity.actor_type, identity.actor_name)
+        except plain.Unchecked:  # the models judge it, and say what is wrong
+            from metawsm.messages.commands import parse_command
+
+            command = parse_command(command.wire)
     if command.actor_type == identity.actor_type and command.actor_name == identity.actor_name:
         return command
     wire = command.model_dump(mode="json")
@@ -43,7 +53,7 @@ def acting_as(command: AnyCommand, identity: Identity) -> AnyCommand:
     return type(command).model_validate(wire)
 
 
-def authorize_command(identity: Identity, command: AnyCommand) -> None:
+def authorize_command(identity: Identity, command: Acceptable) -> None:
     """Refuse what ``identity`` may not ask for, whatever the state.
 
     Raises:
@@ -53,20 +63,16 @@ def authorize_command(identity: Identity, command: AnyCommand) -> None:
     if identity.actor_type == "agent" and kind in AGENT_MAY_NOT:
         rule, what = AGENT_MAY_NOT[kind]
         raise Forbidden(f"{identity.label} may not {what}: {_RULES[rule]}", rule=rule)
-    payload = command.payload
     if kind == "control_signal":
-        from metawsm.messages.commands import ControlSignal
-
-        assert isinstance(command, ControlSignal)
         authorize_signal(
             identity,
-            command.payload.run_id,
-            command.payload.agent_name,
-            command.payload.signal.control_type,
+            payload_value(command, "run_id"),
+            payload_value(command, "agent_name"),
+            payload_value(command, "signal", "control_type"),
         )
     elif kind == "open_thread":
-        run_id = getattr(payload, "run_id", None)
-        agent_name = getattr(payload, "agent_name", None)
+        run_id = payload_value(command, "run_id")
+        agent_name = payload_value(command, "agent_name")
         check_run_bound(identity, run_id)
         if _for_itself_only(identity) and agent_name not in (None, identity.actor_name):
             raise Forbidden(

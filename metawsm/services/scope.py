@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from metawsm.errors import Forbidden
 from metawsm.identity import Identity
+from metawsm.messages.plain import payload_value
 from metawsm.storage.dbapi import Reader, json_value
 
 if TYPE_CHECKING:
-    from metawsm.messages.commands import AnyCommand
+    from metawsm.services.accept import Acceptable
 
 _RUNS_OF_AGENT = (
     "SELECT r.run_id, r.tickets FROM run_agents a JOIN runs r ON r.run_id = a.run_id"
@@ -42,7 +43,7 @@ def limited(identity: Identity) -> bool:
     return identity.run_id is not None or (identity.proven and identity.actor_type == "agent")
 
 
-def check_scope(db: Reader, identity: Identity, command: AnyCommand) -> None:
+def check_scope(db: Reader, identity: Identity, command: Acceptable) -> None:
     """Refuse a thread write outside the runs of a limited identity.
 
     Raises:
@@ -50,12 +51,11 @@ def check_scope(db: Reader, identity: Identity, command: AnyCommand) -> None:
     """
     if not limited(identity):
         return
-    from metawsm.messages.commands import OpenThread, command_thread_id
-
-    if isinstance(command, OpenThread):
-        _check_place(db, identity, command.payload.ticket, command.payload.run_id, None)
+    if command.command_type == "open_thread":
+        ticket, run_id = payload_value(command, "ticket"), payload_value(command, "run_id")
+        _check_place(db, identity, ticket, run_id, None)
         return
-    thread_id = command_thread_id(command)
+    thread_id = payload_value(command, "thread_id")
     place = _thread_place(db, thread_id) if thread_id else None
     if place is not None:
         _check_place(db, identity, place[0], place[1], thread_id)

@@ -25,11 +25,10 @@ from metawsm.services.accept import (
     make_command,
     outcome_of,
     target_thread,
-    wait_until_final,
-    wait_until_projected,
 )
 from metawsm.services.accept import read_outcome as read_outcome_in
 from metawsm.services.unit_of_work import UnitOfWork
+from metawsm.services.waiting import wait_until_final, wait_until_projected
 from metawsm.storage.dbapi import Reader, on_connection
 from metawsm.storage.engine import connect
 from metawsm.storage.uow import translate_db_errors
