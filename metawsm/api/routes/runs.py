@@ -55,7 +55,7 @@ async def list_runs(
 
 @router.get("/runs/{run_id}", summary="One run's typed snapshot")
 async def run(app: State, _: Caller, run_id: RunId) -> dict[str, Any]:
-    """``{run: RunSnapshot}``: the run as ``metawsm status --run-id --json`` shows it."""
+    """``{run}``: the run's snapshot as ``metawsm status --run-id R --json`` shows it."""
     snap = await _snapshot(app, run_id, None)
     return {"run": snap["runs"][0]}
 
@@ -69,14 +69,14 @@ async def status(
 
 
 async def _snapshot(app: State, run_id: str | None, ticket: str | None) -> dict[str, Any]:
+    from metawsm.domain.snapshot import to_json
     from metawsm.services import snapshot
 
     c = app.container
     snap = await run_in_threadpool(
         lambda: snapshot.build(c.engine, c.settings, run_id=run_id, ticket=ticket)
     )
-    data: dict[str, Any] = snap.model_dump(mode="json")
-    return data
+    return to_json(snap)
 
 
 @router.get("/runs/{run_id}/why", summary="Every close gate the run does not meet")
