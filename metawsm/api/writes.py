@@ -29,6 +29,7 @@ from metawsm.storage.uow import translate_db_errors
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from metawsm.api.follower import EventFollower
     from metawsm.identity import Identity
     from metawsm.runtime import Runtime
 
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 MAX_WAIT_S = 300.0
 _FIRST_PAUSE_S = 0.002
 _MAX_PAUSE_S = 0.05
+# A wait woken by the follower still reads at least this often (seconds): a rejected or
+# dead-lettered command writes no event to wake it.
+FALLBACK_S = 0.1
 
 
 class WaitFor(StrEnum):
@@ -57,10 +61,14 @@ async def write(
     key: str | None,
     correlation_id: str | None = None,
     causation_id: str | None = None,
+    follower: EventFollower | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Submit ``command_type`` with ``payload`` as ``identity``; (HTTP status, outcome).
 
-    200 once applied (and projected, when asked), 202 when accepted and not waited on.
+    200 once applied (and projected, when asked), 202 when accepted and not waited on. With the
+    process's ``follower``, a wait for applied re-reads the outcome when an event of the
+    command's thread commits (an applied command writes one), and every ``FALLBACK_S`` for the
+    outcomes that write none (rejected, dead).
 
     Raises:
         pydantic.ValidationError: the payload breaks its contract (422).
@@ -78,11 +86,12 @@ async def write(
         correlation_id=correlation_id,
         causation_id=causation_id,
     )
+    pacer = _Pacer(follower)  # its cursor is taken before the command can be applied
     outcome = await run_in_threadpool(submit, rt, command, identity=identity)
     limit = min(timeout_s if timeout_s is not None else rt.settings.wait_timeout_s, MAX_WAIT_S)
     deadline = time.monotonic() + limit
     if wait is not WaitFor.NONE and not outcome.final:
-        outcome = await _until_final(rt.engine, outcome, deadline, limit)
+        outcome = await _until_final(rt.engine, outcome, deadline, limit, pacer)
     if outcome.status in ("rejected", "dead"):
         raise _refused(outcome)
     if wait is WaitFor.PROJECTED and outcome.status == "applied":
@@ -96,8 +105,32 @@ def _refused(outcome: Outcome) -> ApiError:
     return ApiError(409, code, message, extra={"outcome": outcome.as_dict()})
 
 
-async def _until_final(engine: Engine, outcome: Outcome, deadline: float, limit: float) -> Outcome:
-    pause = _FIRST_PAUSE_S
+class _Pacer:
+    """When a wait for an outcome reads again: woken by the follower on an event of the
+    command's thread (at most ``FALLBACK_S`` apart), else on a backoff from 2 to 50 ms."""
+
+    def __init__(self, follower: EventFollower | None) -> None:
+        self.follower = follower if follower is not None and follower.ready else None
+        self.cursor = self.follower.head if self.follower is not None else 0
+        self.pause = _FIRST_PAUSE_S
+
+    async def next_read(self, thread_id: str | None, remaining_s: float) -> None:
+        """Return when the outcome may have changed (or after ``remaining_s``)."""
+        if self.follower is None or thread_id is None:
+            await asyncio.sleep(min(self.pause, remaining_s))  # a condition, with a deadline
+            self.pause = min(self.pause * 1.5, _MAX_PAUSE_S)
+            return
+        wait_s = max(0.0, min(FALLBACK_S, remaining_s))
+        moved = await self.follower.until_event(
+            self.cursor, lambda event: event.get("thread_id") == thread_id, wait_s
+        )
+        if moved is not None:
+            self.cursor = moved
+
+
+async def _until_final(
+    engine: Engine, outcome: Outcome, deadline: float, limit: float, pacer: _Pacer
+) -> Outcome:
     while True:
         current = await run_in_threadpool(read_outcome, engine, outcome.command_id)
         if current is not None and current.final:
@@ -108,8 +141,7 @@ async def _until_final(engine: Engine, outcome: Outcome, deadline: float, limit:
                 f"command {outcome.command_id} still {state} after {limit:g} s; it stays"
                 " accepted and will be applied when workers and Redis are available"
             )
-        await asyncio.sleep(pause)  # polling a condition with a deadline, off the threads
-        pause = min(pause * 1.5, _MAX_PAUSE_S)
+        await pacer.next_read(outcome.thread_id, deadline - time.monotonic())
 
 
 async def _until_projected(engine: Engine, command_id: str, deadline: float, limit: float) -> None:

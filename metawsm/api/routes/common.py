@@ -93,6 +93,7 @@ async def submit_write(
         key=options.key,
         correlation_id=ids[0],
         causation_id=ids[1],
+        follower=state.follower,
     )
     return JSONResponse(outcome, status_code=status)
 
