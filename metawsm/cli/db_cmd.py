@@ -28,8 +28,15 @@ def db_group() -> None:
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 @pass_app
 def upgrade(app: AppContext, revision: str) -> None:
-    """Migrate the database up to REVISION (the head by default)."""
-    with _engine(app) as engine:
+    """Migrate the database up to REVISION (the head by default).
+
+    The one command (with metawsm up) that creates a SQLite database that does not exist.
+
+    \b
+    Example:
+      metawsm db upgrade
+    """
+    with _engine(app, create=True) as engine:
         before = migrate.current_revision(engine)
         migrate.upgrade(engine, revision)
         after = migrate.current_revision(engine)
@@ -93,7 +100,10 @@ def check(ctx: click.Context, as_json: bool) -> None:
 
 
 @contextmanager
-def _engine(app: AppContext) -> Iterator[Engine]:
+def _engine(app: AppContext, create: bool = False) -> Iterator[Engine]:
+    """The engine of the database; unless ``create``, the database must exist already."""
+    if not create:
+        app.require_database()
     engine = build_engine(app.settings)
     try:
         yield engine

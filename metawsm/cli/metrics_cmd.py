@@ -36,6 +36,7 @@ def serve(app: AppContext, address: str, port: int) -> None:
     from metawsm.storage.engine import build_engine
 
     settings = app.settings
+    app.require_database()
     engine = build_engine(settings)
     try:
         server = make_server(MetricsApp(engine, settings), address, port)

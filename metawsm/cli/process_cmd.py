@@ -26,6 +26,7 @@ ROLES = ["commands", "events", "integration", "housekeeping", "all"]
 
 
 def _check_schema(app: AppContext) -> None:
+    app.require_database()
     engine = build_engine(app.settings)
     try:
         ensure_schema_at_head(engine)

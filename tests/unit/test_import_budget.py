@@ -101,7 +101,7 @@ BUDGETS = [
     (["forum", "thread", "--thread-id", "nope", "--json"], DIRECT_READ),
     (["forum", "watch", "--json"], DIRECT_READ),
     (["run", "list", "--json"], DIRECT_READ),
-    (["run", "show", "nope", "--json"], DIRECT_READ),
+    (["run", "show", "--run-id", "nope", "--json"], DIRECT_READ),
     (["dlq", "list", "--json"], DIRECT_READ),
     (["dlq", "show", "nope", "--json"], DIRECT_READ),
     (["status", "--json"], READ),
