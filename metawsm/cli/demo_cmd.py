@@ -150,7 +150,14 @@ def _wait_for_status(story: Story, run_id: str, status: str) -> None:
 @click.command("demo")
 @click.option("--ticket", help="Ticket of the demo run (default: DEMO-<random>).")
 def demo(ticket: str | None) -> None:
-    """Play a bootstrap story against the running stack, printing each command and its output."""
+    """Play a bootstrap story against the running stack, printing each command and its output.
+
+    Exit 1 naming the failed step (e.g. when no worker runs).
+
+    \b
+    Example:
+      metawsm demo --ticket DEMO-1
+    """
     started = time.monotonic()
     story = Story()
     run_id = play(story, ticket or f"DEMO-{secrets.token_hex(3).upper()}")

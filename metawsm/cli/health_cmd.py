@@ -17,6 +17,10 @@ def health(app: AppContext, as_json: bool) -> None:
 
     Exit 0 when every check passes, 1 otherwise; each failing check is named with the command
     that helps. An unreachable database or broker is a failing check, not an error.
+
+    \b
+    Example:
+      metawsm health --json
     """
     from metawsm.errors import DatabaseMissing
     from metawsm.ops.health import judge

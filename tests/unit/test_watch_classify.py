@@ -172,7 +172,9 @@ def test_an_unhealthy_agent_of_a_running_run_is_agent_unhealthy(status: str) -> 
     alert = classify(snap(agents=[agent("alice"), agent("bob", status)]))
     assert (alert.event, alert.terminal) == ("agent_unhealthy", False)
     assert alert.message == f"agent bob is {status}"
-    assert alert.hint == f"metawsm run agent-status --run-id {RID} --agent-name bob --status running"
+    assert (
+        alert.hint == f"metawsm run agent-status --run-id {RID} --agent-name bob --status running"
+    )
 
 
 def test_agent_unhealthy_names_the_first_agent_and_counts_the_others() -> None:
