@@ -27,7 +27,12 @@ def dlq() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def list_(app: AppContext, include_all: bool, as_json: bool) -> None:
-    """List dead letters, newest first."""
+    """List dead letters, newest first.
+
+    \b
+    Example:
+      metawsm dlq list --all --json
+    """
     with app.reading() as db:
         rows = record_reads.list_dead_letters(db, include_all=include_all)
     if as_json:
