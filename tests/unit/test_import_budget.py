@@ -99,7 +99,7 @@ BUDGETS = [
     (["forum", "search", "--query", "word", "--json"], DIRECT_READ),
     (["forum", "search", "--queue", "unanswered", "--json"], DIRECT_READ),
     (["forum", "thread", "--thread-id", "nope", "--json"], DIRECT_READ),
-    (["forum", "watch", "--json"], DIRECT_READ),
+    (["forum", "events", "--json"], DIRECT_READ),
     (["run", "list", "--json"], DIRECT_READ),
     (["run", "show", "--run-id", "nope", "--json"], DIRECT_READ),
     (["dlq", "list", "--json"], DIRECT_READ),
