@@ -15,6 +15,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
 from metawsm.cli import cli
+from metawsm.database_location import missing_sqlite_file
 from metawsm.errors import DatabaseUnreachable, SchemaNotAtHead, UsageError
 from metawsm.storage import migrate, schema_head
 from metawsm.storage.engine import READONLY, build_engine
@@ -191,6 +192,12 @@ def test_db_upgrade_then_db_current_reports_the_head_as_json(empty_db_url: str) 
 
 
 def test_db_current_says_an_empty_database_is_not_at_head(empty_db_url: str) -> None:
+    missing = missing_sqlite_file(empty_db_url)
+    if missing is not None:  # no file at all is no database: said, and not created
+        exit_code, output = run_db(empty_db_url, "current", "--json")
+        assert exit_code == 3 and f"no metawsm database at {missing}" in output
+        assert not missing.exists()
+        missing.touch()  # an empty SQLite file: a database without the schema
     exit_code, output = run_db(empty_db_url, "current", "--json")
 
     assert exit_code == 0, output
