@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from metawsm.cli import cli
 from metawsm.database_location import missing_sqlite_file
-from metawsm.errors import DatabaseUnreachable, SchemaNotAtHead, UsageError
+from metawsm.errors import DatabaseUnreachable, MetawsmError, SchemaNotAtHead, UsageError
 from metawsm.storage import migrate, schema_head
 from metawsm.storage.engine import READONLY, build_engine
 from metawsm.storage.models import SEARCH_INDEX_TABLE, Base, is_search_index_table
@@ -47,6 +47,8 @@ def model_table_names(engine: Engine) -> set[str]:
 def run_db(url: str, *args: str) -> tuple[int, str]:
     """Run ``metawsm db ARGS`` on ``url`` as a user would (settings from the environment)."""
     result = CliRunner().invoke(cli, ["db", *args], env={"METAWSM_DATABASE_URL": url})
+    if isinstance(result.exception, MetawsmError):  # what metawsm.cli.main makes of it
+        return result.exception.exit_code, f"{result.output}error: {result.exception}"
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.output

@@ -294,7 +294,19 @@ def test_bootstrap_without_a_brief_flag_and_no_terminal_is_exit_2_and_creates_no
 def test_bootstrap_with_the_brief_flags_creates_a_bootstrap_run_with_its_brief(
     sh: Shell, cli: Shell
 ) -> None:
-    out = sh.json("bootstrap", "--ticket", "TCK-7", "--agent", "a", "--agent", "b", *BRIEF)
+    out = sh.json(
+        "run",
+        "create",
+        "--mode",
+        "bootstrap",
+        "--ticket",
+        "TCK-7",
+        "--agent",
+        "a",
+        "--agent",
+        "b",
+        *BRIEF,
+    )
     assert (out["mode"], out["status"], out["tickets"]) == ("bootstrap", "running", ["TCK-7"])
     assert out["brief"] == {
         "ticket": "TCK-7",
@@ -361,19 +373,19 @@ def test_each_signal_type_is_applied_on_the_agents_control_thread(sh: Shell, cli
 
 
 SUBPROCESS_USAGE_ERRORS = [
-    (["--type", "guidance_request", "--question", "   "], "question: is required"),
+    (["--type", "guidance_request", "--question", "   "], "--question: is required"),
     (["--type", "validation", "--status", "maybe", "--done-criteria", "c"], "'--status'"),
     (["--type", "completion", "--answer", "x"], "--answer not allowed with --type completion"),
 ]
 USAGE_ERRORS = [
     (["--type", "guidance_request"], "--type guidance_request needs --question"),
-    (["--type", "guidance_answer", "--answer", ""], "answer: is required"),
-    (["--type", "validation", "--status", "passed"], "done_criteria: Field required"),
-    (["--type", "validation", "--done-criteria", "c"], "status: Field required"),
+    (["--type", "guidance_answer", "--answer", ""], "--answer: is required"),
+    (["--type", "validation", "--status", "passed"], "--type validation needs --done-criteria"),
+    (["--type", "validation", "--done-criteria", "c"], "--type validation needs --status"),
     (["--type", "guidance_answer", "--answer", "x", "--question", "q"], "--question not allowed"),
     (["--type", "completion", "--status", "passed"], "--status not allowed"),
     (["--type", "finished"], "'--type'"),
-    (["--type", "guidance_request", "--question", "q", "--timeout", "soon"], "--timeout"),
+    (["--type", "guidance_request", "--question", "q", "--timeout", "soon"], "'soon' is not a"),
 ]
 
 
@@ -386,8 +398,10 @@ def test_invalid_signal_input_is_exit_2_naming_the_field_and_nothing_is_accepted
         exits(sh("forum", "signal", "--run-id", run_id, "--agent-name", "a", *args), 2, says)
     for args, says in USAGE_ERRORS:
         exits(cli("forum", "signal", "--run-id", run_id, "--agent-name", "a", *args), 2, says)
-    exits(cli("forum", "signal", "--agent-name", "a", "--type", "completion"), 2, "run_id")
-    exits(cli("forum", "signal", "--run-id", run_id, "--type", "completion"), 2, "agent_name")
+    no_run = cli("forum", "signal", "--agent-name", "a", "--type", "completion")
+    exits(no_run, 2, "--run-id is required (or set METAWSM_RUN_ID)")
+    no_agent = cli("forum", "signal", "--run-id", run_id, "--type", "completion")
+    exits(no_agent, 2, "--agent-name is required (or set METAWSM_AGENT_NAME)")
     assert footprint(sh.p) == before
 
 
