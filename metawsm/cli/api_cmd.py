@@ -36,7 +36,16 @@ def api(
     app: AppContext, address: str, port: int, max_request_bytes: int, cors_origins: tuple[str, ...]
 ) -> None:
     """Serve the HTTP API and the live event stream (every endpoint but health and readiness
-    needs a bearer token: metawsm token create)."""
+    needs a bearer token: metawsm token create).
+
+    Listens on loopback unless told otherwise: put a TLS reverse proxy in front of it to serve
+    other hosts (docs/api.md). Exits 0 after Ctrl-C or SIGTERM, 3 when the database is
+    unreachable or its schema is not at head.
+
+    \b
+    Example:
+      metawsm api --port 8710
+    """
     from metawsm.api.server import serve
     from metawsm.api.state import ApiOptions
     from metawsm.cli.up_cmd import is_loopback
