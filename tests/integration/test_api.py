@@ -339,6 +339,9 @@ def test_metawsm_api_refuses_a_database_not_at_head_with_exit_3(empty_sqlite_url
 
     from metawsm.cli import cli
 
+    import sqlite3
+
+    sqlite3.connect(empty_sqlite_url.removeprefix("sqlite:///")).close()  # a file, no schema
     env = {"METAWSM_DATABASE_URL": empty_sqlite_url, "METAWSM_BROKER_URL": NO_BROKER_URL}
     result = CliRunner().invoke(cli, ["api", "--port", "1"], env=env)
     assert isinstance(result.exception, SchemaNotAtHead), result.output
