@@ -335,11 +335,11 @@ def test_cors_is_off_unless_origins_are_named(api: Api, pipeline: Pipeline) -> N
 
 
 def test_metawsm_api_refuses_a_database_not_at_head_with_exit_3(empty_sqlite_url: str) -> None:
+    import sqlite3
+
     from click.testing import CliRunner
 
     from metawsm.cli import cli
-
-    import sqlite3
 
     sqlite3.connect(empty_sqlite_url.removeprefix("sqlite:///")).close()  # a file, no schema
     env = {"METAWSM_DATABASE_URL": empty_sqlite_url, "METAWSM_BROKER_URL": NO_BROKER_URL}
