@@ -3,7 +3,7 @@ Events) and ``/api/v1/forum/stats``.
 
 The stream: every event after the cursor (``?cursor=``, or the ``Last-Event-ID`` header of a
 reconnecting client), once each, in commit order, then live ones as they commit; each SSE
-message has ``id: <sequence>`` and the event (as ``forum watch --json`` prints it) as its data,
+message has ``id: <sequence>`` and the event (as ``forum events --json`` prints it) as its data,
 and a comment line keeps an idle connection alive. Every client is fed by the process's one
 follower (``api/follower.py``), not by reads of its own.
 """
