@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # loaded when first used: ``--version`` and ``--help`` need n
     from pydantic import ValidationError
 
     from metawsm.bootstrap import Container
+    from metawsm.cli.remote import ApiClient
     from metawsm.settings import Settings
     from metawsm.storage.dbapi import Reader
 
@@ -27,6 +28,23 @@ class AppContext:
     _container: Container | None = field(default=None)
     _parts: Container | None = field(default=None)
     _at_head: bool = field(default=False)
+    _remote: ApiClient | None = field(default=None)
+
+    @property
+    def remote(self) -> ApiClient | None:
+        """The client of the HTTP API when ``METAWSM_API_URL`` is set, else None: the one place
+        where a command chooses between the API and the database (cli/remote.py).
+
+        Raises:
+            UsageError: the URL is set without ``METAWSM_TOKEN``, or is not an http(s) URL.
+        """
+        if self._remote is None:
+            from metawsm.cli.remote import api_mode, client_from_env
+
+            if not api_mode():
+                return None
+            self._remote = client_from_env()
+        return self._remote
 
     @property
     def settings(self) -> Settings:
