@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -210,8 +209,10 @@ class ApiClient:
         return f"{self._base}{PREFIX}{path}" + (f"?{urlencode(pairs)}" if pairs else "")
 
     def _unreachable(self, exc: BaseException) -> Unreachable:
-        why = "timed out" if isinstance(exc, socket.timeout | TimeoutError) else str(exc) or repr(exc)
-        return Unreachable(f"the API at {self.url} does not answer ({why}); is metawsm api running?")
+        why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
+        return Unreachable(
+            f"the API at {self.url} does not answer ({why}); is metawsm api running there?"
+        )
 
 
 def segment(value: str) -> str:
