@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import metawsm
-from metawsm.errors import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE
+from metawsm.errors import EXIT_FAILED, EXIT_GUIDANCE_NEEDED, EXIT_UNREACHABLE, EXIT_USAGE
 from metawsm.messages.common import Actor
 from metawsm.services import deadletters, runs
 from metawsm.storage.dbapi import on_connection
@@ -78,6 +82,22 @@ def run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProce
     )
 
 
+def read_lines_until(
+    process: subprocess.Popen[str], found: Callable[[str], bool], timeout_s: float
+) -> list[str]:
+    """The lines ``process`` prints up to the first one ``found`` accepts (a reader thread:
+    a blocked read cannot hang the test past ``timeout_s``)."""
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stdout is not None
+    stdout = process.stdout
+    threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while not seen or not found(seen[-1]):
+        seen.append(lines.get(timeout=max(deadline - time.monotonic(), 0.01)))
+    return seen
+
+
 def ok_json(result: subprocess.CompletedProcess[str]) -> Any:
     """The JSON on stdout of a command that succeeded."""
     assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
@@ -112,11 +132,21 @@ def test_the_bootstrap_story_with_the_cli_over_the_api_only(
     )  # fmt: skip
     operator = api_env(api_url, issue_token(p.engine, "operator", "operator-1"), tmp_path)
 
+    status = ok_json(run(agent, tmp_path, "status", "--json"))  # METAWSM_RUN_ID: its run
+    assert [r["run_id"] for r in status["runs"]] == [run_id]
+    assert f"Run: {run_id}" in run(agent, tmp_path, "status").stdout
+    # Only the stream can wake it within the test: the refresh is 10 minutes away.
+    watching = start(operator, tmp_path, "watch", "--run-id", run_id, "--refresh", "10m", "--json")
+    following = start(operator, tmp_path, "forum", "events", "--follow", "--json",
+                      "--run-id", run_id)  # fmt: skip
     waiting = start(
         agent, tmp_path, "forum", "signal", "--type", "guidance_request",
         "--question", "Which database?", "--wait", "--timeout", "2m", "--json",
     )  # fmt: skip
     try:
+        alerts, _ = watching.communicate(timeout=60)
+        assert watching.returncode == EXIT_GUIDANCE_NEEDED, alerts
+        assert json.loads(alerts.splitlines()[-1])["event"] == "guidance_needed"
         threads = wait_until(
             lambda: ok_json(run(operator, tmp_path, "forum", "list", "--run-id", run_id, "--json"))[
                 "threads"
@@ -147,10 +177,17 @@ def test_the_bootstrap_story_with_the_cli_over_the_api_only(
                        "--body", "PostgreSQL", "--json")  # fmt: skip
         assert ok_json(answered)["status"] == "applied"
         out, err = waiting.communicate(timeout=60)
+        followed = read_lines_until(following, lambda line: "PostgreSQL" in line, 60)
+        events = [json.loads(line) for line in followed]
+        assert [e["sequence"] for e in events] == sorted({e["sequence"] for e in events})
+        assert "forum.control.signal" in {e["event_type"] for e in events}
+        following.send_signal(signal.SIGINT)
+        assert following.wait(30) == 0  # Ctrl-C ends a follow quietly
     finally:
-        if waiting.poll() is None:
-            waiting.kill()
-            waiting.communicate()
+        for process in (waiting, watching, following):
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
     assert waiting.returncode == 0, (out, err)
     got = json.loads(out)
     assert (got["answer"], got["answered_by"]) == ("PostgreSQL", "operator/operator-1")
