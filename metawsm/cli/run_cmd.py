@@ -160,10 +160,14 @@ def list_(app: AppContext, as_json: bool) -> None:
     Example:
       metawsm run list --json
     """
-    from metawsm.services import record_reads
+    remote = app.remote
+    if remote is not None:
+        rows = remote.get("/runs")["runs"]
+    else:
+        from metawsm.services import record_reads
 
-    with app.reading() as db:
-        rows = record_reads.run_rows(db)
+        with app.reading() as db:
+            rows = record_reads.run_rows(db)
     if as_json:
         emit_json({"runs": rows})
         return

@@ -192,6 +192,8 @@ def test_the_bootstrap_story_with_the_cli_over_the_api_only(
     got = json.loads(out)
     assert (got["answer"], got["answered_by"]) == ("PostgreSQL", "operator/operator-1")
 
+    listed = ok_json(run(operator, tmp_path, "run", "list", "--json"))["runs"]
+    assert [r["run_id"] for r in listed] == [run_id]
     why = ok_json(run(operator, tmp_path, "run", "why", "--run-id", run_id, "--json"))
     assert why["unmet"], why  # no completion nor validation yet: the gates say what is missing
     shown = ok_json(run(operator, tmp_path, "dlq", "show", "msg-poison", "--json"))
