@@ -55,6 +55,25 @@ class AppContext:
             self._settings = load_settings()
         return self._settings
 
+    def refuse_database_over_api(self) -> None:
+        """A command of the API's scope that has no endpoint yet stops here with METAWSM_API_URL
+        set, rather than look for a database this host may not have, or act without the API.
+
+        Raises:
+            UsageError: naming the command and what to do instead (exit 2, nothing changed).
+        """
+        from metawsm.cli.remote import API_URL_ENV, OVER_THE_API, api_mode
+
+        ctx = click.get_current_context(silent=True)
+        if ctx is None or not api_mode():
+            return
+        path = ctx.command_path.split()[1:]
+        if path and path[0] in OVER_THE_API:
+            raise UsageError(
+                f"metawsm {' '.join(path)} does not work over the HTTP API yet ({API_URL_ENV} is"
+                f" set): run it where the database is, without {API_URL_ENV}"
+            )
+
     def require_database(self) -> None:
         """Check the database exists before anything opens it: a SQLite file is created only by
         ``db upgrade`` and ``up``, never by a read or a write (which would make a second, empty
@@ -91,6 +110,7 @@ class AppContext:
         if self._parts is None:
             from metawsm.bootstrap import build
 
+            self.refuse_database_over_api()
             self.require_database()
             self._parts = build(self.settings)
         return self._parts
@@ -114,6 +134,7 @@ class AppContext:
         from metawsm.storage import dbapi
         from metawsm.storage.schema_head import reader_at_head
 
+        self.refuse_database_over_api()
         if self.direct():
             with dbapi.read_transaction(self.settings, repeatable=repeatable) as db:
                 if self._at_head or reader_at_head(db):
@@ -131,6 +152,7 @@ class AppContext:
         from metawsm.storage import dbapi
         from metawsm.storage.schema_head import reader_at_head
 
+        self.refuse_database_over_api()
         if not self._at_head:
             with dbapi.read_transaction(self.settings) as db:
                 self._at_head = reader_at_head(db)

@@ -38,6 +38,9 @@ from metawsm.settings import env_default
 API_URL_ENV = "METAWSM_API_URL"
 TOKEN_ENV = "METAWSM_TOKEN"
 PREFIX = "/api/v1"
+# The commands that talk to the API when METAWSM_API_URL is set; one of their subcommands
+# without an endpoint refuses to run rather than open a database (AppContext).
+OVER_THE_API = ("forum", "run", "status", "watch", "close", "dlq", "command")
 # How long a request that does not wait may take (seconds): the API answers reads at once.
 READ_TIMEOUT_S = 60.0
 # Added to a request's own wait: the server answers its 504 a little after the wait ends.

@@ -210,3 +210,12 @@ def test_api_mode_without_a_token_or_a_server_says_so(tmp_path: Path) -> None:
     away = run(env, tmp_path, "forum", "list", "--json")
     assert away.returncode == EXIT_UNREACHABLE, away.stderr
     assert "http://127.0.0.1:9" in away.stderr and "mwsm_x" not in away.stderr
+
+
+def test_a_command_without_an_endpoint_refuses_to_run_in_api_mode(tmp_path: Path) -> None:
+    env = api_env("http://127.0.0.1:9", "mwsm_x", tmp_path)
+    seen = run(env, tmp_path, "forum", "seen", "--thread-id", "t", "--viewer-type", "human",
+               "--viewer-id", "h")  # fmt: skip
+    assert seen.returncode == EXIT_USAGE, seen.stderr
+    assert "metawsm forum seen does not work over the HTTP API" in seen.stderr
+    assert "no metawsm database" not in seen.stderr
