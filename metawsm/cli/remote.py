@@ -33,6 +33,7 @@ from metawsm.errors import (
     Unreachable,
     UsageError,
 )
+from metawsm.masking import mask_url
 from metawsm.settings import env_default
 
 API_URL_ENV = "METAWSM_API_URL"
@@ -104,9 +105,10 @@ class ApiClient:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(
-                f"{API_URL_ENV} {url!r}: must be http(s)://host[:port] (e.g. http://127.0.0.1:8710)"
+                f"{API_URL_ENV} {mask_url(url)!r}: must be http(s)://host[:port]"
+                " (e.g. http://127.0.0.1:8710)"
             )
-        self.url = url.rstrip("/")
+        self.url = mask_url(url.rstrip("/"))  # shown in messages: never a password
         self._secure = parts.scheme == "https"
         self._host = parts.hostname
         self._port = parts.port
