@@ -57,23 +57,30 @@ _EXIT_BY_CODE = {
     "request_too_large": EXIT_USAGE,
     "wait_timeout": EXIT_TIMEOUT,
 }
+_REFUSALS = ("forbidden", "unauthenticated")
 _EXIT_BY_STATUS = {422: EXIT_USAGE, 413: EXIT_USAGE, 503: EXIT_UNREACHABLE, 504: EXIT_TIMEOUT}
 
 
 class ApiRefused(MetawsmError):
-    """The API answered an error: its ``code``, ``rule`` (``reason`` for a refused token),
+    """The API answered an error: its ``api_code``, ``rule`` (``reason`` for a refused token),
     ``field``, HTTP ``status`` and the rest of its body (``extra``); ``exit_code`` is the one
-    the command has for the same failure run locally."""
+    the command has for the same failure run locally. ``api_code`` is the API's code; ``code``
+    is set only for the refusals that have one locally too (``forbidden``, ``unauthenticated``:
+    with ``--json`` they are printed on stdout as well)."""
+
+    code: str | None = None
 
     def __init__(self, status: int, body: Mapping[str, Any]) -> None:
         self.status = status
-        self.code = str(body.get("code") or f"http_{status}")
+        self.api_code = str(body.get("code") or f"http_{status}")
+        if self.api_code in _REFUSALS:  # as locally, --json prints these on stdout (cli main)
+            self.code = self.api_code
         self.field: str | None = body.get("field")
         self.rule: str | None = body.get("rule")
         if status == 401 and self.rule:
             self.reason = self.rule
         self.extra = {k: v for k, v in body.items() if k not in ("code", "message")}
-        self.exit_code = _EXIT_BY_CODE.get(self.code, _EXIT_BY_STATUS.get(status, EXIT_FAILED))
+        self.exit_code = _EXIT_BY_CODE.get(self.api_code, _EXIT_BY_STATUS.get(status, EXIT_FAILED))
         message = str(body.get("message") or f"the API answered {status}")
         if status == 401:
             message = f"{TOKEN_ENV} refused by the API: {message}"

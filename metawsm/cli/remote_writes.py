@@ -57,7 +57,7 @@ def submit_remote(
         _, answer = client.post(path, body, query, headers=headers, wait_s=limit or MAX_WAIT_S)
     except ApiRefused as exc:
         outcome = exc.extra.get("outcome")
-        if exc.code in ("rejected", "dead_lettered") and isinstance(outcome, dict):
+        if exc.api_code in ("rejected", "dead_lettered") and isinstance(outcome, dict):
             return outcome_of(outcome)
         raise
     return outcome_of(answer)
@@ -107,7 +107,7 @@ def wait_for_answer_remote(client: ApiClient, command_id: str, timeout_s: float)
             )
             return answer
         except ApiRefused as exc:
-            if exc.code != "wait_timeout":
+            if exc.api_code != "wait_timeout":
                 raise
             if time.monotonic() >= deadline:
                 raise WaitTimeout(

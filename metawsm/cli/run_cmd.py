@@ -418,7 +418,7 @@ def _close_remote(app: AppContext, run_id: str, dry_run: bool, as_json: bool) ->
     try:
         _, answer = app.remote.post(f"/runs/{segment(run_id)}/close", {"dry_run": dry_run})
     except ApiRefused as exc:
-        if exc.code != "rejected" or "unmet" not in exc.extra:
+        if exc.api_code != "rejected" or "unmet" not in exc.extra:
             raise  # a role rule (403), an unknown run (404): the error names it
         if as_json:
             emit_json({"run_id": run_id, "closed": False, "unmet": exc.extra["unmet"]})
