@@ -176,6 +176,8 @@ def test_the_bootstrap_story_with_the_cli_over_the_api_only(
         answered = run(operator, tmp_path, "forum", "answer", "--thread-id", thread_id,
                        "--body", "PostgreSQL", "--json")  # fmt: skip
         assert ok_json(answered)["status"] == "applied"
+        shown = run(agent, tmp_path, "command", "show", ok_json(answered)["command_id"], "--json")
+        assert ok_json(shown) == ok_json(answered)
         out, err = waiting.communicate(timeout=60)
         followed = read_lines_until(following, lambda line: "PostgreSQL" in line, 60)
         events = [json.loads(line) for line in followed]

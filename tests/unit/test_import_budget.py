@@ -170,6 +170,7 @@ API_BUDGETS = [
     (SIGNAL, 0),  # accepted (--no-wait): the API answers 202
     (["dlq", "list", "--json"], 0),
     (["run", "why", "--run-id", "nope", "--json"], 1),
+    (["command", "show", "nope", "--json"], 1),  # 404: exit 1 as locally
 ]
 
 
