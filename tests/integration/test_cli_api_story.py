@@ -159,6 +159,13 @@ def test_the_bootstrap_story_with_the_cli_over_the_api_only(
                              "--json"))  # fmt: skip
         assert "Which database?" in json.dumps(detail["events"]) + json.dumps(detail["posts"])
 
+        # The run moves to awaiting_guidance after the signal is applied (its own event):
+        # the ledger is compared from then on.
+        wait_until(
+            lambda: ledger(p)["runs"] == [{"run_id": run_id, "status": "awaiting_guidance"}],
+            30,
+            "the run to await guidance",
+        )
         before = ledger(p)
         own = run(agent, tmp_path, "forum", "answer", "--thread-id", thread_id,
                   "--body", "SQLite", "--json")  # fmt: skip
