@@ -14,6 +14,10 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_TIMEOUT = 4
 EXIT_RUN_STOPPED = 5
+# watch only: a guidance request waits (metawsm.domain.watch.WATCH_EXIT).
+EXIT_GUIDANCE_NEEDED = 6
+# Ctrl-C (128 + SIGINT), as a shell reports it.
+EXIT_INTERRUPTED = 130
 
 
 class MetawsmError(Exception):
@@ -102,6 +106,10 @@ class Unreachable(Transient):
 
 class DatabaseUnreachable(Unreachable):
     """The database cannot be reached or opened."""
+
+
+class DatabaseMissing(Unreachable):
+    """The SQLite database file does not exist; only `db upgrade` and `up` create one."""
 
 
 class BrokerUnreachable(Unreachable):

@@ -49,7 +49,8 @@ def acting_identity(
 def _local(actor_type: str | None, actor_name: str | None) -> Identity:
     from metawsm.cli.options import default_actor_name
 
-    return Identity((actor_type or "operator").lower(), actor_name or default_actor_name())
+    role = (actor_type or "operator").lower()
+    return Identity(role, actor_name or default_actor_name(role))
 
 
 def _token_identity(app: AppContext, bearer: str) -> Identity:

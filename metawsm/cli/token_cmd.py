@@ -18,6 +18,7 @@ import click
 
 from metawsm.cli.acting import acting_identity
 from metawsm.cli.context import AppContext, emit_json, pass_app
+from metawsm.cli.options import run_id_option
 from metawsm.identity import ACTOR_TYPES
 
 if TYPE_CHECKING:
@@ -27,13 +28,20 @@ if TYPE_CHECKING:
 
 @click.group("token")
 def token() -> None:
-    """Bearer tokens: one per actor; the API and the CLI act as the identity a token proves."""
+    """Bearer tokens: one per actor; the API and the CLI act as the identity a token proves.
+
+    Only operators manage tokens.
+
+    \b
+    Example:
+      metawsm token create --actor-type agent --actor-name alice --run-id run-20261128-k3f9x
+    """
 
 
 @token.command("create")
 @click.option("--actor-type", type=click.Choice(ACTOR_TYPES), required=True)
 @click.option("--actor-name", required=True, help="The name the holder acts under.")
-@click.option("--run-id", default=None, help="Limit the token to this run.")
+@run_id_option(required=False)  # the run the token is limited to
 @click.option(
     "--expires", default="30d", show_default=True, help="Lifetime: 30d, 12h, 90m, 45s or never."
 )
@@ -48,7 +56,12 @@ def create(
     expires: str,
     as_json: bool,
 ) -> None:
-    """Create a token and print it ONCE (only its hash is stored)."""
+    """Create a token and print it once: only its hash is stored.
+
+    \b
+    Example:
+      metawsm token create --actor-type operator --actor-name olga --expires 90d
+    """
     from metawsm.services import tokens
 
     expires_in = tokens.parse_expiry(expires)
@@ -80,7 +93,12 @@ def create(
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def list_(app: AppContext, as_json: bool) -> None:
-    """List every token (active, expired, revoked): never the token or its hash."""
+    """List every token (active, expired, revoked): never the token or its hash.
+
+    \b
+    Example:
+      metawsm token list --json
+    """
     from metawsm.services import tokens
 
     acting = acting_identity(app)
@@ -99,7 +117,12 @@ def list_(app: AppContext, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def revoke(app: AppContext, /, token_id: str, as_json: bool) -> None:
-    """Revoke a token at once (revoking a revoked token changes nothing)."""
+    """Revoke a token at once (revoking a revoked token changes nothing).
+
+    \b
+    Example:
+      metawsm token revoke tok-0193a4
+    """
     from metawsm.services import tokens
 
     acting = acting_identity(app)

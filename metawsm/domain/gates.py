@@ -104,7 +104,7 @@ def _status_gate(run: RunFacts) -> Gate:
         return Gate("status", True, f"run is {status}")
     fix = None
     if status in (RunStatus.STOPPED, RunStatus.PAUSED, RunStatus.FAILED):
-        fix = f"metawsm run resume {shlex.quote(run.run_id)}"
+        fix = f"metawsm run resume --run-id {shlex.quote(run.run_id)}"
     return Gate("status", False, f"run is {status}, not completed", fix)
 
 
@@ -119,7 +119,8 @@ def _failed_agent_gates(run: RunFacts, failed: list[str]) -> list[Gate]:
             "agent",
             False,
             f"agent {name} is reported failed",
-            f"metawsm run agent-status {rid} --agent-name {shlex.quote(name)} --status running",
+            f"metawsm run agent-status --run-id {rid} --agent-name {shlex.quote(name)}"
+            " --status running",
             name,
         )
         for name in failed
@@ -170,7 +171,7 @@ def _agent_gates(
         Gate(
             "validation",
             status_ok and criteria_ok,
-            _validation_reason(name, state, status_ok, criteria_ok),
+            _validation_reason(name, state, status_ok, criteria_ok, run.control_epoch),
             None
             if status_ok and criteria_ok
             else _signal(rid, name, "validation", "--status", "passed", "--done-criteria", want),
@@ -180,9 +181,11 @@ def _agent_gates(
     return gates
 
 
-def _validation_reason(name: str, state: AgentControl, status_ok: bool, criteria_ok: bool) -> str:
+def _validation_reason(
+    name: str, state: AgentControl, status_ok: bool, criteria_ok: bool, epoch: int
+) -> str:
     if state.validation_status is None:
-        return f"agent {name} has no validation signal"
+        return f"agent {name} has no validation signal in epoch {epoch}"
     if not status_ok:
         return f"agent {name} validation status is {state.validation_status!r}, not 'passed'"
     if not criteria_ok:

@@ -64,9 +64,26 @@ def check_text(value: str, max_chars: int | None = None, max_bytes: int | None =
         raise ValueError("is required (blank after trimming)")
     if max_chars is not None and len(value) > max_chars:
         raise ValueError(f"must be at most {max_chars} characters (got {len(value)})")
-    if max_bytes is not None and len(value.encode("utf-8")) > max_bytes:
-        raise ValueError(f"must be at most {max_bytes} bytes of UTF-8")
+    size = utf8_size(value)  # every text: input that is not UTF-8 is said so plainly
+    if max_bytes is not None and size > max_bytes:
+        raise ValueError(f"must be at most {max_bytes} bytes of UTF-8 (got {size})")
     return value
+
+
+def utf8_size(value: str) -> int:
+    """Bytes of ``value`` in UTF-8.
+
+    Raises:
+        ValueError: ``value`` holds bytes that are not UTF-8 (undecodable input reaches Python
+            as lone surrogates), said in plain words.
+    """
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError(
+            "is not valid UTF-8 text (it holds bytes that are not UTF-8: convert it first,"
+            " e.g. with iconv)"
+        ) from None
 
 
 def strip(value: Any) -> Any:

@@ -101,7 +101,7 @@ def create_run(
         writer = uow.events(actor)
         run = session.get_one(Run, run_id)
         for status in (RunStatus.PLANNING, RunStatus.RUNNING):
-            transition(session, writer, run, status, f"run {mode} created")
+            transition(session, writer, run, status, f"created ({mode} mode)")
     return run_id
 
 

@@ -36,21 +36,23 @@ DATABASE = ("sqlalchemy", "psycopg")
 # write checks its command without them (metawsm/messages/plain.py) unless the input is invalid;
 # the snapshot uses pydantic. dotenv: only when a .env exists.
 VALIDATION = ("pydantic", "pydantic_settings", "pydantic_core", "dotenv")
+# The HTTP server: ``metawsm api`` only.
+HTTP = ("fastapi", "starlette", "uvicorn", "anyio", "httpx")
 
 ASK = ["forum", "ask", "--ticket", "T-1", "--title", "t", "--body", "b", "--no-wait"]
 SIGNAL = ["forum", "signal", "--run-id", "r", "--agent-name", "a", "--type", "completion"]
 SIGNAL += ["--summary", "done", "--no-wait"]
 
-NOTHING = (*MIGRATIONS, *BROKER, *CELERY, *DATABASE, *VALIDATION)
+NOTHING = (*MIGRATIONS, *BROKER, *CELERY, *DATABASE, *VALIDATION, *HTTP)
 # Reads through the driver (storage/dbapi.py): no SQLAlchemy, no models, no pydantic.
-DIRECT_READ = (*MIGRATIONS, *BROKER, *CELERY, "sqlalchemy", *VALIDATION)
+DIRECT_READ = (*MIGRATIONS, *BROKER, *CELERY, "sqlalchemy", *VALIDATION, *HTTP)
 # What no read imports (the snapshot's reads are direct reads too: status, watch --once and
 # an operator pass that records nothing).
-READ = (*MIGRATIONS, *BROKER, *CELERY, "pydantic_settings")
+READ = (*MIGRATIONS, *BROKER, *CELERY, "pydantic_settings", *HTTP)
 # Writes: the driver to accept, the minimal Redis client to publish; SQLAlchemy only when the
 # publish failed (putting the row back for the drainer: WRITE_NO_BROKER), never redis-py, kombu,
 # Celery or pydantic (but to explain invalid input: INVALID_WRITE).
-WRITE = (*MIGRATIONS, *CELERY, *BROKER, "sqlalchemy", *VALIDATION)
+WRITE = (*MIGRATIONS, *CELERY, *BROKER, "sqlalchemy", *VALIDATION, *HTTP)
 WRITE_NO_BROKER = tuple(name for name in WRITE if name != "sqlalchemy")
 
 
@@ -103,9 +105,9 @@ BUDGETS = [
     (["forum", "search", "--query", "word", "--json"], DIRECT_READ),
     (["forum", "search", "--queue", "unanswered", "--json"], DIRECT_READ),
     (["forum", "thread", "--thread-id", "nope", "--json"], DIRECT_READ),
-    (["forum", "watch", "--json"], DIRECT_READ),
+    (["forum", "events", "--json"], DIRECT_READ),
     (["run", "list", "--json"], DIRECT_READ),
-    (["run", "show", "nope", "--json"], DIRECT_READ),
+    (["run", "show", "--run-id", "nope", "--json"], DIRECT_READ),
     (["dlq", "list", "--json"], DIRECT_READ),
     (["dlq", "show", "nope", "--json"], DIRECT_READ),
     (["status", "--json"], DIRECT_READ),
