@@ -1,7 +1,8 @@
 """``metawsm status``, ``metawsm watch`` and ``metawsm operator``: all from the typed snapshot.
 
 watch exit codes (single run, on a terminal class): 0 run_done, 1 run_failed, 5 run_stopped,
-6 guidance_needed.
+6 guidance_needed. watch and operator follow until Ctrl-C (exit 0) unless --once; with --once,
+--json prints one JSON array (``[]`` when there is nothing), otherwise one object per line.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from metawsm.cli.context import AppContext, emit_json, pass_app
+from metawsm.cli.context import AppContext, emit_json, pass_app, until_interrupted
+from metawsm.cli.durations import Duration
+from metawsm.cli.options import run_id_option
 from metawsm.cli.render import paint, render_run
 from metawsm.domain.snapshot import Snapshot, next_due, to_json
 from metawsm.errors import UsageError
@@ -30,6 +33,11 @@ POLL_S = 0.25
 
 
 def _selection(kw: dict[str, Any]) -> tuple[str | None, str | None]:
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("run_id") == click.core.ParameterSource.DEFAULT and (
+        kw.get("all_runs") or kw.get("ticket")
+    ):
+        kw["run_id"] = None  # METAWSM_RUN_ID is only the default when nothing else is chosen
     chosen = [k for k in ("run_id", "ticket") if kw.get(k)]
     if kw.get("all_runs") and chosen:
         raise UsageError("--all cannot be combined with --run-id or --ticket")
@@ -39,9 +47,11 @@ def _selection(kw: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def _select_options(fn: Any) -> Any:
-    fn = click.option("--all", "all_runs", is_flag=True, help="Every active run (default).")(fn)
-    fn = click.option("--ticket", default=None)(fn)
-    return click.option("--run-id", default=None)(fn)
+    fn = click.option(
+        "--all", "all_runs", is_flag=True, help="Every active run (the default without a run)."
+    )(fn)
+    fn = click.option("--ticket", default=None, help="The runs on this ticket.")(fn)
+    return run_id_option(required=False)(fn)
 
 
 def _snap(
@@ -62,17 +72,25 @@ def _snap(
 
 @click.command("status")
 @_select_options
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshot itself.")
 @pass_app
 def status(app: AppContext, /, **kw: Any) -> None:
-    """Show runs: rendered from the typed snapshot only (--json prints the snapshot)."""
+    """Show runs: agents, pending guidance, threads, escalations and blockers with their fixes.
+
+    --run-id (default METAWSM_RUN_ID) shows that run whatever its status; --ticket the runs on
+    the ticket; --all, or nothing, every active run.
+
+    \b
+    Example:
+      metawsm status --run-id run-20261128-k3f9x
+    """
     run_id, ticket = _selection(kw)
     snap = _snap(app, run_id, ticket)
     if kw["as_json"]:
         emit_json(to_json(snap))
         return
     if not snap.runs:
-        click.echo("no active runs")
+        click.echo("no active runs", err=True)
     for i, run in enumerate(snap.runs):
         if i:
             click.echo("")
@@ -96,23 +114,59 @@ def notify_env(alert: Alert, snap_run: Any) -> dict[str, str]:
 @_select_options
 @click.option("--notify-cmd", default=None, help="Shell command run per alert (event in env).")
 @click.option("--bell", is_flag=True, help="Ring the terminal bell on each alert.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per alert.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per alert (with --once: one JSON array).",
+)
 @click.option(
     "--refresh",
-    type=float,
-    default=15.0,
+    type=Duration(),
+    default="15s",
     show_default=True,
-    help="Rebuild at least this often (seconds); otherwise only when a run's data changes or"
-    " an SLA tier falls due.",
+    help="Rebuild at least this often; otherwise only when a run's data changes or an SLA tier"
+    " falls due.",
 )
 @click.option("--once", is_flag=True, help="Classify once and exit.")
 @pass_app
 def watch(app: AppContext, /, **kw: Any) -> None:
-    """Follow the event log and alert when a run's class changes, with the fixing command.
+    """Alert when a run's class changes (failed, stopped, guidance needed, done...), with the
+    command that resolves it.
 
-    --ticket follows the ticket's newest run. Without a selector, a run that leaves the active
-    set (done, failed, stopped) is classified one last time, then no longer tracked.
+    With --run-id (default METAWSM_RUN_ID) or --ticket (its newest run), watch exits on the
+    run's first terminal class; over all runs it keeps going until Ctrl-C (exit 0). A run that
+    leaves the active set is classified one last time, then no longer tracked.
+
+    \b
+    Exit codes (one run): 0 run_done; 1 run_failed; 5 run_stopped; 6 guidance_needed (a
+    guidance request waits); with --once, 0 unless the run is in one of those classes.
+
+    \b
+    Example:
+      metawsm watch --run-id run-20261128-k3f9x --notify-cmd 'notify-send "$METAWSM_MESSAGE"'
     """
+    alerts: list[dict[str, Any]] = []
+    with until_interrupted():
+        try:
+            _watch(app, kw, alerts)
+        except click.exceptions.Exit:  # a terminal class: its exit code, after the output
+            _close_once(kw, alerts, "no alerts (every run ok, or no active run)")
+            raise
+        _close_once(kw, alerts, "no alerts (every run ok, or no active run)")
+
+
+def _close_once(kw: dict[str, Any], collected: list[dict[str, Any]], note: str) -> None:
+    """With --once: the JSON array of what was collected, or the note when there was nothing."""
+    if not kw["once"]:
+        return
+    if kw["as_json"]:
+        emit_json(collected)
+    elif not collected:
+        click.echo(note, err=True)
+
+
+def _watch(app: AppContext, kw: dict[str, Any], alerts: list[dict[str, Any]]) -> None:
     from metawsm.domain.watch import WATCH_EXIT, classify
 
     run_id, ticket = _selection(kw)
@@ -134,7 +188,7 @@ def watch(app: AppContext, /, **kw: Any) -> None:
         for run in runs:
             alert = classify(run)
             if last.get(run.run_id) != alert.event and (alert.event != "ok" or run.run_id in last):
-                _emit(alert, run, kw)
+                alerts.append(_emit(alert, run, kw))
             last[run.run_id] = alert.event
             if single and alert.terminal:
                 raise click.exceptions.Exit(WATCH_EXIT[alert.event])
@@ -167,9 +221,11 @@ def _wait_until_due(refresher: Refresher) -> None:
         time.sleep(POLL_S)  # the database is polled as a condition; reacts within POLL_S
 
 
-def _emit(alert: Alert, run: Any, kw: dict[str, Any]) -> None:
+def _emit(alert: Alert, run: Any, kw: dict[str, Any]) -> dict[str, Any]:
+    data = {**alert.__dict__, "run_status": run.status}
     if kw["as_json"]:
-        click.echo(json.dumps({**alert.__dict__, "run_status": run.status}, sort_keys=True))
+        if not kw["once"]:  # --once prints them all as one array at the end
+            click.echo(json.dumps(data, sort_keys=True))
     else:
         colour = "red" if alert.terminal and alert.event != "run_done" else "yellow"
         click.echo(paint(f"[{alert.event}] {alert.message}", colour))
@@ -185,11 +241,14 @@ def _emit(alert: Alert, run: Any, kw: dict[str, Any]) -> None:
             check=False,
             timeout=60,
         )
+    return data
 
 
 @click.command("operator")
-@click.option("--all", "all_runs", is_flag=True, help="Every active or completed run (default).")
-@click.option("--run-id", default=None)
+@click.option(
+    "--all", "all_runs", is_flag=True, help="Every active or completed run (the default)."
+)
+@run_id_option(required=False)
 @click.option(
     "--mode",
     type=click.Choice(["observe", "assist", "auto"]),
@@ -201,21 +260,44 @@ def _emit(alert: Alert, run: Any, kw: dict[str, Any]) -> None:
 @click.option("--once", is_flag=True, help="One pass, then exit.")
 @click.option(
     "--interval",
-    type=float,
-    default=15.0,
+    type=Duration(),
+    default="15s",
     show_default=True,
-    help="Decide again at least this often (seconds); otherwise only when a run's data changes,"
-    " an SLA tier falls due or a run turns stale.",
+    help="Decide again at least this often; otherwise only when a run's data changes, an SLA"
+    " tier falls due or a run turns stale.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per decision (with --once: one JSON array).",
+)
 @pass_app
 def operator(app: AppContext, /, **kw: Any) -> None:
     """Decide per run from the snapshot: escalate_guidance, escalate_blocked, close_ready,
-    stale_run; decisions are recorded as events and not repeated while nothing changes."""
+    stale_run; decisions are recorded as events and not repeated while nothing changes.
+
+    Without --once it decides again whenever something changes, until Ctrl-C (exit 0).
+
+    \b
+    Example:
+      metawsm operator --once --mode assist
+    """
+    kw["ticket"] = None
+    _selection(kw)
+    decisions: list[dict[str, Any]] = []
+    with until_interrupted():
+        try:
+            _operate(app, kw, decisions)
+        except click.exceptions.Exit:  # a terminal class: its exit code, after the output
+            _close_once(kw, decisions, "no new decisions (nothing changed since the last ones)")
+            raise
+        _close_once(kw, decisions, "no new decisions (nothing changed since the last ones)")
+
+
+def _operate(app: AppContext, kw: dict[str, Any], decisions: list[dict[str, Any]]) -> None:
     from metawsm.services.operator import act_on_changed
 
-    if kw["all_runs"] and kw["run_id"]:
-        raise UsageError("--all cannot be combined with --run-id")
     refresher = None if kw["once"] else _refresher(app, kw["interval"])
     stale_s = app.settings.operator_stale_run_s
     while True:
@@ -228,18 +310,11 @@ def operator(app: AppContext, /, **kw: Any) -> None:
             if not (a.recorded or kw["dry_run"]):
                 continue
             d = a.decision
+            data = {**d.__dict__, "recorded": a.recorded, "executed": a.executed, "error": a.error}
+            decisions.append(data)
             if kw["as_json"]:
-                click.echo(
-                    json.dumps(
-                        {
-                            **d.__dict__,
-                            "recorded": a.recorded,
-                            "executed": a.executed,
-                            "error": a.error,
-                        },
-                        sort_keys=True,
-                    )
-                )
+                if not kw["once"]:
+                    click.echo(json.dumps(data, sort_keys=True))
             else:
                 done = " (executed)" if a.executed else ""
                 click.echo(f"{d.run_id} {d.intent}{done}: {d.reason}")
@@ -269,9 +344,3 @@ def _operator_reads(
         statuses = (*snapshot.ACTIVE_STATUSES, RunStatus.COMPLETED.value)
         scope = Scope(ids) if run_id else Scope(ids, statuses)  # all: by subquery, no ids bound
         return snap.runs, fingerprints_in(db, scope)
-
-
-def register(cli: click.Group) -> None:
-    """Attach status, watch and operator to the root group."""
-    for command in (status, watch, operator):
-        cli.add_command(command)

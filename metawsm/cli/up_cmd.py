@@ -383,9 +383,13 @@ def up(
 
     Also runs the metrics exporter (metawsm metrics serve) unless --no-metrics. Prints a ready
     summary (database, broker, Flower URL and credentials, metrics URL, what to try) once every
-    process answers. Refuses (exit 1) when another `metawsm up` runs on the same database or
+    process answers. Refuses (exit 1) when another metawsm up runs on the same database or
     Flower's or the exporter's port is taken. Exits 0 after Ctrl-C/SIGTERM, 1 when a process
     exits on its own (named), 3 when no broker or database can be reached.
+
+    \b
+    Example:
+      metawsm up --concurrency 4 --no-flower
     """
     settings = app.settings
     with one_stack_per_database(settings):

@@ -106,7 +106,7 @@ def _status_gate(run: RunFacts) -> Gate:
     status = str(RunStatus(run.status))  # an unknown status is an error, as it always was
     if status in _DONE:
         return Gate("status", True, f"run is {status}")
-    fix = f"metawsm run resume {_q(run.run_id)}" if status in _RESUMABLE else None
+    fix = f"metawsm run resume --run-id {_q(run.run_id)}" if status in _RESUMABLE else None
     return Gate("status", False, f"run is {status}, not completed", fix)
 
 
@@ -121,7 +121,8 @@ def _failed_agent_gates(run: RunFacts, failed: list[str]) -> list[Gate]:
             "agent",
             False,
             f"agent {name} is reported failed",
-            f"metawsm run agent-status {rid} --agent-name {shlex.quote(name)} --status running",
+            f"metawsm run agent-status --run-id {rid} --agent-name {shlex.quote(name)}"
+            " --status running",
             name,
         )
         for name in failed
@@ -172,7 +173,7 @@ def _agent_gates(
         Gate(
             "validation",
             status_ok and criteria_ok,
-            _validation_reason(name, state, status_ok, criteria_ok),
+            _validation_reason(name, state, status_ok, criteria_ok, run.control_epoch),
             None
             if status_ok and criteria_ok
             else _signal(rid, name, "validation", "--status", "passed", "--done-criteria", want),
@@ -182,9 +183,11 @@ def _agent_gates(
     return gates
 
 
-def _validation_reason(name: str, state: AgentControl, status_ok: bool, criteria_ok: bool) -> str:
+def _validation_reason(
+    name: str, state: AgentControl, status_ok: bool, criteria_ok: bool, epoch: int
+) -> str:
     if state.validation_status is None:
-        return f"agent {name} has no validation signal"
+        return f"agent {name} has no validation signal in epoch {epoch}"
     if not status_ok:
         return f"agent {name} validation status is {state.validation_status!r}, not 'passed'"
     if not criteria_ok:

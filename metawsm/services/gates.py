@@ -11,9 +11,11 @@ from metawsm.domain.gates import Gate as Gate  # where callers have found it
 from metawsm.domain.gates import gates_of
 from metawsm.domain.runs import RunStatus
 from metawsm.errors import Rejected
+from metawsm.identity import Identity
 from metawsm.messages.common import Actor
 from metawsm.runtime import Runtime
 from metawsm.services import run_reads
+from metawsm.services.authorization import run_actor
 from metawsm.services.run_reads import RunFacts, RunReads
 from metawsm.services.runs import lock_run, transition
 from metawsm.services.unit_of_work import UnitOfWork
@@ -50,14 +52,16 @@ def unmet(engine: Engine, run_id: str) -> tuple[dict[str, Any], list[Gate]]:
         return {"run_id": run.run_id, "status": run.status, "mode": run.mode}, gates
 
 
-def close_run(rt: Runtime, run_id: str, *, dry_run: bool, actor: Actor) -> str:
+def close_run(rt: Runtime, run_id: str, *, dry_run: bool, actor: Actor | Identity) -> str:
     """Close a completed run whose gates all pass; returns its status after.
 
     A closed run is a no-op success. ``dry_run`` checks the gates and changes nothing.
 
     Raises:
+        Forbidden: ``actor`` is an identity that may not close runs (agents; another run).
         Rejected: naming every unmet gate.
     """
+    actor = run_actor(actor, "close", run_id)
     with UnitOfWork(rt) as uow:
         session = uow.session
         run = lock_run(session, run_id)

@@ -219,6 +219,6 @@ def test_demo_plays_the_whole_bootstrap_story_on_the_stack(stack: Stack) -> None
     assert "Use SQLite for the demo" in out.split("returned:)", 1)[1]
     assert f"run {run_id} (completed): every close gate is met" in out
     assert f"demo complete: run {run_id} closed in " in out
-    shown = stack.json("run", "show", run_id)
+    shown = stack.json("run", "show", "--run-id", run_id)
     assert (shown["status"], shown["mode"], shown["tickets"]) == ("closed", "bootstrap", ["DEMO-1"])
     assert sorted(a["agent_name"] for a in shown["agents"]) == ["builder", "planner"]

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from metawsm.transport.redis_server import free_port, ping
 from tests.fixtures.conditions import wait_until
 
@@ -27,7 +29,7 @@ def _metawsm(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Completed
 
 
 def test_up_prints_a_ready_summary_runs_the_demo_and_refuses_a_second_stack(
-    tmp_path: Path,
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     broker = f"redis://127.0.0.1:{free_port()}/0"  # nothing there: up starts a private Redis
     env, flower = _env(broker), free_port()
@@ -61,8 +63,8 @@ def test_up_prints_a_ready_summary_runs_the_demo_and_refuses_a_second_stack(
         assert f"a metawsm stack already runs on sqlite:///{db} (metawsm up, pid {up.pid}" in (
             second.stderr
         )
-        other = tmp_path / "other"
-        other.mkdir()
+        # Not below tmp_path: from there, the stack's database would be found (walking up).
+        other = tmp_path_factory.mktemp("other")
         taken = _metawsm(env, other, "up", "--flower-port", str(flower), "--no-metrics")
         assert taken.returncode == 1
         assert f"port {flower} on 127.0.0.1 (Flower) is taken" in taken.stderr

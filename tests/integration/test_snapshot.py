@@ -358,7 +358,7 @@ def test_blockers_are_the_unmet_gates_with_their_fix_commands(pipeline: Pipeline
         f"metawsm forum signal --run-id {run_id} --agent-name alice --type completion"
         " --summary '<summary>' --actor-type agent"
     )
-    assert by_reason["agent alice has no validation signal"].fix == (
+    assert by_reason["agent alice has no validation signal in epoch 1"].fix == (
         f"metawsm forum signal --run-id {run_id} --agent-name alice --type validation"
         " --status passed --done-criteria 'tests pass' --actor-type agent"
     )

@@ -114,7 +114,7 @@ def test_an_unhealthy_agent_escalates_as_blocked(status: str) -> None:
     d = run_decide(snap(agents=[agent("alice"), agent("bob", status)]), "auto")
     assert (d.intent, d.executes) == ("escalate_blocked", False)
     assert d.reason == "unhealthy agents: bob"
-    assert d.command == f"metawsm run show {RID}"
+    assert d.command == f"metawsm run show --run-id {RID}"
 
 
 def test_a_dead_letter_of_the_run_escalates_as_blocked() -> None:
@@ -171,7 +171,7 @@ def test_a_run_with_no_event_for_stale_after_s_is_stale(status: str) -> None:
     d = run_decide(snap(status=status, idle_s=STALE_S), "auto")
     assert (d.intent, d.executes) == ("stale_run", False)
     assert d.reason == "no event for 60 min"
-    assert d.command == f"metawsm run show {RID}"
+    assert d.command == f"metawsm run show --run-id {RID}"
 
 
 def test_a_run_one_second_short_of_stale_after_s_is_not_stale() -> None:
