@@ -21,16 +21,18 @@ import json
 import os
 import random
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, Table, func, insert, select
 
 from bench.projector import NullPublisher, run, step
 from metawsm.bootstrap import topics_for
@@ -39,7 +41,7 @@ from metawsm.services import runs
 from metawsm.settings import load_settings
 from metawsm.storage import migrate
 from metawsm.storage.engine import build_engine
-from metawsm.storage.models import ForumEvent, ForumThread, table
+from metawsm.storage.models import ForumEvent, ForumPost, ForumThread, table
 from metawsm.storage.uow import unit_of_work
 
 TEMPLATE_THREADS = 400
@@ -51,7 +53,14 @@ SIGNAL_FIELDS: dict[str, dict[str, str]] = {
     "completion": {"summary": "s"},
     "validation": {"status": "passed", "done_criteria": "d"},
 }
-EVENTS, THREADS = table(ForumEvent), table(ForumThread)
+EVENTS, THREADS, POSTS = table(ForumEvent), table(ForumThread), table(ForumPost)
+# The read side of ``--empty``: every read model a rebuild refills (the search index apart).
+READ_MODELS = (
+    "forum_thread_views",
+    "forum_thread_stats",
+    "forum_projection_events",
+    "run_agent_controls",
+)
 
 
 def build_template(rt: Runtime, rng: random.Random) -> None:
@@ -77,21 +86,23 @@ def build_template(rt: Runtime, rng: random.Random) -> None:
 
 
 def replicate(engine: Engine, target_events: int) -> int:
-    """Copy the template's threads and events with fresh ids until the log holds the target."""
+    """Copy the template's threads, events and posts with fresh ids until the log holds the
+    target (the posts too: the search index is built from them)."""
     with unit_of_work(engine, readonly=True) as s:
         threads = [dict(r._mapping) for r in s.execute(select(THREADS))]
         events = [dict(r._mapping) for r in s.execute(select(EVENTS).order_by(EVENTS.c.sequence))]
+        posts = [dict(r._mapping) for r in s.execute(select(POSTS))]
     copies = max(0, -(-target_events // len(events)) - 1)
-    batch_t: list[dict[str, Any]] = []
-    batch_e: list[dict[str, Any]] = []
+    batches: dict[Table, list[dict[str, Any]]] = {THREADS: [], EVENTS: [], POSTS: []}
     with engine.begin() as conn:
         for k in range(1, copies + 1):
-            batch_t += [{**t, "thread_id": f"{t['thread_id']}-{k}"} for t in threads]
-            batch_e += [_copied(e, k, len(events)) for e in events]
-            if len(batch_e) >= COPY_CHUNK or k == copies:
-                conn.execute(insert(THREADS), batch_t)
-                conn.execute(insert(EVENTS), batch_e)
-                batch_t, batch_e = [], []
+            batches[THREADS] += [{**t, "thread_id": f"{t['thread_id']}-{k}"} for t in threads]
+            batches[EVENTS] += [_copied(e, k, len(events)) for e in events]
+            batches[POSTS] += [_copied_post(p, k) for p in posts]
+            if len(batches[EVENTS]) >= COPY_CHUNK or k == copies:
+                for target, rows in batches.items():
+                    conn.execute(insert(target), rows)
+                    rows.clear()
         return int(conn.execute(select(func.count()).select_from(EVENTS)).scalar() or 0)
 
 
@@ -102,6 +113,15 @@ def _copied(event: dict[str, Any], k: int, size: int) -> dict[str, Any]:
         "sequence": event["sequence"] + k * size,
         "event_id": f"{event['event_id']}-{k}",
         "thread_id": f"{thread_id}-{k}" if thread_id else None,
+    }
+
+
+def _copied_post(post: dict[str, Any], k: int) -> dict[str, Any]:
+    return {
+        **post,
+        "post_id": f"{post['post_id']}-{k}",
+        "event_id": f"{post['event_id']}-{k}",
+        "thread_id": f"{post['thread_id']}-{k}",
     }
 
 
@@ -121,7 +141,7 @@ def generate(path: Path, target_events: int) -> None:
 
 
 def timed_cli(url: str, *args: str) -> dict[str, Any]:
-    """Run ``metawsm projections rebuild ARGS --json``: its report, wall s and peak RSS (MiB)."""
+    """Run ``metawsm projections rebuild ARGS --json``: its report, wall and CPU s, peak RSS."""
     env = {**os.environ, "METAWSM_DATABASE_URL": url}
     cmd = [sys.executable, "-m", "metawsm", "projections", "rebuild", *args, "--json"]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -135,32 +155,55 @@ def timed_cli(url: str, *args: str) -> dict[str, Any]:
         if code not in (0, 1):
             raise SystemExit(f"{' '.join(cmd)} failed ({code}): {err.read().decode()[-2000:]}")
         report = json.loads(out.read())
-    return {"report": report, "wall_s": wall, "rss_mib": usage.ru_maxrss / 1024}
+    cpu = usage.ru_utime + usage.ru_stime
+    return {"report": report, "wall_s": wall, "cpu_s": cpu, "rss_mib": usage.ru_maxrss / 1024}
+
+
+def empty_read_side(path: Path) -> None:
+    """Delete every read model a rebuild refills, the search index too (a store never
+    projected, or one whose read side was lost)."""
+    with closing(sqlite3.connect(path)) as conn, conn:
+        for name in (*READ_MODELS, "forum_search"):
+            conn.execute(f"DELETE FROM {name}")
+
+
+# What each measurement runs: the command's arguments, and whether the read side is emptied first.
+CASES = {"rebuild": ((), False), "rebuild-empty": ((), True), "check": (("--check",), False)}
 
 
 def measure(store: Path, repeat: int) -> dict[str, Any]:
-    """Rebuild once to project, then time ``repeat`` rebuilds and checks on a copy of ``store``."""
+    """Rebuild once to project, then time ``repeat`` rounds of a rebuild (read models already
+    right), a rebuild from an empty read side and a check, on copies of ``store``."""
     with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "rebuild.db"
+        db, empty = Path(tmp) / "rebuild.db", Path(tmp) / "empty.db"
         shutil.copyfile(store, db)
         url = f"sqlite:///{db}"
         timed_cli(url)  # the read models exist and equal the log from here on
-        results: dict[str, Any] = {}
-        for label, args in (("rebuild", ()), ("check", ("--check",))):
-            runs_ = [timed_cli(url, *args) for _ in range(repeat)]
-            events = runs_[0]["report"]["events"]
-            diffs = {len(r["report"]["differences"]) for r in runs_}
-            rates = [events / r["report"]["seconds"] for r in runs_]
-            results[label] = {
-                "events": events,
-                "differences": sorted(diffs),
-                "events_per_s_best": round(max(rates)),
-                "events_per_s_median": round(statistics.median(rates)),
-                "seconds_best": min(r["report"]["seconds"] for r in runs_),
-                "process_wall_s_best": round(min(r["wall_s"] for r in runs_), 3),
-                "peak_rss_mib_max": round(max(r["rss_mib"] for r in runs_), 1),
-            }
-        return results
+        shutil.copyfile(db, empty)
+        empty_read_side(empty)
+        runs_: dict[str, list[dict[str, Any]]] = {label: [] for label in CASES}
+        for _ in range(repeat):  # alternated: the machine's load weighs on each case alike
+            for label, (args, emptied) in CASES.items():
+                if emptied:
+                    shutil.copyfile(empty, db)  # and the next case starts from its result
+                runs_[label].append(timed_cli(url, *args))
+        return {label: _summary(done) for label, done in runs_.items()}
+
+
+def _summary(runs_: list[dict[str, Any]]) -> dict[str, Any]:
+    events = runs_[0]["report"]["events"]
+    rates = [events / r["report"]["seconds"] for r in runs_]
+    return {
+        "events": events,
+        "differences": sorted({len(r["report"]["differences"]) for r in runs_}),
+        "events_per_s_best": round(max(rates)),
+        "events_per_s_median": round(statistics.median(rates)),
+        "seconds_best": min(r["report"]["seconds"] for r in runs_),
+        "process_wall_s_best": round(min(r["wall_s"] for r in runs_), 3),
+        "process_cpu_s_best": round(min(r["cpu_s"] for r in runs_), 3),
+        "peak_rss_mib_max": round(max(r["rss_mib"] for r in runs_), 1),
+        "load_average": round(os.getloadavg()[0], 2),
+    }
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -184,13 +227,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(results))
         return 0
-    for label in ("rebuild", "check"):
-        r = results[label]
+    for label, r in results.items():
         print(
-            f"{label:8} {r['events']} events: best {r['events_per_s_best']:>7} events/s"
+            f"{label:13} {r['events']} events: best {r['events_per_s_best']:>7} events/s"
             f" ({r['seconds_best']:.2f} s), median {r['events_per_s_median']:>7} events/s;"
-            f" process {r['process_wall_s_best']:.2f} s, peak RSS {r['peak_rss_mib_max']} MiB;"
-            f" differences {r['differences']}"
+            f" process {r['process_wall_s_best']:.2f} s wall, {r['process_cpu_s_best']:.2f} s"
+            f" CPU, peak RSS {r['peak_rss_mib_max']} MiB; differences {r['differences']};"
+            f" load {r['load_average']}"
         )
     return 0
 

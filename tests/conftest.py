@@ -39,6 +39,8 @@ POSTGRES_MODULES = {
     "test_accept_rows.py",
     "test_scale_data.py",
     "test_metrics_counts.py",
+    "test_tokens.py",
+    "test_identities.py",
 }
 # Single PostgreSQL tests worth their cost in modules that otherwise run on SQLite only.
 POSTGRES_TESTS = (

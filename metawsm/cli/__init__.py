@@ -129,6 +129,10 @@ COMMANDS = {
         "metawsm.cli.status_cmd:status",
         "Show runs: agents, pending guidance, threads, escalations and blockers with their fixes.",
     ),
+    "token": LazyCommand(
+        "metawsm.cli.token_cmd:token",
+        "Bearer tokens: one per actor; the API and the CLI act as the identity a token proves.",
+    ),
     "up": LazyCommand(
         "metawsm.cli.up_cmd:up",
         "Start the local stack: migrate, ensure Redis, run worker, beat and Flower until Ctrl-C.",
@@ -181,5 +185,21 @@ def main(argv: list[str] | None = None) -> Any:
         exc.show()
         sys.exit(exc.exit_code)
     except MetawsmError as exc:
+        _json_error(exc, sys.argv[1:] if argv is None else argv)
         render_error(exc)
         sys.exit(exc.exit_code)
+
+
+def _json_error(exc: MetawsmError, argv: list[str]) -> None:
+    """With ``--json``, a refusal that has a stable code (``forbidden``, ``unauthenticated``)
+    is also printed on stdout as ``{"error": {"code", "rule"|"reason", "message"}}``."""
+    code = getattr(exc, "code", None)
+    if code is None or "--json" not in argv:
+        return
+    from metawsm.cli.context import emit_json
+
+    error: dict[str, str] = {"code": str(code), "message": str(exc)}
+    for detail in ("rule", "reason"):
+        if isinstance(getattr(exc, detail, None), str):
+            error[detail] = getattr(exc, detail)
+    emit_json({"error": error})

@@ -56,7 +56,7 @@ def show(
       metawsm command show cmd-0193 --wait --json
     """
     from metawsm.cli.options import render_outcome
-    from metawsm.services.accept import wait_until_final
+    from metawsm.services.waiting import wait_until_final
     from metawsm.services.record_reads import command_outcome
 
     def read() -> Outcome:

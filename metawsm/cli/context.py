@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -85,9 +84,10 @@ class AppContext:
         return direct_target(self.settings.database_url) is not None
 
     @contextmanager
-    def reading(self) -> Iterator[Reader]:
+    def reading(self, *, repeatable: bool = False) -> Iterator[Reader]:
         """One read-only transaction straight through the database driver, after checking the
-        schema is at head (no SQLAlchemy imported: storage/dbapi.py).
+        schema is at head (no SQLAlchemy imported: storage/dbapi.py). ``repeatable``: every
+        statement sees one state (dbapi.read_transaction).
 
         A database this layer does not open itself (a SQLite file that does not exist yet, a
         URL with options) and a schema not at head go through :attr:`container`, which
@@ -97,7 +97,7 @@ class AppContext:
         from metawsm.storage.schema_head import reader_at_head
 
         if self.direct():
-            with dbapi.read_transaction(self.settings) as db:
+            with dbapi.read_transaction(self.settings, repeatable=repeatable) as db:
                 if self._at_head or reader_at_head(db):
                     self._at_head = True  # checked once per process: polls skip it
                     yield db
@@ -144,8 +144,12 @@ def until_interrupted() -> Iterator[None]:
 
 
 def emit_json(data: Any) -> None:
-    """Write ``data`` as JSON on stdout (data on stdout, diagnostics on stderr)."""
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    """Write ``data`` as JSON on stdout (data on stdout, diagnostics on stderr): indented, keys
+    sorted, what ``json.dumps(indent=2, sort_keys=True, default=str)`` writes (cli/json_text.py
+    writes it faster)."""
+    from metawsm.cli.json_text import dumps
+
+    click.echo(dumps(data))
 
 
 def render_error(exc: MetawsmError) -> None:

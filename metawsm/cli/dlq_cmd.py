@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from metawsm.cli.acting import acting_identity
 from metawsm.cli.context import AppContext, emit_json, pass_app
 from metawsm.cli.tables import table
 from metawsm.services import record_reads
@@ -92,7 +93,7 @@ def redrive(app: AppContext, message_id: str, as_json: bool) -> None:
     from metawsm.services import deadletters
 
     c = app.container
-    result = deadletters.redrive(c.runtime, message_id)
+    result = deadletters.redrive(c.runtime, message_id, identity=acting_identity(app))
     if as_json:
         emit_json(result)
     else:
@@ -118,7 +119,10 @@ def purge(app: AppContext, message_id: str | None, purge_all: bool, as_json: boo
         raise click.UsageError("give a MESSAGE_ID or --all")
     from metawsm.services import deadletters
 
-    count = deadletters.purge(app.container.engine, None if purge_all else message_id)
+    identity = acting_identity(app)
+    count = deadletters.purge(
+        app.container.engine, None if purge_all else message_id, identity=identity
+    )
     if as_json:
         emit_json({"purged": count})
     else:

@@ -79,6 +79,11 @@ def legacy_signals(
     Example:
       metawsm import legacy-signals --run-id run-20261128-k3f9x --root ../workspace --json
     """
+    from metawsm.cli.acting import acting_identity
+    from metawsm.services.authorization import require_role
+
+    # The import replays agents' and operators' signals as they were: an operator's job.
+    require_role(acting_identity(app), ("operator",), "imports_are_for_operators", "import signals")
     c = app.container
     scope = legacy.run_scope(c.engine, run_id, agent_name)
     plan = legacy.plan_import(legacy.read_roots(roots), scope)

@@ -16,8 +16,8 @@ from metawsm.errors import EXIT_FAILED, EXIT_UNREACHABLE, MetawsmError, UsageErr
 from metawsm.settings import env_default
 
 if TYPE_CHECKING:  # the write path is imported when a write runs, not with every command
-    from metawsm.messages.commands import AnyCommand
-    from metawsm.services.accept import Outcome
+    from metawsm.identity import Identity
+    from metawsm.services.accept import Acceptable, Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 ACTOR_TYPES = click.Choice(["agent", "operator", "human", "system"], case_sensitive=False)
@@ -202,14 +202,16 @@ def run_write(
     causation_id: str | None = None,
     quiet: bool = False,
 ) -> Outcome:
-    """Validate, submit, wait (``wait``: None, ``applied`` or ``projected``), render; exits
-    non-zero unless applied or accepted."""
-    from pydantic import ValidationError
+    """Validate, submit as the acting identity (metawsm.cli.acting: the token's, or the local
+    one from the actor flags), wait (``wait``: None, ``applied`` or ``projected``), render;
+    exits non-zero unless applied or accepted."""
+    from metawsm.cli.acting import acting_identity
+    from metawsm.services.accept import make_plain_command
 
-    from metawsm.services.accept import make_command
-
+    identity = acting_identity(app, actor_type, actor_name)
+    actor_type, actor_name = identity.actor_type, identity.actor_name
     try:
-        command = make_command(
+        command = make_plain_command(
             command_type,
             payload,
             actor_type=actor_type,
@@ -217,9 +219,13 @@ def run_write(
             command_id=command_id,
             causation_id=causation_id,
         )
-    except ValidationError as exc:
-        raise usage_from_validation(exc, options=FIELD_OPTIONS) from None
-    outcome = _submit(app, command)
+    except Exception as exc:
+        from pydantic import ValidationError  # loaded only when the input is invalid
+
+        if isinstance(exc, ValidationError):
+            raise usage_from_validation(exc, options=FIELD_OPTIONS) from None
+        raise
+    outcome = _submit(app, command, identity)
     if wait and not outcome.final:
         if not outcome.published:  # say at once why the wait may be long
             click.echo(f"warning: {_not_published(outcome)}", err=True)
@@ -234,13 +240,17 @@ def run_write(
     return outcome
 
 
-def _submit(app: AppContext, command: AnyCommand) -> Outcome:
-    """Accept (the one accept, services/accept.py) and publish after commit: through the driver
-    when it opens the database (no SQLAlchemy imported), else through the in-process submit."""
+def _submit(app: AppContext, command: Acceptable, identity: Identity) -> Outcome:
+    """Accept (the one accept, services/accept.py) as ``identity`` and publish after commit:
+    through the driver when it opens the database (no SQLAlchemy imported), else through the
+    in-process submit."""
     if not app.direct():
+        from metawsm.messages.commands import parse_command
+        from metawsm.services.accept import wire_form
         from metawsm.services.submit import submit
 
-        return submit(app.container.runtime, command)
+        model = parse_command(wire_form(command))
+        return submit(app.container.runtime, model, identity=identity)
     from datetime import UTC, datetime
 
     from metawsm.services.accept import accept
@@ -249,7 +259,7 @@ def _submit(app: AppContext, command: AnyCommand) -> Outcome:
     parts = app.parts
     with app.writing() as db:
         topic = parts.topics.command(command.command_type)
-        accepted = accept(db, command, topic, datetime.now(UTC))
+        accepted = accept(db, command, topic, datetime.now(UTC), identity=identity)
     if accepted.message is None:
         return accepted.outcome
     report, failed = publish_messages(parts.publisher, [accepted.message])
@@ -262,7 +272,8 @@ def _submit(app: AppContext, command: AnyCommand) -> Outcome:
 
 
 def _wait_projected(app: AppContext, command_id: str, limit: float) -> None:
-    from metawsm.services.accept import is_projected, wait_until_projected
+    from metawsm.services.accept import is_projected
+    from metawsm.services.waiting import wait_until_projected
 
     def projected() -> bool:
         with app.reading() as db:
@@ -272,7 +283,8 @@ def _wait_projected(app: AppContext, command_id: str, limit: float) -> None:
 
 
 def _wait(app: AppContext, outcome: Outcome, timeout: float | None) -> Outcome:
-    from metawsm.services.accept import read_outcome, wait_until_final
+    from metawsm.services.accept import read_outcome
+    from metawsm.services.waiting import wait_until_final
 
     def read() -> Outcome | None:
         with app.reading() as db:

@@ -14,20 +14,20 @@ import click
 
 from metawsm.cli.aliases import deprecation_note
 from metawsm.cli.context import AppContext, emit_json, pass_app
-from metawsm.cli.options import ACTOR_NAME_DEFAULT, actor_name, run_id_option, run_write
-from metawsm.errors import EXIT_FAILED, Rejected
+from metawsm.cli.options import ACTOR_NAME_DEFAULT, run_id_option, run_write
+from metawsm.errors import EXIT_FAILED, Forbidden, Rejected
 from metawsm.settings import env_default
 
 if TYPE_CHECKING:  # the write path and the gates load when a command uses them: reads do not
-    from metawsm.messages.common import Actor
+    from metawsm.identity import Identity
     from metawsm.services.runs import BriefInput
 
 
-def _actor(kw: dict[str, Any]) -> Actor:
-    from metawsm.messages.common import Actor
+def _actor(app: AppContext, kw: dict[str, Any]) -> Identity:
+    """Who acts: the METAWSM_TOKEN holder, or the local identity of the actor flags."""
+    from metawsm.cli.acting import acting_identity
 
-    actor_type = kw.get("actor_type") or "operator"
-    return Actor(type=actor_type, name=actor_name(actor_type, kw.get("actor_name")))
+    return acting_identity(app, kw.get("actor_type"), kw.get("actor_name"))
 
 
 def _actor_opts(fn: Any) -> Any:
@@ -145,7 +145,7 @@ def _create(app: AppContext, kw: dict[str, Any], brief: BriefInput | None) -> No
         agents=list(kw["agents"]),
         mode=kw["mode"],
         brief=brief,
-        actor=_actor(kw),
+        actor=_actor(app, kw),
     )
     _show_one(app, run_id, kw["as_json"])
 
@@ -232,7 +232,7 @@ def stop(app: AppContext, /, run_id: str, **kw: Any) -> None:
     """
     from metawsm.services import lifecycle
 
-    status = lifecycle.stop_run(app.container.runtime, run_id, _actor(kw))
+    status = lifecycle.stop_run(app.container.runtime, run_id, _actor(app, kw))
     click.echo(f"run {run_id} {status}")
 
 
@@ -251,7 +251,7 @@ def resume(app: AppContext, /, run_id: str, **kw: Any) -> None:
     """
     from metawsm.services import lifecycle
 
-    status = lifecycle.resume_run(app.container.runtime, run_id, _actor(kw))
+    status = lifecycle.resume_run(app.container.runtime, run_id, _actor(app, kw))
     click.echo(f"run {run_id} {status}")
 
 
@@ -283,7 +283,7 @@ def agent_status(
         raise click.UsageError("--agent-name is required (or set METAWSM_AGENT_NAME)")
 
     run_status = lifecycle.set_agent_status(
-        app.container.runtime, run_id, agent_name, status, _actor(kw)
+        app.container.runtime, run_id, agent_name, status, _actor(app, kw)
     )
     click.echo(f"agent {agent_name} {status}; run {run_id} {run_status}")
 
@@ -336,15 +336,15 @@ def iterate(app: AppContext, /, run_id: str, feedback: str, **kw: Any) -> None:
     if not feedback.strip():
         raise click.UsageError("--feedback is required (blank after trimming)")
     status, epoch, threads = lifecycle.iterate_run(
-        app.container.runtime, run_id, feedback, _actor(kw)
+        app.container.runtime, run_id, feedback, _actor(app, kw)
     )
     for thread_id in threads:
         run_write(
             app,
             "add_post",
             {"thread_id": thread_id, "body": f"Operator feedback: {feedback}"},
-            actor_type=_actor(kw).type.value,
-            actor_name=_actor(kw).name,
+            actor_type=_actor(app, kw).actor_type,
+            actor_name=_actor(app, kw).actor_name,
             wait=None,
             timeout=None,
             as_json=False,
@@ -372,7 +372,9 @@ def close(app: AppContext, /, run_id: str, dry_run: bool, as_json: bool, **kw: A
 
     c = app.container
     try:
-        status = gates.close_run(c.runtime, run_id, dry_run=dry_run, actor=_actor(kw))
+        status = gates.close_run(c.runtime, run_id, dry_run=dry_run, actor=_actor(app, kw))
+    except Forbidden:
+        raise  # a role rule, not a gate: the error names the rule
     except Rejected as exc:
         if as_json:
             _, unmet = gates.unmet(c.engine, run_id)

@@ -54,6 +54,12 @@ def build_signal(kw: dict[str, Any]) -> dict[str, Any]:
     missing = [_flag(n) for n, required in fields.items() if required and kw.get(n) is None]
     if missing:
         raise UsageError(f"--type {kw['signal_type']} needs {' and '.join(missing)}")
+    from metawsm.messages import plain
+
+    try:  # checked without pydantic when it can be (messages/plain.py)
+        return {k: v for k, v in plain.control(data).items() if v is not None}
+    except plain.Unchecked:
+        pass
     # Loaded here: ``forum signal`` joins the forum group whenever a forum command runs.
     from pydantic import ValidationError
 

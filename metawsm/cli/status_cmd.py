@@ -11,7 +11,8 @@ import json
 import os
 import subprocess
 import time
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,12 +20,14 @@ from metawsm.cli.context import AppContext, emit_json, pass_app, until_interrupt
 from metawsm.cli.durations import Duration
 from metawsm.cli.options import run_id_option
 from metawsm.cli.render import paint, render_run
-from metawsm.domain.snapshot import Snapshot, next_due
-from metawsm.domain.watch import WATCH_EXIT, Alert, classify
+from metawsm.domain.snapshot import Snapshot, next_due, to_json
 from metawsm.errors import UsageError
 from metawsm.services import snapshot
-from metawsm.services.operator import act_on, selected
-from metawsm.services.snapshot_changes import Refresher
+
+if TYPE_CHECKING:  # each command imports what only it uses (one process per call); the loops'
+    # change check reads through SQLAlchemy, a single pass does not
+    from metawsm.domain.watch import Alert
+    from metawsm.services.snapshot_changes import Refresher
 
 POLL_S = 0.25
 
@@ -51,9 +54,20 @@ def _select_options(fn: Any) -> Any:
     return run_id_option(required=False)(fn)
 
 
-def _snap(app: AppContext, run_id: str | None, ticket: str | None) -> Snapshot:
-    c = app.container
-    return snapshot.build(c.engine, c.settings, run_id=run_id, ticket=ticket)
+def _snap(
+    app: AppContext,
+    run_id: str | None,
+    ticket: str | None,
+    *,
+    now: datetime | None = None,
+    with_completed: bool = False,
+) -> Snapshot:
+    # Straight on the database driver: no SQLAlchemy, no validation library (one process per
+    # call; docs/performance.md, "Snapshot at scale", session 8).
+    now = now or datetime.now(UTC)
+    with app.reading(repeatable=True) as db:
+        return snapshot.read(db, app.settings, run_id=run_id, ticket=ticket, now=now,
+                             with_completed=with_completed)  # fmt: skip
 
 
 @click.command("status")
@@ -73,7 +87,7 @@ def status(app: AppContext, /, **kw: Any) -> None:
     run_id, ticket = _selection(kw)
     snap = _snap(app, run_id, ticket)
     if kw["as_json"]:
-        emit_json(snap.model_dump(mode="json"))
+        emit_json(to_json(snap))
         return
     if not snap.runs:
         click.echo("no active runs", err=True)
@@ -153,13 +167,14 @@ def _close_once(kw: dict[str, Any], collected: list[dict[str, Any]], note: str) 
 
 
 def _watch(app: AppContext, kw: dict[str, Any], alerts: list[dict[str, Any]]) -> None:
+    from metawsm.domain.watch import WATCH_EXIT, classify
+
     run_id, ticket = _selection(kw)
-    engine = app.container.engine
     single = bool(run_id or ticket)
     if ticket:
         run_id = _snap(app, None, ticket).runs[0].run_id  # newest first
     last: dict[str, str] = {}
-    refresher = Refresher(engine, kw["refresh"])
+    refresher = None if kw["once"] else _refresher(app, kw["refresh"])
     while True:
         started = time.monotonic()
         snap = _snap(app, run_id, None)
@@ -179,10 +194,16 @@ def _watch(app: AppContext, kw: dict[str, Any], alerts: list[dict[str, Any]]) ->
                 raise click.exceptions.Exit(WATCH_EXIT[alert.event])
             if not single and run.run_id not in active:
                 del last[run.run_id]
-        if kw["once"]:
+        if refresher is None:
             return
         refresher.rebuilt(_next_due(app, snap), snap.generated_at, took_s)
         _wait_until_due(refresher)
+
+
+def _refresher(app: AppContext, refresh_s: float) -> Refresher:
+    from metawsm.services.snapshot_changes import Refresher
+
+    return Refresher(app.container.engine, refresh_s)
 
 
 def _next_due(app: AppContext, snap: Snapshot, stale_after_s: int | None = None) -> Any:
@@ -275,16 +296,16 @@ def operator(app: AppContext, /, **kw: Any) -> None:
 
 
 def _operate(app: AppContext, kw: dict[str, Any], decisions: list[dict[str, Any]]) -> None:
-    c = app.container
-    refresher = Refresher(c.engine, kw["interval"])
-    stale_s = c.settings.operator_stale_run_s
+    from metawsm.services.operator import act_on_changed
+
+    refresher = None if kw["once"] else _refresher(app, kw["interval"])
+    stale_s = app.settings.operator_stale_run_s
     while True:
-        started, now = time.monotonic(), c.runtime.clock()
-        runs = selected(c.runtime, kw["run_id"], now)
+        started, now = time.monotonic(), datetime.now(UTC)
+        runs, known = _operator_reads(app, kw["run_id"], now, kw["dry_run"])
         took_s = time.monotonic() - started  # the snapshot alone, not what acting wrote
-        acted = act_on(
-            c.runtime, runs, mode=kw["mode"], dry_run=kw["dry_run"], stale_after_s=stale_s, now=now
-        )
+        acted = act_on_changed(lambda: app.container.runtime, runs, known, mode=kw["mode"],
+                               dry_run=kw["dry_run"], stale_after_s=stale_s, now=now)  # fmt: skip
         for a in acted:
             if not (a.recorded or kw["dry_run"]):
                 continue
@@ -299,8 +320,27 @@ def _operate(app: AppContext, kw: dict[str, Any], decisions: list[dict[str, Any]
                 click.echo(f"{d.run_id} {d.intent}{done}: {d.reason}")
                 if d.command and kw["mode"] != "observe":
                     click.echo(f"  -> {d.command}")
-        if kw["once"]:
+        if refresher is None:
             return
         due = _next_due(app, Snapshot(generated_at=now, runs=runs), stale_s)
         refresher.rebuilt(due, now, took_s)
         _wait_until_due(refresher)
+
+
+def _operator_reads(
+    app: AppContext, run_id: str | None, now: datetime, dry_run: bool
+) -> tuple[list[Any], dict[str, str]]:
+    """The run (or every active and completed run) and, unless ``dry_run``, the fingerprint of
+    each one's last recorded decision: in one read transaction, on the driver."""
+    from metawsm.domain.runs import RunStatus
+    from metawsm.services.operator import fingerprints_in
+    from metawsm.services.snapshot_reads import Scope
+
+    with app.reading(repeatable=True) as db:
+        snap = snapshot.read(db, app.settings, run_id=run_id, now=now, with_completed=True)
+        if dry_run or not snap.runs:
+            return snap.runs, {}
+        ids = tuple(r.run_id for r in snap.runs)
+        statuses = (*snapshot.ACTIVE_STATUSES, RunStatus.COMPLETED.value)
+        scope = Scope(ids) if run_id else Scope(ids, statuses)  # all: by subquery, no ids bound
+        return snap.runs, fingerprints_in(db, scope)

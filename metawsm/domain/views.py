@@ -69,6 +69,19 @@ def advance(view: dict[str, Any], event: FoldableEvent) -> None:
     _derive(view)
 
 
+def advance_underived(view: dict[str, Any], event: FoldableEvent) -> None:
+    """:func:`advance` without recomputing the derived columns, for a fold that moves a view
+    over many events: it calls :func:`derive` once after the last (the derived columns are a
+    function of the others, so the view is the same as after :func:`advance` at every step)."""
+    _apply(view, event)
+    _track_actor(view, event)
+
+
+def derive(view: dict[str, Any]) -> None:
+    """Recompute the derived columns (``urgency``, ``is_unanswered``) of ``view`` in place."""
+    _derive(view)
+
+
 def opened_view(event: FoldableEvent, *, is_control: bool = False) -> dict[str, Any]:
     """The view of a thread whose only event so far is its ``forum.thread.opened`` event."""
     p = event.payload

@@ -22,8 +22,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, String, bindparam, func, select, type_coerce
 
-from metawsm.domain.views import advance, fold_thread, opened_view
+from metawsm.domain.views import advance_underived, derive, fold_thread, opened_view
 from metawsm.messages.common import Actor, ActorType
+from metawsm.services.bulk import driver_chunks
 from metawsm.services.eventlog import EVENT_FIELDS, trusted_events
 from metawsm.storage.engine import READONLY
 from metawsm.storage.models import ForumEvent, ForumThread, table
@@ -141,8 +142,8 @@ def fold_log(conn: Connection, progress: Progress | None = None) -> FoldedLog:
     views = folded.views
     irregular: set[str] = set()
     actors: dict[tuple[str, str], Actor] = {}
-    result = conn.execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS).execute(_LOG)
-    for rows in result.partitions(CHUNK_ROWS):
+    # The columns need no conversion (integers and text): the driver's rows as they come.
+    for rows in driver_chunks(conn, _LOG, chunk_rows=CHUNK_ROWS):
         for row in rows:
             thread_id = row[3]
             if thread_id is None or thread_id in irregular:
@@ -158,11 +159,13 @@ def fold_log(conn: Connection, progress: Progress | None = None) -> FoldedLog:
                 irregular.add(thread_id)  # out of thread order: fold it from its own events
                 del views[thread_id]
             else:
-                advance(views[thread_id], event)
+                advance_underived(view, event)
         folded.events += len(rows)
         folded.last_sequence = rows[-1][0]
         if progress is not None:
             progress(folded.events, target)
+    for view in views.values():
+        derive(view)
     _fold_set_aside(conn, folded, irregular, controls)
     return folded
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, insert, inspect, select, update
 
 from metawsm.cli.projections_cmd import ProgressLine
 from metawsm.domain.views import fold_stats, fold_thread
@@ -222,3 +222,69 @@ def test_events_committed_and_projected_while_a_rebuild_folds_stay_projected_aft
     assert _ledger(engine) == {r.event_id for r in rows}
     assert _read_models(engine) == _reference(engine)
     assert rebuild(engine, check=True).differences == []
+
+
+def _indexes(engine: Engine) -> dict[str, list[dict[str, Any]]]:
+    found = inspect(engine)
+    return {
+        name: sorted(found.get_indexes(name), key=lambda index: str(index["name"]))
+        for name in ("forum_thread_views", "forum_projection_events", "forum_thread_stats")
+    }
+
+
+def test_a_rebuild_from_an_empty_read_side_leaves_every_index_as_the_migrations_made_it(
+    engine: Engine, db_url: str
+) -> None:
+    # The views' indexes are dropped for the bulk insert and re-created after it (SQLite).
+    _history(engine, db_url)
+    before = _indexes(engine)
+    assert len(before["forum_thread_views"]) == 7
+    with unit_of_work(engine) as s:
+        s.execute(delete(ForumThreadView))
+        s.execute(delete(ForumThreadStat))
+        s.execute(delete(ForumProjectionEvent))
+    report = rebuild(engine, check=False)
+    assert report.rewritten[:3] == ["thread_views", "stats", "ledger"]
+    assert _indexes(engine) == before
+    assert _read_models(engine) == _reference(engine)
+    assert rebuild(engine, check=True).differences == []
+
+
+def test_a_rebuild_keeps_the_ledger_rows_of_another_projection(engine: Engine, db_url: str) -> None:
+    _history(engine, db_url)
+    _, rows = _log(engine)
+    other = {
+        "projection": "another_v1",
+        "event_id": rows[0].event_id,
+        "applied_at": rows[0].recorded_at,
+    }
+    with unit_of_work(engine) as s:
+        s.execute(insert(ForumProjectionEvent), [other])
+    rebuild(engine, check=False)
+    with unit_of_work(engine, readonly=True) as s:
+        kept = s.execute(
+            select(ForumProjectionEvent.event_id).where(
+                ForumProjectionEvent.projection == "another_v1"
+            )
+        ).scalars().all()  # fmt: skip
+    assert kept == [rows[0].event_id]
+    assert _ledger(engine) == {r.event_id for r in rows}
+
+
+def test_a_view_stored_in_another_text_of_the_same_values_is_no_difference(
+    engine: Engine, db_url: str
+) -> None:
+    # Views are compared as the driver reads them first; one that differs only in how its
+    # values are written (here a timestamp with a 'T') is compared as typed values.
+    if engine.dialect.name != "sqlite":
+        pytest.skip("only SQLite stores timestamps as text")
+    _history(engine, db_url)
+    rebuild(engine, check=False)
+    rewrite = "UPDATE forum_thread_views SET updated_at = {} WHERE thread_id = 't-1'"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(rewrite.format("replace(updated_at, ' ', 'T')"))
+    assert rebuild(engine, check=True).differences == []
+    with engine.begin() as conn:
+        conn.exec_driver_sql(rewrite.format("'2001-02-03 04:05:06.000007'"))
+    (line,) = rebuild(engine, check=True).differences
+    assert line.startswith("thread view t-1.updated_at: live_value=datetime.datetime(2001, 2, 3")

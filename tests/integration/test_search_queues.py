@@ -520,3 +520,30 @@ def test_reads_issue_the_same_statements_whatever_the_number_of_threads(triage: 
     large = {name: statements_of(engine, read) for name, read in reads.items()}
 
     assert large == small
+
+
+def test_a_rebuild_recreates_the_fts_table_as_it_was_with_its_settings(corpus: Forum) -> None:
+    # SQLite's index is emptied by dropping and re-creating its FTS5 table, not row by row.
+    engine = corpus.engine
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the FTS5 table is SQLite's")
+    definition = "SELECT sql FROM sqlite_master WHERE name = 'forum_search'"
+    settings = "SELECT k, v FROM forum_search_config ORDER BY k"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO forum_search (forum_search, rank) VALUES ('automerge', 2)"
+        )
+        before = conn.exec_driver_sql(definition).all(), conn.exec_driver_sql(settings).all()
+    rows = search_rows(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM forum_search WHERE rowid = :k"), {"k": rows[0][0]})
+
+    assert "search_index" in rebuild(engine, check=False).rewritten
+
+    with engine.connect() as conn:
+        assert (conn.exec_driver_sql(definition).all(), conn.exec_driver_sql(settings).all()) == (
+            before
+        )
+    assert ("automerge", 2) in before[1]
+    assert search_rows(engine) == rows
+    assert set(search_ids(engine, "kestrel")) == {"t-1", "t-2", "t-3"}

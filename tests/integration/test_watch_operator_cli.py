@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from metawsm.domain.snapshot import to_json
 from metawsm.messages.common import Actor
 from metawsm.services import escalation, lifecycle, runs, snapshot
 from metawsm.storage.models import ForumEvent, ForumOutbox
@@ -192,7 +193,7 @@ def test_status_json_is_the_snapshot_and_needs_no_redis(p: Pipeline, tmp_path: P
     done = metawsm(p, tmp_path, "status", "--run-id", run_id, "--json")
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
-    expected = snapshot.build(p.engine, p.settings, run_id=run_id).model_dump(mode="json")
+    expected = to_json(snapshot.build(p.engine, p.settings, run_id=run_id))
     assert _strip_clock(printed) == _strip_clock(expected)
     assert printed["runs"][0]["pending_guidance"][0]["question"] == "Which DB?"
 

@@ -237,16 +237,14 @@ def test_the_priority_ladder_when_every_condition_holds_at_once() -> None:
         escalations=[escalation()],
     )
     assert classify(everything).event == "run_failed"
-    assert classify(everything.model_copy(update={"status": "stopped"})).event == "run_stopped"
-    assert classify(everything.model_copy(update={"status": "running"})).event == (
-        "guidance_needed"
-    )
-    no_guidance = everything.model_copy(update={"status": "completed", "pending_guidance": []})
+    assert classify(everything._replace(**{"status": "stopped"})).event == "run_stopped"
+    assert classify(everything._replace(**{"status": "running"})).event == ("guidance_needed")
+    no_guidance = everything._replace(**{"status": "completed", "pending_guidance": []})
     assert classify(no_guidance).event == "sla_escalation"
     # Once the thread no longer waits, its (historic) escalation no longer outranks run_done.
-    answered = no_guidance.model_copy(update={"open_threads": [thread("t-1", "answered")]})
+    answered = no_guidance._replace(**{"open_threads": [thread("t-1", "answered")]})
     assert classify(answered).event == "run_done"
-    running = answered.model_copy(update={"status": "running"})
+    running = answered._replace(**{"status": "running"})
     assert classify(running).event == "agent_unhealthy"
 
 
