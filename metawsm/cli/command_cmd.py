@@ -56,8 +56,8 @@ def show(
       metawsm command show cmd-0193 --wait --json
     """
     from metawsm.cli.options import render_outcome
-    from metawsm.services.waiting import wait_until_final
     from metawsm.services.record_reads import command_outcome
+    from metawsm.services.waiting import wait_until_final
 
     def read() -> Outcome:
         with app.reading() as db:
