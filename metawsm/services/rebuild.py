@@ -36,6 +36,7 @@ from metawsm.services.bulk import (
     driver_chunks,
     indexes_dropped,
     insert_rows,
+    page_cache,
     stored_form,
     typed_form,
 )
@@ -122,13 +123,13 @@ def rebuild(engine: Engine, *, check: bool, progress: Progress | None = None) ->
     report = RebuildReport(
         events=expected.log.events, threads=len(expected.views), stats_rows=len(expected.stats)
     )
-    with read_connection(engine) as conn:
+    with read_connection(engine) as conn, page_cache(conn):
         found = {compare: compare(conn, expected) for compare in CHECKS}
     report.differences = [line for lines in found.values() for line in lines]
     if not check:
         now = utcnow()
         last = expected.log.last_sequence
-        with connection_unit(engine) as conn:
+        with connection_unit(engine) as conn, page_cache(conn):
             projections.hold_projectors(conn)
             agent_controls.hold_writers(conn)
             # Events committed since the fold may already be in the live models: then no model
