@@ -6,7 +6,9 @@ and upgraded to head first, it prints:
 
 1. ``snapshot.build`` of every active run and of one run: SQL statements, best and median ms;
 2. the beat SLA pass (``escalation.raise_due`` with nothing left to raise): statements and ms;
-3. the CPU share of one core used by ``metawsm watch --all --json`` and ``metawsm operator
+3. wall and CPU ms of ``metawsm status --all --json``, ``watch --all --once`` and ``operator
+   --once [--dry-run]`` as processes (``--processes`` calls of each);
+4. the CPU share of one core used by ``metawsm watch --all --json`` and ``metawsm operator
    --dry-run`` processes over ``--loop-s`` seconds (from /proc/PID/stat, after a warm-up).
 
     python bench/snapshot.py [--runs 1000] [--extra-threads 0] [--store PATH] [--loop-s 30]
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -37,6 +40,7 @@ from metawsm.runtime import Runtime
 from metawsm.services import escalation, snapshot
 from metawsm.services.operator import last_fingerprints, operate_once
 from metawsm.storage import migrate
+from metawsm.storage.dbapi import Reader
 from metawsm.storage.engine import READONLY, build_engine
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
@@ -46,17 +50,31 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 @contextmanager
 def counting(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
-    """Collect the SQL statements (with parameters) executed on ``engine`` in the block."""
+    """Collect the SQL statements (with parameters) executed on ``engine`` in the block: through
+    SQLAlchemy, and through the driver-level Reader (the snapshot's reads), whose methods are
+    wrapped for the block."""
     seen: list[tuple[str, Any]] = []
 
     def count(*args: Any) -> None:
         seen.append((args[2], args[3]))
 
+    def wrapped(method: Any) -> Any:
+        def run(self: Reader, sql: str, params: Any = None) -> Any:
+            seen.append((self.native(sql), dict(params or {})))
+            return method(self, sql, params)
+
+        return run
+
+    originals = {name: getattr(Reader, name) for name in ("rows", "tuples")}
     event.listen(engine, "before_cursor_execute", count)
+    for name, method in originals.items():
+        setattr(Reader, name, wrapped(method))
     try:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", count)
+        for name, method in originals.items():
+            setattr(Reader, name, method)
 
 
 def sla_candidates(rt: Runtime, now: datetime) -> object:
@@ -126,6 +144,37 @@ def loop_cpu(url: str, args: list[str], warmup_s: float, window_s: float) -> flo
         proc.wait(10)
 
 
+PROCESSES = (
+    ["status", "--all", "--json"],
+    ["watch", "--all", "--once"],
+    ["operator", "--once", "--dry-run"],
+    ["operator", "--once"],
+)
+
+
+def process_times(url: str, runs: int) -> None:
+    """Wall and CPU ms (median and best of ``runs``) of each read of :data:`PROCESSES` as a
+    ``metawsm`` process (stdout to /dev/null), after one unmeasured call of each; ``operator
+    --once`` records its decisions on that first call, so the measured ones only read."""
+    env = {**os.environ, "METAWSM_DATABASE_URL": url, "METAWSM_BROKER_URL": "redis://127.0.0.1:1/0"}
+    command = [sys.executable, "-m", "metawsm"]
+    for args in PROCESSES:
+        subprocess.run([*command, *args], env=env, stdout=subprocess.DEVNULL, check=True)
+    for args in PROCESSES:
+        walls, cpus = [], []
+        for _ in range(runs):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            started = time.perf_counter()
+            subprocess.run([*command, *args], env=env, stdout=subprocess.DEVNULL, check=True)
+            walls.append((time.perf_counter() - started) * 1000)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(1000 * (after.ru_utime + after.ru_stime - before.ru_utime
+                                - before.ru_stime))  # fmt: skip
+        print(f"{' '.join(args):28s} process wall median {statistics.median(walls):7.1f} best"
+              f" {min(walls):7.1f} ms  CPU median {statistics.median(cpus):7.1f} best"
+              f" {min(cpus):7.1f} ms")  # fmt: skip
+
+
 def report(engine: Engine, rt: Runtime, repeat: int, show_plans: bool) -> None:
     """Print statements and timings of the snapshot and the SLA pass."""
     now = utcnow() + timedelta(hours=2)  # past every SLA tier: candidates and escalations show
@@ -184,6 +233,13 @@ def main() -> None:
     p.add_argument("--loop-s", type=float, default=30.0, help="0 skips the loop CPU measure")
     p.add_argument("--warmup-s", type=float, default=20.0)
     p.add_argument("--plans", action="store_true", help="print each statement's query plan")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=5,
+        help="time status, watch --once and operator --once as processes, this many times each"
+        " (0 skips)",
+    )
     a = p.parse_args()
     if a.database:
         measure(a.database, a.repeat, a.plans)
@@ -195,6 +251,8 @@ def main() -> None:
         url = f"sqlite:///{path}"
         print(f"copied from {source}")
         measure(url, a.repeat, a.plans)
+        if a.processes > 0:
+            process_times(url, a.processes)
         if a.loop_s > 0:
             for args in (["watch", "--all", "--json"], ["operator", "--dry-run"]):
                 share = loop_cpu(url, args, a.warmup_s, a.loop_s)

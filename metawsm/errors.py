@@ -14,6 +14,10 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_TIMEOUT = 4
 EXIT_RUN_STOPPED = 5
+# watch only: a guidance request waits (metawsm.domain.watch.WATCH_EXIT).
+EXIT_GUIDANCE_NEEDED = 6
+# Ctrl-C (128 + SIGINT), as a shell reports it.
+EXIT_INTERRUPTED = 130
 
 
 class MetawsmError(Exception):
@@ -36,6 +40,40 @@ class InvalidMessage(Rejected):
 
 class DeadLettered(Rejected):
     """The message failed for good and was recorded in the dead-letter table."""
+
+
+class Forbidden(Rejected):
+    """The acting identity may not do this (a role rule); nothing was changed.
+
+    ``rule`` names the rule broken (e.g. ``agents_do_not_answer``); ``code`` is the stable error
+    code of the JSON error (``forbidden``). The message starts ``forbidden (<rule>): `` so a
+    rejection recorded by a handler (the ledger's reason) still says which rule it was.
+    """
+
+    code = "forbidden"
+    PREFIX = "forbidden ("
+
+    def __init__(self, message: str, *, rule: str) -> None:
+        super().__init__(f"{self.PREFIX}{rule}): {message}")
+        self.rule = rule
+
+    @classmethod
+    def rule_of(cls, reason: str | None) -> str | None:
+        """The rule named by a recorded rejection ``reason``, or None when it is not one."""
+        if not reason or not reason.startswith(cls.PREFIX) or "): " not in reason:
+            return None
+        return reason[len(cls.PREFIX) : reason.index("): ")]
+
+
+class Unauthenticated(Rejected):
+    """A bearer token is missing, malformed, unknown, expired or revoked (the token itself is
+    never in the message); ``reason`` says which, ``code`` is ``unauthenticated``."""
+
+    code = "unauthenticated"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class UsageError(MetawsmError):
@@ -68,6 +106,10 @@ class Unreachable(Transient):
 
 class DatabaseUnreachable(Unreachable):
     """The database cannot be reached or opened."""
+
+
+class DatabaseMissing(Unreachable):
+    """The SQLite database file does not exist; only `db upgrade` and `up` create one."""
 
 
 class BrokerUnreachable(Unreachable):

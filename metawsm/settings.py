@@ -13,12 +13,15 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from metawsm.database_location import database_origin, find_database
 from metawsm.errors import ConfigError
+from metawsm.masking import mask_setting, mask_url
 from metawsm.settings_rules import Rule, Spec, check_fields
+
+__all__ = ["Settings", "database_url_origin", "env_default", "load_settings", "mask_url"]
 
 ENV_PREFIX = "METAWSM_"
 ENV_FILE = ".env"
@@ -28,8 +31,9 @@ VISIBILITY_MARGIN_S = 60
 
 
 def default_database_url() -> str:
-    """SQLite under ``.metawsm/`` of the current directory: the embedded, said-out-loud default."""
-    return f"sqlite:///{Path.cwd() / '.metawsm' / 'metawsm.db'}"
+    """SQLite: the nearest ``.metawsm/metawsm.db`` from the current directory up, else the one
+    of the current directory (metawsm.database_location): the said-out-loud default."""
+    return find_database().url
 
 
 def _database_scheme(value: str) -> str | None:
@@ -162,13 +166,10 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     def masked(self) -> dict[str, Any]:
-        """The settings as plain data with every password in a URL replaced by ``***``."""
-        data = self.as_dict()
-        for key in ("database_url", "broker_url"):
-            data[key] = mask_url(str(data[key]))
-        if data["metrics_basic_auth"] is not None:
-            data["metrics_basic_auth"] = "***"
-        return data
+        """The settings as plain data with every credential replaced by ``***``: in each URL
+        (userinfo, credential-like query parameters), in any text, and the whole value of a
+        setting named like a secret (metawsm.masking)."""
+        return {name: mask_setting(name, value) for name, value in self.as_dict().items()}
 
 
 def _cross_field_rule(s: Settings) -> str | None:
@@ -185,17 +186,6 @@ def _cross_field_rule(s: Settings) -> str | None:
 
 def _describe(errors: list[tuple[str, str]]) -> str:
     return "; ".join(f"invalid setting {ENV_PREFIX}{name.upper()}: {msg}" for name, msg in errors)
-
-
-def mask_url(url: str) -> str:
-    """Return ``url`` with its password (if any) replaced by ``***``; safe to log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -229,6 +219,13 @@ def _dotenv_values() -> dict[str, str | None]:
     from dotenv import dotenv_values  # only when there is a file: its imports cost ~10 ms
 
     return dict(dotenv_values(ENV_FILE))
+
+
+def database_url_origin() -> str:
+    """Where the database URL in force comes from, in words (for ``config show``)."""
+    in_environment = "database_url" in _prefixed(dict(os.environ))
+    in_dotenv = not in_environment and "database_url" in _prefixed(_dotenv_values())
+    return database_origin(in_environment, in_dotenv)
 
 
 def env_default(name: str) -> str | None:

@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.workers",
     "tests.fixtures.pipeline",
+    "tests.fixtures.api",
 ]
 
 POSTGRES_MODULES = {
@@ -39,6 +40,9 @@ POSTGRES_MODULES = {
     "test_accept_rows.py",
     "test_scale_data.py",
     "test_metrics_counts.py",
+    "test_api_stream.py",
+    "test_tokens.py",
+    "test_identities.py",
 }
 # Single PostgreSQL tests worth their cost in modules that otherwise run on SQLite only.
 POSTGRES_TESTS = (

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,24 @@ class AppContext:
             self._settings = load_settings()
         return self._settings
 
+    def require_database(self) -> None:
+        """Check the database exists before anything opens it: a SQLite file is created only by
+        ``db upgrade`` and ``up``, never by a read or a write (which would make a second, empty
+        database when run from another directory).
+
+        Raises:
+            DatabaseMissing: naming the path, how it was chosen and how to point at another.
+        """
+        from metawsm.database_location import missing_database_message, missing_sqlite_file
+
+        url = self.settings.database_url
+        path = missing_sqlite_file(url)
+        if path is not None:
+            from metawsm.errors import DatabaseMissing
+            from metawsm.settings import database_url_origin
+
+            raise DatabaseMissing(missing_database_message(path, database_url_origin()))
+
     @property
     def container(self) -> Container:
         """The composition root, built on first use after checking the schema is at head."""
@@ -56,6 +73,7 @@ class AppContext:
         if self._parts is None:
             from metawsm.bootstrap import build
 
+            self.require_database()
             self._parts = build(self.settings)
         return self._parts
 
@@ -66,9 +84,10 @@ class AppContext:
         return direct_target(self.settings.database_url) is not None
 
     @contextmanager
-    def reading(self) -> Iterator[Reader]:
+    def reading(self, *, repeatable: bool = False) -> Iterator[Reader]:
         """One read-only transaction straight through the database driver, after checking the
-        schema is at head (no SQLAlchemy imported: storage/dbapi.py).
+        schema is at head (no SQLAlchemy imported: storage/dbapi.py). ``repeatable``: every
+        statement sees one state (dbapi.read_transaction).
 
         A database this layer does not open itself (a SQLite file that does not exist yet, a
         URL with options) and a schema not at head go through :attr:`container`, which
@@ -78,7 +97,7 @@ class AppContext:
         from metawsm.storage.schema_head import reader_at_head
 
         if self.direct():
-            with dbapi.read_transaction(self.settings) as db:
+            with dbapi.read_transaction(self.settings, repeatable=repeatable) as db:
                 if self._at_head or reader_at_head(db):
                     self._at_head = True  # checked once per process: polls skip it
                     yield db
@@ -114,9 +133,23 @@ class AppContext:
             yield Reader(raw, engine.dialect.name)
 
 
+@contextmanager
+def until_interrupted() -> Iterator[None]:
+    """Ctrl-C is how a follow ends (forum events --follow, watch, operator): quietly, exit 0,
+    not ``interrupted`` and 130 as for a command cut short."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        return
+
+
 def emit_json(data: Any) -> None:
-    """Write ``data`` as JSON on stdout (data on stdout, diagnostics on stderr)."""
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    """Write ``data`` as JSON on stdout (data on stdout, diagnostics on stderr): indented, keys
+    sorted, what ``json.dumps(indent=2, sort_keys=True, default=str)`` writes (cli/json_text.py
+    writes it faster)."""
+    from metawsm.cli.json_text import dumps
+
+    click.echo(dumps(data))
 
 
 def render_error(exc: MetawsmError) -> None:
@@ -124,12 +157,33 @@ def render_error(exc: MetawsmError) -> None:
     click.echo(f"error: {exc}", err=True)
 
 
-def usage_from_validation(exc: ValidationError, prefix: str = "") -> UsageError:
-    """A usage error naming every invalid field and the rule it broke."""
+NOT_UTF8 = (
+    "is not valid UTF-8 text (it holds bytes that are not UTF-8: convert it first, e.g. with iconv)"
+)
+
+
+def usage_from_validation(
+    exc: ValidationError, prefix: str = "", options: Mapping[str, str] | None = None
+) -> UsageError:
+    """A usage error naming every invalid field and the rule it broke.
+
+    ``options``: field path (``payload.title``, ``actor.name``, or the last part) → the option
+    that gave it (``--title``): the message then names the option a user typed.
+    """
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged")))
-        parts.append(f"{prefix}{loc}: {err['msg'].removeprefix('Value error, ')}")
+        path = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged"))]
+        loc = ".".join(path)
+        if options:
+            two = ".".join(path[-2:])
+            named = options.get(two) or (options.get(path[-1]) if path else None)
+            loc = named or loc
+        else:
+            loc = prefix + loc
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "string_unicode":
+            message = NOT_UTF8
+        parts.append(f"{loc}: {message}")
     return UsageError("invalid input: " + "; ".join(parts))
 
 

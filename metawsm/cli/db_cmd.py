@@ -21,15 +21,30 @@ from metawsm.storage.engine import build_engine, masked_url
 
 @click.group("db")
 def db_group() -> None:
-    """Migrate the database schema (Alembic owns it) and check it against the models."""
+    """Migrate the database schema (Alembic owns it) and check it against the models.
+
+    Only db upgrade (and metawsm up) create a SQLite database that does not exist; the other
+    db commands need it to exist.
+
+    \b
+    Example:
+      metawsm db current
+    """
 
 
 @db_group.command("upgrade")
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 @pass_app
 def upgrade(app: AppContext, revision: str) -> None:
-    """Migrate the database up to REVISION (the head by default)."""
-    with _engine(app) as engine:
+    """Migrate the database up to REVISION (the head by default).
+
+    The one command (with metawsm up) that creates a SQLite database that does not exist.
+
+    \b
+    Example:
+      metawsm db upgrade
+    """
+    with _engine(app, create=True) as engine:
         before = migrate.current_revision(engine)
         migrate.upgrade(engine, revision)
         after = migrate.current_revision(engine)
@@ -40,7 +55,12 @@ def upgrade(app: AppContext, revision: str) -> None:
 @click.argument("revision")
 @pass_app
 def downgrade(app: AppContext, revision: str) -> None:
-    """Migrate the database down to REVISION ('base' drops every metawsm table and its data)."""
+    """Migrate the database down to REVISION ('base' drops every metawsm table and its data).
+
+    \b
+    Example:
+      metawsm db downgrade 0005
+    """
     with _engine(app) as engine:
         before = migrate.current_revision(engine)
         migrate.downgrade(engine, revision)
@@ -52,13 +72,18 @@ def downgrade(app: AppContext, revision: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
 def current(app: AppContext, as_json: bool) -> None:
-    """Print the database's revision and the head revision of the installed migrations."""
+    """Print the database's revision and the head revision of the installed migrations.
+
+    \b
+    Example:
+      metawsm db current --json
+    """
     with _engine(app) as engine:
         data = _status(engine)
     if as_json:
         emit_json(data)
         return
-    state = "at head" if data["at_head"] else "NOT at head: run `metawsm db upgrade`"
+    state = "at head" if data["at_head"] else "NOT at head: run metawsm db upgrade"
     click.echo(f"{data['database_url']}: {_name(data['current'])} (head {data['head']}, {state})")
 
 
@@ -66,7 +91,14 @@ def current(app: AppContext, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context
 def check(ctx: click.Context, as_json: bool) -> None:
-    """Check the database is at head and its schema matches the models (exit 0, 1 or 3)."""
+    """Check the database is at head and its schema matches the models (exit 0, 1 or 3).
+
+    Exit 0 at head and no drift, 1 the models and the migrations drift apart, 3 not at head.
+
+    \b
+    Example:
+      metawsm db check
+    """
     app = ctx.ensure_object(AppContext)
     with _engine(app) as engine:
         data = _status(engine)
@@ -93,7 +125,10 @@ def check(ctx: click.Context, as_json: bool) -> None:
 
 
 @contextmanager
-def _engine(app: AppContext) -> Iterator[Engine]:
+def _engine(app: AppContext, create: bool = False) -> Iterator[Engine]:
+    """The engine of the database; unless ``create``, the database must exist already."""
+    if not create:
+        app.require_database()
     engine = build_engine(app.settings)
     try:
         yield engine

@@ -97,10 +97,11 @@ def play(story: Story, ticket: str) -> str:
     brief = ["--goal", "show metawsm end to end", "--scope", "demo"]
     brief += ["--done-criteria", DONE_CRITERIA, "--constraints", "none"]
     agents = [w for a in AGENTS for w in ("--agent", a)]
-    run_id = str(story.json(["bootstrap", "--ticket", ticket, *agents, *brief])["run_id"])
+    create = ["run", "create", "--mode", "bootstrap", "--ticket", ticket, *agents, *brief]
+    run_id = str(story.json(create)["run_id"])
     waiting = _ask_and_wait(story, run_id)
     _wait_for_status(story, run_id, "awaiting_guidance")
-    story.run(["run", "show", run_id])
+    story.run(["run", "show", "--run-id", run_id])
     answer = "Use SQLite for the demo; PostgreSQL when workers span machines."
     story.run(_signal(run_id, "builder", "guidance_answer", "--answer", answer))
     out, _ = waiting.communicate(timeout=STEP_TIMEOUT_S)
@@ -115,7 +116,7 @@ def play(story: Story, ticket: str) -> str:
                     DONE_CRITERIA)
         )  # fmt: skip
     _wait_for_status(story, run_id, "completed")
-    story.run(["run", "why", run_id])
+    story.run(["run", "why", "--run-id", run_id])
     story.run(["close", "--run-id", run_id])
     story.run(["status", "--run-id", run_id])
     return run_id
@@ -141,7 +142,8 @@ def _wait_for_status(story: Story, run_id: str, status: str) -> None:
     """Poll ``run show`` until the run has ``status``. Raises DemoFailed after the step timeout."""
     deadline = time.monotonic() + STEP_TIMEOUT_S
     while time.monotonic() < deadline:
-        if json.loads(story.run(["run", "show", run_id, "--json"], quiet=True))["status"] == status:
+        shown = story.run(["run", "show", "--run-id", run_id, "--json"], quiet=True)
+        if json.loads(shown)["status"] == status:
             return
         time.sleep(POLL_S)  # polling a condition with a deadline
     raise DemoFailed(f"run {run_id} did not reach {status} within {STEP_TIMEOUT_S:g} s")
@@ -150,7 +152,14 @@ def _wait_for_status(story: Story, run_id: str, status: str) -> None:
 @click.command("demo")
 @click.option("--ticket", help="Ticket of the demo run (default: DEMO-<random>).")
 def demo(ticket: str | None) -> None:
-    """Play a bootstrap story against the running stack, printing each command and its output."""
+    """Play a bootstrap story against the running stack, printing each command and its output.
+
+    Exit 1 naming the failed step (e.g. when no worker runs).
+
+    \b
+    Example:
+      metawsm demo --ticket DEMO-1
+    """
     started = time.monotonic()
     story = Story()
     run_id = play(story, ticket or f"DEMO-{secrets.token_hex(3).upper()}")

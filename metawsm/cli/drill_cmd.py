@@ -15,6 +15,7 @@ from types import FrameType
 import click
 
 from metawsm.cli.context import emit_json
+from metawsm.cli.durations import Duration
 from metawsm.errors import EXIT_FAILED, EXIT_OK
 
 KINDS = ["redis-outage", "redis-stall", "worker-kill", "redis-flush", "replay"]
@@ -37,8 +38,9 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 @click.command("drill")
 @click.argument("kind", type=click.Choice(KINDS))
 @click.option(
-    "--duration", type=click.FloatRange(5, 86_400), default=60.0, show_default=True,
-    help="Seconds of load; the fault starts 30% in and lasts 20% of it (2-30 s).",
+    "--duration", type=Duration(5, 86_400, open_min=False), default="60s", show_default=True,
+    help="How long the load runs (60, 60s, 5m, 1h); the fault starts 30% in and lasts 20% of"
+    " it (2-30 s).",
 )  # fmt: skip
 @click.option(
     "--rate", type=click.FloatRange(1, 1000), default=20.0, show_default=True,
@@ -80,6 +82,10 @@ def drill(
 
     Exit codes: 0 passed; 1 something was lost or applied twice, the read models differ from the
     log, or the drill was aborted (DrillAborted: a part did not start) or interrupted; 2 usage.
+
+    \b
+    Example:
+      metawsm drill redis-outage --duration 1m --rate 20 --json
     """
     from metawsm.drills.report import render_text
     from metawsm.drills.runner import run_drill

@@ -17,17 +17,27 @@ def health(app: AppContext, as_json: bool) -> None:
 
     Exit 0 when every check passes, 1 otherwise; each failing check is named with the command
     that helps. An unreachable database or broker is a failing check, not an error.
+
+    \b
+    Example:
+      metawsm health --json
     """
+    from metawsm.errors import DatabaseMissing
     from metawsm.ops.health import judge
     from metawsm.ops.readings import read
     from metawsm.storage.engine import build_engine
 
     settings = app.settings
-    engine = build_engine(settings)
     try:
-        result = judge(read(engine, settings), settings)
-    finally:
-        engine.dispose()
+        app.require_database()
+    except DatabaseMissing as exc:  # a failing check, and nothing created
+        result = judge(read(None, settings, database_error=str(exc)), settings)
+    else:
+        engine = build_engine(settings)
+        try:
+            result = judge(read(engine, settings), settings)
+        finally:
+            engine.dispose()
     if as_json:
         emit_json(result.as_dict())
     else:

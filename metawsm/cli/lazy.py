@@ -23,12 +23,14 @@ class LazyCommand:
 
     ``target``: ``"module:attribute"`` of the click command; ``summary``: its help's first
     sentence, as click shows it; ``subcommands``: name → target of commands defined in other
-    modules that join the group when it loads (``forum signal``).
+    modules that join the group when it loads (``forum signal``); ``hidden``: left out of
+    ``--help`` (an old name kept for one release).
     """
 
     target: str
     summary: str
     subcommands: Mapping[str, str] = field(default_factory=dict)
+    hidden: bool = False
 
 
 def load_target(target: str) -> click.Command:
@@ -79,8 +81,11 @@ class LazyGroup(click.Group):
         """The "Commands" section of ``--help``: summaries from the table, nothing imported."""
         rows = []
         for name in self.list_commands(ctx):
+            entry = self.lazy_commands.get(name)
             command = self.commands.get(name) or click.Command(
-                name, help=self.lazy_commands[name].summary
+                name,
+                help=entry.summary if entry else None,
+                hidden=entry.hidden if entry else False,
             )
             if not command.hidden:
                 rows.append((name, command))

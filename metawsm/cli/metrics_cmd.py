@@ -17,7 +17,12 @@ from metawsm.cli.context import AppContext, pass_app
 
 @click.group("metrics")
 def metrics() -> None:
-    """Prometheus metrics and health endpoints (docs/metrics.md)."""
+    """Prometheus metrics and health endpoints (docs/metrics.md).
+
+    \b
+    Example:
+      metawsm metrics serve --port 9808
+    """
 
 
 @metrics.command("serve")
@@ -29,13 +34,19 @@ def serve(app: AppContext, address: str, port: int) -> None:
 
     Basic auth on /metrics and /readyz when METAWSM_METRICS_BASIC_AUTH=user:password is set.
     A port already taken is exit 1; a database or broker that is down is not an error: the
-    scrape says so (metawsm_database_up, metawsm_broker_up) and /readyz answers 503.
+    scrape says so (metawsm_database_up, metawsm_broker_up) and /readyz answers 503. A
+    database that does not exist is exit 3 (it is never created here).
+
+    \b
+    Example:
+      metawsm metrics serve --address 127.0.0.1 --port 9808
     """
     from metawsm.errors import PortTaken
     from metawsm.ops.server import MetricsApp, make_server
     from metawsm.storage.engine import build_engine
 
     settings = app.settings
+    app.require_database()
     engine = build_engine(settings)
     try:
         server = make_server(MetricsApp(engine, settings), address, port)

@@ -2,48 +2,145 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
 from metawsm.cli.context import AppContext, emit_json, usage_from_validation
+from metawsm.cli.durations import Duration
 from metawsm.errors import EXIT_FAILED, EXIT_UNREACHABLE, MetawsmError, UsageError, WaitTimeout
 from metawsm.settings import env_default
 
 if TYPE_CHECKING:  # the write path is imported when a write runs, not with every command
-    from metawsm.messages.commands import AnyCommand
-    from metawsm.services.accept import Outcome
+    from metawsm.identity import Identity
+    from metawsm.services.accept import Acceptable, Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 ACTOR_TYPES = click.Choice(["agent", "operator", "human", "system"], case_sensitive=False)
 
 
-def default_actor_name() -> str:
-    """METAWSM_ACTOR_NAME, else METAWSM_AGENT_NAME, else the login name."""
-    return env_default("ACTOR_NAME") or env_default("AGENT_NAME") or getpass.getuser()
+ACTOR_NAME_DEFAULT = "$METAWSM_ACTOR_NAME, else (agents) $METAWSM_AGENT_NAME, else login name"
+
+
+def default_actor_name(actor_type: str = "agent") -> str:
+    """Who acts when --actor-name is not given: METAWSM_ACTOR_NAME, else for an agent
+    METAWSM_AGENT_NAME, else the login name.
+
+    An agent's name is never the default of an operator, human or system actor: an agent's
+    environment (METAWSM_AGENT_NAME) must not make it look as if an operator answered.
+    """
+    own = env_default("ACTOR_NAME")
+    if own:
+        return own
+    if actor_type.lower() == "agent":
+        return env_default("AGENT_NAME") or getpass.getuser()
+    return getpass.getuser()
+
+
+def actor_name(actor_type: str, given: str | None) -> str:
+    """The --actor-name given, else the default for ``actor_type`` (:func:`default_actor_name`)."""
+    return given if given is not None else default_actor_name(actor_type)
 
 
 def actor_options(default_type: str) -> Callable[[F], F]:
-    """--actor-type (with a per-command default) and --actor-name."""
+    """--actor-type (with a per-command default) and --actor-name (its default follows the type)."""
 
     def wrap(fn: F) -> F:
         fn = click.option(
             "--actor-name",
-            default=default_actor_name,
-            show_default="$METAWSM_ACTOR_NAME or login name",
+            default=None,
+            show_default=ACTOR_NAME_DEFAULT,
             help="Who acts.",
         )(fn)
         return click.option(
-            "--actor-type", type=ACTOR_TYPES, default=default_type, show_default=True
+            "--actor-type",
+            type=ACTOR_TYPES,
+            default=default_type,
+            show_default=True,
+            help="The role of who acts.",
         )(fn)
 
     return wrap
 
 
+class _LegacyRunArgument(click.Argument):
+    """The RUN_ID argument of the previous release: still read, never shown in the usage."""
+
+    def get_usage_pieces(self, ctx: click.Context) -> list[str]:
+        """Nothing: the usage shows --run-id only."""
+        return []
+
+
+def run_id_option(*, required: bool, positional: bool = False) -> Callable[[F], F]:
+    """``--run-id`` with METAWSM_RUN_ID as its default: how every command takes a run.
+
+    ``positional``: the command took the run as an argument before; it still does for one
+    release, with a deprecation note on stderr. ``required``: no run given at all is a usage
+    error (exit 2) naming the option and the variable.
+    """
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def resolved(*args: Any, **kw: Any) -> Any:
+            ctx = click.get_current_context()
+            legacy = kw.pop("legacy_run_id", None)
+            if legacy is not None:
+                kw["run_id"] = _from_positional(ctx, legacy, kw.get("run_id"))
+            if required and not kw.get("run_id"):
+                raise click.UsageError("--run-id is required (or set METAWSM_RUN_ID)", ctx)
+            return fn(*args, **kw)
+
+        wrapped: Any = resolved
+        if positional:
+            wrapped = click.argument(
+                "legacy_run_id", required=False, cls=_LegacyRunArgument, metavar="[RUN_ID]"
+            )(wrapped)
+        wrapped = click.option(
+            "--run-id",
+            default=lambda: env_default("RUN_ID"),
+            show_default="$METAWSM_RUN_ID",
+            help="The run.",
+        )(wrapped)
+        return cast(F, wrapped)
+
+    return wrap
+
+
+def _from_positional(ctx: click.Context, legacy: str, flag: str | None) -> str:
+    explicit = ctx.get_parameter_source("run_id") == click.core.ParameterSource.COMMANDLINE
+    if explicit and flag != legacy:
+        raise click.UsageError(f"give the run once: --run-id {flag} or {legacy}, not both", ctx)
+    click.echo(
+        f"warning: the run as an argument is deprecated and goes in the next release:"
+        f" use --run-id {legacy}",
+        err=True,
+    )
+    return legacy
+
+
 WAIT_FOR = ("applied", "projected")
+# The option of each field of a write's command, so an invalid value is named as it was typed.
+FIELD_OPTIONS = {
+    "actor.name": "--actor-name",
+    "actor.type": "--actor-type",
+    "command_id": "--command-id",
+    "payload.thread_id": "--thread-id",
+    "payload.ticket": "--ticket",
+    "payload.run_id": "--run-id",
+    "payload.agent_name": "--agent",
+    "payload.title": "--title",
+    "payload.body": "--body",
+    "payload.priority": "--priority",
+    "payload.assignee_name": "--assignee",
+    "payload.assignee_type": "--assignee-type",
+    "payload.note": "--note",
+    "payload.to_state": "--state",
+    "payload.reason": "--reason",
+}
 
 
 def write_options(fn: F) -> F:
@@ -64,9 +161,10 @@ def write_options(fn: F) -> F:
     )(fn)
     fn = click.option(
         "--timeout",
-        type=float,
+        type=Duration(),
         default=None,
-        help="Seconds to wait (default METAWSM_WAIT_TIMEOUT_S).",
+        show_default="$METAWSM_WAIT_TIMEOUT_S, 30s",
+        help="How long to wait: 30, 30s, 5m or 1h.",
     )(fn)
     return click.option(
         "--command-id", default=None, help="Idempotency key (a fresh one by default)."
@@ -104,14 +202,16 @@ def run_write(
     causation_id: str | None = None,
     quiet: bool = False,
 ) -> Outcome:
-    """Validate, submit, wait (``wait``: None, ``applied`` or ``projected``), render; exits
-    non-zero unless applied or accepted."""
-    from pydantic import ValidationError
+    """Validate, submit as the acting identity (metawsm.cli.acting: the token's, or the local
+    one from the actor flags), wait (``wait``: None, ``applied`` or ``projected``), render;
+    exits non-zero unless applied or accepted."""
+    from metawsm.cli.acting import acting_identity
+    from metawsm.services.accept import make_plain_command
 
-    from metawsm.services.accept import make_command
-
+    identity = acting_identity(app, actor_type, actor_name)
+    actor_type, actor_name = identity.actor_type, identity.actor_name
     try:
-        command = make_command(
+        command = make_plain_command(
             command_type,
             payload,
             actor_type=actor_type,
@@ -119,9 +219,13 @@ def run_write(
             command_id=command_id,
             causation_id=causation_id,
         )
-    except ValidationError as exc:
-        raise usage_from_validation(exc) from None
-    outcome = _submit(app, command)
+    except Exception as exc:
+        from pydantic import ValidationError  # loaded only when the input is invalid
+
+        if isinstance(exc, ValidationError):
+            raise usage_from_validation(exc, options=FIELD_OPTIONS) from None
+        raise
+    outcome = _submit(app, command, identity)
     if wait and not outcome.final:
         if not outcome.published:  # say at once why the wait may be long
             click.echo(f"warning: {_not_published(outcome)}", err=True)
@@ -136,13 +240,17 @@ def run_write(
     return outcome
 
 
-def _submit(app: AppContext, command: AnyCommand) -> Outcome:
-    """Accept (the one accept, services/accept.py) and publish after commit: through the driver
-    when it opens the database (no SQLAlchemy imported), else through the in-process submit."""
+def _submit(app: AppContext, command: Acceptable, identity: Identity) -> Outcome:
+    """Accept (the one accept, services/accept.py) as ``identity`` and publish after commit:
+    through the driver when it opens the database (no SQLAlchemy imported), else through the
+    in-process submit."""
     if not app.direct():
+        from metawsm.messages.commands import parse_command
+        from metawsm.services.accept import wire_form
         from metawsm.services.submit import submit
 
-        return submit(app.container.runtime, command)
+        model = parse_command(wire_form(command))
+        return submit(app.container.runtime, model, identity=identity)
     from datetime import UTC, datetime
 
     from metawsm.services.accept import accept
@@ -151,7 +259,7 @@ def _submit(app: AppContext, command: AnyCommand) -> Outcome:
     parts = app.parts
     with app.writing() as db:
         topic = parts.topics.command(command.command_type)
-        accepted = accept(db, command, topic, datetime.now(UTC))
+        accepted = accept(db, command, topic, datetime.now(UTC), identity=identity)
     if accepted.message is None:
         return accepted.outcome
     report, failed = publish_messages(parts.publisher, [accepted.message])
@@ -164,7 +272,8 @@ def _submit(app: AppContext, command: AnyCommand) -> Outcome:
 
 
 def _wait_projected(app: AppContext, command_id: str, limit: float) -> None:
-    from metawsm.services.accept import is_projected, wait_until_projected
+    from metawsm.services.accept import is_projected
+    from metawsm.services.waiting import wait_until_projected
 
     def projected() -> bool:
         with app.reading() as db:
@@ -174,7 +283,8 @@ def _wait_projected(app: AppContext, command_id: str, limit: float) -> None:
 
 
 def _wait(app: AppContext, outcome: Outcome, timeout: float | None) -> Outcome:
-    from metawsm.services.accept import read_outcome, wait_until_final
+    from metawsm.services.accept import read_outcome
+    from metawsm.services.waiting import wait_until_final
 
     def read() -> Outcome | None:
         with app.reading() as db:

@@ -26,6 +26,7 @@ ROLES = ["commands", "events", "integration", "housekeeping", "all"]
 
 
 def _check_schema(app: AppContext) -> None:
+    app.require_database()
     engine = build_engine(app.settings)
     try:
         ensure_schema_at_head(engine)
@@ -106,6 +107,10 @@ def worker(app: AppContext, role: str, concurrency: int, pool: str, loglevel: st
     this process supervises --concurrency single-process workers: it kills and replaces one whose
     task outlives the hard limit, and restarts one that dies. It exits 1 only when a worker
     cannot start (it exits before it is ready, 5 times in a row), naming why.
+
+    \b
+    Example:
+      metawsm worker --role all --concurrency 2
     """
     _check_schema(app)
     if pool == "solo":
@@ -117,7 +122,14 @@ def worker(app: AppContext, role: str, concurrency: int, pool: str, loglevel: st
 @click.option("--loglevel", default="INFO", show_default=True)
 @pass_app
 def beat(app: AppContext, loglevel: str) -> None:
-    """Start the single beat: outbox drain, reconciliation, SLA escalation."""
+    """Start the single beat: outbox drain, reconciliation, SLA escalation.
+
+    Run exactly one; its jobs are safe even when two run.
+
+    \b
+    Example:
+      metawsm beat --loglevel INFO
+    """
     _check_schema(app)
     state = Path(".metawsm") / "celerybeat-schedule"
     state.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +145,10 @@ def flower(app: AppContext, address: str, port: int) -> None:
 
     Credentials come from METAWSM_FLOWER_BASIC_AUTH (user:password); without it a password is
     generated and printed once on stderr.
+
+    \b
+    Example:
+      metawsm flower --port 5555
     """
     auth = os.environ.get("METAWSM_FLOWER_BASIC_AUTH")
     if not auth:

@@ -17,7 +17,12 @@ PROGRESS_EVERY_S = 0.2
 
 @click.group("projections")
 def projections() -> None:
-    """Read models: rebuild and check."""
+    """Read models: rebuild and check.
+
+    \b
+    Example:
+      metawsm projections rebuild --check
+    """
 
 
 @projections.command("rebuild")
@@ -28,7 +33,12 @@ def rebuild_cmd(app: AppContext, check: bool, as_json: bool) -> None:
     """Rebuild every read model from forum_events; report differences from the live ones.
 
     The log is read in chunks, so memory stays bounded; on a terminal, progress is shown on
-    stderr while events are folded.
+    stderr while events are folded. With --check it only compares, and exits 1 when a live
+    model differs.
+
+    \b
+    Example:
+      metawsm projections rebuild --json
     """
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
     report = rebuild(app.container.engine, check=check, progress=progress)

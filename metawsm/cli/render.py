@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 
 import click
 
+from metawsm.cli.tables import table
 from metawsm.domain.snapshot import RunSnapshot
+
+__all__ = ["paint", "render_run", "table", "use_colour"]
 
 COLOURS = {
     "failed": "red",
@@ -28,15 +30,6 @@ def use_colour() -> bool:
 def paint(text: str, colour: str | None) -> str:
     """``text`` in ``colour`` when colour is on."""
     return click.style(text, fg=colour) if colour and use_colour() else text
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    """Left-aligned columns, two spaces apart."""
-    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    return [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    ]
 
 
 def _age(seconds: int) -> str:

@@ -1,7 +1,8 @@
-"""Runs: ``metawsm run create|list|show|stop|resume|why|iterate|agent-status``, ``metawsm
-bootstrap`` and ``metawsm close``.
+"""Runs: ``metawsm run create|list|show|stop|resume|why|iterate|agent-status`` and ``metawsm
+close`` (``metawsm bootstrap``: the old name of ``run create --mode bootstrap``).
 
-Exit codes: 0 ok, 1 rejected (e.g. an illegal transition or an unmet close gate), 2 usage.
+Every command that takes a run takes it as ``--run-id`` (default METAWSM_RUN_ID); the run as an
+argument still works for one release, with a deprecation note.
 """
 
 from __future__ import annotations
@@ -11,55 +12,86 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from metawsm.cli.aliases import deprecation_note
 from metawsm.cli.context import AppContext, emit_json, pass_app
-from metawsm.cli.options import default_actor_name, run_write
-from metawsm.errors import EXIT_FAILED, Rejected
+from metawsm.cli.options import ACTOR_NAME_DEFAULT, run_id_option, run_write
+from metawsm.errors import EXIT_FAILED, Forbidden, Rejected
+from metawsm.settings import env_default
 
 if TYPE_CHECKING:  # the write path and the gates load when a command uses them: reads do not
-    from metawsm.messages.common import Actor
+    from metawsm.identity import Identity
     from metawsm.services.runs import BriefInput
 
 
-def _actor(kw: dict[str, Any]) -> Actor:
-    from metawsm.messages.common import Actor
+def _actor(app: AppContext, kw: dict[str, Any]) -> Identity:
+    """Who acts: the METAWSM_TOKEN holder, or the local identity of the actor flags."""
+    from metawsm.cli.acting import acting_identity
 
-    return Actor(type=kw.get("actor_type") or "operator", name=kw.get("actor_name") or "operator")
+    return acting_identity(app, kw.get("actor_type"), kw.get("actor_name"))
 
 
 def _actor_opts(fn: Any) -> Any:
-    fn = click.option("--actor-name", default=default_actor_name)(fn)
+    fn = click.option(
+        "--actor-name", default=None, show_default=ACTOR_NAME_DEFAULT, help="Who acts."
+    )(fn)
     return click.option(
         "--actor-type",
         type=click.Choice(["operator", "human", "system", "agent"]),
         default="operator",
         show_default=True,
+        help="The role of who acts.",
     )(fn)
 
 
 @click.group("run")
 def run() -> None:
-    """Runs of agents on tickets."""
+    """Runs of agents on tickets.
+
+    A run puts agents to work on tickets; its status moves only for a recorded cause (the
+    agents' control signals, the operator commands here). Every command that takes a run takes
+    it as --run-id, METAWSM_RUN_ID by default.
+
+    \b
+    Example:
+      metawsm run create --ticket TCK-1 --agent alice --json
+    """
 
 
 @run.command("create")
 @click.option("--ticket", "tickets", multiple=True, required=True, help="Repeat for more.")
 @click.option("--agent", "agents", multiple=True, required=True, help="Repeat for more.")
-@click.option("--mode", type=click.Choice(["run", "bootstrap"]), default="run", show_default=True)
-@click.option("--goal")
-@click.option("--scope")
-@click.option("--done-criteria")
-@click.option("--constraints")
-@click.option("--merge-intent", default="default", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["run", "bootstrap"]),
+    default="run",
+    show_default=True,
+    help="bootstrap: one ticket and a brief whose done criteria validations must match.",
+)
+@click.option("--goal", help="bootstrap: what the run is for.")
+@click.option("--scope", help="bootstrap: what is in and out of scope.")
+@click.option("--done-criteria", help="bootstrap: what validations must report to close.")
+@click.option("--constraints", help="bootstrap: what the agents must respect.")
+@click.option("--merge-intent", default="default", show_default=True, help="bootstrap only.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 @_actor_opts
 @pass_app
 def create(app: AppContext, /, **kw: Any) -> None:
-    """Create a run; --mode bootstrap also needs the brief (asked for on a terminal)."""
+    """Create a run; --mode bootstrap also needs the brief (asked for on a terminal).
+
+    A new run goes created, planning, running at once. With --mode bootstrap, --goal, --scope,
+    --done-criteria and --constraints are required: on a terminal each missing one is asked
+    for; otherwise a missing one is exit 2 and nothing is created.
+
+    \b
+    Example:
+      metawsm run create --mode bootstrap --ticket TCK-1 --agent alice --goal "ship it" \\
+        --scope "the CLI" --done-criteria "all tests pass" --constraints "none"
+    """
     brief = _brief(kw) if kw["mode"] == "bootstrap" else None
     _create(app, kw, brief)
 
 
-@click.command("bootstrap")
+@click.command("bootstrap", hidden=True)
 @click.option("--ticket", required=True)
 @click.option("--agent", "agents", multiple=True, required=True, help="Repeat for more.")
 @click.option("--goal")
@@ -71,7 +103,15 @@ def create(app: AppContext, /, **kw: Any) -> None:
 @_actor_opts
 @pass_app
 def bootstrap(app: AppContext, /, **kw: Any) -> None:
-    """Create a bootstrap run with its brief (flags required when stdin is not a terminal)."""
+    """Deprecated: use metawsm run create --mode bootstrap.
+
+    \b
+    Example:
+      metawsm run create --mode bootstrap --ticket TCK-1 --agent alice
+    """
+    click.echo(
+        deprecation_note("metawsm bootstrap", "metawsm run create --mode bootstrap"), err=True
+    )
     kw["tickets"], kw["mode"] = (kw["ticket"],), "bootstrap"
     _create(app, kw, _brief(kw))
 
@@ -105,16 +145,21 @@ def _create(app: AppContext, kw: dict[str, Any], brief: BriefInput | None) -> No
         agents=list(kw["agents"]),
         mode=kw["mode"],
         brief=brief,
-        actor=_actor(kw),
+        actor=_actor(app, kw),
     )
     _show_one(app, run_id, kw["as_json"])
 
 
 @run.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help='Print {"runs": [...]}.')
 @pass_app
 def list_(app: AppContext, as_json: bool) -> None:
-    """List runs, newest first."""
+    """List runs, newest first.
+
+    \b
+    Example:
+      metawsm run list --json
+    """
     from metawsm.services import record_reads
 
     with app.reading() as db:
@@ -128,14 +173,21 @@ def list_(app: AppContext, as_json: bool) -> None:
             f"{r['run_id']} {r['status']} mode={r['mode']} tickets={','.join(r['tickets'])}"
             f" agents={agents}"
         )
+    if not rows:
+        click.echo("no runs (create one with metawsm run create)", err=True)
 
 
 @run.command("show")
-@click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True)
+@run_id_option(required=True, positional=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 @pass_app
 def show(app: AppContext, run_id: str, as_json: bool) -> None:
-    """Show a run with its agents, brief and status history."""
+    """Show a run with its agents, brief and status history.
+
+    \b
+    Example:
+      metawsm run show --run-id run-20261128-k3f9x
+    """
     _show_one(app, run_id, as_json)
 
 
@@ -152,62 +204,103 @@ def _show_one(app: AppContext, run_id: str, as_json: bool) -> None:
         f"run={row['run_id']} status={row['status']} mode={row['mode']}"
         f" tickets={','.join(row['tickets'])} epoch={row['control_epoch']}"
     )
+    brief = row.get("brief")
+    if brief:
+        click.echo("brief:")
+        for name in ("goal", "scope", "done_criteria", "constraints", "merge_intent"):
+            click.echo(f"  {name}: {brief.get(name)}")
+    click.echo("agents:")
     for a in row["agents"]:
         click.echo(
             f"  agent={a['agent_name']} status={a['status']} last_signal={a['last_signal_at']}"
         )
+    click.echo("history:")
     for h in row["history"]:
         click.echo(f"  {h['at']} {h['from_status']} -> {h['to_status']}: {h['reason']}")
 
 
 @run.command("stop")
-@click.argument("run_id")
+@run_id_option(required=True, positional=True)
 @_actor_opts
 @pass_app
 def stop(app: AppContext, /, run_id: str, **kw: Any) -> None:
-    """Stop a run."""
+    """Stop a run: stopping, then stopped; agents blocked in --wait exit 5.
+
+    \b
+    Example:
+      metawsm run stop --run-id run-20261128-k3f9x
+    """
     from metawsm.services import lifecycle
 
-    status = lifecycle.stop_run(app.container.runtime, run_id, _actor(kw))
+    status = lifecycle.stop_run(app.container.runtime, run_id, _actor(app, kw))
     click.echo(f"run {run_id} {status}")
 
 
 @run.command("resume")
-@click.argument("run_id")
+@run_id_option(required=True, positional=True)
 @_actor_opts
 @pass_app
 def resume(app: AppContext, /, run_id: str, **kw: Any) -> None:
-    """Resume a stopped, paused or failed run."""
+    """Resume a stopped, paused or failed run.
+
+    The run goes to running, then at once to where its agents' signals point.
+
+    \b
+    Example:
+      metawsm run resume --run-id run-20261128-k3f9x
+    """
     from metawsm.services import lifecycle
 
-    status = lifecycle.resume_run(app.container.runtime, run_id, _actor(kw))
+    status = lifecycle.resume_run(app.container.runtime, run_id, _actor(app, kw))
     click.echo(f"run {run_id} {status}")
 
 
 @run.command("agent-status")
-@click.argument("run_id")
-@click.option("--agent-name", required=True)
+@run_id_option(required=True, positional=True)
+@click.option(
+    "--agent-name",
+    default=lambda: env_default("AGENT_NAME"),
+    show_default="$METAWSM_AGENT_NAME",
+    help="The agent whose status this is (required).",
+)
 @click.option(
     "--status", type=click.Choice(["running", "idle", "stalled", "failed"]), required=True
 )
 @_actor_opts
 @pass_app
-def agent_status(app: AppContext, /, run_id: str, agent_name: str, status: str, **kw: Any) -> None:
-    """Report an agent's status; a failed agent fails its running run."""
+def agent_status(
+    app: AppContext, /, run_id: str, agent_name: str | None, status: str, **kw: Any
+) -> None:
+    """Report an agent's status; a failed agent fails its running run.
+
+    \b
+    Example:
+      metawsm run agent-status --run-id run-20261128-k3f9x --agent-name alice --status running
+    """
     from metawsm.services import lifecycle
 
+    if not agent_name:
+        raise click.UsageError("--agent-name is required (or set METAWSM_AGENT_NAME)")
+
     run_status = lifecycle.set_agent_status(
-        app.container.runtime, run_id, agent_name, status, _actor(kw)
+        app.container.runtime, run_id, agent_name, status, _actor(app, kw)
     )
     click.echo(f"agent {agent_name} {status}; run {run_id} {run_status}")
 
 
 @run.command("why")
-@click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True)
+@run_id_option(required=True, positional=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the run and its unmet gates.")
 @pass_app
 def why(app: AppContext, run_id: str, as_json: bool) -> None:
-    """List every close gate that is not met, each with the command that would meet it."""
+    """List every close gate that is not met, each with the command that would meet it.
+
+    A read: it exits 0 whatever it finds.
+
+    \b
+    Example:
+      metawsm run why --run-id run-20261128-k3f9x
+    """
     from metawsm.services import gates
 
     summary, unmet = gates.unmet(app.container.engine, run_id)
@@ -225,26 +318,33 @@ def why(app: AppContext, run_id: str, as_json: bool) -> None:
 
 
 @run.command("iterate")
-@click.argument("run_id")
-@click.option("--feedback", required=True)
+@run_id_option(required=True, positional=True)
+@click.option("--feedback", required=True, help="What the agents should do next.")
 @_actor_opts
 @pass_app
 def iterate(app: AppContext, /, run_id: str, feedback: str, **kw: Any) -> None:
-    """Start a new control epoch with feedback posted on every control thread."""
+    """Start a new control epoch with feedback posted on every control thread.
+
+    Completions and validations of earlier epochs no longer count.
+
+    \b
+    Example:
+      metawsm run iterate --run-id run-20261128-k3f9x --feedback "add docs"
+    """
     from metawsm.services import lifecycle
 
     if not feedback.strip():
         raise click.UsageError("--feedback is required (blank after trimming)")
     status, epoch, threads = lifecycle.iterate_run(
-        app.container.runtime, run_id, feedback, _actor(kw)
+        app.container.runtime, run_id, feedback, _actor(app, kw)
     )
     for thread_id in threads:
         run_write(
             app,
             "add_post",
             {"thread_id": thread_id, "body": f"Operator feedback: {feedback}"},
-            actor_type=_actor(kw).type.value,
-            actor_name=_actor(kw).name,
+            actor_type=_actor(app, kw).actor_type,
+            actor_name=_actor(app, kw).actor_name,
             wait=None,
             timeout=None,
             as_json=False,
@@ -254,24 +354,33 @@ def iterate(app: AppContext, /, run_id: str, feedback: str, **kw: Any) -> None:
 
 
 @click.command("close")
-@click.option("--run-id", required=True)
+@run_id_option(required=True)
 @click.option("--dry-run", is_flag=True, help="Check the gates; change nothing.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @_actor_opts
 @pass_app
 def close(app: AppContext, /, run_id: str, dry_run: bool, as_json: bool, **kw: Any) -> None:
-    """Close a completed run whose close gates all pass (see `metawsm run why`)."""
+    """Close a completed run whose close gates all pass (see metawsm run why).
+
+    Exit 0 closed (or, with --dry-run, every gate passes), 1 a gate is not met.
+
+    \b
+    Example:
+      metawsm close --run-id run-20261128-k3f9x --dry-run
+    """
     from metawsm.services import gates
 
     c = app.container
     try:
-        status = gates.close_run(c.runtime, run_id, dry_run=dry_run, actor=_actor(kw))
+        status = gates.close_run(c.runtime, run_id, dry_run=dry_run, actor=_actor(app, kw))
+    except Forbidden:
+        raise  # a role rule, not a gate: the error names the rule
     except Rejected as exc:
         if as_json:
             _, unmet = gates.unmet(c.engine, run_id)
             emit_json({"run_id": run_id, "closed": False, "unmet": [g.as_dict() for g in unmet]})
         click.echo(f"error: {exc}", err=True)
-        click.echo(f"see: metawsm run why {run_id}", err=True)
+        click.echo(f"see: metawsm run why --run-id {run_id}", err=True)
         raise click.exceptions.Exit(EXIT_FAILED) from None
     if as_json:
         emit_json(

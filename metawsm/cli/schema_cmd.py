@@ -26,11 +26,12 @@ def message_names() -> list[str]:
 def schema_cmd(name: str | None, list_names: bool, as_json: bool) -> None:
     """Print the JSON Schema of message NAME, or list the message names.
 
-    Names: ``command``, ``command.<type>``, ``event``, ``event.<type>``, ``control`` and
-    ``control.<type>``.
+    Names: command, command.TYPE, event, event.TYPE, control and control.TYPE. An unknown
+    NAME, or NAME with --list, is exit 2.
 
-    Raises:
-        click.UsageError: NAME is unknown, or NAME was given together with --list (exit 2).
+    \b
+    Example:
+      metawsm schema command.open_thread
     """
     if name is not None and list_names:
         raise click.UsageError("give a NAME or --list, not both")

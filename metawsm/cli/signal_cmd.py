@@ -1,64 +1,65 @@
 """``metawsm forum signal``: post a control signal (the only way runs advance).
 
 With ``--type guidance_request --wait`` the agent blocks until the answer arrives and prints it.
-Exit codes: 0 answered (or applied), 1 rejected, 2 invalid input, 3 unreachable, 4 timed out,
-5 the run stopped while waiting.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import click
 
-from metawsm.cli.context import AppContext, emit_json, pass_app, usage_from_validation
-from metawsm.cli.options import default_actor_name, run_write
+from metawsm.cli.context import AppContext, emit_json, pass_app
+from metawsm.cli.durations import Duration
+from metawsm.cli.options import ACTOR_NAME_DEFAULT, actor_name, run_id_option, run_write
 from metawsm.errors import UsageError
 from metawsm.settings import env_default
 
 TYPES = ["guidance_request", "guidance_answer", "completion", "validation"]
-DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
+# The options of each --type: (option, required).
+TYPE_FIELDS = {
+    "guidance_request": (("question", True), ("context", False)),
+    "guidance_answer": (("answer", True),),
+    "completion": (("summary", False),),
+    "validation": (("status", True), ("done_criteria", True)),
+}
+FIELDS = ("question", "context", "answer", "summary", "status", "done_criteria")
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in ``90``, ``90s``, ``30m`` or ``2h``.
-
-    Raises:
-        UsageError: for anything else.
-    """
-    match = DURATION.match(text)
-    if not match:
-        raise UsageError(f"--timeout: {text!r} is not a duration like 90s, 30m or 2h")
-    value, unit = float(match.group(1)), match.group(2) or "s"
-    return value * {"s": 1, "m": 60, "h": 3600}[unit]
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def build_signal(kw: dict[str, Any]) -> dict[str, Any]:
-    """The control payload from CLI options, validated (schema version 1, strict)."""
+    """The control payload from CLI options, validated (schema version 1, strict).
+
+    Raises:
+        UsageError: an option of another --type, or a value that breaks its rule; the message
+            names the option (``--question: is required (blank after trimming)``).
+    """
+    fields = dict(TYPE_FIELDS[kw["signal_type"]])
     data = {
         "schema_version": 1,
         "control_type": kw["signal_type"],
         "run_id": kw["run_id"] or "",
         "agent_name": kw["agent_name"] or "",
     }
-    fields = {
-        "guidance_request": ("question", "context"),
-        "guidance_answer": ("answer",),
-        "completion": ("summary",),
-        "validation": ("status", "done_criteria"),
-    }[kw["signal_type"]]
     for name in fields:
         if kw.get(name) is not None:
             data[name] = kw[name]
-    extra = [
-        n
-        for n in ("question", "context", "answer", "summary", "status", "done_criteria")
-        if kw.get(n) is not None and n not in fields
-    ]
+    extra = [n for n in FIELDS if kw.get(n) is not None and n not in fields]
     if extra:
-        flags = ", ".join("--" + n.replace("_", "-") for n in extra)
+        flags = ", ".join(_flag(n) for n in extra)
         raise UsageError(f"{flags} not allowed with --type {kw['signal_type']}")
+    missing = [_flag(n) for n, required in fields.items() if required and kw.get(n) is None]
+    if missing:
+        raise UsageError(f"--type {kw['signal_type']} needs {' and '.join(missing)}")
+    from metawsm.messages import plain
+
+    try:  # checked without pydantic when it can be (messages/plain.py)
+        return {k: v for k, v in plain.control(data).items() if v is not None}
+    except plain.Unchecked:
+        pass
     # Loaded here: ``forum signal`` joins the forum group whenever a forum command runs.
     from pydantic import ValidationError
 
@@ -67,41 +68,88 @@ def build_signal(kw: dict[str, Any]) -> dict[str, Any]:
     try:
         return parse_control(data).model_dump(mode="json", exclude_none=True)
     except ValidationError as exc:
-        raise usage_from_validation(exc, "signal.") from None
+        raise _named_by_option(exc) from None
+
+
+def _named_by_option(exc: Any) -> UsageError:
+    """A validation error of the signal with each field named as its option."""
+    from metawsm.cli.context import usage_from_validation
+
+    options = {name: _flag(name) for name in FIELDS}
+    options.update(run_id="--run-id", agent_name="--agent-name")
+    return usage_from_validation(exc, options=options)
 
 
 @click.command("signal")
-@click.option("--run-id", default=lambda: env_default("RUN_ID"), help="Run ($METAWSM_RUN_ID).")
+@run_id_option(required=True)
 @click.option(
-    "--agent-name", default=lambda: env_default("AGENT_NAME"), help="Agent ($METAWSM_AGENT_NAME)."
+    "--agent-name",
+    default=lambda: env_default("AGENT_NAME"),
+    show_default="$METAWSM_AGENT_NAME",
+    help="The agent the signal is about (required).",
 )
 @click.option("--ticket", default=None, help="Ticket (defaults to the run's first ticket).")
-@click.option("--type", "signal_type", type=click.Choice(TYPES), required=True)
-@click.option("--question")
-@click.option("--context")
-@click.option("--answer")
-@click.option("--summary")
-@click.option("--status", type=click.Choice(["passed", "failed"], case_sensitive=False))
-@click.option("--done-criteria")
+@click.option(
+    "--type", "signal_type", type=click.Choice(TYPES), required=True, help="The kind of signal."
+)
+@click.option("--question", help="guidance_request: the question (required).")
+@click.option("--context", help="guidance_request: what the answerer should know.")
+@click.option("--answer", help="guidance_answer: the answer (required).")
+@click.option("--summary", help="completion: what was done.")
+@click.option(
+    "--status",
+    type=click.Choice(["passed", "failed"], case_sensitive=False),
+    help="validation: the result (required).",
+)
+@click.option("--done-criteria", help="validation: the criteria checked (required).")
 @click.option(
     "--actor-type",
     type=click.Choice(["agent", "operator", "human", "system"], case_sensitive=False),
     default=None,
-    help="Default: operator for guidance_answer, agent otherwise.",
+    help="The role of who signals.  [default: operator for guidance_answer, else agent]",
 )
-@click.option("--actor-name", default=default_actor_name)
+@click.option("--actor-name", default=None, show_default=ACTOR_NAME_DEFAULT, help="Who signals.")
 @click.option(
     "--wait/--no-wait",
     default=None,
-    help="--wait on a guidance_request blocks until the answer; --no-wait returns at once.",
+    help="--wait on a guidance_request blocks until the answer; --no-wait returns once the"
+    " signal is accepted.  [default: wait until applied]",
 )
-@click.option("--timeout", default="30m", show_default=True, help="How long --wait waits.")
+@click.option(
+    "--timeout",
+    type=Duration(),
+    default="30m",
+    show_default=True,
+    help="How long --wait waits: 90, 90s, 30m or 2h.",
+)
 @click.option("--command-id", default=None, help="Idempotency key (a fresh one by default).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome (or the answer) as JSON.")
 @pass_app
 def signal(app: AppContext, /, **kw: Any) -> None:
-    """Post a control signal for (run, agent) on its control thread."""
-    timeout_s = parse_duration(kw["timeout"])
+    """Post a control signal for (run, agent) on its control thread.
+
+    \b
+    Which options go with which --type:
+      guidance_request  --question (required), --context; --wait blocks until answered
+      guidance_answer   --answer (required); the actor is an operator by default
+      completion        --summary
+      validation        --status passed|failed and --done-criteria (both required)
+
+    --run-id and --agent-name default to METAWSM_RUN_ID and METAWSM_AGENT_NAME, so an agent
+    needs neither.
+
+    \b
+    Exit codes: 0 applied (or answered); 1 rejected (an unknown run, a closed run, an agent
+    not in the run); 2 invalid input; 3 unreachable; 4 no answer within --timeout; 5 the run
+    stopped while waiting.
+
+    \b
+    Example:
+      metawsm forum signal --type guidance_request --question "Which DB?" --wait --timeout 30m
+    """
+    if not kw["agent_name"]:
+        raise click.UsageError("--agent-name is required (or set METAWSM_AGENT_NAME)")
+    timeout_s = kw["timeout"]
     payload = {
         "run_id": kw["run_id"] or "",
         "agent_name": kw["agent_name"] or "",
@@ -117,7 +165,7 @@ def signal(app: AppContext, /, **kw: Any) -> None:
         "control_signal",
         payload,
         actor_type=actor_type,
-        actor_name=kw["actor_name"],
+        actor_name=actor_name(actor_type, kw["actor_name"]),
         wait=None if kw["wait"] is False else "applied",
         timeout=min(timeout_s, app.settings.wait_timeout_s),
         as_json=kw["as_json"] and not wants_answer,

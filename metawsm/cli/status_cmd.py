@@ -1,7 +1,8 @@
 """``metawsm status``, ``metawsm watch`` and ``metawsm operator``: all from the typed snapshot.
 
 watch exit codes (single run, on a terminal class): 0 run_done, 1 run_failed, 5 run_stopped,
-6 guidance_needed.
+6 guidance_needed. watch and operator follow until Ctrl-C (exit 0) unless --once; with --once,
+--json prints one JSON array (``[]`` when there is nothing), otherwise one object per line.
 """
 
 from __future__ import annotations
@@ -10,23 +11,33 @@ import json
 import os
 import subprocess
 import time
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from metawsm.cli.context import AppContext, emit_json, pass_app
+from metawsm.cli.context import AppContext, emit_json, pass_app, until_interrupted
+from metawsm.cli.durations import Duration
+from metawsm.cli.options import run_id_option
 from metawsm.cli.render import paint, render_run
-from metawsm.domain.snapshot import Snapshot, next_due
-from metawsm.domain.watch import WATCH_EXIT, Alert, classify
+from metawsm.domain.snapshot import Snapshot, next_due, to_json
 from metawsm.errors import UsageError
 from metawsm.services import snapshot
-from metawsm.services.operator import act_on, selected
-from metawsm.services.snapshot_changes import Refresher
+
+if TYPE_CHECKING:  # each command imports what only it uses (one process per call); the loops'
+    # change check reads through SQLAlchemy, a single pass does not
+    from metawsm.domain.watch import Alert
+    from metawsm.services.snapshot_changes import Refresher
 
 POLL_S = 0.25
 
 
 def _selection(kw: dict[str, Any]) -> tuple[str | None, str | None]:
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("run_id") == click.core.ParameterSource.DEFAULT and (
+        kw.get("all_runs") or kw.get("ticket")
+    ):
+        kw["run_id"] = None  # METAWSM_RUN_ID is only the default when nothing else is chosen
     chosen = [k for k in ("run_id", "ticket") if kw.get(k)]
     if kw.get("all_runs") and chosen:
         raise UsageError("--all cannot be combined with --run-id or --ticket")
@@ -36,29 +47,50 @@ def _selection(kw: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def _select_options(fn: Any) -> Any:
-    fn = click.option("--all", "all_runs", is_flag=True, help="Every active run (default).")(fn)
-    fn = click.option("--ticket", default=None)(fn)
-    return click.option("--run-id", default=None)(fn)
+    fn = click.option(
+        "--all", "all_runs", is_flag=True, help="Every active run (the default without a run)."
+    )(fn)
+    fn = click.option("--ticket", default=None, help="The runs on this ticket.")(fn)
+    return run_id_option(required=False)(fn)
 
 
-def _snap(app: AppContext, run_id: str | None, ticket: str | None) -> Snapshot:
-    c = app.container
-    return snapshot.build(c.engine, c.settings, run_id=run_id, ticket=ticket)
+def _snap(
+    app: AppContext,
+    run_id: str | None,
+    ticket: str | None,
+    *,
+    now: datetime | None = None,
+    with_completed: bool = False,
+) -> Snapshot:
+    # Straight on the database driver: no SQLAlchemy, no validation library (one process per
+    # call; docs/performance.md, "Snapshot at scale", session 8).
+    now = now or datetime.now(UTC)
+    with app.reading(repeatable=True) as db:
+        return snapshot.read(db, app.settings, run_id=run_id, ticket=ticket, now=now,
+                             with_completed=with_completed)  # fmt: skip
 
 
 @click.command("status")
 @_select_options
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshot itself.")
 @pass_app
 def status(app: AppContext, /, **kw: Any) -> None:
-    """Show runs: rendered from the typed snapshot only (--json prints the snapshot)."""
+    """Show runs: agents, pending guidance, threads, escalations and blockers with their fixes.
+
+    --run-id (default METAWSM_RUN_ID) shows that run whatever its status; --ticket the runs on
+    the ticket; --all, or nothing, every active run.
+
+    \b
+    Example:
+      metawsm status --run-id run-20261128-k3f9x
+    """
     run_id, ticket = _selection(kw)
     snap = _snap(app, run_id, ticket)
     if kw["as_json"]:
-        emit_json(snap.model_dump(mode="json"))
+        emit_json(to_json(snap))
         return
     if not snap.runs:
-        click.echo("no active runs")
+        click.echo("no active runs", err=True)
     for i, run in enumerate(snap.runs):
         if i:
             click.echo("")
@@ -82,30 +114,67 @@ def notify_env(alert: Alert, snap_run: Any) -> dict[str, str]:
 @_select_options
 @click.option("--notify-cmd", default=None, help="Shell command run per alert (event in env).")
 @click.option("--bell", is_flag=True, help="Ring the terminal bell on each alert.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per alert.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per alert (with --once: one JSON array).",
+)
 @click.option(
     "--refresh",
-    type=float,
-    default=15.0,
+    type=Duration(),
+    default="15s",
     show_default=True,
-    help="Rebuild at least this often (seconds); otherwise only when a run's data changes or"
-    " an SLA tier falls due.",
+    help="Rebuild at least this often; otherwise only when a run's data changes or an SLA tier"
+    " falls due.",
 )
 @click.option("--once", is_flag=True, help="Classify once and exit.")
 @pass_app
 def watch(app: AppContext, /, **kw: Any) -> None:
-    """Follow the event log and alert when a run's class changes, with the fixing command.
+    """Alert when a run's class changes (failed, stopped, guidance needed, done...), with the
+    command that resolves it.
 
-    --ticket follows the ticket's newest run. Without a selector, a run that leaves the active
-    set (done, failed, stopped) is classified one last time, then no longer tracked.
+    With --run-id (default METAWSM_RUN_ID) or --ticket (its newest run), watch exits on the
+    run's first terminal class; over all runs it keeps going until Ctrl-C (exit 0). A run that
+    leaves the active set is classified one last time, then no longer tracked.
+
+    \b
+    Exit codes (one run): 0 run_done; 1 run_failed; 5 run_stopped; 6 guidance_needed (a
+    guidance request waits); with --once, 0 unless the run is in one of those classes.
+
+    \b
+    Example:
+      metawsm watch --run-id run-20261128-k3f9x --notify-cmd 'notify-send "$METAWSM_MESSAGE"'
     """
+    alerts: list[dict[str, Any]] = []
+    with until_interrupted():
+        try:
+            _watch(app, kw, alerts)
+        except click.exceptions.Exit:  # a terminal class: its exit code, after the output
+            _close_once(kw, alerts, "no alerts (every run ok, or no active run)")
+            raise
+        _close_once(kw, alerts, "no alerts (every run ok, or no active run)")
+
+
+def _close_once(kw: dict[str, Any], collected: list[dict[str, Any]], note: str) -> None:
+    """With --once: the JSON array of what was collected, or the note when there was nothing."""
+    if not kw["once"]:
+        return
+    if kw["as_json"]:
+        emit_json(collected)
+    elif not collected:
+        click.echo(note, err=True)
+
+
+def _watch(app: AppContext, kw: dict[str, Any], alerts: list[dict[str, Any]]) -> None:
+    from metawsm.domain.watch import WATCH_EXIT, classify
+
     run_id, ticket = _selection(kw)
-    engine = app.container.engine
     single = bool(run_id or ticket)
     if ticket:
         run_id = _snap(app, None, ticket).runs[0].run_id  # newest first
     last: dict[str, str] = {}
-    refresher = Refresher(engine, kw["refresh"])
+    refresher = None if kw["once"] else _refresher(app, kw["refresh"])
     while True:
         started = time.monotonic()
         snap = _snap(app, run_id, None)
@@ -119,16 +188,22 @@ def watch(app: AppContext, /, **kw: Any) -> None:
         for run in runs:
             alert = classify(run)
             if last.get(run.run_id) != alert.event and (alert.event != "ok" or run.run_id in last):
-                _emit(alert, run, kw)
+                alerts.append(_emit(alert, run, kw))
             last[run.run_id] = alert.event
             if single and alert.terminal:
                 raise click.exceptions.Exit(WATCH_EXIT[alert.event])
             if not single and run.run_id not in active:
                 del last[run.run_id]
-        if kw["once"]:
+        if refresher is None:
             return
         refresher.rebuilt(_next_due(app, snap), snap.generated_at, took_s)
         _wait_until_due(refresher)
+
+
+def _refresher(app: AppContext, refresh_s: float) -> Refresher:
+    from metawsm.services.snapshot_changes import Refresher
+
+    return Refresher(app.container.engine, refresh_s)
 
 
 def _next_due(app: AppContext, snap: Snapshot, stale_after_s: int | None = None) -> Any:
@@ -146,9 +221,11 @@ def _wait_until_due(refresher: Refresher) -> None:
         time.sleep(POLL_S)  # the database is polled as a condition; reacts within POLL_S
 
 
-def _emit(alert: Alert, run: Any, kw: dict[str, Any]) -> None:
+def _emit(alert: Alert, run: Any, kw: dict[str, Any]) -> dict[str, Any]:
+    data = {**alert.__dict__, "run_status": run.status}
     if kw["as_json"]:
-        click.echo(json.dumps({**alert.__dict__, "run_status": run.status}, sort_keys=True))
+        if not kw["once"]:  # --once prints them all as one array at the end
+            click.echo(json.dumps(data, sort_keys=True))
     else:
         colour = "red" if alert.terminal and alert.event != "run_done" else "yellow"
         click.echo(paint(f"[{alert.event}] {alert.message}", colour))
@@ -164,11 +241,14 @@ def _emit(alert: Alert, run: Any, kw: dict[str, Any]) -> None:
             check=False,
             timeout=60,
         )
+    return data
 
 
 @click.command("operator")
-@click.option("--all", "all_runs", is_flag=True, help="Every active or completed run (default).")
-@click.option("--run-id", default=None)
+@click.option(
+    "--all", "all_runs", is_flag=True, help="Every active or completed run (the default)."
+)
+@run_id_option(required=False)
 @click.option(
     "--mode",
     type=click.Choice(["observe", "assist", "auto"]),
@@ -180,58 +260,87 @@ def _emit(alert: Alert, run: Any, kw: dict[str, Any]) -> None:
 @click.option("--once", is_flag=True, help="One pass, then exit.")
 @click.option(
     "--interval",
-    type=float,
-    default=15.0,
+    type=Duration(),
+    default="15s",
     show_default=True,
-    help="Decide again at least this often (seconds); otherwise only when a run's data changes,"
-    " an SLA tier falls due or a run turns stale.",
+    help="Decide again at least this often; otherwise only when a run's data changes, an SLA"
+    " tier falls due or a run turns stale.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per decision (with --once: one JSON array).",
+)
 @pass_app
 def operator(app: AppContext, /, **kw: Any) -> None:
     """Decide per run from the snapshot: escalate_guidance, escalate_blocked, close_ready,
-    stale_run; decisions are recorded as events and not repeated while nothing changes."""
-    if kw["all_runs"] and kw["run_id"]:
-        raise UsageError("--all cannot be combined with --run-id")
-    c = app.container
-    refresher = Refresher(c.engine, kw["interval"])
-    stale_s = c.settings.operator_stale_run_s
+    stale_run; decisions are recorded as events and not repeated while nothing changes.
+
+    Without --once it decides again whenever something changes, until Ctrl-C (exit 0).
+
+    \b
+    Example:
+      metawsm operator --once --mode assist
+    """
+    kw["ticket"] = None
+    _selection(kw)
+    decisions: list[dict[str, Any]] = []
+    with until_interrupted():
+        try:
+            _operate(app, kw, decisions)
+        except click.exceptions.Exit:  # a terminal class: its exit code, after the output
+            _close_once(kw, decisions, "no new decisions (nothing changed since the last ones)")
+            raise
+        _close_once(kw, decisions, "no new decisions (nothing changed since the last ones)")
+
+
+def _operate(app: AppContext, kw: dict[str, Any], decisions: list[dict[str, Any]]) -> None:
+    from metawsm.services.operator import act_on_changed
+
+    refresher = None if kw["once"] else _refresher(app, kw["interval"])
+    stale_s = app.settings.operator_stale_run_s
     while True:
-        started, now = time.monotonic(), c.runtime.clock()
-        runs = selected(c.runtime, kw["run_id"], now)
+        started, now = time.monotonic(), datetime.now(UTC)
+        runs, known = _operator_reads(app, kw["run_id"], now, kw["dry_run"])
         took_s = time.monotonic() - started  # the snapshot alone, not what acting wrote
-        acted = act_on(
-            c.runtime, runs, mode=kw["mode"], dry_run=kw["dry_run"], stale_after_s=stale_s, now=now
-        )
+        acted = act_on_changed(lambda: app.container.runtime, runs, known, mode=kw["mode"],
+                               dry_run=kw["dry_run"], stale_after_s=stale_s, now=now)  # fmt: skip
         for a in acted:
             if not (a.recorded or kw["dry_run"]):
                 continue
             d = a.decision
+            data = {**d.__dict__, "recorded": a.recorded, "executed": a.executed, "error": a.error}
+            decisions.append(data)
             if kw["as_json"]:
-                click.echo(
-                    json.dumps(
-                        {
-                            **d.__dict__,
-                            "recorded": a.recorded,
-                            "executed": a.executed,
-                            "error": a.error,
-                        },
-                        sort_keys=True,
-                    )
-                )
+                if not kw["once"]:
+                    click.echo(json.dumps(data, sort_keys=True))
             else:
                 done = " (executed)" if a.executed else ""
                 click.echo(f"{d.run_id} {d.intent}{done}: {d.reason}")
                 if d.command and kw["mode"] != "observe":
                     click.echo(f"  -> {d.command}")
-        if kw["once"]:
+        if refresher is None:
             return
         due = _next_due(app, Snapshot(generated_at=now, runs=runs), stale_s)
         refresher.rebuilt(due, now, took_s)
         _wait_until_due(refresher)
 
 
-def register(cli: click.Group) -> None:
-    """Attach status, watch and operator to the root group."""
-    for command in (status, watch, operator):
-        cli.add_command(command)
+def _operator_reads(
+    app: AppContext, run_id: str | None, now: datetime, dry_run: bool
+) -> tuple[list[Any], dict[str, str]]:
+    """The run (or every active and completed run) and, unless ``dry_run``, the fingerprint of
+    each one's last recorded decision: in one read transaction, on the driver."""
+    from metawsm.domain.runs import RunStatus
+    from metawsm.services.operator import fingerprints_in
+    from metawsm.services.snapshot_reads import Scope
+
+    with app.reading(repeatable=True) as db:
+        snap = snapshot.read(db, app.settings, run_id=run_id, now=now, with_completed=True)
+        if dry_run or not snap.runs:
+            return snap.runs, {}
+        ids = tuple(r.run_id for r in snap.runs)
+        statuses = (*snapshot.ACTIVE_STATUSES, RunStatus.COMPLETED.value)
+        scope = Scope(ids) if run_id else Scope(ids, statuses)  # all: by subquery, no ids bound
+        return snap.runs, fingerprints_in(db, scope)

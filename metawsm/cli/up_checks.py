@@ -104,12 +104,13 @@ def ready_summary(
     private_redis: str | None,
     flower: tuple[int, str, bool] | None,
     metrics_port: int | None = None,
+    api_port: int | None = None,
 ) -> list[str]:
     """The lines ``up`` prints once everything answers.
 
     ``private_redis``: how the private server was started (None: an external Redis answered).
     ``flower``: (port, ``user:password``, whether the password was generated for this run).
-    ``metrics_port``: the exporter's port (None: not started).
+    ``metrics_port``: the exporter's port (None: not started); ``api_port`` the API's.
     """
     lines = [f"ready in {seconds:.1f} s", f"  database  {mask_url(settings.database_url)}"]
     broker = mask_url(settings.broker_url)
@@ -133,6 +134,11 @@ def ready_summary(
         lines.append(
             f"  metrics   http://127.0.0.1:{metrics_port}/metrics  ({auth}; health:"
             f" /readyz, or metawsm health)"
+        )
+    if api_port is not None:
+        lines.append(
+            f"  api       http://127.0.0.1:{api_port}/api/v1/  (bearer tokens: metawsm token"
+            " create; docs/api.md)"
         )
     lines.append("  try       metawsm demo     (a whole bootstrap story, ~20 s)")
     lines.append(

@@ -69,9 +69,10 @@ def process_specs(
     flower_port: int | None,
     python: str = sys.executable,
     metrics_port: int | None = None,
+    api_port: int | None = None,
 ) -> list[ProcessSpec]:
     """The Procfile's processes as argvs (``flower_port=None`` leaves Flower out,
-    ``metrics_port=None`` the metrics exporter)."""
+    ``metrics_port=None`` the metrics exporter, ``api_port=None`` the HTTP API)."""
     base = (python, "-m", "metawsm")
     specs = [
         ProcessSpec(
@@ -95,6 +96,10 @@ def process_specs(
                 (*base, "metrics", "serve", "--port", str(metrics_port)),
                 ready_port=metrics_port,
             )
+        )
+    if api_port is not None:
+        specs.append(
+            ProcessSpec("api", (*base, "api", "--port", str(api_port)), ready_port=api_port)
         )
     return specs
 
@@ -370,6 +375,14 @@ def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals, *, group: bool) 
     show_default=True,
     help="The metrics exporter's port (on 127.0.0.1): /metrics, /healthz, /readyz.",
 )
+@click.option("--no-api", is_flag=True, help="Do not start the HTTP API.")
+@click.option(
+    "--api-port",
+    type=click.IntRange(1, 65535),
+    default=8710,
+    show_default=True,
+    help="The HTTP API's port (on 127.0.0.1; docs/api.md).",
+)
 @pass_app
 def up(
     app: AppContext,
@@ -378,14 +391,21 @@ def up(
     flower_port: int,
     no_metrics: bool,
     metrics_port: int,
+    no_api: bool,
+    api_port: int,
 ) -> None:
     """Start the local stack: migrate, ensure Redis, run worker, beat and Flower until Ctrl-C.
 
-    Also runs the metrics exporter (metawsm metrics serve) unless --no-metrics. Prints a ready
+    Also runs the metrics exporter (metawsm metrics serve) unless --no-metrics and the HTTP API
+    (metawsm api) unless --no-api. Prints a ready
     summary (database, broker, Flower URL and credentials, metrics URL, what to try) once every
-    process answers. Refuses (exit 1) when another `metawsm up` runs on the same database or
-    Flower's or the exporter's port is taken. Exits 0 after Ctrl-C/SIGTERM, 1 when a process
-    exits on its own (named), 3 when no broker or database can be reached.
+    process answers. Refuses (exit 1) when another metawsm up runs on the same database or
+    Flower's, the exporter's or the API's port is taken. Exits 0 after Ctrl-C/SIGTERM, 1 when
+    a process exits on its own (named), 3 when no broker or database can be reached.
+
+    \b
+    Example:
+      metawsm up --concurrency 4 --no-flower
     """
     settings = app.settings
     with one_stack_per_database(settings):
@@ -393,17 +413,24 @@ def up(
             require_free_port(flower_port, "Flower", "--flower-port or --no-flower")
         if not no_metrics:
             require_free_port(metrics_port, "metrics", "--metrics-port or --no-metrics")
+        if not no_api:
+            require_free_port(api_port, "API", "--api-port or --no-api")
         migrate_database(settings)
         _run_stack(
             settings,
             concurrency,
             None if no_flower else flower_port,
             None if no_metrics else metrics_port,
+            None if no_api else api_port,
         )
 
 
 def _run_stack(
-    settings: Settings, concurrency: int, flower_port: int | None, metrics_port: int | None
+    settings: Settings,
+    concurrency: int,
+    flower_port: int | None,
+    metrics_port: int | None,
+    api_port: int | None = None,
 ) -> None:
     flower = None
     if flower_port is not None:
@@ -418,10 +445,10 @@ def _run_stack(
         how = f"private redis-server, pid {private_redis.pid}, data in {private_redis.dir}"
 
     def announce(seconds: float) -> None:
-        for line in ready_summary(settings, seconds, how, flower, metrics_port):
+        for line in ready_summary(settings, seconds, how, flower, metrics_port, api_port):
             click.echo(f"up: {line}", err=True)
 
-    specs = process_specs(concurrency, flower_port, metrics_port=metrics_port)
+    specs = process_specs(concurrency, flower_port, metrics_port=metrics_port, api_port=api_port)
     try:
         failure = Supervisor(specs, on_ready=announce).run()
     finally:

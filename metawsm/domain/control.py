@@ -27,9 +27,9 @@ class SignalRecord:
     fields: Mapping[str, str | None]
 
 
-@dataclass
+@dataclass(slots=True)
 class AgentControl:
-    """The control state of one agent in one run."""
+    """The control state of one agent in one run (slotted: a snapshot makes one per agent)."""
 
     agent_name: str
     thread_id: str | None = None
@@ -200,3 +200,13 @@ def control_at(state: ControlState, epoch: int) -> AgentControl:
         last_signal_at=state.last_signal_at,
         last_event_id=state.last_event_id,
     )
+
+
+def controls_at(
+    agents: Iterable[str], states: Mapping[str, ControlState], epoch: int
+) -> dict[str, AgentControl]:
+    """Every agent's control state in ``epoch`` (an agent without a control thread: empty)."""
+    return {
+        name: control_at(states[name], epoch) if name in states else AgentControl(name)
+        for name in agents
+    }

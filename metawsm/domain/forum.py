@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from metawsm.errors import Rejected
-from metawsm.messages.common import ThreadState
+from metawsm.messages.rules import ThreadState
 
 S = ThreadState
 # Allowed change_state moves (spec §2.1). Same-state moves are no-ops handled by the caller;

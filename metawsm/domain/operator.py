@@ -61,7 +61,7 @@ def decide(run: RunSnapshot, *, mode: str, now: datetime, stale_after_s: int) ->
             rid,
             "escalate_blocked",
             reason,
-            f"metawsm run show {rid}",
+            f"metawsm run show --run-id {rid}",
             False,
             _fingerprint("escalate_blocked", [sick, dead, run.status]),
         )
@@ -82,7 +82,7 @@ def decide(run: RunSnapshot, *, mode: str, now: datetime, stale_after_s: int) ->
             rid,
             "stale_run",
             f"no event for {int(idle_s // 60)} min",
-            f"metawsm run show {rid}",
+            f"metawsm run show --run-id {rid}",
             False,
             _fingerprint("stale_run", run.last_event_sequence),
         )

@@ -1,46 +1,25 @@
 """The typed snapshot: what watch, operator and status decide and render from.
 
-Pure data (pydantic, snake_case JSON). Built by metawsm.services.snapshot from the database
-alone; nothing here parses text.
+Pure data, snake_case JSON (:func:`to_json`). Built by metawsm.services.snapshot from the
+database alone; nothing here parses text.
+
+Each part is a typed ``NamedTuple``: immutable, checked by mypy, and built from a database row
+for a fraction of what a validated model costs (a 1,000-run snapshot holds ~12,000 parts, and
+the command line imports no validation library to show it: docs/performance.md, "Snapshot at
+scale", session 8). Nothing here validates: the builder's values come typed from the database
+and its own folds. ``tests/fixtures/snapshot_contract.py`` keeps the validated models the JSON
+has always been, and the tests check :func:`to_json` against them.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Self
-
-from pydantic import BaseModel, ConfigDict
+from typing import Any, NamedTuple
 
 from metawsm.domain.sla import ESCALATING_STATES, tiers_for
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    @classmethod
-    def trusted(cls, **values: Any) -> Self:
-        """The model from values already of the right types, every field given, unvalidated.
-
-        For the snapshot builder: its values come typed from the database and its own folds,
-        and validating (or even ``model_construct``-ing) the ten thousand small models of a
-        1,000-run snapshot costs more than reading them. ``tests/unit/test_snapshot_trusted.py``
-        checks the result equals the validated model.
-        """
-        if values.keys() != cls.__pydantic_fields__.keys():
-            raise TypeError(f"{cls.__name__}.trusted needs exactly its fields: {sorted(values)}")
-        model = _new(cls)
-        _set(model, "__dict__", values)
-        _set(model, "__pydantic_fields_set__", set(values))
-        _set(model, "__pydantic_extra__", None)
-        _set(model, "__pydantic_private__", None)
-        return model
-
-
-_set = object.__setattr__  # frozen models refuse their own __setattr__
-_new = object.__new__  # BaseModel has no __new__ of its own
-
-
-class AgentSnapshot(_Model):
+class AgentSnapshot(NamedTuple):
     """One agent of a run: its status and control state."""
 
     agent_name: str
@@ -52,7 +31,7 @@ class AgentSnapshot(_Model):
     control_thread_id: str | None
 
 
-class PendingGuidance(_Model):
+class PendingGuidance(NamedTuple):
     """A guidance request still waiting for its answer."""
 
     thread_id: str
@@ -64,7 +43,7 @@ class PendingGuidance(_Model):
     request_event_id: str
 
 
-class ThreadItem(_Model):
+class ThreadItem(NamedTuple):
     """An open, non-control thread of the run."""
 
     thread_id: str
@@ -77,7 +56,7 @@ class ThreadItem(_Model):
     is_unanswered: bool
 
 
-class EscalationItem(_Model):
+class EscalationItem(NamedTuple):
     """An escalation: a candidate past its SLA, or one already raised."""
 
     thread_id: str
@@ -90,7 +69,7 @@ class EscalationItem(_Model):
     agent_name: str | None = None
 
 
-class Blocker(_Model):
+class Blocker(NamedTuple):
     """Something that keeps the run from closing: an unmet gate or a dead letter."""
 
     kind: str
@@ -99,14 +78,14 @@ class Blocker(_Model):
     message_id: str | None = None
 
 
-class BriefSummary(_Model):
+class BriefSummary(NamedTuple):
     """The bootstrap brief, in short."""
 
     goal: str
     done_criteria: str
 
 
-class RunSnapshot(_Model):
+class RunSnapshot(NamedTuple):
     """Everything known about one run at ``generated_at``."""
 
     run_id: str
@@ -129,11 +108,79 @@ class RunSnapshot(_Model):
     generated_at: datetime
 
 
-class Snapshot(_Model):
+class Snapshot(NamedTuple):
     """Snapshots of the selected runs."""
 
     generated_at: datetime
     runs: list[RunSnapshot]
+
+
+# JSON ---------------------------------------------------------------------------------------
+
+
+def iso(moment: datetime | None) -> str | None:
+    """A timestamp as the snapshot's JSON writes it (ISO 8601, UTC as ``Z``; microseconds only
+    when not zero: what the validated models wrote)."""
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+# One function per part, each a dict display (a thousand runs hold ~12,000 parts).
+def _agent(a: AgentSnapshot) -> dict[str, Any]:
+    return {"agent_name": a[0], "status": a[1], "last_signal_at": iso(a[2]),
+            "pending_guidance": a[3], "completed": a[4], "validation_status": a[5],
+            "control_thread_id": a[6]}  # fmt: skip
+
+
+def _asked(g: PendingGuidance) -> dict[str, Any]:
+    return {"thread_id": g[0], "agent_name": g[1], "question": g[2], "context": g[3],
+            "asked_at": iso(g[4]), "age_s": g[5], "request_event_id": g[6]}  # fmt: skip
+
+
+def _thread(t: ThreadItem) -> dict[str, Any]:
+    return {"thread_id": t[0], "title": t[1], "state": t[2], "priority": t[3],
+            "assignee_name": t[4], "updated_at": iso(t[5]), "age_s": t[6],
+            "is_unanswered": t[7]}  # fmt: skip
+
+
+def _escalation(e: EscalationItem) -> dict[str, Any]:
+    return {"thread_id": e[0], "tier": e[1], "reason": e[2], "subject": e[3],
+            "since": iso(e[4]), "age_s": e[5], "raised": e[6], "agent_name": e[7]}  # fmt: skip
+
+
+def _blocker(b: Blocker) -> dict[str, Any]:
+    return {"kind": b[0], "reason": b[1], "fix": b[2], "message_id": b[3]}
+
+
+def run_json(run: RunSnapshot) -> dict[str, Any]:
+    """One run's snapshot as JSON data."""
+    return {
+        "run_id": run.run_id,
+        "status": run.status,
+        "mode": run.mode,
+        "tickets": list(run.tickets),
+        "control_epoch": run.control_epoch,
+        "updated_at": iso(run.updated_at),
+        "brief": None if run.brief is None else dict(run.brief._asdict()),
+        "agents": [_agent(a) for a in run.agents],
+        "pending_guidance": [_asked(g) for g in run.pending_guidance],
+        "open_threads": [_thread(t) for t in run.open_threads],
+        "escalation_candidates": [_escalation(e) for e in run.escalation_candidates],
+        "escalations": [_escalation(e) for e in run.escalations],
+        "queue_counts": dict(run.queue_counts),
+        "unanswered_count": run.unanswered_count,
+        "blockers": [_blocker(b) for b in run.blockers],
+        "last_event_sequence": run.last_event_sequence,
+        "last_event_at": iso(run.last_event_at),
+        "generated_at": iso(run.generated_at),
+    }
+
+
+def to_json(snap: Snapshot) -> dict[str, Any]:
+    """The snapshot as JSON data (what ``status --json`` prints)."""
+    return {"generated_at": iso(snap.generated_at), "runs": [run_json(r) for r in snap.runs]}
+
+
+# Clock ---------------------------------------------------------------------------------------
 
 
 def next_due(

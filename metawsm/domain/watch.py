@@ -51,12 +51,16 @@ def classify(run: RunSnapshot) -> Alert:
             rid,
             "run_failed",
             f"run {rid} failed: see its history",
-            _q("metawsm", "run", "resume", rid),
+            _q("metawsm", "run", "resume", "--run-id", rid),
             True,
         )
     if run.status == "stopped":
         return Alert(
-            rid, "run_stopped", f"run {rid} is stopped", _q("metawsm", "run", "resume", rid), True
+            rid,
+            "run_stopped",
+            f"run {rid} is stopped",
+            _q("metawsm", "run", "resume", "--run-id", rid),
+            True,
         )
     if run.pending_guidance:
         g = run.pending_guidance[0]
@@ -87,7 +91,7 @@ def classify(run: RunSnapshot) -> Alert:
         if run.status == "completed":
             gated = any(b.kind == "gate" for b in run.blockers)
             done_hint = (
-                _q("metawsm", "run", "why", rid)
+                _q("metawsm", "run", "why", "--run-id", rid)
                 if gated
                 else _q("metawsm", "close", "--run-id", rid)
             )
@@ -99,6 +103,7 @@ def classify(run: RunSnapshot) -> Alert:
             "metawsm",
             "run",
             "agent-status",
+            "--run-id",
             rid,
             "--agent-name",
             sick[0].agent_name,

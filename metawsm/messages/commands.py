@@ -6,9 +6,10 @@ A command is imperative: it asks for a change that its handler may still reject.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, TypeAdapter, field_validator, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from metawsm.messages.common import (
     ActorTypeField,
@@ -222,16 +223,31 @@ COMMAND_MODELS: dict[str, type[_Envelope]] = {
     "control_signal": ControlSignal,
 }
 
-_ADAPTER: TypeAdapter[AnyCommand] = TypeAdapter(Command)
+
+@cache
+def _union() -> TypeAdapter[AnyCommand]:
+    """The discriminated union of every command, built on first use (it builds every model)."""
+    return TypeAdapter(Command)
 
 
 def parse_command(data: Any) -> AnyCommand:
     """Validate a wire command (dict) into its typed model.
 
+    Only the model its ``command_type`` names is built (the models build on first use:
+    ``messages/common.py``); anything else, and any invalid command, goes through the union,
+    so errors name their locations as the union does (``open_thread.payload.title``).
+
     Raises:
         pydantic.ValidationError: naming the field and the rule it broke.
     """
-    return _ADAPTER.validate_python(data)
+    kind = data.get("command_type") if isinstance(data, dict) else None
+    model = COMMAND_MODELS.get(kind) if isinstance(kind, str) else None
+    if model is not None:
+        try:
+            return model.model_validate(data)  # type: ignore[return-value]
+        except ValidationError:
+            pass  # the union says it with the union's locations (the rare path)
+    return _union().validate_python(data)
 
 
 def command_thread_id(command: AnyCommand) -> str | None:

@@ -6,11 +6,27 @@ Exactly one control thread per (run_id, agent_name) carries these; they alone dr
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, TypeAdapter, field_validator
+from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, field_validator
 
 from metawsm.messages.common import Body, Frozen, Name, OptBody
+from metawsm.messages.rules import ValidationStatus, lower
+
+__all__ = [
+    "CONTROL_MODELS",
+    "AnyControl",
+    "Completion",
+    "ControlPayload",
+    "ControlType",
+    "GuidanceAnswer",
+    "GuidanceRequest",
+    "Validation",
+    "ValidationStatus",
+    "check_schema_version",
+    "parse_control",
+]
 
 CONTROL_SCHEMA_VERSIONS = (1,)
 
@@ -22,13 +38,6 @@ class ControlType(StrEnum):
     GUIDANCE_ANSWER = "guidance_answer"
     COMPLETION = "completion"
     VALIDATION = "validation"
-
-
-class ValidationStatus(StrEnum):
-    """Outcome an agent reports in a validation signal."""
-
-    PASSED = "passed"
-    FAILED = "failed"
 
 
 def check_schema_version(
@@ -78,15 +87,11 @@ class Completion(_ControlBase):
     summary: OptBody = None
 
 
-def _status(value: Any) -> Any:
-    return value.strip().lower() if isinstance(value, str) else value
-
-
 class Validation(_ControlBase):
     """An agent reports validation: status passed|failed against the brief's done criteria."""
 
     control_type: Literal["validation"] = "validation"
-    status: Annotated[ValidationStatus, BeforeValidator(_status)]
+    status: Annotated[ValidationStatus, BeforeValidator(lower)]
     done_criteria: Body
 
 
@@ -95,15 +100,36 @@ ControlPayload = Annotated[
     Field(discriminator="control_type"),
 ]
 
-_ADAPTER: TypeAdapter[GuidanceRequest | GuidanceAnswer | Completion | Validation] = TypeAdapter(
-    ControlPayload
-)
+AnyControl = GuidanceRequest | GuidanceAnswer | Completion | Validation
+CONTROL_MODELS: dict[str, type[AnyControl]] = {
+    "guidance_request": GuidanceRequest,
+    "guidance_answer": GuidanceAnswer,
+    "completion": Completion,
+    "validation": Validation,
+}
 
 
-def parse_control(data: Any) -> GuidanceRequest | GuidanceAnswer | Completion | Validation:
+@cache
+def _union() -> TypeAdapter[AnyControl]:
+    """The discriminated union of the control payloads, built on first use."""
+    return TypeAdapter(ControlPayload)
+
+
+def parse_control(data: Any) -> AnyControl:
     """Validate a control payload (dict) into its typed model.
+
+    Only the model its ``control_type`` names is built; anything else, and any invalid payload,
+    goes through the union, so errors name their locations as the union does
+    (``completion.summary``).
 
     Raises:
         pydantic.ValidationError: naming the field and the rule it broke.
     """
-    return _ADAPTER.validate_python(data)
+    kind = data.get("control_type") if isinstance(data, dict) else None
+    model = CONTROL_MODELS.get(kind) if isinstance(kind, str) else None
+    if model is not None:
+        try:
+            return model.model_validate(data)
+        except ValidationError:
+            pass  # the union says it with the union's locations (the rare path)
+    return _union().validate_python(data)

@@ -42,6 +42,7 @@ GUIDANCE_PENDING = "metawsm_guidance_pending"
 GUIDANCE_PENDING_AGE = "metawsm_guidance_oldest_pending_age_seconds"
 GUIDANCE_ANSWER = "metawsm_guidance_answer_seconds"
 ESCALATIONS = "metawsm_escalations_total"
+AUTH_FAILURES = "metawsm_auth_failures_total"
 RUNS = "metawsm_runs"
 WORKERS_ALIVE = "metawsm_workers_alive"
 BEAT_TICK_AGE = "metawsm_beat_last_tick_age_seconds"
@@ -80,6 +81,9 @@ METRICS: tuple[MetricSpec, ...] = (
     ),
     MetricSpec(GUIDANCE_ANSWER, "histogram", "Seconds from a guidance request to its answer."),
     MetricSpec(ESCALATIONS, "counter", "SLA escalations raised.", ("tier",)),
+    MetricSpec(
+        AUTH_FAILURES, "counter", "Bearer tokens refused (failed authentications).", ("reason",)
+    ),
     MetricSpec(RUNS, "gauge", "Runs by status.", ("status",)),
     MetricSpec(
         WORKERS_ALIVE,

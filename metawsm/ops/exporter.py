@@ -25,6 +25,8 @@ from metawsm.ops.readings import Readings
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RUN_STATUSES = tuple(status.value for status in RunStatus)
 TIERS = ("operator", "human")
+# Why a bearer token was refused (metawsm.services.tokens.authenticate).
+AUTH_FAILURE_REASONS = ("missing", "malformed", "unknown", "expired", "revoked")
 DEAD_LETTER_KINDS = ("command", "event.projector", "quarantine")
 Sample = tuple[str, str, float]  # (sample name, label text, value)
 
@@ -58,6 +60,7 @@ def _database_samples(r: Readings) -> dict[str, list[Sample]]:
     for name in (m.COMMANDS_ACCEPTED, m.COMMANDS_APPLIED, m.COMMANDS_REJECTED, m.COMMANDS_DEAD):
         out[name] = _labelled(c, name, "command_type", COMMAND_TYPES)
     out[m.ESCALATIONS] = _labelled(c, m.ESCALATIONS, "tier", TIERS)
+    out[m.AUTH_FAILURES] = _labelled(c, m.AUTH_FAILURES, "reason", AUTH_FAILURE_REASONS)
     for name in (m.OUTBOX_PUBLISH_FAILURES, m.OUTBOX_REDRIVES, m.DEAD_LETTER_REDRIVES):
         out[name] = [(name, "", c.get((name, ""), 0.0))]
     for name in (m.COMMAND_LAG, m.PROJECTION_LAG, m.GUIDANCE_ANSWER):

@@ -16,13 +16,19 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, delete, func, insert, select
 
 from metawsm.domain.runs import SIGNAL_DRIVEN
-from metawsm.storage.models import OpsGuidancePending, Run, table
+from metawsm.storage.models import ForumEvent, OpsGuidancePending, Run, table
 from metawsm.storage.types import as_utc
 
 PENDING = table(OpsGuidancePending)
 RUNS = table(Run)
+EVENTS = table(ForumEvent)
 _DELETE = delete(PENDING).where(PENDING.c.thread_id == bindparam("b_thread"))
 _INSERT = insert(PENDING)
+_ASKER = (
+    select(EVENTS.c.actor_type, EVENTS.c.actor_name)
+    .select_from(PENDING.join(EVENTS, EVENTS.c.event_id == PENDING.c.request_event_id))
+    .where(PENDING.c.thread_id == bindparam("b_thread"))
+)
 _ASKED = select(PENDING.c.asked_at).where(PENDING.c.thread_id == bindparam("b_thread"))
 # Only runs whose signals still drive them (running, awaiting guidance): a stopped or closed
 # run's question waits for nobody.
@@ -48,6 +54,12 @@ def requested(
             "asked_at": at,
         },
     )
+
+
+def asked_by(conn: Connection, thread_id: str) -> tuple[str, str] | None:
+    """(actor type, actor name) of the thread's pending request, or None when none is pending."""
+    row = conn.execute(_ASKER, {"b_thread": thread_id}).first()
+    return None if row is None else (str(row[0]), str(row[1]))
 
 
 def answered(conn: Connection, thread_id: str) -> datetime | None:

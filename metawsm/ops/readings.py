@@ -78,17 +78,26 @@ class Readings:
 
 
 def read(
-    engine: Engine,
+    engine: Engine | None,
     settings: Settings,
     *,
     probe: Callable[[], BrokerProbe] | None = None,
+    database_error: str | None = None,
 ) -> Readings:
-    """Take one set of readings (never raises for a database or broker that is down)."""
+    """Take one set of readings (never raises for a database or broker that is down).
+
+    ``engine`` None: the database is not read, and ``database_error`` says why (a SQLite file
+    that does not exist: reading it would create it).
+    """
     started = time.perf_counter()
     broker = (
         probe or (lambda: probe_broker(settings.broker_url, settings.health_broker_timeout_s))
     )()
     readings = Readings(broker=broker)
+    if engine is None:
+        readings.database_error = database_error or "no database"
+        readings.duration_s = time.perf_counter() - started
+        return readings
     try:
         readings.schema_revisions = database_revisions(engine)
         if readings.at_head:

@@ -2,20 +2,20 @@
 
 This is the one accept: :func:`metawsm.services.submit.submit` runs it in a SQLAlchemy unit of
 work (on the connection's driver connection), the command line in a driver transaction of its
-own (``cli/write_flow.py``), which imports no SQLAlchemy (docs/performance.md, "Command-line
+own (``cli/options.py``), which imports no SQLAlchemy (docs/performance.md, "Command-line
 start-up"). Both publish the staged message after commit. Also here: reading a command's
-outcome and whether its events are projected, which both wait on.
+outcome and whether its events are projected, which the waits poll (``services/waiting.py``).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from metawsm.errors import CommandIdReused, WaitTimeout
+from metawsm.errors import CommandIdReused
+from metawsm.identity import Identity
+from metawsm.messages.plain import PlainCommand
 from metawsm.ops.catalogue import COMMANDS_ACCEPTED
 from metawsm.ops.increments import count, record_on_reader
 from metawsm.services.outbox_rows import OutboxMessage, add_outbox_row
@@ -23,6 +23,9 @@ from metawsm.storage.dbapi import Reader, json_value, utc
 
 if TYPE_CHECKING:  # the message models are loaded by whoever built the command
     from metawsm.messages.commands import AnyCommand
+
+    # A command to accept: a model, or one checked without pydantic (messages/plain.py).
+    Acceptable = AnyCommand | PlainCommand
 
 FINAL_STATUSES = ("applied", "rejected", "dead")
 # The projector's name in the projection ledger (services/projections.py PROJECTION).
@@ -37,9 +40,9 @@ _SELECT_KNOWN = (
 )
 _INSERT_COMMAND = (
     "INSERT INTO forum_commands (command_id, command_type, payload, status, reason, thread_id,"
-    " delivery_attempts, accepted_at, updated_at, finished_at) VALUES (:command_id,"
+    " delivery_attempts, accepted_at, updated_at, finished_at, token_id) VALUES (:command_id,"
     " :command_type, :payload, :status, :reason, :thread_id, :delivery_attempts, :accepted_at,"
-    " :updated_at, :finished_at)"
+    " :updated_at, :finished_at, :token_id)"
 )
 UNPROJECTED = (
     "SELECT e.event_id FROM forum_events e WHERE e.command_id = :cid AND NOT EXISTS"
@@ -86,11 +89,13 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Accepted:
-    """What accepting did: the outcome, and the message to publish after commit (None when the
-    command id was known: nothing was written)."""
+    """What accepting did: the outcome, the message to publish after commit (None when the
+    command id was known: nothing was written) and the command as accepted (its actor is the
+    acting identity's)."""
 
     outcome: Outcome
     message: OutboxMessage | None
+    command: Acceptable
 
 
 def outcome_of(row: Any) -> Outcome:
@@ -106,9 +111,16 @@ def outcome_of(row: Any) -> Outcome:
     )
 
 
-def target_thread(command: AnyCommand) -> str | None:
+def target_thread(command: Acceptable) -> str | None:
     """The thread a command will act on (a control signal's is its control thread)."""
     from metawsm.domain.forum import control_thread_id
+
+    if isinstance(command, PlainCommand):
+        payload = command.payload
+        if command.command_type == "control_signal":
+            return control_thread_id(payload["run_id"], payload["agent_name"])
+        thread_id: str | None = payload.get("thread_id")
+        return thread_id
     from metawsm.messages.commands import ControlSignal, command_thread_id
 
     if isinstance(command, ControlSignal):
@@ -116,12 +128,19 @@ def target_thread(command: AnyCommand) -> str | None:
     return command_thread_id(command)
 
 
-def ledger_row(command: AnyCommand, now: datetime) -> dict[str, Any]:
+def wire_form(command: Acceptable) -> dict[str, Any]:
+    """The command as JSON data, as it is stored and sent."""
+    if isinstance(command, PlainCommand):
+        return command.wire
+    return command.model_dump(mode="json")
+
+
+def ledger_row(command: Acceptable, now: datetime) -> dict[str, Any]:
     """A new ``forum_commands`` row for ``command``, status accepted (column values)."""
     return {
         "command_id": command.command_id,
         "command_type": command.command_type,
-        "payload": command.model_dump(mode="json"),
+        "payload": wire_form(command),
         "status": "accepted",
         "reason": None,
         "thread_id": target_thread(command),
@@ -132,17 +151,39 @@ def ledger_row(command: AnyCommand, now: datetime) -> dict[str, Any]:
     }
 
 
-def accept(db: Reader, command: AnyCommand, topic: str, now: datetime) -> Accepted:
+def accept(
+    db: Reader,
+    command: Acceptable,
+    topic: str,
+    now: datetime,
+    *,
+    identity: Identity | None = None,
+) -> Accepted:
     """Write the ledger row (accepted) and the outbox row of ``command`` in ``db``'s
-    transaction; a known command id is a no-op (its outcome as it stands).
+    transaction, as ``identity``: the command's actor is set from it (whatever the request
+    said) and the rules the identity alone decides are checked first
+    (:mod:`metawsm.services.authorization`). A known command id is a no-op (its outcome as it
+    stands).
+
+    ``identity`` None is for metawsm's own in-process callers that build the command themselves
+    (drills, tests): the command's actor stands and no role rule is checked. Every entrypoint
+    acting for someone (the CLI, the API) passes the identity.
 
     Raises:
+        Forbidden: the identity may not ask for this command; nothing is written.
         CommandIdReused: the id is known for a different command; nothing is written.
     """
+    if identity is not None:
+        from metawsm.services.authorization import acting_as, authorize_command
+        from metawsm.services.scope import check_scope
+
+        command = acting_as(command, identity)
+        authorize_command(identity, command)
+        check_scope(db, identity, command)
     known = db.rows(_SELECT_KNOWN, {"cid": command.command_id})
     if known:
         _check_same_command(db, known[0], command)
-        return Accepted(outcome_of(known[0]), None)
+        return Accepted(outcome_of(known[0]), None, command)
     row = ledger_row(command, now)
     db.execute(
         _INSERT_COMMAND,
@@ -151,6 +192,7 @@ def accept(db: Reader, command: AnyCommand, topic: str, now: datetime) -> Accept
             "payload": db.json(row["payload"]),
             "accepted_at": db.time(now),
             "updated_at": db.time(now),
+            "token_id": identity.token_id if identity else None,
         },
     )
     message = add_outbox_row(
@@ -168,16 +210,16 @@ def accept(db: Reader, command: AnyCommand, topic: str, now: datetime) -> Accept
     outcome = Outcome(
         command.command_id, command.command_type, "accepted", None, row["thread_id"], 0
     )
-    return Accepted(outcome, message)
+    return Accepted(outcome, message, command)
 
 
-def _check_same_command(db: Reader, known: dict[str, Any], command: AnyCommand) -> None:
+def _check_same_command(db: Reader, known: dict[str, Any], command: Acceptable) -> None:
     """A known id is idempotent only for the same command.
 
     Raises:
         CommandIdReused: naming the earlier command and what differs.
     """
-    wire = command.model_dump(mode="json")
+    wire = wire_form(command)
     payload = json_value(known["payload"], db.dialect)
     differs = [name for name in _IDENTITY if payload.get(name) != wire.get(name)]
     if differs:
@@ -204,48 +246,6 @@ def is_projected(db: Reader, command_id: str) -> bool:
     return not db.rows(UNPROJECTED, {"cid": command_id, "projection": PROJECTION})
 
 
-def wait_until_final(
-    read: Callable[[], Outcome | None], command_id: str, timeout_s: float
-) -> Outcome:
-    """Poll ``read`` until the command is applied, rejected or dead.
-
-    Raises:
-        WaitTimeout: the command is still in flight after ``timeout_s`` seconds.
-    """
-    deadline = time.monotonic() + timeout_s
-    pause = 0.002
-    while True:
-        outcome = read()
-        if outcome is not None and outcome.final:
-            return outcome
-        if time.monotonic() >= deadline:
-            state = outcome.status if outcome else "unknown"
-            raise WaitTimeout(
-                f"command {command_id} still {state} after {timeout_s:g} s;"
-                " it stays accepted and will be applied when workers and Redis are available"
-            )
-        time.sleep(pause)  # polling a condition with a deadline, not synchronising on time
-        pause = min(pause * 1.5, 0.1)
-
-
-def wait_until_projected(projected: Callable[[], bool], command_id: str, timeout_s: float) -> None:
-    """Poll ``projected`` until the read models show every event the (applied) command wrote.
-
-    Raises:
-        WaitTimeout: an event of the command is still not projected after ``timeout_s``.
-    """
-    deadline = time.monotonic() + timeout_s
-    pause = 0.002
-    while not projected():
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(
-                f"command {command_id} is applied but its events are not in the read models"
-                f" after {timeout_s:g} s; they will show once an events worker projects them"
-            )
-        time.sleep(pause)  # polling a condition with a deadline, not synchronising on time
-        pause = min(pause * 1.5, 0.1)
-
-
 def make_command(
     command_type: str,
     payload: dict[str, object],
@@ -261,19 +261,61 @@ def make_command(
     Raises:
         pydantic.ValidationError: naming each field and the rule it broke.
     """
-    from metawsm.ids import new_id
     from metawsm.messages.commands import parse_command
 
-    return parse_command(
-        {
-            "command_id": command_id or new_id("cmd"),
-            "command_type": command_type,
-            "schema_version": 1,
-            "issued_at": datetime.now(UTC).isoformat(),
-            "actor_type": actor_type,
-            "actor_name": actor_name,
-            "correlation_id": correlation_id,
-            "causation_id": causation_id,
-            "payload": payload,
-        }
+    data = _command_data(
+        command_type, payload, actor_type, actor_name, command_id, correlation_id, causation_id
     )
+    return parse_command({**data, "issued_at": data["issued_at"].isoformat()})
+
+
+def make_plain_command(
+    command_type: str,
+    payload: dict[str, object],
+    *,
+    actor_type: str,
+    actor_name: str,
+    command_id: str | None = None,
+    causation_id: str | None = None,
+) -> Acceptable:
+    """:func:`make_command`'s command, checked without pydantic when messages/plain.py can
+    vouch for it (what a command line sends: no pydantic imported), else by the models.
+
+    Raises:
+        pydantic.ValidationError: naming each field and the rule it broke.
+    """
+    from metawsm.messages import plain
+
+    data = _command_data(
+        command_type, payload, actor_type, actor_name, command_id, None, causation_id
+    )
+    try:
+        return plain.command(data)
+    except plain.Unchecked:
+        from metawsm.messages.commands import parse_command
+
+        return parse_command({**data, "issued_at": data["issued_at"].isoformat()})
+
+
+def _command_data(
+    command_type: str,
+    payload: dict[str, object],
+    actor_type: str,
+    actor_name: str,
+    command_id: str | None,
+    correlation_id: str | None,
+    causation_id: str | None,
+) -> dict[str, Any]:
+    from metawsm.ids import new_id
+
+    return {
+        "command_id": command_id or new_id("cmd"),
+        "command_type": command_type,
+        "schema_version": 1,
+        "issued_at": datetime.now(UTC),
+        "actor_type": actor_type,
+        "actor_name": actor_name,
+        "correlation_id": correlation_id,
+        "causation_id": causation_id,
+        "payload": payload,
+    }

@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import BindParameter, Connection, bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from metawsm.domain.control import AgentControl, ControlState, SignalRecord, advance, control_at
+from metawsm.domain.control import AgentControl, ControlState, SignalRecord, advance
+from metawsm.domain.control import controls_at as controls_at  # where callers have found it
 from metawsm.storage.models import (
     ForumControlThread,
     ForumEvent,
@@ -144,16 +145,6 @@ def controls_of_run(session: Session, run: Run) -> dict[str, AgentControl]:
     agents = session.execute(_AGENTS, {"b_run": run.run_id}).scalars().all()
     return controls_at(agents, states_of(session, [run.run_id]).get(run.run_id, {}),
                        run.control_epoch)  # fmt: skip
-
-
-def controls_at(
-    agents: Collection[str], states: Mapping[str, ControlState], epoch: int
-) -> dict[str, AgentControl]:
-    """Every agent's control state in ``epoch`` (an agent without a control thread: empty)."""
-    return {
-        name: control_at(states[name], epoch) if name in states else AgentControl(name)
-        for name in agents
-    }
 
 
 def _state(row: RunAgentControl) -> ControlState:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from metawsm.domain.control import target_status
 from metawsm.domain.forum import control_thread_id
 from metawsm.domain.runs import RunStatus
-from metawsm.errors import NotFound, Rejected
+from metawsm.errors import Forbidden, NotFound, Rejected
 from metawsm.ids import new_id
 from metawsm.messages import commands as c
 from metawsm.messages.control import Completion, GuidanceAnswer, GuidanceRequest, Validation
@@ -100,6 +100,8 @@ def _track_guidance(
 def _post_signal(ctx: HandlerContext, run: Run, thread: ThreadRecord, signal: ControlModel) -> str:
     if thread.state == "closed":
         raise Rejected(f"control thread {thread.thread_id} is closed")
+    if isinstance(signal, GuidanceAnswer):
+        _refuse_own_request(ctx, thread)
     event_id = new_id("fevt")
     wire = signal.model_dump(mode="json", exclude_none=True)
     payload = {"post_id": post_id_for(event_id), "epoch": run.control_epoch, "signal": wire}
@@ -116,6 +118,21 @@ def _post_signal(ctx: HandlerContext, run: Run, thread: ThreadRecord, signal: Co
         .values(last_signal_at=ctx.now, updated_at=ctx.now)
     )
     return thread.thread_id
+
+
+def _refuse_own_request(ctx: HandlerContext, thread: ThreadRecord) -> None:
+    """Nobody answers their own guidance request (the handler knows who asked).
+
+    Raises:
+        Forbidden: ``no_answer_to_own_request``.
+    """
+    asker = guidance_pending.asked_by(ctx.conn, thread.thread_id)
+    if asker == (ctx.actor.type.value, ctx.actor.name):
+        raise Forbidden(
+            f"{asker[0]}/{asker[1]} asked the pending guidance request on {thread.thread_id}"
+            " and may not answer it: someone else answers",
+            rule="no_answer_to_own_request",
+        )
 
 
 def _signal_run(session: Session, run_id: str, agent_name: str) -> Run:

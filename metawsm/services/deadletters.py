@@ -15,9 +15,11 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from metawsm.errors import NotFound, Rejected
+from metawsm.identity import Identity
 from metawsm.ops.catalogue import COMMANDS_DEAD, DEAD_LETTER_REDRIVES
 from metawsm.ops.counters import count, record
 from metawsm.runtime import Runtime
+from metawsm.services.authorization import require_dead_letter_manager
 from metawsm.services.outbox import enqueue
 from metawsm.services.outbox_rows import OutboxMessage
 from metawsm.services.quarantine import QUARANTINE_KIND
@@ -110,13 +112,16 @@ def show_dead_letter(engine: Engine, message_id: str) -> dict[str, Any]:
         return as_dict(row, full=True)
 
 
-def redrive(rt: Runtime, message_id: str) -> dict[str, Any]:
+def redrive(rt: Runtime, message_id: str, *, identity: Identity | None = None) -> dict[str, Any]:
     """Republish a dead message with its original id; its command becomes accepted again.
+    Only operators redrive (``identity`` None: metawsm's own in-process caller).
 
     Raises:
+        Forbidden: ``identity`` is not an operator; nothing changes.
         NotFound: no dead letter has that message id.
         Rejected: the dead letter was purged, or is a quarantined element (no task takes it).
     """
+    require_dead_letter_manager(identity)
     with UnitOfWork(rt) as uow:
         session, now = uow.session, uow.now
         row = _get(session, message_id)
@@ -170,8 +175,16 @@ def _requeue(uow: UnitOfWork, row: ForumDeadLetter) -> OutboxMessage:
     return OutboxMessage(outbox.message_id, outbox.topic, outbox.payload, redelivery)
 
 
-def purge(engine: Engine, message_id: str | None = None) -> int:
-    """Mark one dead letter (or all still dead) purged; returns how many."""
+def purge(
+    engine: Engine, message_id: str | None = None, *, identity: Identity | None = None
+) -> int:
+    """Mark one dead letter (or all still dead) purged; returns how many. Only operators purge
+    (``identity`` None: metawsm's own in-process caller).
+
+    Raises:
+        Forbidden: ``identity`` is not an operator; nothing changes.
+    """
+    require_dead_letter_manager(identity)
     with unit_of_work(engine) as session:
         query = update(ForumDeadLetter).where(ForumDeadLetter.status == "dead")
         if message_id is not None:

@@ -7,16 +7,17 @@ same escalation twice: each is its own transaction, guarded by a unique constrai
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, not_, or_, select
 from sqlalchemy.orm import Session
 
+from metawsm.domain import sla
 from metawsm.domain.control import AgentControl
 from metawsm.domain.runs import SIGNAL_DRIVEN, RunStatus
 from metawsm.domain.sla import ESCALATING_STATES, URGENT, due_tiers
+from metawsm.domain.sla import Candidate as Candidate  # where callers have found it
 from metawsm.errors import DatabaseBusy
 from metawsm.ops.catalogue import ESCALATIONS
 from metawsm.ops.counters import count
@@ -32,20 +33,6 @@ V = ForumThreadView
 # What a thread candidate says (plain columns: the SLA pass reads every waiting thread).
 CANDIDATE_COLUMNS = (V.thread_id, V.run_id, V.agent_name, V.title, V.state, V.priority,
                      V.updated_at)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """Something waiting past the threshold of ``tier``."""
-
-    thread_id: str
-    tier: str
-    subject: str
-    reason: str
-    since: datetime
-    threshold_minutes: int
-    run_id: str | None
-    agent_name: str | None = None
 
 
 def _age_s(now: datetime, since: datetime) -> float:
@@ -87,7 +74,7 @@ def thread_candidates(
     out = []
     for row in session.execute(query, params):
         raised = {tier for tier, flag in (("operator", row.op), ("human", row.human)) if flag}
-        out += [c for c in _thread_due(settings, now, row) if c.tier not in raised]
+        out += sla.thread_due(now, row, settings.sla_minutes, settings.sla_human_minutes, raised)
     return out
 
 
@@ -104,56 +91,11 @@ def _raised_flag(tier: str) -> Any:
     )
 
 
-def _thread_due(settings: Settings, now: datetime, view: Any) -> list[Candidate]:
-    age = _age_s(now, view.updated_at)
-    out = []
-    for tier in due_tiers(age, view.priority, settings.sla_minutes, settings.sla_human_minutes):
-        reason = (
-            f"{view.priority} thread '{view.title}' waiting in {view.state} for"
-            f" {int(age // 60)} min (tier {tier.name} at {tier.after_minutes} min)"
-        )
-        out.append(
-            Candidate(
-                view.thread_id,
-                tier.name,
-                "",
-                reason,
-                view.updated_at,
-                tier.after_minutes,
-                view.run_id,
-                view.agent_name,
-            )
-        )
-    return out
-
-
 def guidance_due(
     settings: Settings, now: datetime, run_id: str, controls: Mapping[str, AgentControl]
 ) -> list[Candidate]:
     """Pending guidance requests of one run's agents past a tier's threshold (raised or not)."""
-    out = []
-    for state in controls.values():
-        if not (state.pending and state.asked_at and state.thread_id and state.request_event_id):
-            continue
-        age = _age_s(now, state.asked_at)
-        for tier in due_tiers(age, "normal", settings.sla_minutes, settings.sla_human_minutes):
-            reason = (
-                f"agent {state.agent_name} has waited {int(age // 60)} min for guidance:"
-                f" {state.question}"
-            )
-            out.append(
-                Candidate(
-                    state.thread_id,
-                    tier.name,
-                    state.request_event_id,
-                    reason,
-                    state.asked_at,
-                    tier.after_minutes,
-                    run_id,
-                    state.agent_name,
-                )
-            )
-    return out
+    return sla.guidance_due(now, run_id, controls, settings.sla_minutes, settings.sla_human_minutes)
 
 
 def guidance_candidates(

@@ -9,8 +9,10 @@ from sqlalchemy import select
 
 from metawsm.domain.runs import RunStatus
 from metawsm.errors import NotFound, Rejected
+from metawsm.identity import Identity
 from metawsm.messages.common import Actor
 from metawsm.runtime import Runtime
+from metawsm.services.authorization import agent_status_actor, run_actor
 from metawsm.services.control import advance_run
 from metawsm.services.runs import lock_run, transition
 from metawsm.services.unit_of_work import UnitOfWork
@@ -25,8 +27,13 @@ STOPPABLE = {
 }
 
 
-def stop_run(rt: Runtime, run_id: str, actor: Actor) -> str:
-    """Stop a run (→ stopping → stopped); stopping a stopped run changes nothing."""
+def stop_run(rt: Runtime, run_id: str, actor: Actor | Identity) -> str:
+    """Stop a run (→ stopping → stopped); stopping a stopped run changes nothing.
+
+    Raises:
+        Forbidden: ``actor`` is an identity that may not stop this run (nothing changes).
+    """
+    actor = run_actor(actor, "stop", run_id)
     with UnitOfWork(rt) as uow:
         run = lock_run(uow.session, run_id)
         status = RunStatus(run.status)
@@ -40,8 +47,13 @@ def stop_run(rt: Runtime, run_id: str, actor: Actor) -> str:
         return run.status
 
 
-def resume_run(rt: Runtime, run_id: str, actor: Actor) -> str:
-    """Resume a stopped, paused or failed run; then follow its agents' control state."""
+def resume_run(rt: Runtime, run_id: str, actor: Actor | Identity) -> str:
+    """Resume a stopped, paused or failed run; then follow its agents' control state.
+
+    Raises:
+        Forbidden: ``actor`` is an identity that may not resume this run (nothing changes).
+    """
+    actor = run_actor(actor, "resume", run_id)
     with UnitOfWork(rt) as uow:
         run = lock_run(uow.session, run_id)
         if RunStatus(run.status) in (RunStatus.RUNNING, RunStatus.AWAITING_GUIDANCE):
@@ -53,12 +65,16 @@ def resume_run(rt: Runtime, run_id: str, actor: Actor) -> str:
 
 
 def iterate_run(
-    rt: Runtime, run_id: str, feedback: str, actor: Actor
+    rt: Runtime, run_id: str, feedback: str, actor: Actor | Identity
 ) -> tuple[str, int, list[str]]:
     """Start a new control epoch: earlier completions and validations no longer count.
 
     Returns (status, epoch, control thread ids to post the feedback on).
+
+    Raises:
+        Forbidden: ``actor`` is an identity that may not iterate this run (nothing changes).
     """
+    actor = run_actor(actor, "iterate", run_id)
     if not feedback.strip():
         raise Rejected("--feedback is required (blank after trimming)")
     with UnitOfWork(rt) as uow:
@@ -86,11 +102,17 @@ def iterate_run(
         return run.status, run.control_epoch, list(threads)
 
 
-def set_agent_status(rt: Runtime, run_id: str, agent_name: str, status: str, actor: Actor) -> str:
+def set_agent_status(
+    rt: Runtime, run_id: str, agent_name: str, status: str, actor: Actor | Identity
+) -> str:
     """Report an agent's status (e.g. failed); the run follows (a failed agent fails the run).
 
     ``actor`` is who reported it (the status change itself is recorded as metawsm's).
+
+    Raises:
+        Forbidden: ``actor`` is an agent identity reporting for another agent or run.
     """
+    agent_status_actor(actor, run_id, agent_name)
     with UnitOfWork(rt) as uow:
         session = uow.session
         lock_run(session, run_id)

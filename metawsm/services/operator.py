@@ -6,23 +6,23 @@ recorded for the run, so nothing is repeated while nothing changes.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-
-from sqlalchemy import Engine, func, select
+from typing import TYPE_CHECKING
 
 from metawsm.domain.operator import Decision, decide
 from metawsm.domain.snapshot import RunSnapshot
-from metawsm.errors import Rejected
-from metawsm.messages.common import Actor
-from metawsm.runtime import Runtime
-from metawsm.services import gates, snapshot
-from metawsm.services.unit_of_work import UnitOfWork
-from metawsm.storage.models import ForumEvent, Run
-from metawsm.storage.uow import unit_of_work
+from metawsm.services import snapshot
+from metawsm.services.snapshot_reads import Scope
+from metawsm.storage.dbapi import Reader, json_value
 
-OPERATOR = Actor(type="operator", name="metawsm-operator")
+if TYPE_CHECKING:  # a pass that records nothing imports neither SQLAlchemy nor the messages
+    from sqlalchemy import Engine
+
+    from metawsm.runtime import Runtime
+
+OPERATOR_TYPE, OPERATOR_NAME = "operator", "metawsm-operator"
 DECISION = "operator.decision"
 
 
@@ -42,25 +42,31 @@ def last_fingerprint(engine: Engine, run_id: str) -> str | None:
 
 
 def last_fingerprints(engine: Engine, run_ids: Collection[str]) -> dict[str, str]:
-    """Fingerprint of the last decision recorded for each of ``run_ids`` that has one.
+    """Fingerprint of the last decision recorded for each of ``run_ids`` that has one
+    (:func:`fingerprints_in` on a connection of ``engine``)."""
+    from metawsm.storage.dbapi import on_connection
+    from metawsm.storage.uow import unit_of_work
+
+    if not run_ids:
+        return {}
+    with unit_of_work(engine, readonly=True) as session:
+        return fingerprints_in(on_connection(session.connection()), Scope(tuple(run_ids)))
+
+
+def fingerprints_in(db: Reader, scope: Scope) -> dict[str, str]:
+    """Fingerprint of the last decision recorded for each run of ``scope`` that has one.
 
     One statement: per run, the newest ``operator.decision`` found through the
     (run_id, event_type, sequence) index.
     """
-    if not run_ids:
-        return {}
-    newest = (
-        select(ForumEvent.run_id, func.max(ForumEvent.sequence).label("seq"))
-        .where(ForumEvent.run_id.in_(list(run_ids)), ForumEvent.event_type == DECISION)
-        .group_by(ForumEvent.run_id)
-        .subquery()
+    where, params = scope.where("run_id")
+    sql = (
+        "SELECT e.run_id, e.payload FROM forum_events e JOIN (SELECT run_id,"
+        " max(sequence) AS seq FROM forum_events"
+        f" WHERE {where} AND event_type = :decision GROUP BY run_id) n ON e.sequence = n.seq"
     )
-    query = select(ForumEvent.run_id, ForumEvent.payload).join(
-        newest, ForumEvent.sequence == newest.c.seq
-    )
-    with unit_of_work(engine, readonly=True) as session:
-        rows = session.execute(query)
-        return {str(rid): str(payload["fingerprint"]) for rid, payload in rows}
+    rows = db.tuples(sql, {**params, "decision": DECISION})
+    return {str(rid): str(json_value(p, db.dialect)["fingerprint"]) for rid, p in rows}
 
 
 def operate_once(
@@ -94,22 +100,49 @@ def act_on(
     now: datetime,
 ) -> list[Acted]:
     """Decide for each of ``runs``; record (and in auto execute) the decisions that changed."""
-    out = []
     known = {} if dry_run else last_fingerprints(rt.engine, [r.run_id for r in runs])
+    return act_on_changed(lambda: rt, runs, known, mode=mode, dry_run=dry_run,
+                          stale_after_s=stale_after_s, now=now)  # fmt: skip
+
+
+def act_on_changed(
+    runtime: Callable[[], Runtime],
+    runs: list[RunSnapshot],
+    known: Mapping[str, str],
+    *,
+    mode: str,
+    dry_run: bool,
+    stale_after_s: int,
+    now: datetime,
+) -> list[Acted]:
+    """Decide for each of ``runs``; record (and in auto execute) each decision whose
+    fingerprint differs from ``known`` (the last recorded, :func:`fingerprints_in`).
+
+    ``runtime`` is asked for only when something is recorded: a pass that decides nothing new
+    reads and writes through the driver alone (the command line builds no engine for it).
+    """
+    out = []
     for run in runs:
         decision = decide(run, mode=mode, now=now, stale_after_s=stale_after_s)
         if dry_run or decision.fingerprint == known.get(run.run_id):
             out.append(Acted(decision, recorded=False, executed=False))
             continue
-        out.append(_act(rt, decision, mode))
+        out.append(_act(runtime(), decision, mode))
     return out
 
 
 def _act(rt: Runtime, decision: Decision, mode: str) -> Acted:
+    from metawsm.errors import Rejected
+    from metawsm.messages.common import Actor
+    from metawsm.services import gates
+    from metawsm.services.unit_of_work import UnitOfWork
+    from metawsm.storage.models import Run
+
+    operator = Actor(type=OPERATOR_TYPE, name=OPERATOR_NAME)
     executed, error = False, None
     if decision.executes:
         try:
-            gates.close_run(rt, decision.run_id, dry_run=False, actor=OPERATOR)
+            gates.close_run(rt, decision.run_id, dry_run=False, actor=operator)
             executed = True
         except Rejected as exc:
             error = str(exc)
@@ -123,6 +156,6 @@ def _act(rt: Runtime, decision: Decision, mode: str) -> Acted:
             "executed": executed,
             "fingerprint": decision.fingerprint,
         }
-        writer = uow.events(OPERATOR)
+        writer = uow.events(operator)
         writer.append("operator.decision", payload, run_id=run.run_id, ticket=run.tickets[0])
     return Acted(decision, recorded=True, executed=executed, error=error)

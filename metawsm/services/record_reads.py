@@ -1,5 +1,7 @@
 """The run and dead-letter reads of the command line, through the driver (no SQLAlchemy).
 
+``command_outcome`` is ``metawsm command show``: a command's outcome looked up later.
+
 Same results as ``services/runs.py`` (``run_rows``, ``run_history``) and
 ``services/deadletters.py`` (``list_dead_letters``, ``show_dead_letter``), which in-process
 callers use; ``tests/integration/test_direct_reads.py`` compares them on both backends. A list
@@ -8,10 +10,13 @@ of runs is three statements whatever the number of runs (runs, their agents, the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metawsm.errors import NotFound
 from metawsm.storage.dbapi import Reader, iso, json_value
+
+if TYPE_CHECKING:
+    from metawsm.services.accept import Outcome
 
 _RUNS = (
     "SELECT run_id, status, mode, tickets, control_epoch, reason, created_at, updated_at"
@@ -100,3 +105,25 @@ def _dead_out(db: Reader, row: dict[str, Any]) -> dict[str, Any]:
     if "payload" in row:
         row["payload"] = json_value(row["payload"], db.dialect)
     return row
+
+
+_OUTBOX_STATE = "SELECT status, last_error FROM forum_outbox WHERE message_id = :cid"
+
+
+def command_outcome(db: Reader, command_id: str) -> Outcome:
+    """Where the command ``command_id`` stands; an accepted one says whether it is published.
+
+    Raises:
+        NotFound: no command with that id was ever accepted.
+    """
+    from metawsm.services.accept import read_outcome
+
+    outcome = read_outcome(db, command_id)
+    if outcome is None:
+        raise NotFound(f"command {command_id} not found")
+    if outcome.final:
+        return outcome
+    rows = db.rows(_OUTBOX_STATE, {"cid": command_id})
+    if rows and rows[0]["status"] != "sent":
+        return outcome.unpublished(rows[0]["last_error"] or "not published yet")
+    return outcome

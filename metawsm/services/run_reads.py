@@ -1,11 +1,10 @@
-"""Everything known about a set of runs, read with a fixed number of set-based statements.
+"""What the close gates and the SLA pass know about a set of runs, through SQLAlchemy, with a
+fixed number of set-based statements.
 
-The snapshot, the close gates and the SLA candidates all start from the same facts about a run:
-its agents, brief, control threads and their folded signals, thread views, escalations, dead
-letters and last event. :func:`load` reads them for any number of runs at once (one statement per
-kind of fact, never one per run; the control state from its read model, one row per agent); the
-callers fold the rest in Python. Every statement goes through an index (docs/performance.md,
-"Snapshot at scale").
+Their agents, briefs and control states: :func:`load` reads them for any number of runs at once
+(one statement per kind of fact, never one per run; the control state from its read model, one
+row per agent). The snapshot reads the same facts and more on the driver
+(services/snapshot_reads.py) and applies the same gate rules (domain/gates.py).
 """
 
 from __future__ import annotations
@@ -13,48 +12,27 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import BindParameter, Row, bindparam, func, select
+from sqlalchemy import BindParameter, Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from metawsm.domain.control import AgentControl
+from metawsm.domain.gates import RunFacts as RunFacts  # where callers have found it
 from metawsm.services import agent_controls as agent_control_rows
+from metawsm.services.snapshot_reads import OPERATOR_DECISION as _OPERATOR_DECISION
 from metawsm.storage.models import (
-    ForumDeadLetter,
-    ForumEscalation,
-    ForumEvent,
-    ForumThreadView,
     Run,
     RunAgent,
     RunBrief,
     table,
 )
 
-# The operator's own decisions are not activity of a run: counting them would make a stale run
-# look busy again (and change its decision) every time the operator notes it.
-OPERATOR_DECISION = "operator.decision"
+# Where callers have found it (the snapshot's reads define it).
+OPERATOR_DECISION = _OPERATOR_DECISION
 # One expanding parameter for the run ids: building a statement with a thousand literal values,
 # ten times per snapshot, costs more than running it.
 RUN_IDS: BindParameter[Any] = bindparam("run_ids", expanding=True)
-# What the snapshot shows of a thread (``is_unanswered`` as the fold derived it).
-V = ForumThreadView
-VIEW_COLUMNS = [V.thread_id, V.run_id, V.title, V.state, V.priority, V.assignee_name,
-                V.updated_at, V.is_unanswered]  # fmt: skip
-
-
-class RunFacts(Protocol):
-    """What the reads, gates and snapshot use of a run: an ORM ``Run`` or a plain row."""
-
-    @property
-    def run_id(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def mode(self) -> str: ...
-    @property
-    def control_epoch(self) -> int: ...
 
 
 @dataclass
@@ -64,11 +42,6 @@ class RunReads:
     agents: dict[str, list[Row[Any]]] = field(default_factory=dict)
     briefs: dict[str, Row[Any]] = field(default_factory=dict)
     controls: dict[str, dict[str, AgentControl]] = field(default_factory=dict)
-    open_views: dict[str, list[Row[Any]]] = field(default_factory=dict)
-    state_counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    escalations: dict[str, list[Row[Any]]] = field(default_factory=dict)
-    dead_letters: dict[str, list[Row[Any]]] = field(default_factory=dict)
-    last_events: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)
 
     def failed_agents(self, run_id: str) -> list[str]:
         """Names of the run's agents reported failed, by name."""
@@ -105,10 +78,9 @@ def load(
     session: Session,
     runs: Sequence[RunFacts],
     *,
-    forum: bool = True,
     statuses: Collection[str] | None = None,
 ) -> RunReads:
-    """Read the facts of ``runs`` (the gates' alone when ``forum`` is False) in one session.
+    """Read the facts of ``runs`` the gates use, in one session.
 
     ``statuses``: ``runs`` are every run in these statuses (read through a subquery).
     """
@@ -124,12 +96,6 @@ def load(
         )
     }
     reads.controls = agent_controls(session, runs, reads.agents, rs)
-    if forum:
-        reads.open_views = _open_views(session, rs)
-        reads.state_counts = _state_counts(session, rs)
-        reads.escalations = _escalations(session, rs)
-        reads.dead_letters = _dead_letters(session, rs)
-        reads.last_events = last_events(session, rs)
     return reads
 
 
@@ -177,86 +143,3 @@ def agent_controls(
         )
         for run in runs
     }
-
-
-def _open_views(session: Session, rs: RunSet) -> dict[str, list[Row[Any]]]:
-    out: dict[str, list[Row[Any]]] = defaultdict(list)
-    query: Any = (
-        select(*VIEW_COLUMNS)
-        .where(
-            rs.where(ForumThreadView.run_id),
-            ForumThreadView.is_control.is_(False),
-            ForumThreadView.state != "closed",
-        )
-        .order_by(ForumThreadView.run_id, ForumThreadView.last_event_sequence)
-    )
-    for row in session.connection().execute(query, rs.params):
-        out[row.run_id].append(row)
-    return dict(out)
-
-
-def _state_counts(session: Session, rs: RunSet) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = defaultdict(dict)
-    query = (
-        select(ForumThreadView.run_id, ForumThreadView.state, func.count())
-        .where(rs.where(ForumThreadView.run_id), ForumThreadView.is_control.is_(False))
-        .group_by(ForumThreadView.run_id, ForumThreadView.state)
-    )
-    for run_id, state, count in session.connection().execute(query, rs.params):
-        if run_id is not None:
-            out[run_id][state] = int(count)
-    return dict(out)
-
-
-def _escalations(session: Session, rs: RunSet) -> dict[str, list[Row[Any]]]:
-    out: dict[str, list[Row[Any]]] = defaultdict(list)
-    query = _in(
-        _rows(ForumEscalation, "run_id", "thread_id", "tier", "reason", "subject", "raised_at"),
-        ForumEscalation,
-        rs,
-    ).order_by(ForumEscalation.id)
-    for e in session.connection().execute(query, rs.params):
-        out[e.run_id or ""].append(e)
-    return dict(out)
-
-
-def _dead_letters(session: Session, rs: RunSet) -> dict[str, list[Row[Any]]]:
-    out: dict[str, list[Row[Any]]] = defaultdict(list)
-    query = (
-        _in(_rows(ForumDeadLetter, "run_id", "message_id", "topic", "error"), ForumDeadLetter, rs)
-        .where(ForumDeadLetter.status == "dead")
-        .order_by(ForumDeadLetter.id)
-    )
-    for d in session.connection().execute(query, rs.params):
-        out[d.run_id or ""].append(d)
-    return dict(out)
-
-
-def last_events(session: Session, rs: RunSet) -> dict[str, tuple[int, datetime | None]]:
-    """Sequence and time of each run's last event that is not an operator decision.
-
-    One correlated lookup per run inside one statement: each walks the run's
-    (run_id, sequence) index backwards and stops at the first event that counts.
-    """
-    last = (
-        select(ForumEvent.sequence)
-        .where(ForumEvent.run_id == Run.run_id, ForumEvent.event_type != OPERATOR_DECISION)
-        .order_by(ForumEvent.sequence.desc())
-        .limit(1)
-        .correlate(Run)
-        .scalar_subquery()
-    )
-    seqs = {
-        run_id: int(seq)
-        for run_id, seq in session.connection().execute(
-            select(Run.run_id, last).where(rs.where(Run.run_id)), rs.params
-        )
-        if seq
-    }
-    times: dict[int, datetime] = {}
-    if seqs:
-        query = select(ForumEvent.sequence, ForumEvent.occurred_at).where(
-            ForumEvent.sequence.in_(list(seqs.values()))
-        )
-        times = {int(s): at for s, at in session.connection().execute(query)}
-    return {rid: (seq, times.get(seq)) for rid, seq in seqs.items()}

@@ -19,6 +19,7 @@ from metawsm.domain.runs import RunStatus, check_run_transition
 
 __all__ = ["RunStatus"]
 from metawsm.errors import NotFound, Rejected
+from metawsm.identity import Identity
 from metawsm.messages.common import Actor
 from metawsm.runtime import Runtime
 from metawsm.services.eventlog import EventWriter
@@ -61,15 +62,19 @@ def create_run(
     agents: list[str],
     mode: str,
     brief: BriefInput | None,
-    actor: Actor,
+    actor: Actor | Identity,
 ) -> str:
     """Create a run (created → planning → running) with its agents and brief.
 
     Returns the run id.
 
     Raises:
+        Forbidden: ``actor`` is an identity that may not create runs (agents, run-bound).
         Rejected: no ticket or agent, a duplicate agent, or a bootstrap run without a brief.
     """
+    from metawsm.services.authorization import run_actor
+
+    actor = run_actor(actor, "create", None)
     _check_new_run(tickets, agents, mode, brief)
     with UnitOfWork(rt) as uow:
         session, now = uow.session, uow.now
@@ -96,7 +101,7 @@ def create_run(
         writer = uow.events(actor)
         run = session.get_one(Run, run_id)
         for status in (RunStatus.PLANNING, RunStatus.RUNNING):
-            transition(session, writer, run, status, f"run {mode} created")
+            transition(session, writer, run, status, f"created ({mode} mode)")
     return run_id
 
 

@@ -25,16 +25,16 @@ from metawsm.services.accept import (
     make_command,
     outcome_of,
     target_thread,
-    wait_until_final,
-    wait_until_projected,
 )
 from metawsm.services.accept import read_outcome as read_outcome_in
 from metawsm.services.unit_of_work import UnitOfWork
+from metawsm.services.waiting import wait_until_final, wait_until_projected
 from metawsm.storage.dbapi import Reader, on_connection
 from metawsm.storage.engine import connect
 from metawsm.storage.uow import translate_db_errors
 
 if TYPE_CHECKING:
+    from metawsm.identity import Identity
     from metawsm.messages.commands import AnyCommand
     from metawsm.runtime import Runtime
 
@@ -52,17 +52,21 @@ __all__ = [
 ]
 
 
-def submit(rt: Runtime, command: AnyCommand) -> Outcome:
-    """Accept the command durably and publish it right after commit; a known command id is a
-    no-op (its outcome as it stands). A broker failure leaves the command to the drainer and
-    says so in the outcome (``published`` false, ``publish_error``).
+def submit(rt: Runtime, command: AnyCommand, *, identity: Identity | None = None) -> Outcome:
+    """Accept the command durably as ``identity`` (its actor is set from the identity, the role
+    rules checked) and publish it right after commit; a known command id is a no-op (its
+    outcome as it stands). A broker failure leaves the command to the drainer and says so in
+    the outcome (``published`` false, ``publish_error``). ``identity`` None: metawsm's own
+    in-process callers only (see :func:`metawsm.services.accept.accept`).
 
     Raises:
+        Forbidden: the identity may not ask for this command; nothing is written.
         CommandIdReused: the id is known for a different command; nothing is written.
     """
     with UnitOfWork(rt, orm=False) as uow:
         topic = rt.topics.command(command.command_type)
-        accepted = accept(on_connection(uow.conn), command, topic, uow.now)
+        db = on_connection(uow.conn)
+        accepted = accept(db, command, topic, uow.now, identity=identity)
         if accepted.message is not None:
             uow.stage(accepted.message)
     if uow.report.failed:

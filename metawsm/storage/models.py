@@ -161,6 +161,8 @@ class ForumCommand(Base):
     accepted_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    # The bearer token the command was accepted with (None: a local identity; migration 0007).
+    token_id: Mapped[str | None] = mapped_column(ID)
     __table_args__ = (
         Index("ix_forum_commands_status_updated", "status", "updated_at"),
         # Per-thread ordering: the commands of a thread accepted before this one, still open.
@@ -350,7 +352,8 @@ class RunAgent(Base):
 
     __tablename__ = "run_agents"
     run_id: Mapped[str] = mapped_column(NAME, primary_key=True)
-    agent_name: Mapped[str] = mapped_column(NAME, primary_key=True)
+    # Indexed (migration 0007): an agent's runs are read when its commands are accepted.
+    agent_name: Mapped[str] = mapped_column(NAME, primary_key=True, index=True)
     status: Mapped[str] = mapped_column(SHORT)
     last_signal_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
@@ -471,6 +474,27 @@ class OpsGuidancePending(Base):
 
 
 # --- end of the operations block ----------------------------------------------------------------
+
+
+class AuthToken(Base):
+    """A bearer token and the identity it proves (metawsm.services.tokens, migration 0007).
+
+    Only ``token_hash`` (SHA-256 hex of the token) is stored: the token is printed once. A token
+    is valid until ``expires_at`` (None: no expiry) unless ``revoked_at`` is set. ``created_by``
+    and ``revoked_by`` are ``type/name`` of the identity that did it.
+    """
+
+    __tablename__ = "auth_tokens"
+    token_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    actor_type: Mapped[str] = mapped_column(SHORT)
+    actor_name: Mapped[str] = mapped_column(NAME)
+    run_id: Mapped[str | None] = mapped_column(NAME)
+    created_by: Mapped[str] = mapped_column(String(600))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(String(600))
 
 
 # The full-text search index (metawsm.services.search_index) is not a model: its shape differs

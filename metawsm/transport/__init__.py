@@ -2,6 +2,8 @@
 
 - ``celery_config``: the Celery configuration built from settings (JSON only, acks late, ...);
 - ``publisher``: sends outbox messages as Celery tasks by their stable names, bounded in time;
+- ``redis_wire``, ``resp``: what kombu writes for a publish, and the minimal Redis client that
+  sends it (no redis-py import on a command line's write);
 - ``circuit_breaker``: after a failed publish, skip publishing for a few seconds;
 - ``queues``: which queues a worker of each role consumes;
 - ``kombu_redis_patch``: two fixes to kombu's Redis channel, for the kombu it was written for;

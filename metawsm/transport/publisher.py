@@ -1,11 +1,12 @@
-"""The broker adapter: publishes messages as Celery tasks by their stable names, with redis-py.
+"""The broker adapter: publishes messages as Celery tasks by their stable names, over Redis.
 
 metawsm never imports the worker code: ``topic`` is the task name and the queue. The message is
 the Celery protocol-2 task message the workers consume (:mod:`metawsm.transport.task_message`),
 written to Redis exactly as kombu's Redis transport writes what a Celery app publishes (same
 envelope, body encoding, queue binding, ``task-sent`` event channel; the redis commands are in
-:mod:`metawsm.transport.redis_wire`), but without importing Celery or kombu, which a CLI write
-would otherwise spend ~100 ms loading (docs/performance.md, "Command-line start-up").
+:mod:`metawsm.transport.redis_wire`, sent by the minimal client of
+:mod:`metawsm.transport.resp`), but without importing Celery, kombu or redis-py, which a CLI
+write would otherwise spend ~100-200 ms loading (docs/performance.md, "Command-line start-up").
 ``tests/integration/test_publisher_wire.py`` compares every Redis key it writes, byte for byte,
 with kombu's and Celery's.
 

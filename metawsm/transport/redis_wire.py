@@ -1,4 +1,4 @@
-"""What kombu's Redis transport writes for one Celery publish, written with redis-py alone.
+"""What kombu's Redis transport writes for one Celery publish, written without kombu.
 
 kombu 5.7 (``kombu/transport/redis.py``, ``kombu/transport/virtual/base.py``,
 ``kombu/messaging.py``), for a task published to queue ``Q`` on the default exchange with
@@ -13,6 +13,8 @@ queue ``Q`` declared (bound to direct exchange ``Q`` by routing key ``Q``):
 * the ``task-sent`` event (fanout exchange ``celeryev``, routing key ``task.sent``):
   ``PUBLISH /<db>.celeryev/task.sent <envelope>``.
 
+The commands go through :mod:`metawsm.transport.resp` (a minimal client: no redis-py import on
+a command line's write), or redis-py for the URLs it does not read.
 ``tests/integration/test_publisher_wire.py`` compares every key and event with kombu's, byte for
 byte, so a kombu upgrade that changes any of this fails there.
 """
@@ -22,37 +24,82 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sys
 import threading
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from metawsm.settings import Settings
+from metawsm.transport import resp
 from metawsm.transport.task_message import EVENT_EXCHANGE, TASK_SENT, TaskMessage
 
 SEP = "\x06\x16"  # kombu's separator inside a binding
 PERSISTENT = 2  # Celery's default delivery mode for tasks
 TRANSIENT = 1  # and for events
 _NODE_ID = uuid.uuid4().int  # kombu.common.get_node_id: one per process
+HEALTH_CHECK_S = 10.0  # PING before a command after this long idle (redis-py's interval)
 
 
-def client(settings: Settings) -> Any:
-    """A redis-py client of the broker with a client publisher's timeouts (as kombu's
-    connection of ``transport_options(settings, client=True)``) and no retries of its own:
-    :class:`~metawsm.transport.publisher.TaskPublisher` applies kombu's retry policy."""
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
+class Commands(Protocol):
+    """The calls the publisher makes on its Redis connection (:mod:`resp` or redis-py)."""
 
-    return redis.Redis.from_url(
-        settings.broker_url,
-        socket_timeout=settings.publish_timeout_s,
-        socket_connect_timeout=settings.publish_timeout_s,
-        socket_keepalive=True,
-        retry_on_timeout=False,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=10,
-    )
+    def execute(self, *command: str | bytes | int) -> Any:
+        """Send one command; its reply."""
+
+    def transaction(self, commands: Sequence[Sequence[str | bytes | int]]) -> list[Any]:
+        """``MULTI``, ``commands``, ``EXEC``; the replies of ``commands``."""
+
+    def close(self) -> None:
+        """Close the connection."""
+
+
+def client(settings: Settings) -> Commands:
+    """A connection to the broker with a client publisher's timeouts (as kombu's connection of
+    ``transport_options(settings, client=True)``) and no retries of its own:
+    :class:`~metawsm.transport.publisher.TaskPublisher` applies kombu's retry policy.
+
+    A plain ``redis://`` URL gets the minimal client (:mod:`metawsm.transport.resp`: no
+    redis-py import); any other (``rediss://``, query options) redis-py."""
+    address = resp.parse_url(settings.broker_url)
+    if address is not None:
+        return resp.RespClient(address, settings.publish_timeout_s, HEALTH_CHECK_S)
+    return RedisPyCommands(settings)
+
+
+class RedisPyCommands:
+    """:class:`Commands` through redis-py, for the URLs the minimal client does not read."""
+
+    def __init__(self, settings: Settings) -> None:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        self._redis = redis.Redis.from_url(
+            settings.broker_url,
+            socket_timeout=settings.publish_timeout_s,
+            socket_connect_timeout=settings.publish_timeout_s,
+            socket_keepalive=True,
+            retry_on_timeout=False,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=HEALTH_CHECK_S,
+        )
+
+    def execute(self, *command: str | bytes | int) -> Any:
+        """Send one command; its reply."""
+        return self._redis.execute_command(*command)
+
+    def transaction(self, commands: Sequence[Sequence[str | bytes | int]]) -> list[Any]:
+        """``MULTI``, ``commands``, ``EXEC``; the replies of ``commands``."""
+        with self._redis.pipeline() as pipe:
+            for command in commands:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+            return pipe.execute()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._redis.close()
 
 
 def fanout_prefix(broker_url: str) -> str:
@@ -67,29 +114,33 @@ def publisher_id(instance: object) -> str:
     return str(uuid.uuid3(uuid.NAMESPACE_OID, ent))
 
 
-def bind_queue(redis: Any, queue: str) -> None:
+def bind_queue(redis: Commands, queue: str) -> None:
     """Declare ``queue`` as kombu does: bound to the direct exchange of its name."""
     member = SEP.join([queue, "", queue])
-    with redis.pipeline() as pipe:
-        pipe.sadd(f"_kombu.binding.{queue}", member)
-        pipe.sadd(f"_kombu.binding_permanent.{queue}", member)
-        pipe.execute()
+    redis.transaction(
+        [
+            ("SADD", f"_kombu.binding.{queue}", member),
+            ("SADD", f"_kombu.binding_permanent.{queue}", member),
+        ]
+    )
 
 
-def push_task(redis: Any, queue: str, message: TaskMessage) -> None:
+def push_task(redis: Commands, queue: str, message: TaskMessage) -> None:
     """LPUSH the task message on ``queue`` (the default exchange: the queue is the key)."""
     properties = {**message.properties, "delivery_mode": PERSISTENT}
     envelope = _envelope(list(message.body), message.headers, properties, "", queue)
-    redis.lpush(queue, envelope)
+    redis.execute("LPUSH", queue, envelope)
 
 
-def publish_event(redis: Any, prefix: str, event: dict[str, Any], message: TaskMessage) -> None:
+def publish_event(
+    redis: Commands, prefix: str, event: dict[str, Any], message: TaskMessage
+) -> None:
     """PUBLISH the ``task-sent`` event of ``message`` to Celery's event channel."""
     routing_key = TASK_SENT.replace("-", ".")
     headers = {"hostname": message.headers["origin"]}
     properties = {"delivery_mode": TRANSIENT}
     envelope = _envelope(event, headers, properties, EVENT_EXCHANGE, routing_key)
-    redis.publish(f"{prefix}{EVENT_EXCHANGE}/{routing_key}", envelope)
+    redis.execute("PUBLISH", f"{prefix}{EVENT_EXCHANGE}/{routing_key}", envelope)
 
 
 def _envelope(
@@ -117,16 +168,22 @@ def _envelope(
 
 def is_unreachable(exc: BaseException) -> bool:
     """True for an error of the broker connection (refused, reset, timed out)."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
-    return isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError | TimeoutError)
+    lost, timeout = _redis_py_errors()
+    return isinstance(exc, (OSError, *lost, *timeout))
 
 
 def is_reset(exc: BaseException) -> bool:
     """True for a connection error worth one retry (not a timeout: a silent Redis stays so)."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
+    lost, timeout = _redis_py_errors()
+    return isinstance(exc, (ConnectionError, *lost)) and not isinstance(
+        exc, (TimeoutError, *timeout)
+    )
 
-    timeout = isinstance(exc, RedisTimeoutError | TimeoutError)
-    return isinstance(exc, RedisConnectionError) and not timeout
+
+def _redis_py_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """redis-py's connection errors and timeout errors, when redis-py is loaded (else none
+    can occur: it is imported only for the URLs the minimal client does not read)."""
+    errors = sys.modules.get("redis.exceptions")
+    if errors is None:
+        return (), ()
+    return (errors.ConnectionError,), (errors.TimeoutError,)

@@ -194,6 +194,13 @@ def rows() -> list[tuple[str, list[dict[str, Any]]]]:
                   [(f"metawsm_broker_up{J}", "broker"), (f"metawsm_database_up{J}", "database"),
                    (f"up{J}", "exporter")], "none", width=12),
         ]),
+        ("Access", [
+            panel("Failed authentications by reason",
+                  [(f"sum by (reason) (increase(metawsm_auth_failures_total{J}{RATE}))",
+                    "{{reason}}")], "short", width=24,
+                  description="Bearer tokens refused in each interval (docs/identities.md); "
+                  "a burst of unknown tokens is someone guessing."),
+        ]),
     ]  # fmt: skip
 
 

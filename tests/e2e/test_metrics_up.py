@@ -38,7 +38,8 @@ def _env(broker_url: str) -> dict[str, str]:
 @contextmanager
 def _stack(tmp_path: Path, env: dict[str, str], metrics: int) -> Iterator[subprocess.Popen[bytes]]:
     log = tmp_path / "up.log"
-    argv = [sys.executable, "-m", "metawsm", "up", "--no-flower", "--metrics-port", str(metrics)]
+    argv = [sys.executable, "-m", "metawsm", "up", "--no-flower", "--no-api"]
+    argv += ["--metrics-port", str(metrics)]
     with log.open("wb") as out:
         up = subprocess.Popen(
             argv, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,

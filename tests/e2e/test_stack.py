@@ -203,7 +203,13 @@ def test_commands_given_while_no_worker_runs_are_applied_once_the_stack_starts(
 def test_a_process_refuses_to_start_on_an_unmigrated_database(
     empty_sqlite_url: str, redis_url: str, tmp_path: Path, process: str
 ) -> None:
-    result = run_cli(metawsm_env(empty_sqlite_url, redis_url), tmp_path, *PROCESSES[process])
+    env = metawsm_env(empty_sqlite_url, redis_url)
+    missing = Path(empty_sqlite_url.removeprefix("sqlite:///"))
+    result = run_cli(env, tmp_path, *PROCESSES[process])  # no file: no database, none created
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"no metawsm database at {missing}" in result.stderr and not missing.exists()
+    missing.touch()  # an empty SQLite file: a database without the schema
+    result = run_cli(env, tmp_path, *PROCESSES[process])
     assert result.returncode == 3, result.stdout + result.stderr
     assert f"database at {empty_sqlite_url} has no metawsm schema" in result.stderr
     assert "run `metawsm db upgrade`" in result.stderr
@@ -219,6 +225,6 @@ def test_demo_plays_the_whole_bootstrap_story_on_the_stack(stack: Stack) -> None
     assert "Use SQLite for the demo" in out.split("returned:)", 1)[1]
     assert f"run {run_id} (completed): every close gate is met" in out
     assert f"demo complete: run {run_id} closed in " in out
-    shown = stack.json("run", "show", run_id)
+    shown = stack.json("run", "show", "--run-id", run_id)
     assert (shown["status"], shown["mode"], shown["tickets"]) == ("closed", "bootstrap", ["DEMO-1"])
     assert sorted(a["agent_name"] for a in shown["agents"]) == ["builder", "planner"]

@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+import pytest
+
 from metawsm.transport.redis_server import free_port, ping
 from tests.fixtures.conditions import wait_until
 
@@ -27,15 +30,15 @@ def _metawsm(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Completed
 
 
 def test_up_prints_a_ready_summary_runs_the_demo_and_refuses_a_second_stack(
-    tmp_path: Path,
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     broker = f"redis://127.0.0.1:{free_port()}/0"  # nothing there: up starts a private Redis
-    env, flower = _env(broker), free_port()
+    env, flower, api = _env(broker), free_port(), free_port()
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         up = subprocess.Popen(
             [sys.executable, "-m", "metawsm", "up", "--flower-port", str(flower),
-             "--metrics-port", str(free_port())],
+             "--metrics-port", str(free_port()), "--api-port", str(api)],
             env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
@@ -50,20 +53,25 @@ def test_up_prints_a_ready_summary_runs_the_demo_and_refuses_a_second_stack(
         assert f"up:   database  sqlite:///{db}" in text
         assert f"up:   broker    {broker} (private redis-server, pid " in text
         assert f"up:   flower    http://127.0.0.1:{flower}  user metawsm, password " in text
+        assert f"up:   api       http://127.0.0.1:{api}/api/v1/" in text
+        served = f"http://127.0.0.1:{api}/api/v1"
+        assert httpx.get(f"{served}/readiness", timeout=10).json()["ready"] is True
+        assert httpx.get(f"{served}/runs", timeout=10).status_code == 401
         assert "up:   try       metawsm demo" in text
 
         demo = _metawsm(env, tmp_path, "demo")
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "demo complete: run " in demo.stdout
 
-        second = _metawsm(env, tmp_path, "up", "--flower-port", str(free_port()), "--no-metrics")
+        second = _metawsm(env, tmp_path, "up", "--flower-port", str(free_port()), "--no-metrics",
+                         "--no-api")  # fmt: skip
         assert second.returncode == 1
         assert f"a metawsm stack already runs on sqlite:///{db} (metawsm up, pid {up.pid}" in (
             second.stderr
         )
-        other = tmp_path / "other"
-        other.mkdir()
-        taken = _metawsm(env, other, "up", "--flower-port", str(flower), "--no-metrics")
+        # Not below tmp_path: from there, the stack's database would be found (walking up).
+        other = tmp_path_factory.mktemp("other")
+        taken = _metawsm(env, other, "up", "--flower-port", str(flower), "--no-metrics", "--no-api")
         assert taken.returncode == 1
         assert f"port {flower} on 127.0.0.1 (Flower) is taken" in taken.stderr
     finally:

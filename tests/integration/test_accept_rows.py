@@ -16,6 +16,8 @@ import pytest
 from sqlalchemy import Engine, insert, text
 
 from metawsm.errors import CommandIdReused
+from metawsm.messages import plain
+from metawsm.messages.commands import AnyCommand
 from metawsm.services.accept import accept, ledger_row, make_command
 from metawsm.storage import dbapi
 from metawsm.storage.models import ForumCommand, ForumOutbox, table
@@ -29,6 +31,18 @@ COMMAND = make_command(
     actor_type="agent",
     actor_name="ann",
     command_id="cmd-accept-1",
+)
+
+SIGNAL = make_command(
+    "control_signal",
+    {
+        "run_id": "Run.1",
+        "agent_name": "ann",
+        "signal": {"control_type": "completion", "run_id": "Run.1", "agent_name": "ann"},
+    },
+    actor_type="agent",
+    actor_name="ann",
+    command_id="cmd-accept-2",
 )
 
 
@@ -153,3 +167,20 @@ def test_a_failed_statement_rolls_the_driver_transaction_back(engine: Engine, db
         accept(db, COMMAND, TOPIC, NOW)
         raise RuntimeError("stop")
     assert stored(engine) == {"ledger": [], "outbox": []}
+
+
+@pytest.mark.parametrize("command", [COMMAND, SIGNAL], ids=["open_thread", "control_signal"])
+def test_a_command_checked_without_the_models_is_stored_as_its_model_is(
+    engine: Engine, db_url: str, command: AnyCommand
+) -> None:
+    settings = settings_for(db_url)
+    with dbapi.write_transaction(settings) as db:
+        by_model = accept(db, command, TOPIC, NOW)
+    rows = stored(engine)
+    clear(engine)
+    data = {**command.model_dump(mode="json"), "issued_at": command.issued_at}
+    with dbapi.write_transaction(settings) as db:
+        by_plain = accept(db, plain.command(data), TOPIC, NOW)
+
+    assert stored(engine) == rows and len(rows["ledger"]) == 1
+    assert (by_plain.outcome, by_plain.message) == (by_model.outcome, by_model.message)

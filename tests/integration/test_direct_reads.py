@@ -188,7 +188,7 @@ def test_the_cli_prints_what_the_orm_reads(
         ),
         (["run", "list", "--json"], {"runs": runs.run_rows(engine)}),
         (
-            ["run", "show", run_id, "--json"],
+            ["run", "show", "--run-id", run_id, "--json"],
             {**runs.run_rows(engine, run_id)[0], "history": runs.run_history(engine, run_id)},
         ),
         (["dlq", "list", "--json"], {"dead_letters": deadletters.list_dead_letters(engine)}),

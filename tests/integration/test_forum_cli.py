@@ -283,13 +283,13 @@ def test_search_by_text_and_queues(three_threads: Pipeline) -> None:
 
 def test_watch_prints_events_after_the_cursor_in_order(three_threads: Pipeline) -> None:
     p = three_threads
-    lines = metawsm(p, "forum", "watch", "--json").stdout.splitlines()
+    lines = metawsm(p, "forum", "events", "--json").stdout.splitlines()
     events = [json.loads(line) for line in lines]
     assert [e["sequence"] for e in events] == [1, 2, 3, 4, 5]
     assert events[0]["event_type"] == "forum.thread.opened"
-    after = metawsm(p, "forum", "watch", "--cursor", "3", "--json").stdout.splitlines()
+    after = metawsm(p, "forum", "events", "--cursor", "3", "--json").stdout.splitlines()
     assert [json.loads(line)["sequence"] for line in after] == [4, 5]
-    text = metawsm(p, "forum", "watch", "--ticket", "TCK-2", "--limit", "1")
+    text = metawsm(p, "forum", "events", "--ticket", "TCK-2", "--limit", "1")
     assert (
         text.stdout.startswith("3 ")
         and "forum.thread.opened thread=t-3 ticket=TCK-2" in text.stdout
@@ -303,9 +303,9 @@ def test_watch_prints_events_after_the_cursor_in_order(three_threads: Pipeline) 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--title", "   "], "payload.title: is required (blank after trimming)"),
-        (["--title", "x" * 600], "payload.title: must be at most 512 characters (got 600)"),
-        (["--title", "t", "--ticket", ""], "payload.ticket: is required (blank after trimming)"),
+        (["--title", "   "], "--title: is required (blank after trimming)"),
+        (["--title", "x" * 600], "--title: must be at most 512 characters (got 600)"),
+        (["--title", "t", "--ticket", ""], "--ticket: is required (blank after trimming)"),
         (["--title", "t", "--priority", "asap"], "Invalid value for '--priority'"),
     ],
     ids=["blank-title", "long-title", "no-ticket", "bad-priority"],
@@ -403,7 +403,7 @@ def test_python_m_metawsm_exits_with_the_documented_codes(
         )
 
     usage = run("forum", "ask", "--ticket", "T", "--title", " ", "--body", "b")
-    assert usage.returncode == 2 and "payload.title" in usage.stderr
+    assert usage.returncode == 2 and "--title: is required" in usage.stderr
     unmigrated = run("forum", "list", db=empty_sqlite_url)
     assert unmigrated.returncode == 3 and "metawsm db upgrade" in unmigrated.stderr
     assert run("forum", "list", "--json").returncode == 0
@@ -419,10 +419,10 @@ def _env(db_url: str, broker_url: str) -> dict[str, str]:
 
 
 class Follower:
-    """``metawsm forum watch --follow --json`` as a subprocess; collects the events it prints."""
+    """``metawsm forum events --follow --json`` as a subprocess; collects the events it prints."""
 
     def __init__(self, p: Pipeline, cwd: Path) -> None:
-        argv = [sys.executable, "-m", "metawsm", "forum", "watch", "--follow", "--json"]
+        argv = [sys.executable, "-m", "metawsm", "forum", "events", "--follow", "--json"]
         self.proc = subprocess.Popen(
             argv,
             env=_env(p.settings.database_url, p.settings.broker_url),

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine
 
 from metawsm.cli import cli
+from metawsm.database_location import missing_sqlite_file
 from metawsm.ops.health import CHECK_NAMES
 from metawsm.ops.heartbeats import BEAT_ROLE, WORKER_ROLES, beat
 from metawsm.storage.types import utcnow
@@ -66,11 +67,27 @@ def test_without_redis_or_workers_health_is_exit_1_naming_each_check_and_its_fix
 def test_a_database_without_the_schema_fails_schema_with_the_upgrade_hint(
     empty_db_url: str,
 ) -> None:
+    missing = missing_sqlite_file(empty_db_url)
+    if missing is not None:
+        missing.touch()  # an empty SQLite file (no file at all: the test below)
     code, out = _health(empty_db_url, NO_BROKER_URL, "--json")
     checks = {c["name"]: c for c in json.loads(out)["checks"]}
     assert code == 1
     assert checks["database"]["ok"] is True
     assert (checks["schema"]["ok"], checks["schema"]["hint"]) == (False, "metawsm db upgrade")
+
+
+def test_a_database_file_that_does_not_exist_fails_database_and_is_not_created(
+    empty_sqlite_url: str,
+) -> None:
+    code, out = _health(empty_sqlite_url, NO_BROKER_URL, "--json")
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert code == 1 and checks["database"]["ok"] is False
+    missing = missing_sqlite_file(empty_sqlite_url)
+    assert (
+        missing is not None and f"no metawsm database at {missing}" in checks["database"]["detail"]
+    )
+    assert not missing.exists()
 
 
 def test_metrics_serve_on_a_taken_port_is_exit_1_naming_the_option(db_url: str) -> None:

@@ -15,7 +15,8 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
 from metawsm.cli import cli
-from metawsm.errors import DatabaseUnreachable, SchemaNotAtHead, UsageError
+from metawsm.database_location import missing_sqlite_file
+from metawsm.errors import DatabaseUnreachable, MetawsmError, SchemaNotAtHead, UsageError
 from metawsm.storage import migrate, schema_head
 from metawsm.storage.engine import READONLY, build_engine
 from metawsm.storage.models import SEARCH_INDEX_TABLE, Base, is_search_index_table
@@ -46,6 +47,8 @@ def model_table_names(engine: Engine) -> set[str]:
 def run_db(url: str, *args: str) -> tuple[int, str]:
     """Run ``metawsm db ARGS`` on ``url`` as a user would (settings from the environment)."""
     result = CliRunner().invoke(cli, ["db", *args], env={"METAWSM_DATABASE_URL": url})
+    if isinstance(result.exception, MetawsmError):  # what metawsm.cli.main makes of it
+        return result.exception.exit_code, f"{result.output}error: {result.exception}"
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.output
@@ -191,6 +194,12 @@ def test_db_upgrade_then_db_current_reports_the_head_as_json(empty_db_url: str) 
 
 
 def test_db_current_says_an_empty_database_is_not_at_head(empty_db_url: str) -> None:
+    missing = missing_sqlite_file(empty_db_url)
+    if missing is not None:  # no file at all is no database: said, and not created
+        exit_code, output = run_db(empty_db_url, "current", "--json")
+        assert exit_code == 3 and f"no metawsm database at {missing}" in output
+        assert not missing.exists()
+        missing.touch()  # an empty SQLite file: a database without the schema
     exit_code, output = run_db(empty_db_url, "current", "--json")
 
     assert exit_code == 0, output

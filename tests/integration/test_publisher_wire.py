@@ -22,6 +22,7 @@ import pytest
 import redis
 
 from metawsm.settings import Settings
+from metawsm.transport import redis_wire, resp
 from metawsm.transport.publisher import make_publisher
 from tests.fixtures.conditions import wait_until
 from tests.fixtures.database import settings_for
@@ -167,7 +168,7 @@ def comparable_event(message: dict[str, Any]) -> dict[str, Any]:
     return {**message, "properties": properties, "body": body}
 
 
-# The publisher writes with redis-py what the kombu publisher it replaced wrote: every key and
+# The publisher writes without kombu what the kombu publisher it replaced wrote: every key and
 # every event, byte for byte, once the values fresh per publish are set aside.
 FRESH_VALUES = re.compile(rb'"(delivery_tag|reply_to)": "[0-9a-f-]{36}"')
 
@@ -202,19 +203,29 @@ def publish_with(module: Any, settings: Settings, topic: str, redelivery: bool) 
         publisher.close()
 
 
+# A plain redis:// URL is sent by the minimal client (transport/resp.py), a URL with options
+# by redis-py: both must write the same.
+CLIENTS = {"": resp.RespClient, "?db=0": redis_wire.RedisPyCommands}
+
+
+@pytest.mark.parametrize("query", sorted(CLIENTS), ids=["resp", "redis-py"])
 @pytest.mark.parametrize("redelivery", [False, True])
 def test_every_key_is_the_kombu_publishers_byte_for_byte(
-    redis_url: str, broker: redis.Redis, redelivery: bool
+    redis_url: str, broker: redis.Redis, redelivery: bool, query: str
 ) -> None:
     from metawsm.transport import publisher as redis_publisher
     from tests.fixtures import kombu_publisher
 
     settings = settings_for("sqlite://", redis_url, task_events=False)
+    ours = settings.replace(broker_url=redis_url + query)
+    client = redis_wire.client(ours)
+    assert isinstance(client, CLIENTS[query])
+    client.close()
     topic = f"forum.commands.bytes_{int(redelivery)}"
     publish_with(kombu_publisher, settings, topic, redelivery)
     by_kombu = keyspace(broker)
     broker.flushall()
-    publish_with(redis_publisher, settings, topic, redelivery)
+    publish_with(redis_publisher, ours, topic, redelivery)
     by_redis_py = keyspace(broker)
 
     assert by_redis_py == by_kombu

@@ -196,7 +196,7 @@ def history(p: Pipeline, run_id: str) -> list[tuple[str, str]]:
 
 def unmet(sh: Shell, run_id: str) -> dict[str, dict[str, Any]]:
     """``run why --json``: the unmet gates keyed ``name:agent``."""
-    out = sh.json("run", "why", run_id)
+    out = sh.json("run", "why", "--run-id", run_id)
     return {f"{g['name']}:{g['agent_name']}": g for g in out["unmet"]}
 
 
@@ -231,7 +231,7 @@ def test_run_create_list_and_show_print_the_run_as_json(sh: Shell, cli: Shell) -
         ("created", "planning"),
         ("planning", "running"),
     ]
-    assert sh.json("run", "show", run_id) == created
+    assert sh.json("run", "show", "--run-id", run_id) == created
 
     other = cli.json(
         "run", "create", "--ticket", "X", "--ticket", "Y", "--agent", "c", "--mode", "run"
@@ -241,9 +241,9 @@ def test_run_create_list_and_show_print_the_run_as_json(sh: Shell, cli: Shell) -
     assert next(r for r in listed if r["run_id"] == other["run_id"])["tickets"] == ["X", "Y"]
     lines = cli.ok("run", "list").splitlines()
     assert f"{run_id} running mode=run tickets=TCK-7 agents=a,b" in lines
-    text = cli.ok("run", "show", run_id).splitlines()
+    text = cli.ok("run", "show", "--run-id", run_id).splitlines()
     assert text[0] == f"run={run_id} status=running mode=run tickets=TCK-7 epoch=1"
-    assert text[1] == "  agent=a status=running last_signal=None"
+    assert text[1:3] == ["agents:", "  agent=a status=running last_signal=None"]
 
 
 def test_run_create_refuses_duplicate_agents_and_unknown_runs_are_not_found(
@@ -254,7 +254,7 @@ def test_run_create_refuses_duplicate_agents_and_unknown_runs_are_not_found(
         1,
         "agent names in a run must be unique",
     )
-    exits(sh("run", "show", "run-nope"), 1, "run run-nope not found")
+    exits(sh("run", "show", "--run-id", "run-nope"), 1, "run run-nope not found")
     exits(cli("run", "create", "--ticket", "T"), 2, "--agent")
     exits(cli("run", "create", "--ticket", "T", "--agent", "a", "--mode", "solo"), 2, "'--mode'")
     assert cli.json("run", "list") == {"runs": []}
@@ -294,7 +294,19 @@ def test_bootstrap_without_a_brief_flag_and_no_terminal_is_exit_2_and_creates_no
 def test_bootstrap_with_the_brief_flags_creates_a_bootstrap_run_with_its_brief(
     sh: Shell, cli: Shell
 ) -> None:
-    out = sh.json("bootstrap", "--ticket", "TCK-7", "--agent", "a", "--agent", "b", *BRIEF)
+    out = sh.json(
+        "run",
+        "create",
+        "--mode",
+        "bootstrap",
+        "--ticket",
+        "TCK-7",
+        "--agent",
+        "a",
+        "--agent",
+        "b",
+        *BRIEF,
+    )
     assert (out["mode"], out["status"], out["tickets"]) == ("bootstrap", "running", ["TCK-7"])
     assert out["brief"] == {
         "ticket": "TCK-7",
@@ -304,7 +316,7 @@ def test_bootstrap_with_the_brief_flags_creates_a_bootstrap_run_with_its_brief(
         "constraints": "no new deps",
         "merge_intent": "default",
     }
-    assert cli.json("run", "show", out["run_id"])["brief"] == out["brief"]
+    assert cli.json("run", "show", "--run-id", out["run_id"])["brief"] == out["brief"]
     two = ["run", "create", "--mode", "bootstrap", "--ticket", "T", "--ticket", "U", "--agent", "a"]
     exits(cli(*two, *BRIEF), 1, "a bootstrap run has exactly one ticket")
 
@@ -357,23 +369,23 @@ def test_each_signal_type_is_applied_on_the_agents_control_thread(sh: Shell, cli
     assert json.loads(posts[3]["body"])["status"] == "passed"
     assert (posts[0]["author_type"], posts[0]["author_name"]) == ("agent", "a")
     assert posts[1]["author_type"] == "operator"  # an answer is an operator's by default
-    assert cli.json("run", "show", run_id)["agents"][0]["last_signal_at"] is not None
+    assert cli.json("run", "show", "--run-id", run_id)["agents"][0]["last_signal_at"] is not None
 
 
 SUBPROCESS_USAGE_ERRORS = [
-    (["--type", "guidance_request", "--question", "   "], "question: is required"),
+    (["--type", "guidance_request", "--question", "   "], "--question: is required"),
     (["--type", "validation", "--status", "maybe", "--done-criteria", "c"], "'--status'"),
     (["--type", "completion", "--answer", "x"], "--answer not allowed with --type completion"),
 ]
 USAGE_ERRORS = [
-    (["--type", "guidance_request"], "question: Field required"),
-    (["--type", "guidance_answer", "--answer", ""], "answer: is required"),
-    (["--type", "validation", "--status", "passed"], "done_criteria: Field required"),
-    (["--type", "validation", "--done-criteria", "c"], "status: Field required"),
+    (["--type", "guidance_request"], "--type guidance_request needs --question"),
+    (["--type", "guidance_answer", "--answer", ""], "--answer: is required"),
+    (["--type", "validation", "--status", "passed"], "--type validation needs --done-criteria"),
+    (["--type", "validation", "--done-criteria", "c"], "--type validation needs --status"),
     (["--type", "guidance_answer", "--answer", "x", "--question", "q"], "--question not allowed"),
     (["--type", "completion", "--status", "passed"], "--status not allowed"),
     (["--type", "finished"], "'--type'"),
-    (["--type", "guidance_request", "--question", "q", "--timeout", "soon"], "--timeout"),
+    (["--type", "guidance_request", "--question", "q", "--timeout", "soon"], "'soon' is not a"),
 ]
 
 
@@ -386,8 +398,10 @@ def test_invalid_signal_input_is_exit_2_naming_the_field_and_nothing_is_accepted
         exits(sh("forum", "signal", "--run-id", run_id, "--agent-name", "a", *args), 2, says)
     for args, says in USAGE_ERRORS:
         exits(cli("forum", "signal", "--run-id", run_id, "--agent-name", "a", *args), 2, says)
-    exits(cli("forum", "signal", "--agent-name", "a", "--type", "completion"), 2, "run_id")
-    exits(cli("forum", "signal", "--run-id", run_id, "--type", "completion"), 2, "agent_name")
+    no_run = cli("forum", "signal", "--agent-name", "a", "--type", "completion")
+    exits(no_run, 2, "--run-id is required (or set METAWSM_RUN_ID)")
+    no_agent = cli("forum", "signal", "--run-id", run_id, "--type", "completion")
+    exits(no_agent, 2, "--agent-name is required (or set METAWSM_AGENT_NAME)")
     assert footprint(sh.p) == before
 
 
@@ -530,7 +544,7 @@ def test_wait_exits_5_when_the_run_is_stopped_meanwhile(sh: Shell, cli: Shell) -
     ask = ["forum", "signal", "--type", "guidance_request", "--question", "hello?"]
     with sh.background(*ask, "--wait", "--timeout", "20s", RUN_ID=run_id, AGENT_NAME="a") as w:
         wait_status(sh.p, run_id, "awaiting_guidance")
-        assert sh.ok("run", "stop", run_id) == f"run {run_id} stopped\n"
+        assert sh.ok("run", "stop", "--run-id", run_id) == f"run {run_id} stopped\n"
         out, err = w.communicate(timeout=30)
     assert w.returncode == 5, (out, err)
     assert f"run {run_id} is stopped; no answer will come" in err
@@ -547,13 +561,13 @@ def test_run_why_names_every_unmet_gate_with_its_exact_fix_and_each_fix_meets_it
     signal(cli, run_id, "a", "guidance_request", "--question", "Which DB?")
     signal(cli, run_id, "b", "validation", "--status", "passed", "--done-criteria", "all good")
     wait_status(sh.p, run_id, "awaiting_guidance")
-    cli.ok("run", "stop", run_id)
+    cli.ok("run", "stop", "--run-id", run_id)
 
-    gates = sh.json("run", "why", run_id)
+    gates = sh.json("run", "why", "--run-id", run_id)
     assert (gates["run_id"], gates["status"], gates["mode"]) == (run_id, "stopped", "bootstrap")
     criteria = ("--status", "passed", "--done-criteria", "tests pass")
     expected = [
-        ("status", None, "run is stopped, not completed", f"metawsm run resume {run_id}"),
+        ("status", None, "run is stopped, not completed", f"metawsm run resume --run-id {run_id}"),
         (
             "guidance",
             "a",
@@ -569,7 +583,7 @@ def test_run_why_names_every_unmet_gate_with_its_exact_fix_and_each_fix_meets_it
         (
             "validation",
             "a",
-            "agent a has no validation signal",
+            "agent a has no validation signal in epoch 1",
             fix_of(run_id, "a", "validation", *criteria),
         ),
         (
@@ -587,7 +601,7 @@ def test_run_why_names_every_unmet_gate_with_its_exact_fix_and_each_fix_meets_it
     ]
     assert [(g["name"], g["agent_name"], g["reason"], g["fix"]) for g in gates["unmet"]] == expected
     assert all(g["met"] is False for g in gates["unmet"])
-    text = sh.ok("run", "why", run_id).splitlines()
+    text = sh.ok("run", "why", "--run-id", run_id).splitlines()
     assert text[0] == f"run {run_id} (stopped): 6 gate(s) not met"
     assert text[1:] == [
         line for _, _, reason, fix in expected for line in (f"- {reason}", f"    fix: {fix}")
@@ -601,7 +615,10 @@ def test_run_why_names_every_unmet_gate_with_its_exact_fix_and_each_fix_meets_it
     assert list(unmet(cli, run_id)) == ["status:None"]
     assert sh.run_fix(expected[0][3]) == f"run {run_id} completed\n"
     assert unmet(cli, run_id) == {}
-    assert sh.ok("run", "why", run_id) == f"run {run_id} (completed): every close gate is met\n"
+    assert (
+        sh.ok("run", "why", "--run-id", run_id)
+        == f"run {run_id} (completed): every close gate is met\n"
+    )
 
 
 def test_run_why_fixes_in_a_standard_run_fill_in_the_done_criteria_placeholder(
@@ -625,18 +642,18 @@ def test_run_why_of_a_run_failed_by_an_agent_names_the_agent_and_the_fixes_bring
 ) -> None:
     run_id = create(cli, "a", "b")
     complete(cli, run_id, "a", "ok")
-    cli.ok("run", "agent-status", run_id, "--agent-name", "b", "--status", "failed")
+    cli.ok("run", "agent-status", "--run-id", run_id, "--agent-name", "b", "--status", "failed")
     assert status(sh.p, run_id) == "failed"
 
-    gates = sh.json("run", "why", run_id)["unmet"]
+    gates = sh.json("run", "why", "--run-id", run_id)["unmet"]
     assert [(g["name"], g["agent_name"], g["reason"], g["fix"]) for g in gates[:2]] == [
         (
             "agent",
             "b",
             "agent b is reported failed",
-            f"metawsm run agent-status {run_id} --agent-name b --status running",
+            f"metawsm run agent-status --run-id {run_id} --agent-name b --status running",
         ),
-        ("status", None, "run is failed, not completed", f"metawsm run resume {run_id}"),
+        ("status", None, "run is failed, not completed", f"metawsm run resume --run-id {run_id}"),
     ]
     # Top to bottom: report the agent back, resume the run, then the agent's own signals.
     assert sh.run_fix(gates[0]["fix"]) == f"agent b running; run {run_id} failed\n"
@@ -655,25 +672,25 @@ def test_close_dry_run_changes_nothing_and_close_closes_a_passing_run(
     sh: Shell, cli: Shell
 ) -> None:
     run_id = create(cli, "a", mode="bootstrap")
-    before = cli.json("run", "show", run_id), footprint(sh.p)
+    before = cli.json("run", "show", "--run-id", run_id), footprint(sh.p)
     refused = sh("close", "--run-id", run_id, "--dry-run")
     exits(
         refused,
         1,
         f"run {run_id} cannot close: run is running, not completed",
-        f"see: metawsm run why {run_id}",
+        f"see: metawsm run why --run-id {run_id}",
     )
     as_json = cli("close", "--run-id", run_id, "--json")
     exits(as_json, 1, "cannot close")
     report = json.loads(as_json.stdout)
     assert (report["run_id"], report["closed"]) == (run_id, False)
     assert [g["name"] for g in report["unmet"]] == ["status", "completion", "validation"]
-    assert (cli.json("run", "show", run_id), footprint(sh.p)) == before
+    assert (cli.json("run", "show", "--run-id", run_id), footprint(sh.p)) == before
 
     complete(cli, run_id, "a")
     wait_status(sh.p, run_id, "completed")
     sh.p.settle()
-    before = cli.json("run", "show", run_id), footprint(sh.p)
+    before = cli.json("run", "show", "--run-id", run_id), footprint(sh.p)
     dry = sh.ok("close", "--run-id", run_id, "--dry-run")
     assert dry == f"run {run_id}: every close gate passes (dry run; nothing changed)\n"
     assert cli.json("close", "--run-id", run_id, "--dry-run") == {
@@ -682,7 +699,7 @@ def test_close_dry_run_changes_nothing_and_close_closes_a_passing_run(
         "dry_run": True,
         "status": "completed",
     }
-    assert (cli.json("run", "show", run_id), footprint(sh.p)) == before
+    assert (cli.json("run", "show", "--run-id", run_id), footprint(sh.p)) == before
 
     assert sh.ok("close", "--run-id", run_id) == f"run {run_id} closed\n"
     assert history(sh.p, run_id)[-2:] == [("completed", "closing"), ("closing", "closed")]
@@ -690,9 +707,17 @@ def test_close_dry_run_changes_nothing_and_close_closes_a_passing_run(
     assert len(history(sh.p, run_id)) == len(before[0]["history"]) + 2
 
     # A closed run is final.
-    exits(sh("run", "resume", run_id), 1, f"run {run_id} cannot go from closed to running")
-    exits(cli("run", "stop", run_id), 1, f"run {run_id} is closed; it cannot be stopped")
-    exits(cli("run", "iterate", run_id, "--feedback", "more"), 1, "is closed; it cannot iterate")
+    exits(
+        sh("run", "resume", "--run-id", run_id), 1, f"run {run_id} cannot go from closed to running"
+    )
+    exits(
+        cli("run", "stop", "--run-id", run_id), 1, f"run {run_id} is closed; it cannot be stopped"
+    )
+    exits(
+        cli("run", "iterate", "--run-id", run_id, "--feedback", "more"),
+        1,
+        "is closed; it cannot iterate",
+    )
     exits(
         cli("forum", "signal", "--run-id", run_id, "--agent-name", "a", "--type", "completion"),
         1,
@@ -708,22 +733,26 @@ def test_stop_and_resume_follow_the_table_and_an_illegal_one_is_exit_1(
     sh: Shell, cli: Shell
 ) -> None:
     run_id = create(cli, "a")
-    assert sh.ok("run", "stop", run_id) == f"run {run_id} stopped\n"
+    assert sh.ok("run", "stop", "--run-id", run_id) == f"run {run_id} stopped\n"
     assert history(sh.p, run_id)[-2:] == [("running", "stopping"), ("stopping", "stopped")]
     steps = len(history(sh.p, run_id))
-    assert cli.ok("run", "stop", run_id) == f"run {run_id} stopped\n"  # already stopped: no-op
+    assert (
+        cli.ok("run", "stop", "--run-id", run_id) == f"run {run_id} stopped\n"
+    )  # already stopped: no-op
     assert len(history(sh.p, run_id)) == steps
-    assert sh.ok("run", "resume", run_id) == f"run {run_id} running\n"
+    assert sh.ok("run", "resume", "--run-id", run_id) == f"run {run_id} running\n"
     assert history(sh.p, run_id)[-1] == ("stopped", "running")
     # Same status is always allowed: resuming a running run changes nothing.
-    assert cli.ok("run", "resume", run_id) == f"run {run_id} running\n"
+    assert cli.ok("run", "resume", "--run-id", run_id) == f"run {run_id} running\n"
     assert len(history(sh.p, run_id)) == steps + 1
 
     complete(cli, run_id, "a", "anything")
     wait_status(sh.p, run_id, "completed")
-    exits(sh("run", "stop", run_id), 1, f"run {run_id} is completed; it cannot be stopped")
-    exits(cli("run", "stop", "run-nope"), 1, "run run-nope not found")
-    exits(cli("run", "resume", "run-nope"), 1, "run run-nope not found")
+    exits(
+        sh("run", "stop", "--run-id", run_id), 1, f"run {run_id} is completed; it cannot be stopped"
+    )
+    exits(cli("run", "stop", "--run-id", "run-nope"), 1, "run run-nope not found")
+    exits(cli("run", "resume", "--run-id", "run-nope"), 1, "run run-nope not found")
     assert status(sh.p, run_id) == "completed"
 
 
@@ -735,9 +764,9 @@ def test_iterate_moves_a_completed_run_back_to_running_in_a_new_epoch(
     wait_status(sh.p, run_id, "completed")
     assert unmet(cli, run_id) == {}
 
-    out = sh.ok("run", "iterate", run_id, "--feedback", "add docs")
+    out = sh.ok("run", "iterate", "--run-id", run_id, "--feedback", "add docs")
     assert out.splitlines()[-1] == f"run {run_id} running; control epoch 2"
-    shown = cli.json("run", "show", run_id)
+    shown = cli.json("run", "show", "--run-id", run_id)
     assert (shown["status"], shown["control_epoch"]) == ("running", 2)
     assert shown["history"][-1]["reason"] == "iterate (epoch 2): add docs"
     gates = unmet(cli, run_id)
@@ -756,9 +785,11 @@ def test_iterate_moves_a_completed_run_back_to_running_in_a_new_epoch(
 
 def test_agent_status_failed_fails_a_running_run(sh: Shell, cli: Shell) -> None:
     run_id = create(cli, "a", "b")
-    out = sh.ok("run", "agent-status", run_id, "--agent-name", "b", "--status", "failed")
+    out = sh.ok(
+        "run", "agent-status", "--run-id", run_id, "--agent-name", "b", "--status", "failed"
+    )
     assert out == f"agent b failed; run {run_id} failed\n"
-    shown = cli.json("run", "show", run_id)
+    shown = cli.json("run", "show", "--run-id", run_id)
     assert shown["status"] == "failed"
     assert {a["agent_name"]: a["status"] for a in shown["agents"]} == {
         "a": "running",
@@ -766,12 +797,12 @@ def test_agent_status_failed_fails_a_running_run(sh: Shell, cli: Shell) -> None:
     }
     assert shown["history"][-1]["reason"] == "agent reported failed: b"
     exits(
-        cli("run", "agent-status", run_id, "--agent-name", "zed", "--status", "idle"),
+        cli("run", "agent-status", "--run-id", run_id, "--agent-name", "zed", "--status", "idle"),
         1,
         f"agent zed is not in run {run_id}",
     )
     exits(
-        cli("run", "agent-status", run_id, "--agent-name", "a", "--status", "sleepy"),
+        cli("run", "agent-status", "--run-id", run_id, "--agent-name", "a", "--status", "sleepy"),
         2,
         "'--status'",
     )
@@ -781,7 +812,7 @@ def test_agent_status_failed_fails_a_run_awaiting_guidance(sh: Shell, cli: Shell
     run_id = create(cli, "a", mode="bootstrap")
     signal(cli, run_id, "a", "guidance_request", "--question", "stuck?")
     wait_status(sh.p, run_id, "awaiting_guidance")
-    cli.ok("run", "agent-status", run_id, "--agent-name", "a", "--status", "failed")
+    cli.ok("run", "agent-status", "--run-id", run_id, "--agent-name", "a", "--status", "failed")
     assert history(sh.p, run_id)[-1] == ("awaiting_guidance", "failed")
 
 

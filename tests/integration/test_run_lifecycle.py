@@ -187,7 +187,8 @@ def test_iterate_starts_a_new_epoch_in_which_old_signals_no_longer_count(
     )
     assert (status, epoch, len(threads)) == ("running", 2, 1)
     _signal(pipeline, run_id, "alice", control_type="guidance_request", question="again?")
-    _signal(pipeline, run_id, "alice", control_type="guidance_answer", answer="yes")
+    # Answered by an operator: nobody answers their own guidance request.
+    _signal(pipeline, run_id, "alice", "operator", control_type="guidance_answer", answer="yes")
     pipeline.settle()
     assert _status(pipeline, run_id) == "running"
     assert {g.name for g in gates.unmet(pipeline.engine, run_id)[1]} >= {"completion", "validation"}

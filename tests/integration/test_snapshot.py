@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from metawsm.domain.snapshot import Blocker, RunSnapshot
+from metawsm.domain.snapshot import Blocker, RunSnapshot, to_json
 from metawsm.errors import NotFound
 from metawsm.messages.common import Actor
 from metawsm.services import escalation, gates, lifecycle, runs, snapshot
@@ -21,6 +21,7 @@ from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
 from tests.fixtures.database import NO_BROKER_URL, settings_for
 from tests.fixtures.pipeline import Pipeline, wait_until
+from tests.fixtures.snapshot_contract import as_contract_writes_it
 
 OPERATOR = Actor(type="operator", name="olga")
 BRIEF = runs.BriefInput(goal="ship it", scope="s", done_criteria="tests pass", constraints="c")
@@ -121,9 +122,10 @@ def test_generated_at_is_the_given_now_and_the_json_is_snake_case(pipeline: Pipe
     now = utcnow() + timedelta(minutes=3)
     snap = snapshot.build(pipeline.engine, pipeline.settings, run_id=run_id, now=now)
     assert snap.generated_at == now and snap.runs[0].generated_at == now
-    data = snap.model_dump(mode="json")
+    data = to_json(snap)
+    assert data == as_contract_writes_it(data)
     assert set(data) == {"generated_at", "runs"}
-    assert set(data["runs"][0]) == set(RunSnapshot.model_fields)
+    assert set(data["runs"][0]) == set(RunSnapshot._fields)
     assert all(key == key.lower() for key in data["runs"][0])
 
 
@@ -356,7 +358,7 @@ def test_blockers_are_the_unmet_gates_with_their_fix_commands(pipeline: Pipeline
         f"metawsm forum signal --run-id {run_id} --agent-name alice --type completion"
         " --summary '<summary>' --actor-type agent"
     )
-    assert by_reason["agent alice has no validation signal"].fix == (
+    assert by_reason["agent alice has no validation signal in epoch 1"].fix == (
         f"metawsm forum signal --run-id {run_id} --agent-name alice --type validation"
         " --status passed --done-criteria 'tests pass' --actor-type agent"
     )

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from metawsm.domain.snapshot import to_json
 from metawsm.messages.common import Actor
 from metawsm.services import escalation, lifecycle, runs, snapshot
 from metawsm.storage.models import ForumEvent, ForumOutbox
@@ -66,11 +67,6 @@ def metawsm(p: Pipeline, cwd: Path, *args: str, **extra: str) -> subprocess.Comp
         timeout=CLI_TIMEOUT_S,
         check=False,
     )
-
-
-def _json_lines(done: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
-    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
-    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
 @dataclass
@@ -197,7 +193,7 @@ def test_status_json_is_the_snapshot_and_needs_no_redis(p: Pipeline, tmp_path: P
     done = metawsm(p, tmp_path, "status", "--run-id", run_id, "--json")
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
-    expected = snapshot.build(p.engine, p.settings, run_id=run_id).model_dump(mode="json")
+    expected = to_json(snapshot.build(p.engine, p.settings, run_id=run_id))
     assert _strip_clock(printed) == _strip_clock(expected)
     assert printed["runs"][0]["pending_guidance"][0]["question"] == "Which DB?"
 
@@ -283,8 +279,8 @@ def test_watch_exits_0_on_a_completed_run_5_on_a_stopped_one_and_1_on_a_failed_o
 
     expected = {
         completed: (0, "run_done", f"metawsm close --run-id {completed}"),
-        stopped: (5, "run_stopped", f"metawsm run resume {stopped}"),
-        failed: (1, "run_failed", f"metawsm run resume {failed}"),
+        stopped: (5, "run_stopped", f"metawsm run resume --run-id {stopped}"),
+        failed: (1, "run_failed", f"metawsm run resume --run-id {failed}"),
     }
     for run_id, (code, event, hint) in expected.items():
         done = metawsm(p, tmp_path, "watch", "--run-id", run_id, "--json")
@@ -346,7 +342,7 @@ def test_watch_on_a_ticket_follows_its_newest_run_not_an_older_finished_one(
     lifecycle.stop_run(p.container.runtime, old, OPERATOR)
     new = _create(p, ticket="TCK-7")
     done = metawsm(p, tmp_path, "watch", "--ticket", "TCK-7", "--once", "--json")
-    assert (done.returncode, done.stdout) == (0, ""), (done.stdout, done.stderr)
+    assert (done.returncode, json.loads(done.stdout)) == (0, []), (done.stdout, done.stderr)
     _ask(p, new)
     done = metawsm(p, tmp_path, "watch", "--ticket", "TCK-7", "--json")
     assert done.returncode == 6, (done.stdout, done.stderr)
@@ -380,7 +376,11 @@ def test_watch_over_all_runs_alerts_a_run_that_fails_and_keeps_watching(
 
 
 def _operate(p: Pipeline, cwd: Path, *args: str, **env: str) -> list[dict[str, Any]]:
-    return _json_lines(metawsm(p, cwd, "operator", "--once", "--json", *args, **env))
+    """The decisions of one ``operator --once --json`` pass (one JSON array)."""
+    done = metawsm(p, cwd, "operator", "--once", "--json", *args, **env)
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+    decisions: list[dict[str, Any]] = json.loads(done.stdout)
+    return decisions
 
 
 def test_operator_records_escalate_guidance_once_and_nothing_while_nothing_changes(

@@ -26,27 +26,33 @@ SOURCE_ROOT = str(Path(metawsm.__file__).resolve().parents[1])
 
 # Migrations and their template engine: ``metawsm db`` and ``metawsm up`` only.
 MIGRATIONS = ("alembic", "mako", "pygments")
-# The broker: writes only (through kombu); Celery: worker, beat and flower only.
+# The broker libraries: workers only (writes publish through metawsm/transport/resp.py);
+# Celery: worker, beat and flower only.
 BROKER = ("kombu", "redis", "amqp", "vine")
 CELERY = ("celery",)
 # The database layer: commands that read or write.
 DATABASE = ("sqlalchemy", "psycopg")
-# Validation libraries: the settings parse their own values (metawsm/settings_rules.py); only
-# what builds a message (a write, a snapshot) uses pydantic. dotenv: only when a .env exists.
+# Validation libraries: the settings parse their own values (metawsm/settings_rules.py); a
+# write checks its command without them (metawsm/messages/plain.py) unless the input is invalid;
+# the snapshot uses pydantic. dotenv: only when a .env exists.
 VALIDATION = ("pydantic", "pydantic_settings", "pydantic_core", "dotenv")
+# The HTTP server: ``metawsm api`` only.
+HTTP = ("fastapi", "starlette", "uvicorn", "anyio", "httpx")
 
 ASK = ["forum", "ask", "--ticket", "T-1", "--title", "t", "--body", "b", "--no-wait"]
 SIGNAL = ["forum", "signal", "--run-id", "r", "--agent-name", "a", "--type", "completion"]
 SIGNAL += ["--summary", "done", "--no-wait"]
 
-NOTHING = (*MIGRATIONS, *BROKER, *CELERY, *DATABASE, *VALIDATION)
+NOTHING = (*MIGRATIONS, *BROKER, *CELERY, *DATABASE, *VALIDATION, *HTTP)
 # Reads through the driver (storage/dbapi.py): no SQLAlchemy, no models, no pydantic.
-DIRECT_READ = (*MIGRATIONS, *BROKER, *CELERY, "sqlalchemy", *VALIDATION)
-# Reads of the snapshot (status, watch, operator): through SQLAlchemy and the typed snapshot.
-READ = (*MIGRATIONS, *BROKER, *CELERY, "pydantic_settings")
-# Writes: the driver to accept, redis-py to publish; SQLAlchemy only when the publish failed
-# (putting the row back for the drainer: WRITE_NO_BROKER), never kombu or Celery.
-WRITE = (*MIGRATIONS, *CELERY, "kombu", "amqp", "vine", "sqlalchemy", "pydantic_settings")
+DIRECT_READ = (*MIGRATIONS, *BROKER, *CELERY, "sqlalchemy", *VALIDATION, *HTTP)
+# What no read imports (the snapshot's reads are direct reads too: status, watch --once and
+# an operator pass that records nothing).
+READ = (*MIGRATIONS, *BROKER, *CELERY, "pydantic_settings", *HTTP)
+# Writes: the driver to accept, the minimal Redis client to publish; SQLAlchemy only when the
+# publish failed (putting the row back for the drainer: WRITE_NO_BROKER), never redis-py, kombu,
+# Celery or pydantic (but to explain invalid input: INVALID_WRITE).
+WRITE = (*MIGRATIONS, *CELERY, *BROKER, "sqlalchemy", *VALIDATION, *HTTP)
 WRITE_NO_BROKER = tuple(name for name in WRITE if name != "sqlalchemy")
 
 
@@ -99,12 +105,16 @@ BUDGETS = [
     (["forum", "search", "--query", "word", "--json"], DIRECT_READ),
     (["forum", "search", "--queue", "unanswered", "--json"], DIRECT_READ),
     (["forum", "thread", "--thread-id", "nope", "--json"], DIRECT_READ),
-    (["forum", "watch", "--json"], DIRECT_READ),
+    (["forum", "events", "--json"], DIRECT_READ),
     (["run", "list", "--json"], DIRECT_READ),
-    (["run", "show", "nope", "--json"], DIRECT_READ),
+    (["run", "show", "--run-id", "nope", "--json"], DIRECT_READ),
     (["dlq", "list", "--json"], DIRECT_READ),
     (["dlq", "show", "nope", "--json"], DIRECT_READ),
-    (["status", "--json"], READ),
+    (["status", "--json"], DIRECT_READ),
+    (["status", "--all"], DIRECT_READ),
+    (["watch", "--all", "--once"], DIRECT_READ),
+    (["operator", "--once", "--dry-run"], DIRECT_READ),
+    (["operator", "--once"], DIRECT_READ),
     (ASK, WRITE_NO_BROKER),
     (SIGNAL, WRITE_NO_BROKER),
 ]
@@ -123,13 +133,22 @@ def test_a_command_imports_nothing_on_its_forbidden_list(
 
 
 @pytest.mark.parametrize("args", [ASK, SIGNAL], ids=["forum ask", "forum signal"])
-def test_a_write_that_publishes_imports_no_sqlalchemy_kombu_or_celery(
+def test_a_write_that_publishes_imports_no_sqlalchemy_redis_py_kombu_or_celery(
     args: list[str], env: dict[str, str], tmp_path: Path, redis_url: str
 ) -> None:
     modules = imported_modules(args, {**env, "METAWSM_BROKER_URL": redis_url}, tmp_path)
     assert forbidden_in(modules, WRITE) == []
-    # It did reach the driver and the broker library, so the budget sees real imports.
-    assert forbidden_in(modules, ("sqlite3", "redis", "pydantic")) != []
+    # It did reach the driver, the checks and the publisher, so the budget sees real imports.
+    assert {"sqlite3", "metawsm.messages.plain", "metawsm.transport.resp"} <= set(modules)
+
+
+def test_a_write_with_invalid_input_is_explained_by_the_models(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    invalid = [arg if arg != "T-1" else " " for arg in ASK]
+    modules = imported_modules(invalid, env, tmp_path, exit_code=2)
+    assert "pydantic" in modules
+    assert forbidden_in(modules, (*MIGRATIONS, *CELERY, *BROKER, "sqlalchemy")) == []
 
 
 def test_a_write_whose_publish_fails_hands_its_row_to_the_drainer_through_sqlalchemy(

@@ -114,7 +114,7 @@ def test_an_unhealthy_agent_escalates_as_blocked(status: str) -> None:
     d = run_decide(snap(agents=[agent("alice"), agent("bob", status)]), "auto")
     assert (d.intent, d.executes) == ("escalate_blocked", False)
     assert d.reason == "unhealthy agents: bob"
-    assert d.command == f"metawsm run show {RID}"
+    assert d.command == f"metawsm run show --run-id {RID}"
 
 
 def test_a_dead_letter_of_the_run_escalates_as_blocked() -> None:
@@ -130,7 +130,7 @@ def test_a_failed_run_escalates_as_blocked() -> None:
 
 def test_a_blocked_reason_names_every_cause() -> None:
     run = snap(status="failed", agents=[agent("b", "dead"), agent("a", "failed")])
-    run = run.model_copy(update={"blockers": [dead_letter()]})
+    run = run._replace(**{"blockers": [dead_letter()]})
     assert run_decide(run).reason == "unhealthy agents: a, b; dead letters: 1; run failed"
 
 
@@ -171,7 +171,7 @@ def test_a_run_with_no_event_for_stale_after_s_is_stale(status: str) -> None:
     d = run_decide(snap(status=status, idle_s=STALE_S), "auto")
     assert (d.intent, d.executes) == ("stale_run", False)
     assert d.reason == "no event for 60 min"
-    assert d.command == f"metawsm run show {RID}"
+    assert d.command == f"metawsm run show --run-id {RID}"
 
 
 def test_a_run_one_second_short_of_stale_after_s_is_not_stale() -> None:
@@ -181,7 +181,7 @@ def test_a_run_one_second_short_of_stale_after_s_is_not_stale() -> None:
 def test_without_any_event_the_run_update_time_is_the_clock() -> None:
     run = snap(last_event_at=None, updated_at=NOW - timedelta(seconds=STALE_S + 5))
     assert run_decide(run).intent == "stale_run"
-    assert run_decide(run.model_copy(update={"updated_at": NOW})).intent == "noop"
+    assert run_decide(run._replace(**{"updated_at": NOW})).intent == "noop"
 
 
 @pytest.mark.parametrize("status", ["paused", "stopped", "planning", "closed"])
@@ -234,11 +234,11 @@ OPEN = ThreadItem(
 
 def _later(run: RunSnapshot, minutes: int = 5) -> RunSnapshot:
     """The same facts observed later: ages grew, other counters moved."""
-    return run.model_copy(
-        update={
+    return run._replace(
+        **{
             "generated_at": run.generated_at + timedelta(minutes=minutes),
             "pending_guidance": [
-                g.model_copy(update={"age_s": g.age_s + 60 * minutes}) for g in run.pending_guidance
+                g._replace(**{"age_s": g.age_s + 60 * minutes}) for g in run.pending_guidance
             ],
             "open_threads": [OPEN],
             "queue_counts": {"new": 1},
@@ -281,12 +281,8 @@ def test_close_ready_that_executes_differs_from_close_ready_that_does_not() -> N
 def test_a_new_guidance_request_changes_the_fingerprint() -> None:
     run = CASES["escalate_guidance"]
     first = run_decide(run).fingerprint
-    second_request = run.model_copy(
-        update={"pending_guidance": [guidance("alice", "fevt-2", age_s=1)]}
-    )
-    another_agent = run.model_copy(
-        update={"pending_guidance": [guidance(), guidance("bob", "fevt-3")]}
-    )
+    second_request = run._replace(**{"pending_guidance": [guidance("alice", "fevt-2", age_s=1)]})
+    another_agent = run._replace(**{"pending_guidance": [guidance(), guidance("bob", "fevt-3")]})
     prints = {first, run_decide(second_request).fingerprint, run_decide(another_agent).fingerprint}
     assert len(prints) == 3
 
@@ -294,9 +290,9 @@ def test_a_new_guidance_request_changes_the_fingerprint() -> None:
 def test_another_blocker_changes_the_blocked_fingerprint() -> None:
     run = CASES["escalate_blocked"]
     first = run_decide(run).fingerprint
-    more_sick = run.model_copy(update={"agents": [agent("bob", "dead"), agent("carl", "stalled")]})
-    more_dead = run.model_copy(update={"blockers": [dead_letter(), dead_letter("cmd-2")]})
-    now_failed = run.model_copy(update={"status": "failed"})
+    more_sick = run._replace(**{"agents": [agent("bob", "dead"), agent("carl", "stalled")]})
+    more_dead = run._replace(**{"blockers": [dead_letter(), dead_letter("cmd-2")]})
+    now_failed = run._replace(**{"status": "failed"})
     prints = [run_decide(r).fingerprint for r in (run, more_sick, more_dead, now_failed)]
     assert prints[0] == first
     assert len(set(prints)) == 4
@@ -304,13 +300,13 @@ def test_another_blocker_changes_the_blocked_fingerprint() -> None:
 
 def test_the_same_blocker_with_another_error_text_keeps_the_fingerprint() -> None:
     run = CASES["escalate_blocked"]
-    reworded = run.model_copy(update={"blockers": [dead_letter("cmd-1", "other words")]})
+    reworded = run._replace(**{"blockers": [dead_letter("cmd-1", "other words")]})
     assert run_decide(run).fingerprint == run_decide(reworded).fingerprint
 
 
 def test_a_new_event_changes_the_stale_fingerprint() -> None:
     run = CASES["stale_run"]
-    moved = run.model_copy(update={"last_event_sequence": run.last_event_sequence + 1})
+    moved = run._replace(**{"last_event_sequence": run.last_event_sequence + 1})
     assert run_decide(run).fingerprint != run_decide(moved).fingerprint
 
 

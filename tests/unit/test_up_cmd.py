@@ -186,3 +186,18 @@ def test_a_taken_metrics_port_is_refused_naming_the_options() -> None:
             PortTaken, match=f"port {port} .*metrics.*--metrics-port or --no-metrics"
         ):
             require_free_port(port, "metrics", "--metrics-port or --no-metrics")
+
+
+def test_the_stack_runs_the_api_on_its_port_and_the_summary_gives_its_url() -> None:
+    specs = process_specs(1, None, python="/py", api_port=8711)
+    api = specs[-1]
+    assert (api.name, api.argv, api.ready_port) == (
+        "api",
+        ("/py", "-m", "metawsm", "api", "--port", "8711"),
+        8711,
+    )
+    settings = load_settings(database_url="sqlite:///x.db")
+    assert "http://127.0.0.1:8710/api/v1/" in "\n".join(
+        ready_summary(settings, 1.0, None, None, None, 8710)
+    )
+    assert "api" not in [s.name for s in process_specs(1, None)]

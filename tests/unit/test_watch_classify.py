@@ -97,14 +97,14 @@ def test_a_healthy_running_run_is_ok_with_no_hint() -> None:
 def test_a_failed_run_is_run_failed_and_the_hint_resumes_it() -> None:
     alert = classify(snap(status="failed"))
     assert (alert.event, alert.terminal) == ("run_failed", True)
-    assert alert.hint == f"metawsm run resume {RID}"
+    assert alert.hint == f"metawsm run resume --run-id {RID}"
     assert RID in alert.message
 
 
 def test_a_stopped_run_is_run_stopped_and_the_hint_resumes_it() -> None:
     alert = classify(snap(status="stopped"))
     assert (alert.event, alert.terminal) == ("run_stopped", True)
-    assert alert.hint == f"metawsm run resume {RID}"
+    assert alert.hint == f"metawsm run resume --run-id {RID}"
 
 
 def test_pending_guidance_is_guidance_needed_with_the_forum_signal_answer_command() -> None:
@@ -159,7 +159,7 @@ def test_a_completed_run_with_an_unmet_gate_points_at_run_why() -> None:
     gate = Blocker(kind="gate", reason="agent alice has no validation signal", fix="x")
     alert = classify(snap(status="completed", blockers=[gate]))
     assert alert.event == "run_done"
-    assert alert.hint == f"metawsm run why {RID}"
+    assert alert.hint == f"metawsm run why --run-id {RID}"
 
 
 def test_a_closed_run_is_run_done_with_nothing_left_to_do() -> None:
@@ -172,7 +172,9 @@ def test_an_unhealthy_agent_of_a_running_run_is_agent_unhealthy(status: str) -> 
     alert = classify(snap(agents=[agent("alice"), agent("bob", status)]))
     assert (alert.event, alert.terminal) == ("agent_unhealthy", False)
     assert alert.message == f"agent bob is {status}"
-    assert alert.hint == f"metawsm run agent-status {RID} --agent-name bob --status running"
+    assert (
+        alert.hint == f"metawsm run agent-status --run-id {RID} --agent-name bob --status running"
+    )
 
 
 def test_agent_unhealthy_names_the_first_agent_and_counts_the_others() -> None:
@@ -235,16 +237,14 @@ def test_the_priority_ladder_when_every_condition_holds_at_once() -> None:
         escalations=[escalation()],
     )
     assert classify(everything).event == "run_failed"
-    assert classify(everything.model_copy(update={"status": "stopped"})).event == "run_stopped"
-    assert classify(everything.model_copy(update={"status": "running"})).event == (
-        "guidance_needed"
-    )
-    no_guidance = everything.model_copy(update={"status": "completed", "pending_guidance": []})
+    assert classify(everything._replace(**{"status": "stopped"})).event == "run_stopped"
+    assert classify(everything._replace(**{"status": "running"})).event == ("guidance_needed")
+    no_guidance = everything._replace(**{"status": "completed", "pending_guidance": []})
     assert classify(no_guidance).event == "sla_escalation"
     # Once the thread no longer waits, its (historic) escalation no longer outranks run_done.
-    answered = no_guidance.model_copy(update={"open_threads": [thread("t-1", "answered")]})
+    answered = no_guidance._replace(**{"open_threads": [thread("t-1", "answered")]})
     assert classify(answered).event == "run_done"
-    running = answered.model_copy(update={"status": "running"})
+    running = answered._replace(**{"status": "running"})
     assert classify(running).event == "agent_unhealthy"
 
 

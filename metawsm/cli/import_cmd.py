@@ -1,4 +1,7 @@
-"""``metawsm migrate legacy-signals``: import pre-cutover file signals as control signals.
+"""``metawsm import legacy-signals``: import pre-cutover file signals as control signals.
+
+(``metawsm migrate``, its old name, still works for one release; ``metawsm db upgrade`` is what
+migrates the schema.)
 
 The files are only read (never written, moved or deleted); each accepted file becomes control
 signals of the run, submitted in order through the pipeline under deterministic command ids, so
@@ -17,17 +20,24 @@ from pathlib import Path
 
 import click
 
+from metawsm.cli.aliases import deprecated_alias
 from metawsm.cli.context import AppContext, emit_json, pass_app
+from metawsm.cli.options import run_id_option
 from metawsm.errors import EXIT_FAILED, EXIT_TIMEOUT
 from metawsm.services import legacy
 
 
-@click.group("migrate")
-def migrate() -> None:
-    """One-off data migrations into the pipeline."""
+@click.group("import")
+def import_group() -> None:
+    """Bring data from before the cutover into the pipeline (legacy signal files).
+
+    \b
+    Example:
+      metawsm import legacy-signals --run-id run-20261128-k3f9x --root ../workspace --dry-run
+    """
 
 
-@migrate.command("legacy-signals")
+@import_group.command("legacy-signals")
 @click.option(
     "--root",
     "roots",
@@ -37,7 +47,7 @@ def migrate() -> None:
     help="A workspace or doc repo whose .metawsm/ holds legacy signal files (or that .metawsm/"
     " itself). Repeat for more; for each agent and file kind the first root wins.",
 )
-@click.option("--run-id", required=True, help="The run the signals belong to.")
+@run_id_option(required=True)
 @click.option(
     "--agent-name",
     default=None,
@@ -57,7 +67,23 @@ def legacy_signals(
     dry_run: bool,
     as_json: bool,
 ) -> None:
-    """Import the legacy signal files of a run's agents as control signals of the run."""
+    """Import the legacy signal files of a run's agents as control signals of the run.
+
+    The files are only read. Importing again submits nothing new.
+
+    \b
+    Exit codes: 0 nothing failed (skipped files are listed, not failures); 1 a signal was
+    rejected or dead-lettered; 2 usage; 3 unreachable; 4 timed out waiting (run it again).
+
+    \b
+    Example:
+      metawsm import legacy-signals --run-id run-20261128-k3f9x --root ../workspace --json
+    """
+    from metawsm.cli.acting import acting_identity
+    from metawsm.services.authorization import require_role
+
+    # The import replays agents' and operators' signals as they were: an operator's job.
+    require_role(acting_identity(app), ("operator",), "imports_are_for_operators", "import signals")
     c = app.container
     scope = legacy.run_scope(c.engine, run_id, agent_name)
     plan = legacy.plan_import(legacy.read_roots(roots), scope)
@@ -88,3 +114,6 @@ def _render(report: legacy.Report, dry_run: bool) -> None:
     click.echo(f"skipped: {len(report.skipped)} file(s)")
     for skip in report.skipped:
         click.echo(f"  {skip.path} -> {skip.reason}")
+
+
+migrate = deprecated_alias(import_group, "migrate", "metawsm migrate", "metawsm import")

@@ -1,0 +1,45 @@
+"""Serving the API with uvicorn: ``metawsm api`` calls :func:`serve`; tests run
+:func:`make_server` in a thread."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import uvicorn
+
+from metawsm.api.app import create_app
+from metawsm.api.state import ApiOptions
+
+if TYPE_CHECKING:
+    from metawsm.bootstrap import Container
+
+# Open streams are closed after this long when the server stops (seconds).
+GRACEFUL_S = 5
+
+
+def make_server(
+    container: Container, address: str, port: int, options: ApiOptions, *, quiet: bool = False
+) -> uvicorn.Server:
+    """A uvicorn server of the API over ``container`` on ``address:port`` (not started)."""
+    config = uvicorn.Config(
+        create_app(container, options),
+        host=address,
+        port=port,
+        log_level="warning" if quiet else "info",
+        access_log=not quiet,
+        proxy_headers=False,  # a proxy's X-Forwarded-For is not trusted unless configured
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_S,
+    )
+    return uvicorn.Server(config)
+
+
+def serve(container: Container, address: str, port: int, options: ApiOptions) -> None:
+    """Serve until SIGINT or SIGTERM; ``container``'s engine and broker connections are
+    closed after."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        make_server(container, address, port, options).run()
+    finally:
+        container.close()

@@ -1,0 +1,61 @@
+"""``metawsm api``: serve the HTTP API (docs/api.md) until Ctrl-C or SIGTERM.
+
+Loopback by default: TLS is a reverse proxy's job (docs/api.md has a sample configuration).
+FastAPI and uvicorn are imported only here, when the command runs.
+"""
+
+from __future__ import annotations
+
+import click
+
+from metawsm.cli.context import AppContext, pass_app
+
+DEFAULT_PORT = 8710
+
+
+@click.command("api")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option(
+    "--max-request-bytes",
+    type=click.IntRange(1024, 64 * 1024 * 1024),
+    default=1024 * 1024,
+    show_default=True,
+    envvar="METAWSM_API_MAX_REQUEST_BYTES",
+    help="Larger request bodies are refused with 413 ($METAWSM_API_MAX_REQUEST_BYTES).",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    envvar="METAWSM_API_CORS_ORIGINS",
+    help="Allow browsers from this origin (repeat; none by default: CORS off).",
+)
+@pass_app
+def api(
+    app: AppContext, address: str, port: int, max_request_bytes: int, cors_origins: tuple[str, ...]
+) -> None:
+    """Serve the HTTP API and the live event stream (every endpoint but health and readiness
+    needs a bearer token: metawsm token create).
+
+    Listens on loopback unless told otherwise: put a TLS reverse proxy in front of it to serve
+    other hosts (docs/api.md). Exits 0 after Ctrl-C or SIGTERM, 3 when the database is
+    unreachable or its schema is not at head.
+
+    \b
+    Example:
+      metawsm api --port 8710
+    """
+    from metawsm.api.server import serve
+    from metawsm.api.state import ApiOptions
+    from metawsm.cli.up_cmd import is_loopback
+
+    container = app.container  # checks the schema is at head (exit 3 when not)
+    if not is_loopback(address):
+        click.echo(
+            f"warning: serving on {address} without TLS; put a TLS reverse proxy in front"
+            " (docs/api.md, 'TLS')",
+            err=True,
+        )
+    options = ApiOptions(max_request_bytes=max_request_bytes, cors_origins=cors_origins)
+    serve(container, address, port, options)

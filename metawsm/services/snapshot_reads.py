@@ -1,0 +1,236 @@
+"""The snapshot's reads: a fixed set of statements for any number of runs, through the driver.
+
+Each function runs one statement (SQL text on a :class:`~metawsm.storage.dbapi.Reader`, so the
+command line needs no SQLAlchemy) and returns its rows grouped by run, converted as the column
+types convert them (timestamps aware UTC, booleans, JSON). Every statement goes through an index
+(docs/performance.md, "Snapshot at scale"; ``bench/snapshot.py --plans``). Which runs a statement
+reads is a :class:`Scope`: a few ids, or every run in some statuses (a subquery on ``runs``, no
+thousand ids to bind).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from metawsm.domain.control import ControlState
+from metawsm.storage.dbapi import Reader, json_value, placeholders
+
+# The operator's own decisions are not activity of a run: counting them would make a stale run
+# look busy again (and change its decision) every time the operator notes it.
+OPERATOR_DECISION = "operator.decision"
+
+_fromiso = datetime.fromisoformat
+_NAIVE_LENGTHS = (19, 26)  # how SQLite stores a timestamp: naive UTC, with or without micros
+
+
+def utc(value: Any) -> Any:
+    """A stored timestamp as aware UTC (SQLite: naive text; PostgreSQL: aware), None as None.
+
+    As ``storage.types.UTCDateTime`` reads it; the common SQLite form is parsed with its UTC
+    offset appended (several times cheaper than ``replace(tzinfo=...)`` afterwards).
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if len(value) in _NAIVE_LENGTHS:
+            return _fromiso(value + "+00:00")
+        value = _fromiso(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which runs a statement reads: ``ids``, or (``statuses``) every run in those statuses."""
+
+    ids: tuple[str, ...]
+    statuses: tuple[str, ...] | None = None
+
+    def where(self, column: str) -> tuple[str, dict[str, Any]]:
+        """The condition that ``column`` is one of the runs, and its parameters."""
+        if self.statuses is not None:
+            marks, params = placeholders("s_", self.statuses)
+            return f"{column} IN (SELECT run_id FROM runs WHERE status IN ({marks}))", params
+        marks, params = placeholders("r_", self.ids)
+        return f"{column} IN ({marks})", params
+
+
+class RunRow(NamedTuple):
+    """The columns of a run the snapshot shows (and the gates read)."""
+
+    run_id: str
+    status: str
+    mode: str
+    tickets: list[str]
+    control_epoch: int
+    updated_at: datetime
+
+
+class ViewRow(NamedTuple):
+    """A waiting thread as the SLA rules read it (``domain.sla.ThreadFacts``)."""
+
+    thread_id: str
+    run_id: str | None
+    agent_name: str | None
+    title: str
+    state: str
+    priority: str
+    updated_at: datetime
+
+
+class Raised(NamedTuple):
+    """An escalation raised on one of the runs."""
+
+    thread_id: str
+    tier: str
+    reason: str
+    subject: str
+    raised_at: datetime
+
+
+class DeadLetter(NamedTuple):
+    """A dead letter still dead, naming one of the runs."""
+
+    message_id: str
+    topic: str
+    error: str
+
+
+_RUNS = (
+    "SELECT run_id, status, mode, tickets, control_epoch, updated_at FROM runs{where}"
+    " ORDER BY {order}"
+)
+_NEWEST_FIRST = "created_at DESC, run_id DESC"
+
+
+def runs(db: Reader, where: str = "", params: dict[str, Any] | None = None) -> list[RunRow]:
+    """The runs matching ``where`` (SQL after WHERE; none: every run), newest first."""
+    return _run_rows(db, _RUNS.format(where=f" WHERE {where}" if where else "",
+                                      order=_NEWEST_FIRST), params)  # fmt: skip
+
+
+def runs_by_id(db: Reader, where: str, params: dict[str, Any]) -> list[RunRow]:
+    """The runs matching ``where``, by id."""
+    return _run_rows(db, _RUNS.format(where=f" WHERE {where}", order="run_id"), params)
+
+
+def _run_rows(db: Reader, sql: str, params: dict[str, Any] | None) -> list[RunRow]:
+    return [
+        RunRow(rid, status, mode, list(json_value(tickets, db.dialect) or []), epoch, utc(at))
+        for rid, status, mode, tickets, epoch, at in db.tuples(sql, params)
+    ]
+
+
+def agents(db: Reader, scope: Scope) -> dict[str, list[tuple[str, str, datetime | None]]]:
+    """(name, status, last signal) of each run's agents, by name."""
+    where, params = scope.where("run_id")
+    sql = (
+        "SELECT run_id, agent_name, status, last_signal_at FROM run_agents"
+        f" WHERE {where} ORDER BY run_id, agent_name"
+    )
+    out: dict[str, list[tuple[str, str, datetime | None]]] = {}
+    for rid, name, status, at in db.tuples(sql, params):
+        out.setdefault(rid, []).append((name, status, utc(at)))
+    return out
+
+
+def briefs(db: Reader, scope: Scope) -> dict[str, tuple[str, str]]:
+    """(goal, done criteria) of each run's brief."""
+    where, params = scope.where("run_id")
+    sql = f"SELECT run_id, goal, done_criteria FROM run_briefs WHERE {where}"
+    return {rid: (goal, criteria) for rid, goal, criteria in db.tuples(sql, params)}
+
+
+_STATE_COLUMNS = ControlState.__dataclass_fields__.keys()
+_STATE_TIMES = ("asked_at", "last_signal_at")
+
+
+def control_states(db: Reader, scope: Scope) -> dict[str, dict[str, ControlState]]:
+    """The stored control state (``run_agent_controls``) of each run's agents, by name."""
+    where, params = scope.where("run_id")
+    names = list(_STATE_COLUMNS)
+    sql = f"SELECT run_id, {', '.join(names)} FROM run_agent_controls WHERE {where}"
+    times = [names.index(n) for n in _STATE_TIMES]
+    flag = names.index("pending")
+    out: dict[str, dict[str, ControlState]] = {}
+    for rid, *values in db.tuples(sql, params):
+        for i in times:
+            values[i] = utc(values[i])
+        values[flag] = bool(values[flag])
+        out.setdefault(rid, {})[values[0]] = ControlState(*values)
+    return out
+
+
+def open_views(db: Reader, scope: Scope) -> dict[str, list[tuple[Any, ...]]]:
+    """Each run's open non-control threads, oldest change first: (thread, title, state,
+    priority, assignee, updated_at, is_unanswered as the fold stored it, agent)."""
+    where, params = scope.where("run_id")
+    sql = (
+        "SELECT run_id, thread_id, title, state, priority, assignee_name, updated_at,"
+        " is_unanswered, agent_name FROM forum_thread_views"
+        f" WHERE {where} AND is_control = FALSE AND state != 'closed'"
+        " ORDER BY run_id, last_event_sequence"
+    )
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    for rid, tid, title, state, prio, assignee, at, unanswered, agent in db.tuples(sql, params):
+        out.setdefault(rid, []).append(
+            (tid, title, state, prio, assignee or None, utc(at), bool(unanswered), agent)
+        )
+    return out
+
+
+def state_counts(db: Reader, scope: Scope) -> dict[str, dict[str, int]]:
+    """How many non-control threads each run has in each state (from an index alone)."""
+    where, params = scope.where("run_id")
+    sql = (
+        "SELECT run_id, state, count(*) FROM forum_thread_views"
+        f" WHERE {where} AND is_control = FALSE GROUP BY run_id, state"
+    )
+    out: dict[str, dict[str, int]] = {}
+    for rid, state, count in db.tuples(sql, params):
+        out.setdefault(rid, {})[state] = int(count)
+    return out
+
+
+def escalations(db: Reader, scope: Scope) -> dict[str, list[Raised]]:
+    """The escalations raised on each run, in the order they were raised."""
+    where, params = scope.where("run_id")
+    sql = (
+        "SELECT run_id, thread_id, tier, reason, subject, raised_at FROM forum_escalations"
+        f" WHERE {where} ORDER BY run_id, id"  # per run by id, in the run_id index's order
+    )
+    out: dict[str, list[Raised]] = {}
+    for rid, tid, tier, reason, subject, at in db.tuples(sql, params):
+        out.setdefault(rid, []).append(Raised(tid, tier, reason, subject, utc(at)))
+    return out
+
+
+def dead_letters(db: Reader, scope: Scope) -> dict[str, list[DeadLetter]]:
+    """The dead letters still dead that name each run, oldest first."""
+    where, params = scope.where("run_id")
+    sql = (
+        "SELECT run_id, message_id, topic, error FROM forum_dead_letters"
+        f" WHERE {where} AND status = 'dead' ORDER BY run_id, id"
+    )
+    out: dict[str, list[DeadLetter]] = {}
+    for rid, message_id, topic, error in db.tuples(sql, params):
+        out.setdefault(rid, []).append(DeadLetter(message_id, topic, error))
+    return out
+
+
+def last_events(db: Reader, scope: Scope) -> dict[str, tuple[int, datetime | None]]:
+    """Sequence and time of each run's last event that is not an operator decision.
+
+    One statement: per run, a correlated lookup walks its (run_id, sequence) index backwards
+    and stops at the first event that counts; that event is joined by primary key.
+    """
+    where, params = scope.where("r.run_id")
+    sql = (
+        "SELECT r.run_id, e.sequence, e.occurred_at FROM runs r JOIN forum_events e"
+        " ON e.sequence = (SELECT l.sequence FROM forum_events l WHERE l.run_id = r.run_id"
+        " AND l.event_type != :decision ORDER BY l.sequence DESC LIMIT 1)"
+        f" WHERE {where}"
+    )
+    rows = db.tuples(sql, {**params, "decision": OPERATOR_DECISION})
+    return {rid: (int(seq), utc(at)) for rid, seq, at in rows if seq}
