@@ -6,6 +6,9 @@ database is METAWSM_DATABASE_URL, else the nearest .metawsm/metawsm.db found wal
 the current directory (as git finds its repository), else .metawsm/metawsm.db here, which only
 metawsm db upgrade and metawsm up create.
 
+With METAWSM_API_URL and METAWSM_TOKEN set, forum, status, watch, close, run list, run why, dlq
+and command show talk to the HTTP API instead (metawsm api): no database or Redis needed here.
+
 \b
 Exit codes (every command; a command's own --help says where it differs):
   0    ok

@@ -59,7 +59,14 @@ def show(
     from metawsm.services.record_reads import command_outcome
     from metawsm.services.waiting import wait_until_final
 
+    remote = app.remote
+
     def read() -> Outcome:
+        if remote is not None:
+            from metawsm.cli.remote import segment
+            from metawsm.cli.remote_writes import outcome_of
+
+            return outcome_of(remote.get(f"/commands/{segment(command_id)}"))
         with app.reading() as db:
             return command_outcome(db, command_id)
 

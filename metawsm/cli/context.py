@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # loaded when first used: ``--version`` and ``--help`` need n
     from pydantic import ValidationError
 
     from metawsm.bootstrap import Container
+    from metawsm.cli.remote import ApiClient
     from metawsm.settings import Settings
     from metawsm.storage.dbapi import Reader
     from metawsm.storage.driver_session import DriverSession
@@ -31,6 +32,23 @@ class AppContext:
     # From the first write on, the invocation's transactions share one driver connection (the
     # accept, then the polls of its wait): storage/driver_session.py.
     _session: DriverSession | None = field(default=None)
+    _remote: ApiClient | None = field(default=None)
+
+    @property
+    def remote(self) -> ApiClient | None:
+        """The client of the HTTP API when ``METAWSM_API_URL`` is set, else None: the one place
+        where a command chooses between the API and the database (cli/remote.py).
+
+        Raises:
+            UsageError: the URL is set without ``METAWSM_TOKEN``, or is not an http(s) URL.
+        """
+        if self._remote is None:
+            from metawsm.cli.remote import api_mode, client_from_env
+
+            if not api_mode():
+                return None
+            self._remote = client_from_env()
+        return self._remote
 
     @property
     def settings(self) -> Settings:
@@ -40,6 +58,25 @@ class AppContext:
 
             self._settings = load_settings()
         return self._settings
+
+    def refuse_database_over_api(self) -> None:
+        """A command of the API's scope that has no endpoint yet stops here with METAWSM_API_URL
+        set, rather than look for a database this host may not have, or act without the API.
+
+        Raises:
+            UsageError: naming the command and what to do instead (exit 2, nothing changed).
+        """
+        from metawsm.cli.remote import API_URL_ENV, OVER_THE_API, api_mode
+
+        ctx = click.get_current_context(silent=True)
+        if ctx is None or not api_mode():
+            return
+        path = ctx.command_path.split()[1:]
+        if path and path[0] in OVER_THE_API:
+            raise UsageError(
+                f"metawsm {' '.join(path)} does not work over the HTTP API yet ({API_URL_ENV} is"
+                f" set): run it where the database is, without {API_URL_ENV}"
+            )
 
     def require_database(self) -> None:
         """Check the database exists before anything opens it: a SQLite file is created only by
@@ -77,6 +114,7 @@ class AppContext:
         if self._parts is None:
             from metawsm.bootstrap import build
 
+            self.refuse_database_over_api()
             self.require_database()
             self._parts = build(self.settings)
         return self._parts
@@ -100,6 +138,7 @@ class AppContext:
         from metawsm.storage import dbapi
         from metawsm.storage.schema_head import reader_at_head
 
+        self.refuse_database_over_api()
         if self.direct():
             if self._session is not None:
                 transaction = self._session.reading(repeatable=repeatable)
@@ -124,6 +163,7 @@ class AppContext:
         from metawsm.storage.driver_session import DriverSession
         from metawsm.storage.schema_head import reader_at_head
 
+        self.refuse_database_over_api()
         if self._session is None:
             self._session = DriverSession(self.settings)
         if not self._at_head:

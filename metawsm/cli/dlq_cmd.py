@@ -34,8 +34,12 @@ def list_(app: AppContext, include_all: bool, as_json: bool) -> None:
     Example:
       metawsm dlq list --all --json
     """
-    with app.reading() as db:
-        rows = record_reads.list_dead_letters(db, include_all=include_all)
+    remote = app.remote
+    if remote is not None:
+        rows = remote.get("/dead-letters", {"all": include_all})["dead_letters"]
+    else:
+        with app.reading() as db:
+            rows = record_reads.list_dead_letters(db, include_all=include_all)
     if as_json:
         emit_json({"dead_letters": rows})
         return
@@ -68,8 +72,14 @@ def show(app: AppContext, message_id: str, as_json: bool) -> None:
     Example:
       metawsm dlq show cmd-0193 --json
     """
-    with app.reading() as db:
-        row = record_reads.show_dead_letter(db, message_id)
+    remote = app.remote
+    if remote is not None:
+        from metawsm.cli.remote import segment
+
+        row = remote.get(f"/dead-letters/{segment(message_id)}")
+    else:
+        with app.reading() as db:
+            row = record_reads.show_dead_letter(db, message_id)
     if as_json:
         emit_json(row)
         return
@@ -90,10 +100,16 @@ def redrive(app: AppContext, message_id: str, as_json: bool) -> None:
     Example:
       metawsm dlq redrive cmd-0193
     """
-    from metawsm.services import deadletters
+    remote = app.remote
+    if remote is not None:  # operators only: the API refuses other tokens (403)
+        from metawsm.cli.remote import segment
 
-    c = app.container
-    result = deadletters.redrive(c.runtime, message_id, identity=acting_identity(app))
+        _, result = remote.post(f"/dead-letters/{segment(message_id)}/redrive")
+    else:
+        from metawsm.services import deadletters
+
+        c = app.container
+        result = deadletters.redrive(c.runtime, message_id, identity=acting_identity(app))
     if as_json:
         emit_json(result)
     else:

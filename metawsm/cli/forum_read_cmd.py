@@ -72,8 +72,13 @@ def list_(app: AppContext, /, **kw: Any) -> None:
     Example:
       metawsm forum list --ticket TCK-1 --state new --json
     """
-    with app.reading() as db:
-        rows = thread_reads.list_threads(db, _filters(kw), kw["limit"])
+    remote = app.remote
+    if remote is not None:
+        query = {**{name: kw[name] for name in FILTERS}, "limit": kw["limit"]}
+        rows = remote.get("/forum/threads", query)["threads"]
+    else:
+        with app.reading() as db:
+            rows = thread_reads.list_threads(db, _filters(kw), kw["limit"])
     _render_threads(rows, kw)
 
 
@@ -93,12 +98,22 @@ def list_(app: AppContext, /, **kw: Any) -> None:
 def search(app: AppContext, /, **kw: Any) -> None:
     """Search threads by words, or take a queue: unanswered, or unseen by a viewer.
 
-    --queue unseen needs --viewer-type and --viewer-id.
+    --queue unseen needs --viewer-type and --viewer-id (over the API the viewer is the
+    token's holder).
 
     \b
     Example:
       metawsm forum search --query "python version" --json
     """
+    remote = app.remote
+    if remote is not None:  # the viewer is the token's holder
+        query = {**{name: kw[name] for name in FILTERS}, "limit": kw["limit"]}
+        query.update(cursor=kw["cursor"])
+        path = f"/forum/queues/{kw['queue']}" if kw["queue"] else "/forum/search"
+        if not kw["queue"]:
+            query.update(query=kw["text"])
+        _render_threads(remote.get(path, query)["threads"], kw)
+        return
     viewer = None
     if kw["viewer_type"] and kw["viewer_id"]:
         viewer = (kw["viewer_type"], kw["viewer_id"])
@@ -160,8 +175,15 @@ def thread(app: AppContext, thread_id: str, limit: int, before: int | None, as_j
     Example:
       metawsm forum thread --thread-id fthr-0193 --limit 20
     """
-    with app.reading() as db:
-        detail = thread_reads.thread_detail(db, thread_id, limit=limit, before=before)
+    remote = app.remote
+    if remote is not None:
+        from metawsm.cli.remote import segment
+
+        query = {"limit": limit, "before": before}
+        detail = remote.get(f"/forum/threads/{segment(thread_id)}", query)
+    else:
+        with app.reading() as db:
+            detail = thread_reads.thread_detail(db, thread_id, limit=limit, before=before)
     if as_json:
         emit_json(detail)
         return
@@ -223,6 +245,9 @@ def events(app: AppContext, /, **kw: Any) -> None:
 
 
 def _print_events(app: AppContext, kw: dict[str, Any]) -> None:
+    if app.remote is not None:
+        _print_remote_events(app, kw)
+        return
     cursor = kw["cursor"]
     pause = 0.05
     while True:
@@ -241,6 +266,24 @@ def _print_events(app: AppContext, kw: dict[str, Any]) -> None:
             return
         if not found:
             time.sleep(pause)  # tailing: wait for the next commit
+
+
+def _print_remote_events(app: AppContext, kw: dict[str, Any]) -> None:
+    """The events from the API: a page of the log, or (--follow) its live stream."""
+    remote = app.remote
+    assert remote is not None
+    where = {"ticket": kw["ticket"], "run_id": kw["run_id"]}
+    if kw["follow"]:
+        for event in remote.events(where, kw["cursor"]):
+            _print_event(event, kw["as_json"])
+        return
+    page = remote.get("/events", {**where, "cursor": kw["cursor"], "limit": kw["limit"]})
+    for event in page["events"]:
+        _print_event(event, kw["as_json"])
+    if not kw["as_json"]:
+        if not page["events"]:
+            click.echo(f"no events after {kw['cursor']}", err=True)
+        click.echo(f"next_cursor={page['next_cursor']}", err=True)
 
 
 def _print_event(event: dict[str, Any], as_json: bool) -> None:

@@ -208,8 +208,10 @@ def run_write(
     from metawsm.cli.acting import acting_identity
     from metawsm.services.accept import make_plain_command
 
-    identity = acting_identity(app, actor_type, actor_name)
-    actor_type, actor_name = identity.actor_type, identity.actor_name
+    remote = app.remote  # with the API, its token's identity acts: nothing to prove here
+    identity = acting_identity(app, actor_type, actor_name) if remote is None else None
+    if identity is not None:
+        actor_type, actor_name = identity.actor_type, identity.actor_name
     try:
         command = make_plain_command(
             command_type,
@@ -225,6 +227,15 @@ def run_write(
         if isinstance(exc, ValidationError):
             raise usage_from_validation(exc, options=FIELD_OPTIONS) from None
         raise
+    if remote is not None:  # the API acts as its token's identity, and waits as asked
+        from metawsm.cli.remote_writes import submit_remote
+
+        outcome = submit_remote(
+            remote, command_type, payload, wait=wait, timeout=timeout, command_id=command_id
+        )
+        _finish(outcome, as_json, quiet)
+        return outcome
+    assert identity is not None  # the local path proved it above
     outcome = _submit(app, command, identity)
     if wait and not outcome.final:
         if not outcome.published:  # say at once why the wait may be long
@@ -233,11 +244,16 @@ def run_write(
     if wait == "projected" and outcome.status == "applied":
         limit = timeout if timeout is not None else app.settings.wait_timeout_s
         _wait_projected(app, outcome.command_id, limit)
+    _finish(outcome, as_json, quiet)
+    return outcome
+
+
+def _finish(outcome: Outcome, as_json: bool, quiet: bool) -> None:
+    """Render the outcome (a rejection even when ``quiet``); exit 1 unless applied or accepted."""
     if not quiet or outcome.status in ("rejected", "dead"):
         render_outcome(outcome, as_json)
     if outcome.status in ("rejected", "dead"):
         raise click.exceptions.Exit(EXIT_FAILED)
-    return outcome
 
 
 def _submit(app: AppContext, command: Acceptable, identity: Identity) -> Outcome:

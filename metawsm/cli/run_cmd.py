@@ -8,7 +8,7 @@ argument still works for one release, with a deprecation note.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -160,10 +160,14 @@ def list_(app: AppContext, as_json: bool) -> None:
     Example:
       metawsm run list --json
     """
-    from metawsm.services import record_reads
+    remote = app.remote
+    if remote is not None:
+        rows = remote.get("/runs")["runs"]
+    else:
+        from metawsm.services import record_reads
 
-    with app.reading() as db:
-        rows = record_reads.run_rows(db)
+        with app.reading() as db:
+            rows = record_reads.run_rows(db)
     if as_json:
         emit_json({"runs": rows})
         return
@@ -301,20 +305,27 @@ def why(app: AppContext, run_id: str, as_json: bool) -> None:
     Example:
       metawsm run why --run-id run-20261128-k3f9x
     """
-    from metawsm.services import gates
+    remote = app.remote
+    if remote is not None:
+        from metawsm.cli.remote import segment
 
-    summary, unmet = gates.unmet(app.container.engine, run_id)
+        found = remote.get(f"/runs/{segment(run_id)}/why")
+    else:
+        from metawsm.services import gates
+
+        summary, unmet = gates.unmet(app.container.engine, run_id)
+        found = {**summary, "unmet": [g.as_dict() for g in unmet]}
     if as_json:
-        emit_json({**summary, "unmet": [g.as_dict() for g in unmet]})
+        emit_json(found)
         return
-    if not unmet:
-        click.echo(f"run {run_id} ({summary['status']}): every close gate is met")
+    if not found["unmet"]:
+        click.echo(f"run {run_id} ({found['status']}): every close gate is met")
         return
-    click.echo(f"run {run_id} ({summary['status']}): {len(unmet)} gate(s) not met")
-    for g in unmet:
-        click.echo(f"- {g.reason}")
-        if g.fix:
-            click.echo(f"    fix: {g.fix}")
+    click.echo(f"run {run_id} ({found['status']}): {len(found['unmet'])} gate(s) not met")
+    for g in found["unmet"]:
+        click.echo(f"- {g['reason']}")
+        if g.get("fix"):
+            click.echo(f"    fix: {g['fix']}")
 
 
 @run.command("iterate")
@@ -368,20 +379,10 @@ def close(app: AppContext, /, run_id: str, dry_run: bool, as_json: bool, **kw: A
     Example:
       metawsm close --run-id run-20261128-k3f9x --dry-run
     """
-    from metawsm.services import gates
-
-    c = app.container
-    try:
-        status = gates.close_run(c.runtime, run_id, dry_run=dry_run, actor=_actor(app, kw))
-    except Forbidden:
-        raise  # a role rule, not a gate: the error names the rule
-    except Rejected as exc:
-        if as_json:
-            _, unmet = gates.unmet(c.engine, run_id)
-            emit_json({"run_id": run_id, "closed": False, "unmet": [g.as_dict() for g in unmet]})
-        click.echo(f"error: {exc}", err=True)
-        click.echo(f"see: metawsm run why --run-id {run_id}", err=True)
-        raise click.exceptions.Exit(EXIT_FAILED) from None
+    if app.remote is not None:
+        status = _close_remote(app, run_id, dry_run, as_json)
+    else:
+        status = _close_local(app, run_id, dry_run, as_json, kw)
     if as_json:
         emit_json(
             {"run_id": run_id, "closed": status == "closed", "dry_run": dry_run, "status": status}
@@ -390,3 +391,42 @@ def close(app: AppContext, /, run_id: str, dry_run: bool, as_json: bool, **kw: A
         click.echo(f"run {run_id}: every close gate passes (dry run; nothing changed)")
     else:
         click.echo(f"run {run_id} {status}")
+
+
+def _close_local(
+    app: AppContext, run_id: str, dry_run: bool, as_json: bool, kw: dict[str, Any]
+) -> str:
+    from metawsm.services import gates
+
+    c = app.container
+    try:
+        return gates.close_run(c.runtime, run_id, dry_run=dry_run, actor=_actor(app, kw))
+    except Forbidden:
+        raise  # a role rule, not a gate: the error names the rule
+    except Rejected as exc:
+        if as_json:
+            _, unmet = gates.unmet(c.engine, run_id)
+            emit_json({"run_id": run_id, "closed": False, "unmet": [g.as_dict() for g in unmet]})
+        _gate_not_met(str(exc), run_id)
+
+
+def _close_remote(app: AppContext, run_id: str, dry_run: bool, as_json: bool) -> str:
+    """Close over the API (the token's identity acts); a gate not met is 409 with ``unmet``."""
+    from metawsm.cli.remote import ApiRefused, segment
+
+    assert app.remote is not None
+    try:
+        _, answer = app.remote.post(f"/runs/{segment(run_id)}/close", {"dry_run": dry_run})
+    except ApiRefused as exc:
+        if exc.api_code != "rejected" or "unmet" not in exc.extra:
+            raise  # a role rule (403), an unknown run (404): the error names it
+        if as_json:
+            emit_json({"run_id": run_id, "closed": False, "unmet": exc.extra["unmet"]})
+        _gate_not_met(str(exc), run_id)
+    return str(answer["status"])
+
+
+def _gate_not_met(message: str, run_id: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    click.echo(f"see: metawsm run why --run-id {run_id}", err=True)
+    raise click.exceptions.Exit(EXIT_FAILED) from None

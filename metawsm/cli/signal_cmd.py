@@ -173,10 +173,21 @@ def signal(app: AppContext, /, **kw: Any) -> None:
         quiet=wants_answer,
     )
     if wants_answer and outcome.status == "applied":
-        from metawsm.services.guidance import wait_for_answer
-
-        answer = wait_for_answer(app.container.engine, outcome.command_id, timeout_s)
+        answer = _wait_for_answer(app, outcome.command_id, timeout_s)
         if kw["as_json"]:
-            emit_json(answer.as_dict())
+            emit_json(answer)
         else:
-            click.echo(answer.answer)
+            click.echo(answer["answer"])
+
+
+def _wait_for_answer(app: AppContext, command_id: str, timeout_s: float) -> dict[str, Any]:
+    """The answer to the request ``command_id`` wrote (what --json prints): from the API
+    when METAWSM_API_URL is set, else from the database."""
+    remote = app.remote
+    if remote is not None:
+        from metawsm.cli.remote_writes import wait_for_answer_remote
+
+        return wait_for_answer_remote(remote, command_id, timeout_s)
+    from metawsm.services.guidance import wait_for_answer
+
+    return wait_for_answer(app.container.engine, command_id, timeout_s).as_dict()

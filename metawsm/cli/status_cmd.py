@@ -26,6 +26,7 @@ from metawsm.services import snapshot
 
 if TYPE_CHECKING:  # each command imports what only it uses (one process per call); the loops'
     # change check reads through SQLAlchemy, a single pass does not
+    from metawsm.cli.remote_follow import StreamRefresher
     from metawsm.domain.watch import Alert
     from metawsm.services.snapshot_changes import Refresher
 
@@ -64,6 +65,11 @@ def _snap(
 ) -> Snapshot:
     # Straight on the database driver: no SQLAlchemy, no validation library (one process per
     # call; docs/performance.md, "Snapshot at scale", session 8).
+    remote = app.remote
+    if remote is not None:  # the snapshot the API builds (every active run, or the chosen)
+        from metawsm.domain.snapshot import from_json
+
+        return from_json(remote.get("/status", {"run_id": run_id, "ticket": ticket}))
     now = now or datetime.now(UTC)
     with app.reading(repeatable=True) as db:
         return snapshot.read(db, app.settings, run_id=run_id, ticket=ticket, now=now,
@@ -174,7 +180,7 @@ def _watch(app: AppContext, kw: dict[str, Any], alerts: list[dict[str, Any]]) ->
     if ticket:
         run_id = _snap(app, None, ticket).runs[0].run_id  # newest first
     last: dict[str, str] = {}
-    refresher = None if kw["once"] else _refresher(app, kw["refresh"])
+    refresher = None if kw["once"] else _refresher(app, kw["refresh"], run_id)
     while True:
         started = time.monotonic()
         snap = _snap(app, run_id, None)
@@ -200,14 +206,23 @@ def _watch(app: AppContext, kw: dict[str, Any], alerts: list[dict[str, Any]]) ->
         _wait_until_due(refresher)
 
 
-def _refresher(app: AppContext, refresh_s: float) -> Refresher:
+def _refresher(
+    app: AppContext, refresh_s: float, run_id: str | None = None
+) -> Refresher | StreamRefresher:
+    remote = app.remote
+    if remote is not None:  # woken by the API's event stream, not by reading the database
+        from metawsm.cli.remote_follow import StreamRefresher
+
+        runs = _snap(app, run_id, None).runs
+        after = max((r.last_event_sequence for r in runs), default=0)
+        return StreamRefresher(remote, refresh_s, run_id, after)
     from metawsm.services.snapshot_changes import Refresher
 
     return Refresher(app.container.engine, refresh_s)
 
 
 def _next_due(app: AppContext, snap: Snapshot, stale_after_s: int | None = None) -> Any:
-    s = app.container.settings
+    s = app.settings if app.remote is not None else app.container.settings
     return next_due(
         snap,
         sla_minutes=s.sla_minutes,
@@ -216,7 +231,7 @@ def _next_due(app: AppContext, snap: Snapshot, stale_after_s: int | None = None)
     )
 
 
-def _wait_until_due(refresher: Refresher) -> None:
+def _wait_until_due(refresher: Refresher | StreamRefresher) -> None:
     while not refresher.due():
         time.sleep(POLL_S)  # the database is polled as a condition; reacts within POLL_S
 

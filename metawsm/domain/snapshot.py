@@ -180,6 +180,68 @@ def to_json(snap: Snapshot) -> dict[str, Any]:
     return {"generated_at": iso(snap.generated_at), "runs": [run_json(r) for r in snap.runs]}
 
 
+def _moment(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _escalation_of(e: dict[str, Any]) -> EscalationItem:
+    return EscalationItem(e["thread_id"], e["tier"], e["reason"], e["subject"], _at(e["since"]),
+                          e["age_s"], e["raised"], e.get("agent_name"))  # fmt: skip
+
+
+def _agent_of(a: dict[str, Any]) -> AgentSnapshot:
+    return AgentSnapshot(a["agent_name"], a["status"], _moment(a["last_signal_at"]),
+                         a["pending_guidance"], a["completed"], a["validation_status"],
+                         a["control_thread_id"])  # fmt: skip
+
+
+def _asked_of(g: dict[str, Any]) -> PendingGuidance:
+    return PendingGuidance(g["thread_id"], g["agent_name"], g["question"], g["context"],
+                           _at(g["asked_at"]), g["age_s"], g["request_event_id"])  # fmt: skip
+
+
+def _thread_of(t: dict[str, Any]) -> ThreadItem:
+    return ThreadItem(t["thread_id"], t["title"], t["state"], t["priority"], t["assignee_name"],
+                      _at(t["updated_at"]), t["age_s"], t["is_unanswered"])  # fmt: skip
+
+
+def run_from_json(data: dict[str, Any]) -> RunSnapshot:
+    """One run's snapshot from its JSON (:func:`run_json`): what the HTTP API answers."""
+    brief = data.get("brief")
+    return RunSnapshot(
+        run_id=data["run_id"],
+        status=data["status"],
+        mode=data["mode"],
+        tickets=list(data["tickets"]),
+        control_epoch=data["control_epoch"],
+        updated_at=_at(data["updated_at"]),
+        brief=None if brief is None else BriefSummary(brief["goal"], brief["done_criteria"]),
+        agents=[_agent_of(a) for a in data["agents"]],
+        pending_guidance=[_asked_of(g) for g in data["pending_guidance"]],
+        open_threads=[_thread_of(t) for t in data["open_threads"]],
+        escalation_candidates=[_escalation_of(e) for e in data["escalation_candidates"]],
+        escalations=[_escalation_of(e) for e in data["escalations"]],
+        queue_counts=dict(data["queue_counts"]),
+        unanswered_count=data["unanswered_count"],
+        blockers=[
+            Blocker(b["kind"], b["reason"], b.get("fix"), b.get("message_id"))
+            for b in data["blockers"]
+        ],
+        last_event_sequence=data["last_event_sequence"],
+        last_event_at=_moment(data["last_event_at"]),
+        generated_at=_at(data["generated_at"]),
+    )
+
+
+def from_json(data: dict[str, Any]) -> Snapshot:
+    """The snapshot from its JSON (:func:`to_json`): ``to_json(from_json(d)) == d``."""
+    return Snapshot(_at(data["generated_at"]), [run_from_json(r) for r in data["runs"]])
+
+
 # Clock ---------------------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -156,6 +157,53 @@ def test_a_write_whose_publish_fails_hands_its_row_to_the_drainer_through_sqlalc
 ) -> None:
     modules = imported_modules(ASK, env, tmp_path)
     assert "sqlalchemy" in {name.split(".")[0] for name in modules}
+
+
+# API mode (METAWSM_API_URL, METAWSM_TOKEN): the standard library's http.client only; no
+# database driver at all, no validation library, no HTTP library (cli/remote.py).
+API_MODE = (*MIGRATIONS, *BROKER, *CELERY, *DATABASE, *VALIDATION, *HTTP, "sqlite3")
+API_BUDGETS = [
+    (["forum", "list", "--json"], 0),
+    (["forum", "thread", "--thread-id", "nope", "--json"], 1),
+    (["forum", "events", "--json"], 0),
+    ([*ASK, "--json"], 0),
+    (SIGNAL, 0),  # accepted (--no-wait): the API answers 202
+    (["dlq", "list", "--json"], 0),
+    (["run", "why", "--run-id", "nope", "--json"], 1),
+    (["command", "show", "nope", "--json"], 1),  # 404: exit 1 as locally
+]
+
+
+@pytest.fixture
+def api_env(sqlite_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a host with only an API's URL and an operator's token: the API
+    serves a migrated database with no broker answering (writes are accepted, durable)."""
+    from metawsm.bootstrap import build
+    from tests.fixtures.api import issue_token, serving
+    from tests.fixtures.database import settings_for
+
+    container = build(settings_for(sqlite_url, publish_breaker_s=0))
+    token = issue_token(container.engine, "operator", "root")
+    with serving(container) as (url, _):
+        yield {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": SOURCE_ROOT,
+            "HOME": str(tmp_path),
+            "METAWSM_API_URL": url,
+            "METAWSM_TOKEN": token,
+        }
+    container.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code"), [pytest.param(*b, id=" ".join(b[0])) for b in API_BUDGETS]
+)
+def test_a_command_in_api_mode_imports_no_database_driver_validation_or_http_library(
+    args: list[str], exit_code: int, api_env: dict[str, str], tmp_path: Path
+) -> None:
+    modules = imported_modules(args, api_env, tmp_path, exit_code=exit_code)
+    assert {"metawsm.cli.remote", "http.client"} <= set(modules)
+    assert forbidden_in(modules, API_MODE) == []
 
 
 def test_the_forbidden_list_catches_a_module_inside_a_package() -> None:

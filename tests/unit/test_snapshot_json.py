@@ -18,6 +18,7 @@ from metawsm.domain.snapshot import (
     RunSnapshot,
     Snapshot,
     ThreadItem,
+    from_json,
     to_json,
 )
 from tests.fixtures.snapshot_contract import as_contract_writes_it
@@ -142,3 +143,11 @@ def test_a_timestamp_not_in_utc_keeps_its_offset_as_the_contract_writes_it() -> 
     elsewhere = datetime(2026, 3, 1, 13, 0, tzinfo=UTC).astimezone()  # the machine's zone
     snap = Snapshot(elsewhere, [])
     assert to_json(snap) == as_contract_writes_it(to_json(snap))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_snapshot_read_back_from_its_json_is_the_same_snapshot(seed: int) -> None:
+    # The command line over the HTTP API renders the snapshot the API sends as JSON.
+    rng = random.Random(seed)
+    snap = Snapshot(NOW, [_run(rng) for _ in range(rng.randint(1, 4))] + [full(), bare()])
+    assert from_json(to_json(snap)) == snap

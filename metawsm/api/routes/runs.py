@@ -181,3 +181,16 @@ async def answer(
         if moved == cursor:  # the follower cannot tell (not ready, or behind): poll
             await asyncio.sleep(ANSWER_POLL_S)
         cursor = moved
+
+
+@router.get("/commands/{command_id}", summary="Where a command stands (as command show --json)")
+async def command_outcome(
+    app: State,
+    _: Caller,
+    command_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)],
+) -> dict[str, Any]:
+    """The outcome of the command ``command_id`` (``Idempotency-Key`` of its write): accepted,
+    applied, rejected or dead, as ``metawsm command show --json``; 404 when never accepted."""
+    from metawsm.services.record_reads import command_outcome as outcome_of
+
+    return (await read(app, lambda db: outcome_of(db, command_id))).as_dict()
