@@ -1,17 +1,23 @@
-"""Benchmark of ``metawsm projections rebuild``: events/s and peak RSS on a large SQLite store.
+"""Benchmark of ``metawsm projections rebuild``: events/s and peak RSS on a large store.
 
 The store: a template of forum threads (posts, priority, state and assignment changes, closes) and
 one run whose two agents post control signals, written by the real handlers
-(``bench/projector.py``'s helpers, a publisher that does nothing), then copied with fresh ids
-until the log holds ``--events`` events (about 4.9 events per thread, as the issue's 100k-thread
-store). The read models are projected by one rebuild before timing, so ``--check`` finds them
-equal. Each measurement runs the command line (``python -m metawsm projections rebuild --json``
-and ``... --check --json``) as its own process; its peak RSS comes from ``wait4``.
+(``bench/projector.py``'s helpers, a publisher that does nothing), then copied (threads, events
+and posts) with fresh ids until the log holds ``--events`` events (about 4.9 events per thread,
+as the issue's 100k-thread store). The read models are projected by one rebuild before timing.
+Then, in alternated rounds, each measurement runs the command line as its own process (peak
+RSS and CPU from ``wait4``): ``rebuild --json`` with the read models already right,
+``rebuild --json`` from an empty read side (views, stats, ledger, control states and search
+index deleted, untimed, before it) and ``rebuild --check --json``.
 
     PYTHONPATH=. python bench/rebuild.py [--events 485000] [--store /tmp/rebuild-485k.db]
+    PYTHONPATH=. python bench/rebuild.py --events 75000 \
+        --database postgresql://postgres@127.0.0.1:5432/postgres
 
-``--store PATH`` keeps the generated store for the next run (it is copied before every use, so it
-is never written); an existing store (e.g. one of ``bench/scale_data.py``'s) is used as it is.
+``--store PATH`` keeps the generated SQLite store for the next run (it is copied before every
+use, so it is never written); an existing store (e.g. one of ``bench/scale_data.py``'s) is used
+as it is. ``--database`` generates the store in a scratch PostgreSQL database on that server,
+empties its read side in place, and drops it at the end.
 """
 
 from __future__ import annotations
@@ -21,18 +27,16 @@ import json
 import os
 import random
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from contextlib import closing
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Table, func, insert, select
+from sqlalchemy import Engine, Table, create_engine, func, insert, select
 
 from bench.projector import NullPublisher, run, step
 from metawsm.bootstrap import topics_for
@@ -42,6 +46,7 @@ from metawsm.settings import load_settings
 from metawsm.storage import migrate
 from metawsm.storage.engine import build_engine
 from metawsm.storage.models import ForumEvent, ForumPost, ForumThread, table
+from metawsm.storage.scratch import postgres_scratch_database
 from metawsm.storage.uow import unit_of_work
 
 TEMPLATE_THREADS = 400
@@ -125,9 +130,8 @@ def _copied_post(post: dict[str, Any], k: int) -> dict[str, Any]:
     }
 
 
-def generate(path: Path, target_events: int) -> None:
-    """Write a migrated store of about ``target_events`` events at ``path``."""
-    url = f"sqlite:///{path}"
+def generate(url: str, target_events: int) -> None:
+    """Write a migrated store of about ``target_events`` events in the database at ``url``."""
     settings = load_settings(database_url=url, broker_url="redis://127.0.0.1:1/0")
     engine = build_engine(settings)
     try:
@@ -135,7 +139,7 @@ def generate(path: Path, target_events: int) -> None:
         rt = Runtime(engine, settings, topics_for(settings), NullPublisher())
         build_template(rt, random.Random(12))
         total = replicate(engine, target_events)
-        print(f"generated {total} events at {path}", file=sys.stderr)
+        print(f"generated {total} events", file=sys.stderr)
     finally:
         engine.dispose()
 
@@ -159,12 +163,16 @@ def timed_cli(url: str, *args: str) -> dict[str, Any]:
     return {"report": report, "wall_s": wall, "cpu_s": cpu, "rss_mib": usage.ru_maxrss / 1024}
 
 
-def empty_read_side(path: Path) -> None:
+def empty_read_side(url: str) -> None:
     """Delete every read model a rebuild refills, the search index too (a store never
     projected, or one whose read side was lost)."""
-    with closing(sqlite3.connect(path)) as conn, conn:
-        for name in (*READ_MODELS, "forum_search"):
-            conn.execute(f"DELETE FROM {name}")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for name in (*READ_MODELS, "forum_search"):
+                conn.exec_driver_sql(f"DELETE FROM {name}")
+    finally:
+        engine.dispose()
 
 
 # What each measurement runs: the command's arguments, and whether the read side is emptied first.
@@ -173,21 +181,37 @@ CASES = {"rebuild": ((), False), "rebuild-empty": ((), True), "check": (("--chec
 
 def measure(store: Path, repeat: int) -> dict[str, Any]:
     """Rebuild once to project, then time ``repeat`` rounds of a rebuild (read models already
-    right), a rebuild from an empty read side and a check, on copies of ``store``."""
+    right), a rebuild from an empty read side and a check, on copies of the SQLite ``store``."""
     with tempfile.TemporaryDirectory() as tmp:
         db, empty = Path(tmp) / "rebuild.db", Path(tmp) / "empty.db"
         shutil.copyfile(store, db)
         url = f"sqlite:///{db}"
         timed_cli(url)  # the read models exist and equal the log from here on
         shutil.copyfile(db, empty)
-        empty_read_side(empty)
-        runs_: dict[str, list[dict[str, Any]]] = {label: [] for label in CASES}
-        for _ in range(repeat):  # alternated: the machine's load weighs on each case alike
-            for label, (args, emptied) in CASES.items():
-                if emptied:
-                    shutil.copyfile(empty, db)  # and the next case starts from its result
-                runs_[label].append(timed_cli(url, *args))
-        return {label: _summary(done) for label, done in runs_.items()}
+        empty_read_side(f"sqlite:///{empty}")
+
+        def empty_copy() -> None:
+            shutil.copyfile(empty, db)
+
+        return _rounds(url, repeat, empty_copy)
+
+
+def measure_postgres(server_url: str, events: int, repeat: int) -> dict[str, Any]:
+    """The same on a scratch PostgreSQL database (generated, emptied in place, dropped after)."""
+    with postgres_scratch_database(server_url, "metawsm_rebuild_bench") as url:
+        generate(url, events)
+        timed_cli(url)
+        return _rounds(url, repeat, lambda: empty_read_side(url))
+
+
+def _rounds(url: str, repeat: int, empty: Callable[[], None]) -> dict[str, Any]:
+    runs_: dict[str, list[dict[str, Any]]] = {label: [] for label in CASES}
+    for _ in range(repeat):  # alternated: the machine's load weighs on each case alike
+        for label, (args, emptied) in CASES.items():
+            if emptied:
+                empty()  # untimed; the next case starts from this one's result
+            runs_[label].append(timed_cli(url, *args))
+    return {label: _summary(done) for label, done in runs_.items()}
 
 
 def _summary(runs_: list[dict[str, Any]]) -> dict[str, Any]:
@@ -212,6 +236,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=485_000, help="events in a generated store")
     parser.add_argument("--store", type=Path, help="keep (or reuse) the store at this path")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each command")
+    parser.add_argument(
+        "--database", help="a PostgreSQL server URL: measure on a scratch database there instead"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return parser.parse_args(argv)
 
@@ -219,11 +246,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Generate (or reuse) the store, measure, print."""
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        store = args.store or Path(tmp) / "store.db"
-        if not store.exists():
-            generate(store, args.events)
-        results = measure(store, args.repeat)
+    if args.database:
+        results = measure_postgres(args.database, args.events, args.repeat)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = args.store or Path(tmp) / "store.db"
+            if not store.exists():
+                generate(f"sqlite:///{store}", args.events)
+            results = measure(store, args.repeat)
     if args.json:
         print(json.dumps(results))
         return 0

@@ -43,6 +43,7 @@ POSTGRES_MODULES = {
     "test_api_stream.py",
     "test_tokens.py",
     "test_identities.py",
+    "test_driver_session.py",
 }
 # Single PostgreSQL tests worth their cost in modules that otherwise run on SQLite only.
 POSTGRES_TESTS = (

@@ -169,6 +169,7 @@ COMMANDS = {
 def cli(ctx: click.Context) -> None:
     """metawsm control plane."""
     ctx.obj = AppContext()
+    ctx.call_on_close(ctx.obj.close)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # loaded when first used: ``--version`` and ``--help`` need n
     from metawsm.cli.remote import ApiClient
     from metawsm.settings import Settings
     from metawsm.storage.dbapi import Reader
+    from metawsm.storage.driver_session import DriverSession
 
 
 @dataclass
@@ -28,6 +29,9 @@ class AppContext:
     _container: Container | None = field(default=None)
     _parts: Container | None = field(default=None)
     _at_head: bool = field(default=False)
+    # From the first write on, the invocation's transactions share one driver connection (the
+    # accept, then the polls of its wait): storage/driver_session.py.
+    _session: DriverSession | None = field(default=None)
     _remote: ApiClient | None = field(default=None)
 
     @property
@@ -136,7 +140,11 @@ class AppContext:
 
         self.refuse_database_over_api()
         if self.direct():
-            with dbapi.read_transaction(self.settings, repeatable=repeatable) as db:
+            if self._session is not None:
+                transaction = self._session.reading(repeatable=repeatable)
+            else:
+                transaction = dbapi.read_transaction(self.settings, repeatable=repeatable)
+            with transaction as db:
                 if self._at_head or reader_at_head(db):
                     self._at_head = True  # checked once per process: polls skip it
                     yield db
@@ -148,19 +156,30 @@ class AppContext:
     def writing(self) -> Iterator[Reader]:
         """One writing transaction straight through the driver (committed when the block
         succeeds), after checking the schema is at head; a schema not at head is explained by
-        :attr:`container` (exit 3) and nothing is written. Only when :meth:`direct`."""
-        from metawsm.storage import dbapi
+        :attr:`container` (exit 3) and nothing is written. Only when :meth:`direct`.
+
+        The first write opens the connection the invocation's later transactions share
+        (:meth:`close` closes it)."""
+        from metawsm.storage.driver_session import DriverSession
         from metawsm.storage.schema_head import reader_at_head
 
         self.refuse_database_over_api()
+        if self._session is None:
+            self._session = DriverSession(self.settings)
         if not self._at_head:
-            with dbapi.read_transaction(self.settings) as db:
+            with self._session.reading() as db:
                 self._at_head = reader_at_head(db)
             if not self._at_head:
                 _ = self.container  # raises SchemaNotAtHead with the precise reason
                 self._at_head = True
-        with dbapi.write_transaction(self.settings) as db:
+        with self._session.writing() as db:
             yield db
+
+    def close(self) -> None:
+        """Release what the invocation holds: the shared driver connection, if any."""
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
 
     @contextmanager
     def _engine_reader(self) -> Iterator[Reader]:

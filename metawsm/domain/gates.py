@@ -98,13 +98,15 @@ def gates_of(
     return gates
 
 
+_DONE = frozenset({RunStatus.COMPLETED.value, RunStatus.CLOSED.value})
+_RESUMABLE = frozenset({RunStatus.STOPPED.value, RunStatus.PAUSED.value, RunStatus.FAILED.value})
+
+
 def _status_gate(run: RunFacts) -> Gate:
-    status = RunStatus(run.status)
-    if status in (RunStatus.COMPLETED, RunStatus.CLOSED):
+    status = str(RunStatus(run.status))  # an unknown status is an error, as it always was
+    if status in _DONE:
         return Gate("status", True, f"run is {status}")
-    fix = None
-    if status in (RunStatus.STOPPED, RunStatus.PAUSED, RunStatus.FAILED):
-        fix = f"metawsm run resume --run-id {shlex.quote(run.run_id)}"
+    fix = f"metawsm run resume --run-id {_q(run.run_id)}" if status in _RESUMABLE else None
     return Gate("status", False, f"run is {status}, not completed", fix)
 
 

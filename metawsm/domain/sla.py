@@ -11,6 +11,7 @@ from metawsm.domain.control import AgentControl
 
 ESCALATING_STATES = ("new", "waiting_human")
 URGENT = ("high", "urgent")
+TIER_NAMES = ("operator", "human")  # in order; every priority has both (tiers_for)
 
 
 class Tier(NamedTuple):

@@ -7,6 +7,9 @@
   :func:`typed_form` goes back. A live row read by the driver equals the stored form of the
   same row, so a comparison of many rows is one tuple comparison each;
 - :func:`insert_rows` sends rows in their stored form to the driver's ``executemany``;
+- :func:`page_cache` gives a SQLite connection a large page cache for the block: a rebuild's
+  writes and comparisons then keep their pages in memory instead of spilling and re-reading
+  them through the file (a third less system time, a tenth less in all);
 - :func:`indexes_dropped` drops a table's secondary indexes on SQLite while it is refilled and
   re-creates them from their own definitions after: SQLite builds an index from sorted keys
   at the end about twice as fast as it keeps it up to date through every insert.
@@ -32,6 +35,8 @@ from sqlalchemy.types import TypeEngine
 from metawsm.storage.types import UTCDateTime, sqlite_utc_text
 
 CHUNK_ROWS = 5_000
+# SQLite's page cache during a rebuild (its default is 2 MiB): memory stays bounded by it.
+REBUILD_CACHE_KIB = 256 * 1024
 
 _INDEXES = (
     "SELECT name, sql FROM sqlite_master"
@@ -152,6 +157,21 @@ def indexes_dropped(conn: Connection, target: Table) -> Iterator[None]:
     yield
     for _, create in indexes:
         conn.exec_driver_sql(create)
+
+
+@contextmanager
+def page_cache(conn: Connection, kib: int = REBUILD_CACHE_KIB) -> Iterator[None]:
+    """A page cache of ``kib`` KiB on ``conn`` for the block, then the size it had (SQLite;
+    elsewhere a no-op)."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    before = int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
+    conn.exec_driver_sql(f"PRAGMA cache_size = {-int(kib)}")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size = {before}")
 
 
 def _taker(columns: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:

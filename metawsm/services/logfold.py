@@ -60,6 +60,18 @@ _THREAD_LOG = (
     .where(_EVENTS.c.thread_id == bindparam("b_thread"), _EVENTS.c.sequence <= bindparam("b_last"))
     .order_by(_EVENTS.c.thread_seq)
 )
+# The payload text is the compact JSON the log's writer made: decoded without json.loads' checks
+# for surrounding whitespace (half the time; a rebuild decodes one per state-changing event).
+_JSON = json.JSONDecoder()
+
+
+def _decode_json(text: str) -> Any:
+    try:
+        return _JSON.raw_decode(text)[0]
+    except json.JSONDecodeError:
+        return json.loads(text)  # leading whitespace, or not JSON: the full decoder decides
+
+
 _LAST_SEQUENCE = select(func.max(_EVENTS.c.sequence))
 _CONTROL_THREADS = select(_THREADS.c.thread_id).where(_THREADS.c.is_control)
 
@@ -112,7 +124,7 @@ class LoggedEvent:
     def payload(self) -> dict[str, Any]:
         """The event's payload, decoded on first use."""
         if isinstance(self._payload, str):
-            self._payload = json.loads(self._payload)
+            self._payload = _decode_json(self._payload)
         assert isinstance(self._payload, dict)
         return self._payload
 

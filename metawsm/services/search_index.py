@@ -128,9 +128,12 @@ def differences(conn: Connection, limit: int = 200) -> list[str]:
     want_sql = text(
         _VIEW_POSTS + " WHERE e.sequence >= :lo AND e.sequence < :hi ORDER BY e.sequence"
     )
+    # No view covers any post: the index should be empty, and the log need not be read.
+    any_view = conn.execute(text("SELECT 1 FROM forum_thread_views LIMIT 1")).first()
     for lo in range(0, int(top or 0) + 1, CHECK_CHUNK):
         bounds = {"lo": lo, "hi": lo + CHECK_CHUNK}
-        live, want = driver_rows(conn, live_sql, bounds), driver_rows(conn, want_sql, bounds)
+        live = driver_rows(conn, live_sql, bounds)
+        want = driver_rows(conn, want_sql, bounds) if any_view is not None else []
         if live == want:
             continue
         out += _diff_rows(_by_sequence(want), _by_sequence(live))

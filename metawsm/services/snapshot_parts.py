@@ -59,23 +59,24 @@ def candidates(
     are those of its threads and guidance requests).
     """
     out: dict[str, list[EscalationItem]] = {}
+    sla_m, human_m = settings.sla_minutes, settings.sla_human_minutes
+    cutoff = now - timedelta(minutes=sla_m)  # no tier is due sooner (but high and urgent)
     for run in runs:
         rid = run.run_id
-        found = _waiting(settings, rid, facts, now)
+        found = _waiting(rid, facts, now, cutoff, sla_m, human_m)
         if run.status in DRIVEN_STATUSES:
             raised = {(e.thread_id, e.tier, e.subject) for e in facts.raised.get(rid, ())}
-            asked = sla.guidance_due(now, rid, facts.controls[rid], settings.sla_minutes,
-                                     settings.sla_human_minutes)  # fmt: skip
+            asked = sla.guidance_due(now, rid, facts.controls[rid], sla_m, human_m)
             found += [c for c in asked if (c.thread_id, c.tier, c.subject) not in raised]
         if found:
             out[rid] = [_candidate(c, now) for c in found]
     return out
 
 
-def _waiting(settings: Settings, rid: str, facts: Facts, now: datetime) -> list[sla.Candidate]:
+def _waiting(
+    rid: str, facts: Facts, now: datetime, cutoff: datetime, sla_m: int, human_m: int
+) -> list[sla.Candidate]:
     """The run's waiting threads past a tier they have not been escalated to."""
-    sla_m, human_m = settings.sla_minutes, settings.sla_human_minutes
-    cutoff = now - timedelta(minutes=sla_m)  # no tier is due sooner (but high and urgent)
     tiers: dict[str, set[str]] = {}  # the tiers each thread was escalated to
     for e in facts.raised.get(rid, ()):
         if not e.subject:
@@ -83,8 +84,10 @@ def _waiting(settings: Settings, rid: str, facts: Facts, now: datetime) -> list[
     found: list[sla.Candidate] = []
     for tid, title, state, prio, _, at, _, agent in facts.views.get(rid, ()):
         if state in ESCALATING_STATES and (at <= cutoff or prio in URGENT):
-            view = ViewRow(tid, rid, agent, title, state, prio, at)
-            found += sla.thread_due(now, view, sla_m, human_m, tiers.get(tid, ()))
+            done = tiers.get(tid, ())
+            if len(done) < len(sla.TIER_NAMES):  # else escalated to every tier already
+                view = ViewRow(tid, rid, agent, title, state, prio, at)
+                found += sla.thread_due(now, view, sla_m, human_m, done)
     return found
 
 

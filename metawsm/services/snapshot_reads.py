@@ -211,7 +211,7 @@ def dead_letters(db: Reader, scope: Scope) -> dict[str, list[DeadLetter]]:
     where, params = scope.where("run_id")
     sql = (
         "SELECT run_id, message_id, topic, error FROM forum_dead_letters"
-        f" WHERE {where} AND status = 'dead' ORDER BY id"
+        f" WHERE {where} AND status = 'dead' ORDER BY run_id, id"
     )
     out: dict[str, list[DeadLetter]] = {}
     for rid, message_id, topic, error in db.tuples(sql, params):

@@ -221,6 +221,22 @@ def read_transaction(settings: Settings, *, repeatable: bool = False) -> Iterato
             raw.close()
 
 
+def connect(settings: Settings) -> tuple[Any, str]:
+    """A driver connection to ``settings.database_url`` and its dialect name, set up as the
+    engine sets its connections up (SQLite: no implicit transactions, busy timeout, pragmas).
+
+    Raises:
+        ValueError: the URL is not one :func:`direct_target` opens.
+        DatabaseUnreachable: the database cannot be connected to (URL masked).
+    """
+    target = direct_target(settings.database_url)
+    if target is None:
+        raise ValueError("not a database this layer opens directly")
+    dialect, where = target
+    raw = _connect_sqlite(where, settings) if dialect == "sqlite" else _connect_postgres(where)
+    return raw, dialect
+
+
 def _connect_sqlite(path: str, settings: Settings) -> Any:
     import sqlite3
 

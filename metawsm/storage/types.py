@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,12 +36,13 @@ class UTCDateTime(TypeDecorator[datetime]):
 def as_utc(value: str | datetime) -> datetime:
     """A stored timestamp (SQLite: naive text; PostgreSQL: aware) as aware UTC."""
     if isinstance(value, str):
-        parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None and len(value) > len("YYYY-MM-DD"):
-            # SQLite's naive UTC text: parsed again with its offset, a fraction of the cost of
-            # ``replace(tzinfo=...)`` (a rebuild converts one per event).
-            return datetime.fromisoformat(value + "+00:00")
-        value = parsed
+        if len(value) > len("YYYY-MM-DD") and value[-6] not in "+-" and value[-1] != "Z":
+            # SQLite's naive UTC text: parsed with its offset appended, a fraction of the cost
+            # of ``replace(tzinfo=...)`` (a rebuild converts one per event). Text that only
+            # looked naive fails to parse so and is read below.
+            with suppress(ValueError):
+                return datetime.fromisoformat(value + "+00:00")
+        value = datetime.fromisoformat(value)
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)

@@ -203,7 +203,13 @@ def test_commands_given_while_no_worker_runs_are_applied_once_the_stack_starts(
 def test_a_process_refuses_to_start_on_an_unmigrated_database(
     empty_sqlite_url: str, redis_url: str, tmp_path: Path, process: str
 ) -> None:
-    result = run_cli(metawsm_env(empty_sqlite_url, redis_url), tmp_path, *PROCESSES[process])
+    env = metawsm_env(empty_sqlite_url, redis_url)
+    missing = Path(empty_sqlite_url.removeprefix("sqlite:///"))
+    result = run_cli(env, tmp_path, *PROCESSES[process])  # no file: no database, none created
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"no metawsm database at {missing}" in result.stderr and not missing.exists()
+    missing.touch()  # an empty SQLite file: a database without the schema
+    result = run_cli(env, tmp_path, *PROCESSES[process])
     assert result.returncode == 3, result.stdout + result.stderr
     assert f"database at {empty_sqlite_url} has no metawsm schema" in result.stderr
     assert "run `metawsm db upgrade`" in result.stderr

@@ -131,11 +131,23 @@ def test_a_missing_validation_gate_names_the_epoch_after_iterate(idle_pipeline: 
 # 5. Ctrl-C ------------------------------------------------------------------------------------
 
 
+def _sigint_as_on_a_terminal() -> None:
+    # A pytest-xdist worker ignores SIGINT and a child inherits that: give the CLI a terminal's
+    # default so Ctrl-C reaches it as it would a user's.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _follow(p: Pipeline, cwd: Path, name: str) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "metawsm", "forum", name, "--follow", "--json"]
     env = _env(DATABASE_URL=p.settings.database_url, BROKER_URL=p.settings.broker_url)
     return subprocess.Popen(
-        argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        argv,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_sigint_as_on_a_terminal,
     )
 
 
@@ -161,6 +173,30 @@ def test_ctrl_c_ends_a_follow_quietly_with_exit_0(
     assert notes == [] and out == ""
 
 
+@pytest.mark.parametrize("command", ["watch", "operator"])
+def test_ctrl_c_ends_watch_and_operator_quietly_with_exit_0(
+    idle_pipeline: Pipeline, tmp_path: Path, command: str
+) -> None:
+    p = idle_pipeline
+    run_id = p.create_run(OPERATOR)
+    lifecycle.set_agent_status(p.container.runtime, run_id, "alice", "stalled", OPERATOR)
+    argv = [sys.executable, "-m", "metawsm", command, "--json"]
+    env = _env(DATABASE_URL=p.settings.database_url, BROKER_URL=p.settings.broker_url)
+    proc = subprocess.Popen(
+        argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())  # an alert or a decision: it is following
+        assert first["run_id"] == run_id
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert (proc.returncode, err) == (0, "")
+
+
 def test_ctrl_c_on_a_waiting_write_says_interrupted_and_exits_130(
     idle_pipeline: Pipeline, tmp_path: Path
 ) -> None:
@@ -169,7 +205,13 @@ def test_ctrl_c_on_a_waiting_write_says_interrupted_and_exits_130(
     argv += ["--body", "b", "--wait", "applied", "--timeout", "60"]
     env = _env(DATABASE_URL=p.settings.database_url, BROKER_URL=p.settings.broker_url)
     proc = subprocess.Popen(
-        argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        argv,
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_sigint_as_on_a_terminal,
     )
     try:
 

@@ -236,7 +236,7 @@ def test_the_cli_imports_prints_json_and_a_second_run_is_a_no_op(
 ) -> None:
     run_id = bootstrap(pipeline, "alice", "bob")
     roots = two_agent_roots(tmp_path)
-    args = ["migrate", "legacy-signals", "--run-id", run_id]
+    args = ["import", "legacy-signals", "--run-id", run_id]
     args += [a for r in roots for a in ("--root", str(r))]
 
     dry = metawsm(pipeline, *args, "--dry-run", "--json")
@@ -277,7 +277,7 @@ def test_the_cli_exits_1_when_a_signal_is_rejected_and_2_on_bad_usage(
         validation_result={"status": "passed", "done_criteria": "tests pass"},
     )
     ok = metawsm(
-        pipeline, "migrate", "legacy-signals", "--run-id", run_id, "--root", str(tmp_path / "a")
+        pipeline, "import", "legacy-signals", "--run-id", run_id, "--root", str(tmp_path / "a")
     )
     assert ok.exit_code == 0, ok.output
     wait_status(pipeline, run_id, "completed")
@@ -286,7 +286,7 @@ def test_the_cli_exits_1_when_a_signal_is_rejected_and_2_on_bad_usage(
 
     write(tmp_path / "b" / ".metawsm", guidance_request={"question": "late?"})
     late = metawsm(
-        pipeline, "migrate", "legacy-signals", "--run-id", run_id, "--root", str(tmp_path / "b")
+        pipeline, "import", "legacy-signals", "--run-id", run_id, "--root", str(tmp_path / "b")
     )
     assert late.exit_code == 1
     assert "-> guidance_request -> rejected" in late.stdout
@@ -295,11 +295,11 @@ def test_the_cli_exits_1_when_a_signal_is_rejected_and_2_on_bad_usage(
     )
 
     missing = metawsm(
-        pipeline, "migrate", "legacy-signals", "--run-id", run_id, "--root", str(tmp_path / "nope")
+        pipeline, "import", "legacy-signals", "--run-id", run_id, "--root", str(tmp_path / "nope")
     )
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
     stranger = metawsm(
-        pipeline, "migrate", "legacy-signals", "--run-id", run_id, "--root", str(tmp_path / "b"),
+        pipeline, "import", "legacy-signals", "--run-id", run_id, "--root", str(tmp_path / "b"),
         "--agent-name", "mallory",
     )  # fmt: skip
     assert isinstance(stranger.exception, UsageError) and stranger.exception.exit_code == 2

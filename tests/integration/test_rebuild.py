@@ -17,7 +17,7 @@ from sqlalchemy import Engine, delete, insert, inspect, select, update
 from metawsm.cli.projections_cmd import ProgressLine
 from metawsm.domain.views import fold_stats, fold_thread
 from metawsm.messages.events import Event
-from metawsm.services import logfold
+from metawsm.services import bulk, logfold
 from metawsm.services import rebuild as rebuild_module
 from metawsm.services.eventlog import row_to_event
 from metawsm.services.projections import PROJECTION, project
@@ -288,3 +288,14 @@ def test_a_view_stored_in_another_text_of_the_same_values_is_no_difference(
         conn.exec_driver_sql(rewrite.format("'2001-02-03 04:05:06.000007'"))
     (line,) = rebuild(engine, check=True).differences
     assert line.startswith("thread view t-1.updated_at: live_value=datetime.datetime(2001, 2, 3")
+
+
+def test_the_rebuilds_page_cache_is_given_back_after_it(engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("a SQLite setting")
+    size = "PRAGMA cache_size"
+    with engine.connect() as conn:
+        before = conn.exec_driver_sql(size).scalar_one()
+        with bulk.page_cache(conn, kib=65_536):
+            assert conn.exec_driver_sql(size).scalar_one() == -65_536
+        assert conn.exec_driver_sql(size).scalar_one() == before != -65_536

@@ -547,3 +547,14 @@ def test_a_rebuild_recreates_the_fts_table_as_it_was_with_its_settings(corpus: F
     assert ("automerge", 2) in before[1]
     assert search_rows(engine) == rows
     assert set(search_ids(engine, "kestrel")) == {"t-1", "t-2", "t-3"}
+
+
+def test_with_no_thread_view_left_every_index_row_is_a_difference(corpus: Forum) -> None:
+    engine = corpus.engine
+    rows = search_rows(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM forum_thread_views"))
+    with engine.connect() as conn:
+        found = search_index.differences(conn, limit=1000)
+    assert len(found) == len(rows) > 0
+    assert all(line.endswith("rebuilt=missing") for line in found)

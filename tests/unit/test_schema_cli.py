@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -19,7 +20,10 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def test_schema_is_a_registered_top_level_command() -> None:
-    assert "schema" in cli.commands
+    # Commands load lazily: ask the group, as click does, not its cache of loaded ones.
+    with click.Context(cli) as ctx:
+        assert "schema" in cli.list_commands(ctx)
+        assert cli.get_command(ctx, "schema") is not None
 
 
 def test_without_a_name_it_lists_every_message_name_one_per_line() -> None:

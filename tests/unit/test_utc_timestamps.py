@@ -43,6 +43,8 @@ def test_stored_text_reads_back_as_the_same_aware_utc_instant(value: datetime) -
         ("2026-09-01 12:03:04", datetime(2026, 9, 1, 12, 3, 4, tzinfo=UTC)),
         ("2026-09-01T12:03:04+02:00", datetime(2026, 9, 1, 10, 3, 4, tzinfo=UTC)),
         ("2026-09-01", datetime(2026, 9, 1, tzinfo=UTC)),
+        ("2026-09-01 12:03:04-05", datetime(2026, 9, 1, 17, 3, 4, tzinfo=UTC)),
+        ("2026-09-01T12:03:04Z", datetime(2026, 9, 1, 12, 3, 4, tzinfo=UTC)),
     ],
 )
 def test_as_utc_reads_text_with_and_without_an_offset(text: str, want: datetime) -> None:
