@@ -234,9 +234,12 @@ def stop(app: AppContext, /, run_id: str, **kw: Any) -> None:
     Example:
       metawsm run stop --run-id run-20261128-k3f9x
     """
-    from metawsm.services import lifecycle
+    if app.remote is not None:
+        status = _steer_remote(app, run_id, "stop")
+    else:
+        from metawsm.services import lifecycle
 
-    status = lifecycle.stop_run(app.container.runtime, run_id, _actor(app, kw))
+        status = lifecycle.stop_run(app.container.runtime, run_id, _actor(app, kw))
     click.echo(f"run {run_id} {status}")
 
 
@@ -253,9 +256,12 @@ def resume(app: AppContext, /, run_id: str, **kw: Any) -> None:
     Example:
       metawsm run resume --run-id run-20261128-k3f9x
     """
-    from metawsm.services import lifecycle
+    if app.remote is not None:
+        status = _steer_remote(app, run_id, "resume")
+    else:
+        from metawsm.services import lifecycle
 
-    status = lifecycle.resume_run(app.container.runtime, run_id, _actor(app, kw))
+        status = lifecycle.resume_run(app.container.runtime, run_id, _actor(app, kw))
     click.echo(f"run {run_id} {status}")
 
 
@@ -430,3 +436,12 @@ def _gate_not_met(message: str, run_id: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     click.echo(f"see: metawsm run why --run-id {run_id}", err=True)
     raise click.exceptions.Exit(EXIT_FAILED) from None
+
+
+def _steer_remote(app: AppContext, run_id: str, verb: str) -> str:
+    """Stop or resume over the API (operators and humans: an agent's token is refused, 403)."""
+    from metawsm.cli.remote import segment
+
+    assert app.remote is not None
+    _, answer = app.remote.post(f"/runs/{segment(run_id)}/{verb}")
+    return str(answer["status"])

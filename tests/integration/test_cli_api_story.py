@@ -207,6 +207,11 @@ def test_the_bootstrap_story_with_the_cli_over_the_api_only(
     assert why["unmet"], why  # no completion nor validation yet: the gates say what is missing
     shown = ok_json(run(operator, tmp_path, "dlq", "show", "msg-poison", "--json"))
     assert shown["message_id"] == "msg-poison"
+    refused = run(agent, tmp_path, "run", "stop", "--run-id", run_id)
+    assert refused.returncode == EXIT_FAILED and "forbidden" in refused.stderr, refused.stderr
+    stopped = run(operator, tmp_path, "run", "stop", "--run-id", run_id)
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.strip() in (f"run {run_id} stopping", f"run {run_id} stopped")
 
 
 def test_api_mode_without_a_token_or_a_server_says_so(tmp_path: Path) -> None:
