@@ -63,6 +63,13 @@ def test_an_agent_waits_for_the_operators_answer_and_cannot_act_beyond_its_role(
     )
     waiter.start()
 
+    # The run moves to awaiting_guidance after the signal is applied (its own event): the
+    # counts are compared from then on.
+    wait_until(
+        lambda: _counts(pipeline)["runs"] == [{"run_id": run_id, "status": "awaiting_guidance"}],
+        30,
+        "the run to await guidance",
+    )
     before = _counts(pipeline)
     own = api.agent.post(f"/api/v1/forum/threads/{thread_id}/answer", json={"body": "SQLite"})
     close = api.agent.post(f"/api/v1/runs/{run_id}/close", json={})
