@@ -16,8 +16,9 @@ index deleted, untimed, before it) and ``rebuild --check --json``.
 
 ``--store PATH`` keeps the generated SQLite store for the next run (it is copied before every
 use, so it is never written); an existing store (e.g. one of ``bench/scale_data.py``'s) is used
-as it is. ``--database`` generates the store in a scratch PostgreSQL database on that server,
-empties its read side in place, and drops it at the end.
+as it is, its copy upgraded to the code's migration head first. ``--database`` generates the
+store in a scratch PostgreSQL database on that server, empties its read side in place, and
+drops it at the end.
 """
 
 from __future__ import annotations
@@ -144,6 +145,16 @@ def generate(url: str, target_events: int) -> None:
         engine.dispose()
 
 
+def upgrade(url: str) -> None:
+    """Bring the database at ``url`` to the code's migration head (nothing when it is there)."""
+    settings = load_settings(database_url=url, broker_url="redis://127.0.0.1:1/0")
+    engine = build_engine(settings)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
 def timed_cli(url: str, *args: str) -> dict[str, Any]:
     """Run ``metawsm projections rebuild ARGS --json``: its report, wall and CPU s, peak RSS."""
     env = {**os.environ, "METAWSM_DATABASE_URL": url}
@@ -186,6 +197,7 @@ def measure(store: Path, repeat: int) -> dict[str, Any]:
         db, empty = Path(tmp) / "rebuild.db", Path(tmp) / "empty.db"
         shutil.copyfile(store, db)
         url = f"sqlite:///{db}"
+        upgrade(url)  # a store written before the code's migration head
         timed_cli(url)  # the read models exist and equal the log from here on
         shutil.copyfile(db, empty)
         empty_read_side(f"sqlite:///{empty}")
