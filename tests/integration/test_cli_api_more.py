@@ -117,8 +117,9 @@ def test_forum_seen_and_dlq_purge_over_the_api(
     )  # fmt: skip
     thread_id = asked["thread_id"]
 
-    seen = ok_json(run(operator, tmp_path, "forum", "seen", "--thread-id", thread_id,
-                       "--viewer-type", "human", "--viewer-id", "operator-1", "--json"))  # fmt: skip
+    mine = run(operator, tmp_path, "forum", "seen", "--thread-id", thread_id,
+               "--viewer-type", "human", "--viewer-id", "operator-1", "--json")  # fmt: skip
+    seen = ok_json(mine)
     assert seen["thread_id"] == thread_id and seen["last_seen_event_sequence"] > 0, seen
     by_agent = run(agent, tmp_path, "forum", "seen", "--thread-id", thread_id,
                    "--viewer-type", "agent", "--viewer-id", "alice")  # fmt: skip

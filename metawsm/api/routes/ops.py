@@ -135,7 +135,7 @@ async def purge(app: State, caller: Caller, body: PurgeBody) -> dict[str, Any]:
             422,
             "invalid_input",
             "give message_id or all=true (one of them)",
-            field="message_id",
+            field="body.message_id",
             rule="one_of_message_id_or_all",
         )
     identity = caller
