@@ -20,7 +20,6 @@ from metawsm.settings import env_default
 
 if TYPE_CHECKING:  # the write path and the gates load when a command uses them: reads do not
     from metawsm.identity import Identity
-    from metawsm.services.runs import BriefInput
 
 
 def _actor(app: AppContext, kw: dict[str, Any]) -> Identity:
@@ -119,9 +118,8 @@ def bootstrap(app: AppContext, /, **kw: Any) -> None:
 BRIEF_FIELDS = ("goal", "scope", "done_criteria", "constraints")
 
 
-def _brief(kw: dict[str, Any]) -> BriefInput:
-    from metawsm.services import runs
-
+def _brief(kw: dict[str, Any]) -> dict[str, str]:
+    """The brief's fields (``BriefInput``'s), each asked for on a terminal when missing."""
     values: dict[str, str] = {}
     interactive = sys.stdin.isatty()
     for name in BRIEF_FIELDS:
@@ -133,10 +131,10 @@ def _brief(kw: dict[str, Any]) -> BriefInput:
                 f"--{name.replace('_', '-')} is required (stdin is not a terminal)"
             )
         values[name] = value
-    return runs.BriefInput(merge_intent=kw.get("merge_intent") or "default", **values)
+    return {**values, "merge_intent": kw.get("merge_intent") or "default"}
 
 
-def _create(app: AppContext, kw: dict[str, Any], brief: BriefInput | None) -> None:
+def _create(app: AppContext, kw: dict[str, Any], brief: dict[str, str] | None) -> None:
     if app.remote is not None:
         _render_run(_create_remote(app, kw, brief), kw["as_json"])
         return
@@ -147,7 +145,7 @@ def _create(app: AppContext, kw: dict[str, Any], brief: BriefInput | None) -> No
         tickets=list(kw["tickets"]),
         agents=list(kw["agents"]),
         mode=kw["mode"],
-        brief=brief,
+        brief=runs.BriefInput(**brief) if brief is not None else None,
         actor=_actor(app, kw),
     )
     _show_one(app, run_id, kw["as_json"])
@@ -198,15 +196,13 @@ def show(app: AppContext, run_id: str, as_json: bool) -> None:
     _show_one(app, run_id, as_json)
 
 
-def _create_remote(app: AppContext, kw: dict[str, Any], brief: BriefInput | None) -> Any:
+def _create_remote(app: AppContext, kw: dict[str, Any], brief: dict[str, str] | None) -> Any:
     """Create over the API (operators and humans: an agent's token is refused, 403)."""
-    from dataclasses import asdict
-
     _check_remote_actor(app, kw)
     assert app.remote is not None
     body = {"tickets": list(kw["tickets"]), "agents": list(kw["agents"]), "mode": kw["mode"]}
     if brief is not None:
-        body["brief"] = asdict(brief)
+        body["brief"] = brief
     return app.remote.post("/runs", body)[1]
 
 
