@@ -8,12 +8,13 @@ bearer token, never from the body. Bodies reject unknown fields, as every messag
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from metawsm.messages.commands import ControlSignalPayload
 from metawsm.messages.common import (
+    MAX_ID_CHARS,
     ActorType,
     ActorTypeField,
     Body,
@@ -100,6 +101,54 @@ class CloseRunBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dry_run: bool = False
+
+
+class BriefBody(BaseModel):
+    """The bootstrap brief of a new run (``run create --mode bootstrap``)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    goal: Body
+    scope: Body
+    done_criteria: Body
+    constraints: Body
+    merge_intent: Name = "default"
+
+
+class CreateRunBody(BaseModel):
+    """Create a run on ``tickets`` with ``agents`` (``mode`` bootstrap: one ticket and a brief)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    tickets: list[Name] = Field(min_length=1, max_length=100)
+    agents: list[Name] = Field(min_length=1, max_length=100)
+    mode: Literal["run", "bootstrap"] = "run"
+    brief: BriefBody | None = None
+
+
+class IterateBody(BaseModel):
+    """Start a new control epoch; ``feedback`` is posted on every control thread."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    feedback: Body
+
+
+class AgentStatusBody(BaseModel):
+    """An agent's status in its run (a failed agent fails its running run)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["running", "idle", "stalled", "failed"]
+
+
+class PurgeBody(BaseModel):
+    """Purge one dead letter (``message_id``) or, with ``all``, every one still dead."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message_id: str | None = Field(default=None, min_length=1, max_length=2 * MAX_ID_CHARS)
+    all: bool = False
 
 
 class SignalBody(ControlSignalPayload):

@@ -46,6 +46,41 @@ def acting_identity(
     return identity
 
 
+def check_remote_actor(
+    app: AppContext, actor_type: str | None = None, actor_name: str | None = None
+) -> None:
+    """Over the API the token's identity acts: typed ``--actor-type``/``--actor-name`` that
+    name someone else are refused as they are locally (asks ``GET /me`` only when one was
+    typed).
+
+    Raises:
+        UsageError: a typed flag names someone else than the token (exit 2, nothing sent).
+    """
+    given = {"actor_type": actor_type, "actor_name": actor_name}
+    if not any(_typed(name) for name, value in given.items() if value is not None):
+        return
+    _refuse_other_actor(remote_identity(app), given)
+
+
+def remote_identity(app: AppContext) -> Identity:
+    """The identity the API proves for ``METAWSM_TOKEN`` (``GET /me``), once per invocation."""
+    cached = getattr(app, "_token_identity", None)
+    if isinstance(cached, Identity):
+        return cached
+    assert app.remote is not None
+    me = app.remote.get("/me")
+    identity = Identity(me["actor_type"], me["actor_name"], me.get("run_id"), me.get("token_id"))
+    app._token_identity = identity  # type: ignore[attr-defined]  # one question per invocation
+    return identity
+
+
+def _typed(name: str) -> bool:
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or name not in ctx.params:
+        return False
+    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
 def _local(actor_type: str | None, actor_name: str | None) -> Identity:
     from metawsm.cli.options import default_actor_name
 

@@ -211,15 +211,42 @@ def seen(app: AppContext, /, **kw: Any) -> None:
     Example:
       metawsm forum seen --thread-id fthr-0193 --viewer-type human --viewer-id hana
     """
-    from metawsm.services import queries
+    if app.remote is not None:
+        result = _seen_remote(app, kw)
+    else:
+        from metawsm.services import queries
 
-    result = queries.mark_seen(
-        app.container.engine, kw["thread_id"], kw["viewer_type"], kw["viewer_id"], kw["sequence"]
-    )
+        result = queries.mark_seen(
+            app.container.engine,
+            kw["thread_id"],
+            kw["viewer_type"],
+            kw["viewer_id"],
+            kw["sequence"],
+        )
     if kw["as_json"]:
         emit_json(result)
     else:
         click.echo(f"seen {result['thread_id']} up to {result['last_seen_event_sequence']}")
+
+
+def _seen_remote(app: AppContext, kw: dict[str, Any]) -> dict[str, Any]:
+    """Over the API the viewer is the token's holder (an agent's token the viewer ``agent``,
+    any other ``human``): a --viewer-type/--viewer-id naming someone else is exit 2."""
+    from metawsm.cli.acting import remote_identity
+    from metawsm.cli.remote import TOKEN_ENV, segment
+    from metawsm.errors import UsageError
+
+    assert app.remote is not None
+    who = remote_identity(app)
+    viewer = ("agent" if who.actor_type == "agent" else "human", who.actor_name)
+    if (kw["viewer_type"], kw["viewer_id"].lower()) != (viewer[0], viewer[1].lower()):
+        raise UsageError(
+            f"--viewer-type {kw['viewer_type']} --viewer-id {kw['viewer_id']}: with {TOKEN_ENV}"
+            f" set the viewer is {viewer[0]}/{viewer[1]} (the token's holder)"
+        )
+    path = f"/forum/threads/{segment(kw['thread_id'])}/seen"
+    seen: dict[str, Any] = app.remote.post(path, {"sequence": kw["sequence"]})[1]["seen"]
+    return seen
 
 
 @click.command("events")

@@ -205,11 +205,13 @@ def run_write(
     """Validate, submit as the acting identity (metawsm.cli.acting: the token's, or the local
     one from the actor flags), wait (``wait``: None, ``applied`` or ``projected``), render;
     exits non-zero unless applied or accepted."""
-    from metawsm.cli.acting import acting_identity
+    from metawsm.cli.acting import acting_identity, check_remote_actor
     from metawsm.services.accept import make_plain_command
 
     remote = app.remote  # with the API, its token's identity acts: nothing to prove here
     identity = acting_identity(app, actor_type, actor_name) if remote is None else None
+    if remote is not None:  # typed actor flags must still name the token's holder
+        check_remote_actor(app, actor_type, actor_name)
     if identity is not None:
         actor_type, actor_name = identity.actor_type, identity.actor_name
     try:

@@ -1,7 +1,7 @@
 """The command line over the HTTP API: a small client of ``/api/v1`` on the standard library.
 
 With ``METAWSM_API_URL`` set (and ``METAWSM_TOKEN``, the bearer token), the commands that have
-an endpoint (``forum``, ``close``, ``run why``, ``status``, ``dlq``, ``command show``) send
+an endpoint (``forum``, ``close``, ``run``, ``status``, ``dlq``, ``command show``) send
 their request to the API instead of opening the database or Redis, and print what the API
 answers with the same renderers: the API answers what ``--json`` prints. An agent on another
 machine needs only those two variables (docs/api.md, "The command line over the API").

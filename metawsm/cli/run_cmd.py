@@ -20,7 +20,6 @@ from metawsm.settings import env_default
 
 if TYPE_CHECKING:  # the write path and the gates load when a command uses them: reads do not
     from metawsm.identity import Identity
-    from metawsm.services.runs import BriefInput
 
 
 def _actor(app: AppContext, kw: dict[str, Any]) -> Identity:
@@ -119,9 +118,8 @@ def bootstrap(app: AppContext, /, **kw: Any) -> None:
 BRIEF_FIELDS = ("goal", "scope", "done_criteria", "constraints")
 
 
-def _brief(kw: dict[str, Any]) -> BriefInput:
-    from metawsm.services import runs
-
+def _brief(kw: dict[str, Any]) -> dict[str, str]:
+    """The brief's fields (``BriefInput``'s), each asked for on a terminal when missing."""
     values: dict[str, str] = {}
     interactive = sys.stdin.isatty()
     for name in BRIEF_FIELDS:
@@ -133,10 +131,13 @@ def _brief(kw: dict[str, Any]) -> BriefInput:
                 f"--{name.replace('_', '-')} is required (stdin is not a terminal)"
             )
         values[name] = value
-    return runs.BriefInput(merge_intent=kw.get("merge_intent") or "default", **values)
+    return {**values, "merge_intent": kw.get("merge_intent") or "default"}
 
 
-def _create(app: AppContext, kw: dict[str, Any], brief: BriefInput | None) -> None:
+def _create(app: AppContext, kw: dict[str, Any], brief: dict[str, str] | None) -> None:
+    if app.remote is not None:
+        _render_run(_create_remote(app, kw, brief), kw["as_json"])
+        return
     from metawsm.services import runs
 
     run_id = runs.create_run(
@@ -144,7 +145,7 @@ def _create(app: AppContext, kw: dict[str, Any], brief: BriefInput | None) -> No
         tickets=list(kw["tickets"]),
         agents=list(kw["agents"]),
         mode=kw["mode"],
-        brief=brief,
+        brief=runs.BriefInput(**brief) if brief is not None else None,
         actor=_actor(app, kw),
     )
     _show_one(app, run_id, kw["as_json"])
@@ -195,12 +196,37 @@ def show(app: AppContext, run_id: str, as_json: bool) -> None:
     _show_one(app, run_id, as_json)
 
 
+def _create_remote(app: AppContext, kw: dict[str, Any], brief: dict[str, str] | None) -> Any:
+    """Create over the API (operators and humans: an agent's token is refused, 403)."""
+    _check_remote_actor(app, kw)
+    assert app.remote is not None
+    body = {"tickets": list(kw["tickets"]), "agents": list(kw["agents"]), "mode": kw["mode"]}
+    if brief is not None:
+        body["brief"] = brief
+    return app.remote.post("/runs", body)[1]
+
+
+def _check_remote_actor(app: AppContext, kw: dict[str, Any]) -> None:
+    from metawsm.cli.acting import check_remote_actor
+
+    check_remote_actor(app, kw.get("actor_type"), kw.get("actor_name"))
+
+
 def _show_one(app: AppContext, run_id: str, as_json: bool) -> None:
+    if app.remote is not None:
+        from metawsm.cli.remote import segment
+
+        _render_run(app.remote.get(f"/runs/{segment(run_id)}/record"), as_json)
+        return
     from metawsm.services import record_reads
 
     with app.reading() as db:
         row = record_reads.run_rows(db, run_id)[0]
         row["history"] = record_reads.run_history(db, run_id)
+    _render_run(row, as_json)
+
+
+def _render_run(row: dict[str, Any], as_json: bool) -> None:
     if as_json:
         emit_json(row)
         return
@@ -235,6 +261,7 @@ def stop(app: AppContext, /, run_id: str, **kw: Any) -> None:
       metawsm run stop --run-id run-20261128-k3f9x
     """
     if app.remote is not None:
+        _check_remote_actor(app, kw)
         status = _steer_remote(app, run_id, "stop")
     else:
         from metawsm.services import lifecycle
@@ -257,6 +284,7 @@ def resume(app: AppContext, /, run_id: str, **kw: Any) -> None:
       metawsm run resume --run-id run-20261128-k3f9x
     """
     if app.remote is not None:
+        _check_remote_actor(app, kw)
         status = _steer_remote(app, run_id, "resume")
     else:
         from metawsm.services import lifecycle
@@ -287,14 +315,20 @@ def agent_status(
     Example:
       metawsm run agent-status --run-id run-20261128-k3f9x --agent-name alice --status running
     """
-    from metawsm.services import lifecycle
-
     if not agent_name:
         raise click.UsageError("--agent-name is required (or set METAWSM_AGENT_NAME)")
+    if app.remote is not None:  # the agent itself, operators and humans: else 403
+        from metawsm.cli.remote import segment
 
-    run_status = lifecycle.set_agent_status(
-        app.container.runtime, run_id, agent_name, status, _actor(app, kw)
-    )
+        _check_remote_actor(app, kw)
+        path = f"/runs/{segment(run_id)}/agents/{segment(agent_name)}/status"
+        run_status = str(app.remote.post(path, {"status": status})[1]["run_status"])
+    else:
+        from metawsm.services import lifecycle
+
+        run_status = lifecycle.set_agent_status(
+            app.container.runtime, run_id, agent_name, status, _actor(app, kw)
+        )
     click.echo(f"agent {agent_name} {status}; run {run_id} {run_status}")
 
 
@@ -348,10 +382,18 @@ def iterate(app: AppContext, /, run_id: str, feedback: str, **kw: Any) -> None:
     Example:
       metawsm run iterate --run-id run-20261128-k3f9x --feedback "add docs"
     """
-    from metawsm.services import lifecycle
-
     if not feedback.strip():
         raise click.UsageError("--feedback is required (blank after trimming)")
+    if app.remote is not None:  # the API posts the feedback on each control thread
+        from metawsm.cli.remote import segment
+
+        _check_remote_actor(app, kw)
+        path = f"/runs/{segment(run_id)}/iterate"
+        answer = app.remote.post(path, {"feedback": feedback})[1]
+        click.echo(f"run {run_id} {answer['status']}; control epoch {answer['control_epoch']}")
+        return
+    from metawsm.services import lifecycle
+
     status, epoch, threads = lifecycle.iterate_run(
         app.container.runtime, run_id, feedback, _actor(app, kw)
     )
@@ -386,6 +428,7 @@ def close(app: AppContext, /, run_id: str, dry_run: bool, as_json: bool, **kw: A
       metawsm close --run-id run-20261128-k3f9x --dry-run
     """
     if app.remote is not None:
+        _check_remote_actor(app, kw)
         status = _close_remote(app, run_id, dry_run, as_json)
     else:
         status = _close_local(app, run_id, dry_run, as_json, kw)

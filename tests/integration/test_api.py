@@ -346,3 +346,33 @@ def test_metawsm_api_refuses_a_database_not_at_head_with_exit_3(empty_sqlite_url
     result = CliRunner().invoke(cli, ["api", "--port", "1"], env=env)
     assert isinstance(result.exception, SchemaNotAtHead), result.output
     assert result.exception.exit_code == 3  # what metawsm.cli.main exits with
+
+
+def test_me_names_the_tokens_identity(api: Api) -> None:
+    me = api.agent.get("/api/v1/me").json()
+    assert (me["actor_type"], me["actor_name"], me["run_id"]) == ("agent", "alice", None)
+    assert me["token_id"]
+    assert api.anonymous.get("/api/v1/me").status_code == 401
+
+
+def test_bad_run_and_purge_bodies_are_422_naming_the_field_and_change_nothing(
+    api: Api, pipeline: Pipeline
+) -> None:
+    runs_before = api.operator.get("/api/v1/runs").json()["runs"]
+    no_agent = api.operator.post("/api/v1/runs", json={"tickets": ["T-1"], "agents": []})
+    assert no_agent.status_code == 422 and no_agent.json()["field"] == "body.agents", no_agent.text
+    bad_mode = api.operator.post(
+        "/api/v1/runs", json={"tickets": ["T-1"], "agents": ["a"], "mode": "fast"}
+    )
+    assert bad_mode.status_code == 422 and bad_mode.json()["field"] == "body.mode", bad_mode.text
+    no_brief = api.operator.post(
+        "/api/v1/runs", json={"tickets": ["T-1"], "agents": ["a"], "mode": "bootstrap"}
+    )
+    assert no_brief.status_code == 409 and no_brief.json()["code"] == "rejected", no_brief.text
+    assert api.operator.get("/api/v1/runs").json()["runs"] == runs_before
+    for body in ({}, {"message_id": "m", "all": True}):
+        purge = api.operator.post("/api/v1/dead-letters/purge", json=body)
+        assert purge.status_code == 422, purge.text
+        assert purge.json()["rule"] == "one_of_message_id_or_all"
+    status = api.operator.post("/api/v1/runs/nope/agents/alice/status", json={"status": "asleep"})
+    assert status.status_code == 422 and status.json()["field"] == "body.status", status.text

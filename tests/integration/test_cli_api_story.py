@@ -226,10 +226,14 @@ def test_api_mode_without_a_token_or_a_server_says_so(tmp_path: Path) -> None:
     assert "http://127.0.0.1:9" in away.stderr and "mwsm_x" not in away.stderr
 
 
-def test_a_command_without_an_endpoint_refuses_to_run_in_api_mode(tmp_path: Path) -> None:
+def test_the_formerly_local_commands_go_to_the_api_in_api_mode(tmp_path: Path) -> None:
     env = api_env("http://127.0.0.1:9", "mwsm_x", tmp_path)
-    seen = run(env, tmp_path, "forum", "seen", "--thread-id", "t", "--viewer-type", "human",
-               "--viewer-id", "h")  # fmt: skip
-    assert seen.returncode == EXIT_USAGE, seen.stderr
-    assert "metawsm forum seen does not work over the HTTP API" in seen.stderr
-    assert "no metawsm database" not in seen.stderr
+    for args in (
+        ("forum", "seen", "--thread-id", "t", "--viewer-type", "human", "--viewer-id", "h"),
+        ("run", "show", "--run-id", "r"),
+        ("dlq", "purge", "--all"),
+    ):
+        away = run(env, tmp_path, *args)
+        assert away.returncode == EXIT_UNREACHABLE, (args, away.stderr)
+        assert "http://127.0.0.1:9" in away.stderr and "does not work over" not in away.stderr
+        assert "no metawsm database" not in away.stderr

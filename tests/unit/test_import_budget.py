@@ -171,6 +171,32 @@ API_BUDGETS = [
     (["dlq", "list", "--json"], 0),
     (["run", "why", "--run-id", "nope", "--json"], 1),
     (["command", "show", "nope", "--json"], 1),  # 404: exit 1 as locally
+    (["run", "show", "--run-id", "nope", "--json"], 1),
+    (
+        [
+            "run",
+            "create",
+            "--mode",
+            "bootstrap",
+            "--ticket",
+            "T-1",
+            "--agent",
+            "a",
+            "--goal",
+            "g",
+            "--scope",
+            "s",
+            "--done-criteria",
+            "d",
+            "--constraints",
+            "c",
+            "--json",
+        ],
+        0,
+    ),
+    (["run", "agent-status", "--run-id", "nope", "--agent-name", "a", "--status", "idle"], 1),
+    (["forum", "seen", "--thread-id", "nope", "--viewer-type", "human", "--viewer-id", "root"], 1),
+    (["dlq", "purge", "--all", "--json"], 0),
 ]
 
 

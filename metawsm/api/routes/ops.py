@@ -14,6 +14,8 @@ from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from metawsm.api.contracts import PurgeBody
+from metawsm.api.errors import ApiError
 from metawsm.api.routes.common import ERRORS, Caller, State, read
 from metawsm.errors import MetawsmError
 from metawsm.identity import Identity
@@ -68,6 +70,18 @@ async def checks(app: State, _: Caller) -> dict[str, Any]:
     return result.as_dict()
 
 
+@router.get("/me", summary="Who the bearer token proves", responses=ERRORS)
+async def me(caller: Caller) -> dict[str, Any]:
+    """``{actor_type, actor_name, run_id, token_id}``: the identity the API acts as for this
+    token (the command line checks typed ``--actor-type``/``--actor-name`` against it)."""
+    return {
+        "actor_type": caller.actor_type,
+        "actor_name": caller.actor_name,
+        "run_id": caller.run_id,
+        "token_id": caller.token_id,
+    }
+
+
 def _operators_only(caller: Identity) -> None:
     require_role(caller, ("operator",), "dead_letters_are_for_operators", "handle dead letters")
 
@@ -104,3 +118,30 @@ async def redrive(app: State, caller: Caller, message_id: MessageId) -> dict[str
         deadletters.redrive, app.container.runtime, message_id
     )
     return result
+
+
+@router.post(
+    "/dead-letters/purge",
+    summary="Mark one dead letter, or every one, purged (operators)",
+    responses=ERRORS,
+)
+async def purge(app: State, caller: Caller, body: PurgeBody) -> dict[str, Any]:
+    """As ``metawsm dlq purge --json``: ``{purged}``, how many; exactly one of ``message_id``
+    and ``all`` (422 otherwise)."""
+    from metawsm.services import deadletters
+
+    if (body.message_id is None) == (not body.all):
+        raise ApiError(
+            422,
+            "invalid_input",
+            "give message_id or all=true (one of them)",
+            field="body.message_id",
+            rule="one_of_message_id_or_all",
+        )
+    identity = caller
+    count = await run_in_threadpool(
+        lambda: deadletters.purge(
+            app.container.engine, None if body.all else body.message_id, identity=identity
+        )
+    )
+    return {"purged": count}

@@ -15,7 +15,13 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from metawsm.api.contracts import CloseRunBody, SignalBody
+from metawsm.api.contracts import (
+    AgentStatusBody,
+    CloseRunBody,
+    CreateRunBody,
+    IterateBody,
+    SignalBody,
+)
 from metawsm.api.errors import ApiError
 from metawsm.api.routes.common import (
     ERRORS,
@@ -27,9 +33,10 @@ from metawsm.api.routes.common import (
     read,
     submit_write,
 )
-from metawsm.api.writes import MAX_WAIT_S
+from metawsm.api.writes import MAX_WAIT_S, WaitFor, write
 from metawsm.errors import Forbidden, NotFound, Rejected, RunStopped, WaitTimeout
 from metawsm.messages.common import MAX_ID_CHARS, MAX_NAME_CHARS
+from metawsm.storage.dbapi import Reader
 
 router = APIRouter(prefix="/api/v1", tags=["runs"], responses=ERRORS)
 RunId = Annotated[str, Path(min_length=1, max_length=MAX_NAME_CHARS)]
@@ -58,6 +65,84 @@ async def run(app: State, _: Caller, run_id: RunId) -> dict[str, Any]:
     """``{run}``: the run's snapshot as ``metawsm status --run-id R --json`` shows it."""
     snap = await _snapshot(app, run_id, None)
     return {"run": snap["runs"][0]}
+
+
+@router.get("/runs/{run_id}/record", summary="One run with its agents, brief and history")
+async def run_record(app: State, _: Caller, run_id: RunId) -> dict[str, Any]:
+    """The run as ``metawsm run show --json`` prints it: its row, agents, brief and the status
+    ``history`` (oldest first, each with its cause)."""
+    return await read(app, lambda db: _record(db, run_id))
+
+
+def _record(db: Reader, run_id: str) -> dict[str, Any]:
+    from metawsm.services import record_reads
+
+    row = record_reads.run_rows(db, run_id)[0]
+    row["history"] = record_reads.run_history(db, run_id)
+    return row
+
+
+@router.post("/runs", summary="Create a run (operators and humans)", status_code=201)
+async def create_run(app: State, caller: Caller, body: CreateRunBody) -> dict[str, Any]:
+    """As ``metawsm run create --json``: the new run with its agents, brief and history."""
+    from metawsm.services import runs
+
+    brief = runs.BriefInput(**body.brief.model_dump()) if body.brief is not None else None
+    run_id = await run_in_threadpool(
+        lambda: runs.create_run(
+            app.container.runtime,
+            tickets=list(body.tickets),
+            agents=list(body.agents),
+            mode=body.mode,
+            brief=brief,
+            actor=caller,
+        )
+    )
+    return await read(app, lambda db: _record(db, run_id))
+
+
+@router.post("/runs/{run_id}/iterate", summary="Start a new control epoch with feedback")
+async def iterate_run(
+    app: State, caller: Caller, run_id: RunId, body: IterateBody
+) -> dict[str, Any]:
+    """As ``metawsm run iterate``: ``{run_id, status, control_epoch, threads}``; the feedback
+    is posted on each control thread as the caller (accepted, not waited on)."""
+    from metawsm.services import lifecycle
+
+    rt = app.container.runtime
+    status, epoch, threads = await run_in_threadpool(
+        lifecycle.iterate_run, rt, run_id, body.feedback, caller
+    )
+    for thread_id in threads:
+        post = {"thread_id": thread_id, "body": f"Operator feedback: {body.feedback}"}
+        await write(rt, caller, "add_post", post, wait=WaitFor.NONE, timeout_s=None, key=None)
+    return {"run_id": run_id, "status": status, "control_epoch": epoch, "threads": threads}
+
+
+@router.post(
+    "/runs/{run_id}/agents/{agent_name}/status",
+    summary="Report an agent's status (the agent itself, operators and humans)",
+)
+async def agent_status(
+    app: State,
+    caller: Caller,
+    run_id: RunId,
+    agent_name: Annotated[str, Path(min_length=1, max_length=MAX_NAME_CHARS)],
+    body: AgentStatusBody,
+) -> dict[str, Any]:
+    """As ``metawsm run agent-status``: ``{run_id, agent_name, status, run_status}``."""
+    from metawsm.services import lifecycle
+
+    rt = app.container.runtime
+    run_status = await run_in_threadpool(
+        lifecycle.set_agent_status, rt, run_id, agent_name, body.status, caller
+    )
+    return {
+        "run_id": run_id,
+        "agent_name": agent_name,
+        "status": body.status,
+        "run_status": run_status,
+    }
 
 
 @router.get("/status", summary="The snapshot of runs (every active run by default)")
