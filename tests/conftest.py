@@ -9,6 +9,7 @@ backend matters (storage, concurrency, ordering, the pipeline's contracts) unles
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
@@ -58,6 +59,13 @@ def _wants_postgres(item: pytest.Item) -> bool:
     if item.path.name in POSTGRES_MODULES:
         return True
     return any(word in item.name for word in POSTGRES_TESTS)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In a pytest-xdist worker, give SIGINT back its default: the worker ignores it, and the CLI
+    processes the tests start would inherit that and never see the Ctrl-C a test sends them."""
+    if hasattr(config, "workerinput"):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

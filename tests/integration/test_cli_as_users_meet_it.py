@@ -131,12 +131,6 @@ def test_a_missing_validation_gate_names_the_epoch_after_iterate(idle_pipeline: 
 # 5. Ctrl-C ------------------------------------------------------------------------------------
 
 
-def _sigint_as_on_a_terminal() -> None:
-    # A pytest-xdist worker ignores SIGINT and a child inherits that: give the CLI a terminal's
-    # default so Ctrl-C reaches it as it would a user's.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _follow(p: Pipeline, cwd: Path, name: str) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "metawsm", "forum", name, "--follow", "--json"]
     env = _env(DATABASE_URL=p.settings.database_url, BROKER_URL=p.settings.broker_url)
@@ -147,7 +141,6 @@ def _follow(p: Pipeline, cwd: Path, name: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_sigint_as_on_a_terminal,
     )
 
 
@@ -211,7 +204,6 @@ def test_ctrl_c_on_a_waiting_write_says_interrupted_and_exits_130(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_sigint_as_on_a_terminal,
     )
     try:
 
