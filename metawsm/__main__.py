@@ -1,6 +1,6 @@
 """``python -m metawsm ...``: the same CLI as the ``metawsm`` console script."""
 
-from metawsm.cli import main
+from metawsm.entry import main
 
 if __name__ == "__main__":
     main()

@@ -98,7 +98,6 @@ def env(sqlite_url: str, tmp_path: Path) -> dict[str, str]:
 
 
 BUDGETS = [
-    (["--version"], NOTHING),
     (["--help"], NOTHING),
     (["forum", "--help"], (*READ, *DATABASE, *VALIDATION)),
     (["config", "show", "--json"], (*READ, *DATABASE, *VALIDATION)),
@@ -131,6 +130,24 @@ def test_a_command_imports_nothing_on_its_forbidden_list(
     modules = imported_modules(args, env, tmp_path, exit_code=1 if missing else 0)
     assert "metawsm.cli" in modules
     assert forbidden_in(modules, forbidden) == []
+
+
+def test_version_is_answered_before_click_and_prints_what_clicks_option_prints(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    modules = imported_modules(["--version"], env, tmp_path)
+    assert "metawsm.entry" in modules
+    assert [m for m in modules if m == "click" or m.startswith(("click.", "metawsm.cli"))] == []
+    assert forbidden_in(modules, NOTHING) == []
+    from click.testing import CliRunner
+
+    from metawsm.cli import cli
+
+    process = subprocess.run(
+        [sys.executable, "-m", "metawsm", "--version"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert process.stdout == CliRunner().invoke(cli, ["--version"], prog_name="metawsm").output
 
 
 @pytest.mark.parametrize("args", [ASK, SIGNAL], ids=["forum ask", "forum signal"])
