@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.workers",
     "tests.fixtures.pipeline",
     "tests.fixtures.api",
+    "tests.fixtures.browser",
 ]
 
 POSTGRES_MODULES = {

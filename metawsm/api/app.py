@@ -22,6 +22,7 @@ from metawsm.api.limits import RequestSizeLimit
 from metawsm.api.reads import reading
 from metawsm.api.routes import forum, log, ops, runs
 from metawsm.api.state import ApiOptions, ApiState
+from metawsm.board import app as board
 from metawsm.services import thread_reads
 from metawsm.services.failure_limiter import FailureLimiter
 from metawsm.storage.types import utcnow
@@ -62,6 +63,7 @@ def create_app(container: Container, options: ApiOptions | None = None) -> FastA
     errors.install(app)
     for module in (ops, forum, runs, log):
         app.include_router(module.router)
+    board.install(app)
     if options.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -106,6 +106,17 @@ def authenticate(reader: Reader, bearer: str, now: datetime) -> Identity:
     """The identity ``bearer`` proves at ``now`` (one indexed query through the driver).
 
     Raises:
+        Unauthenticated: see :func:`valid_token`.
+    """
+    info = valid_token(reader, bearer, now)
+    return Identity(info.actor_type, info.actor_name, info.run_id, info.token_id)
+
+
+def valid_token(reader: Reader, bearer: str, now: datetime) -> TokenInfo:
+    """What is known of ``bearer`` when it is valid at ``now`` (its expiry: the board's
+    session cookie ends with it).
+
+    Raises:
         Unauthenticated: the token is missing, malformed, unknown, expired or revoked
             (``reason``: missing, malformed, unknown, expired, revoked); the message never
             contains the token.
@@ -129,7 +140,7 @@ def authenticate(reader: Reader, bearer: str, now: datetime) -> Identity:
         raise Unauthenticated(
             f"token {info.token_id} expired at {iso(info.expires_at)}", reason="expired"
         )
-    return Identity(info.actor_type, info.actor_name, info.run_id, info.token_id)
+    return info
 
 
 def record_failed_authentication(db: Reader, failure: Unauthenticated, source: str) -> None:

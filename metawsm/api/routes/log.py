@@ -22,6 +22,7 @@ from metawsm.api.errors import ApiError
 from metawsm.api.follower import StreamFilter
 from metawsm.api.reads import reading
 from metawsm.api.routes.common import ERRORS, Caller, Limit, State, read
+from metawsm.api.state import ApiState
 from metawsm.services import thread_reads
 
 router = APIRouter(prefix="/api/v1", tags=["events"], responses=ERRORS)
@@ -68,7 +69,7 @@ async def stream(
         reason = app.follower.error or "it has not read the log yet"
         raise ApiError(503, "stream_unavailable", f"the event follower is not ready: {reason}")
     return StreamingResponse(
-        _messages(app, start, wanted),
+        event_messages(app, start, wanted),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -84,7 +85,9 @@ def _resume_point(cursor: int, last_event_id: str | None) -> int:
     return int(text)
 
 
-async def _messages(app: State, start: int, wanted: StreamFilter) -> AsyncIterator[str]:
+async def event_messages(app: ApiState, start: int, wanted: StreamFilter) -> AsyncIterator[str]:
+    """The SSE text of every event after ``start`` that ``wanted`` keeps, then live ones
+    (the API's stream and the board's)."""
     engine = app.container.engine
 
     def page(after: int, limit: int, keep: StreamFilter) -> list[dict[str, Any]]:
