@@ -52,6 +52,18 @@ def find_database(start: Path | None = None) -> Found:
     return Found(here / DIRECTORY / FILE, False, here)
 
 
+def state_directory(database_url: str, cwd: Path | None = None) -> Path:
+    """Where a stack keeps its local state (the private Redis's files, beat's schedule): the
+    directory of its SQLite database file, so that a stack started from a subdirectory or with
+    ``METAWSM_DATABASE_URL`` keeps it beside the database it serves and finds it again; for a
+    server database (or an in-memory one), ``.metawsm`` of ``cwd`` (the current directory)."""
+    if database_url.startswith("sqlite") and "://" in database_url:
+        path = database_url.split("://", 1)[1][1:].split("?", 1)[0]
+        if path not in ("", ":memory:") and not path.startswith("file:"):
+            return Path(path).absolute().parent
+    return (cwd or Path.cwd()).absolute() / DIRECTORY
+
+
 def database_origin(from_environment: bool, from_dotenv: bool) -> str:
     """How the database URL in force was chosen, for ``config show``."""
     if from_environment:

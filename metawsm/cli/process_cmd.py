@@ -10,7 +10,6 @@ import logging
 import os
 import secrets
 import sys
-from pathlib import Path
 
 import click
 
@@ -131,7 +130,10 @@ def beat(app: AppContext, loglevel: str) -> None:
       metawsm beat --loglevel INFO
     """
     _check_schema(app)
-    state = Path(".metawsm") / "celerybeat-schedule"
+    from metawsm.database_location import state_directory
+
+    # Beside the database it serves, wherever beat is started from.
+    state = state_directory(app.settings.database_url) / "celerybeat-schedule"
     state.parent.mkdir(parents=True, exist_ok=True)
     _exec(["beat", "-l", loglevel, "-s", str(state)])
 

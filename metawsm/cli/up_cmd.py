@@ -32,13 +32,13 @@ import click
 
 from metawsm.cli.context import AppContext, pass_app
 from metawsm.cli.up_checks import one_stack_per_database, ready_summary, require_free_port
+from metawsm.database_location import state_directory
 from metawsm.errors import BrokerUnreachable, MetawsmError
 from metawsm.settings import Settings, mask_url
 from metawsm.storage.engine import build_engine
 from metawsm.storage.migrate import upgrade
 from metawsm.transport.redis_server import RedisServer, ping, wait_for
 
-REDIS_DIR = Path(".metawsm") / "redis"
 BROKER_PING_TIMEOUT_S = 1.0
 # Celery's warm shutdown lets running tasks finish: give it this long before SIGKILL.
 STOP_TIMEOUT_S = 30.0
@@ -439,7 +439,9 @@ def _run_stack(
         auth = auth or f"metawsm:{secrets.token_urlsafe(12)}"
         os.environ[FLOWER_AUTH_ENV] = auth  # the Flower child reads it; never on argv
         flower = (flower_port, auth, generated)
-    private_redis = ensure_broker(settings.broker_url, REDIS_DIR.resolve())
+    # The private Redis's files beside the database it serves, wherever `up` is started from.
+    redis_dir = state_directory(settings.database_url) / "redis"
+    private_redis = ensure_broker(settings.broker_url, redis_dir)
     how = None
     if private_redis is not None:
         how = f"private redis-server, pid {private_redis.pid}, data in {private_redis.dir}"

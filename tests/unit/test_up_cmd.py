@@ -21,6 +21,7 @@ from metawsm.cli.up_cmd import (
     prefix_line,
     process_specs,
 )
+from metawsm.database_location import state_directory
 from metawsm.errors import EXIT_UNREACHABLE, BrokerUnreachable, PortTaken, StackAlreadyRunning
 from metawsm.settings import load_settings
 from metawsm.transport.redis_server import wait_for
@@ -56,22 +57,22 @@ def test_a_line_is_prefixed_with_the_padded_process_name() -> None:
 
 
 def test_a_remote_broker_that_does_not_answer_is_exit_3_with_the_password_masked(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(up_cmd, "ping", lambda url, timeout_s: False)
     with pytest.raises(BrokerUnreachable) as caught:
-        ensure_broker("redis://:hunter2@redis.example.com:6379/0", up_cmd.REDIS_DIR)
+        ensure_broker("redis://:hunter2@redis.example.com:6379/0", tmp_path)
     assert caught.value.exit_code == EXIT_UNREACHABLE
     assert "redis://:***@redis.example.com:6379/0" in str(caught.value)
     assert "hunter2" not in str(caught.value)
 
 
 def test_a_tls_loopback_broker_is_not_replaced_by_a_private_one(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(up_cmd, "ping", lambda url, timeout_s: False)
     with pytest.raises(BrokerUnreachable, match="TLS"):
-        ensure_broker("rediss://127.0.0.1:6390/0", up_cmd.REDIS_DIR)
+        ensure_broker("rediss://127.0.0.1:6390/0", tmp_path)
 
 
 def python_spec(name: str, code: str) -> ProcessSpec:
@@ -201,3 +202,17 @@ def test_the_stack_runs_the_api_on_its_port_and_the_summary_gives_its_url() -> N
         ready_summary(settings, 1.0, None, None, None, 8710)
     )
     assert "api" not in [s.name for s in process_specs(1, None)]
+
+
+def test_local_state_lives_beside_the_sqlite_database_wherever_the_stack_starts(
+    tmp_path: Path,
+) -> None:
+    # Started from a subdirectory (or with METAWSM_DATABASE_URL elsewhere), `up` and `beat`
+    # used ./.metawsm of the current directory: a second private Redis, a second schedule.
+    elsewhere = tmp_path / "repo" / "sub"
+    database = tmp_path / "repo" / ".metawsm" / "metawsm.db"
+    assert state_directory(f"sqlite:///{database}", elsewhere) == database.parent
+    assert state_directory(f"sqlite:///{database}?timeout=5", elsewhere) == database.parent
+    server = "postgresql://u@db.example.com/metawsm"
+    assert state_directory(server, elsewhere) == elsewhere / ".metawsm"
+    assert state_directory("sqlite://", elsewhere) == elsewhere / ".metawsm"
