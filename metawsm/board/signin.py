@@ -12,7 +12,7 @@ from metawsm.api.reads import reading
 from metawsm.api.state import api_state
 from metawsm.board.actions import form_of
 from metawsm.board.render import page
-from metawsm.board.session import COOKIE, authenticate, check_csrf, safe_next
+from metawsm.board.session import COOKIE, authenticate, check_csrf, check_origin, safe_next
 from metawsm.errors import Unauthenticated
 from metawsm.services import tokens
 
@@ -28,6 +28,7 @@ async def signin_page(request: Request, next: str = "/") -> HTMLResponse:
 @router.post("/signin", response_model=None)
 async def signin(request: Request) -> HTMLResponse | RedirectResponse:
     """Check the pasted token; on success keep it in the session cookie and go on."""
+    check_origin(request)
     form = await form_of(request)
     next_path = safe_next(form.get("next"))
     bearer = form.get("token", "").strip()
