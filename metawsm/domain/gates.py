@@ -98,6 +98,14 @@ def gates_of(
     return gates
 
 
+def gate_count(mode: str, status: str, agent_count: int, failed_count: int) -> int:
+    """How many gates :func:`gates_of` checks for a run in ``mode`` and ``status`` with
+    ``agent_count`` agents, ``failed_count`` of them reported failed: met plus unmet, so a page
+    that has only the unmet ones (the snapshot's blockers) can say how many are met."""
+    failed = failed_count if status == RunStatus.FAILED.value else 0
+    return failed + 1 + (1 if mode == "bootstrap" else 0) + 3 * agent_count
+
+
 _DONE = frozenset({RunStatus.COMPLETED.value, RunStatus.CLOSED.value})
 _RESUMABLE = frozenset({RunStatus.STOPPED.value, RunStatus.PAUSED.value, RunStatus.FAILED.value})
 

@@ -1,5 +1,6 @@
 """The snapshot's blockers: ``from_reads(unmet_only=True)`` gives exactly the unmet gates of
-``from_reads``, in order, for random runs and agent states (seeded)."""
+``from_reads``, in order, for random runs and agent states (seeded); ``gate_count`` says how many
+``from_reads`` checks (the board's runs page counts the met ones from it)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from metawsm.domain.control import AgentControl
+from metawsm.domain.gates import gate_count
 from metawsm.domain.runs import RunStatus
 from metawsm.services.gates import from_reads
 from metawsm.services.run_reads import RunReads
@@ -46,3 +48,5 @@ def test_unmet_only_is_the_unmet_gates_in_check_order(seed: int) -> None:
         reads.briefs[run.run_id] = SimpleNamespace(done_criteria=criteria)  # type: ignore[assignment]
     every = from_reads(run, reads)
     assert from_reads(run, reads, unmet_only=True) == [g for g in every if not g.met]
+    failed = len(reads.failed_agents(run.run_id))
+    assert gate_count(run.mode, run.status, len(names), failed) == len(every)
