@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from metawsm.board import inbox, live, run_actions, runs, signin, thread_actions
+from metawsm.board import inbox, live, run_actions, runs, signin, thread_actions, threads
 from metawsm.board.render import page
 from metawsm.board.session import CsrfRefused, SignInNeeded, signin_location
 
@@ -26,7 +26,7 @@ class _Static(StaticFiles):
 
 def install(app: FastAPI) -> None:
     """Serve the board on ``app``: its pages at ``/``, its assets at ``/board/static``."""
-    for module in (signin, live, inbox, thread_actions, runs, run_actions):
+    for module in (signin, live, inbox, thread_actions, threads, runs, run_actions):
         app.include_router(module.router)
     app.mount("/board/static", _Static(packages=[("metawsm.board", "static")]), name="static")
 

@@ -204,15 +204,23 @@ def search(
     viewer: tuple[str, str] | None = None,
     queue: str | None = None,
     cursor: int | None = None,
+    after: tuple[int, int] | None = None,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
     """Threads matching ``query``, best match first, then by urgency and most recent activity
     (see :func:`metawsm.services.queries.search`).
 
+    ``after`` = (urgency, last_event_sequence) of the last row of the previous page: the rows
+    that follow it in the list's order (the board's pages; without a query only, since a
+    match's score is no stable place to resume from).
+
     Raises:
-        UsageError: an unknown queue, ``unseen`` without a viewer, or a query with no word.
+        UsageError: an unknown queue, ``unseen`` without a viewer, a query with no word, or
+            ``after`` with a query.
     """
     check_queue(queue, viewer)
+    if after is not None and query:
+        raise UsageError("after: pages a list without a query only")
     where, params = _where(filters)
     sql, order = f"SELECT {_VIEW} FROM forum_thread_views v", LIST_ORDER
     if query:
@@ -222,6 +230,10 @@ def search(
     sql += where
     if cursor is not None:
         sql, params["cursor"] = sql + " AND v.last_event_sequence < :cursor", cursor
+    if after is not None:
+        # A row value: both dialects read the list's index backwards from this place.
+        sql += " AND (v.urgency, v.last_event_sequence) < (:after_u, :after_s)"
+        params["after_u"], params["after_s"] = after
     if queue == "unanswered":
         sql, params["yes"] = sql + " AND v.is_unanswered = :yes", True
     elif queue == "unseen" and viewer is not None:
