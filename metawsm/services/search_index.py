@@ -50,6 +50,16 @@ _VIEW_POSTS = (
     + " JOIN forum_thread_views v"
     + " ON v.thread_id = e.thread_id AND e.thread_seq <= v.last_thread_seq"
 )
+# The rebuild's statement on SQLite: the same rows, read posts first (each post finds its event by
+# the unique event_id, then its view), in the log's order (a post is written with its event) so
+# FTS5 receives ascending rowids. The planner's own choice scans every event and looks up its
+# view, posts or not: half again as long.
+_VIEW_POSTS_BY_POST = (
+    "SELECT e.sequence, e.thread_id, CASE WHEN p.kind = 'opening' THEN v.title ELSE '' END, p.body"
+    " FROM forum_posts p CROSS JOIN forum_events e ON e.event_id = p.event_id"
+    " CROSS JOIN forum_thread_views v"
+    " ON v.thread_id = e.thread_id AND e.thread_seq <= v.last_thread_seq"
+)
 _INSERT = {
     "sqlite": "INSERT INTO forum_search (rowid, thread_id, title, body) ",
     "postgresql": "INSERT INTO forum_search (sequence, thread_id, title, body) ",
@@ -92,8 +102,9 @@ def rebuild(conn: Connection) -> None:
     """Rewrite the whole index from the posts and the (already rebuilt) thread views."""
     if conn.dialect.name == "sqlite":
         _recreate_fts_table(conn)
-    else:
-        conn.execute(text("DELETE FROM forum_search"))
+        conn.exec_driver_sql(_INSERT["sqlite"] + _VIEW_POSTS_BY_POST)
+        return
+    conn.execute(text("DELETE FROM forum_search"))
     conn.execute(text(_INSERT[conn.dialect.name] + _VIEW_POSTS))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,9 +38,12 @@ def as_utc(value: str | datetime) -> datetime:
         if len(value) > len("YYYY-MM-DD") and value[-6] not in "+-" and value[-1] != "Z":
             # SQLite's naive UTC text: parsed with its offset appended, a fraction of the cost
             # of ``replace(tzinfo=...)`` (a rebuild converts one per event). Text that only
-            # looked naive fails to parse so and is read below.
-            with suppress(ValueError):
+            # looked naive fails to parse so and is read below. (try/except, not
+            # contextlib.suppress: the context manager cost four times the parse.)
+            try:
                 return datetime.fromisoformat(value + "+00:00")
+            except ValueError:
+                pass
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
