@@ -2,9 +2,10 @@
 
 Every write goes through the API's write flow (``api/writes.py`` ``write``): the command is
 built from the form as the session's identity, checked by the same role rules and contracts as
-the API and the command line, and waited on until applied. The result is said on the next page
-(a short-lived flash cookie) after a 303 redirect, so a reload does not post twice; a refusal
-names the rule that refused it.
+the API and the command line, and waited on until applied and projected (the page it
+redirects to then shows its effect). The result is said on the next page (a short-lived flash
+cookie) after a 303 redirect, so a reload does not post twice; a refusal names the rule that
+refused it, and a command still in flight is said to be accepted, not refused.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ async def submit(
         identity,
         command_type,
         payload,
-        wait=WaitFor.APPLIED,
+        wait=WaitFor.PROJECTED,
         timeout_s=ACTION_WAIT_S,
         key=None,
         follower=state.follower,
@@ -72,8 +73,11 @@ async def act(
 
 
 def refusal_text(error: ApiError) -> str:
-    """What the page says of a refused action: the message and the rule that refused it."""
+    """What the page says of an action that did not go through: the message and the rule that
+    refused it."""
     body = error.body
+    if error.status == 504:  # accepted and durable: it is applied when workers catch up
+        return f"Accepted, not shown yet: {body.message}"
     rule = f" (rule: {body.rule})" if body.rule else ""
     return f"Refused: {body.message}{rule}"
 

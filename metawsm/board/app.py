@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -26,8 +26,10 @@ class _Static(StaticFiles):
 
 def install(app: FastAPI) -> None:
     """Serve the board on ``app``: its pages at ``/``, its assets at ``/board/static``."""
-    for module in (signin, live, inbox, thread_actions, threads, runs, run_actions):
+    for module in (signin, live, thread_actions, run_actions):
         app.include_router(module.router)
+    for module in (inbox, threads, runs):  # pages that follow the event stream
+        app.include_router(module.router, dependencies=[Depends(live.note_page_cursor)])
     app.mount("/board/static", _Static(packages=[("metawsm.board", "static")]), name="static")
 
     @app.exception_handler(SignInNeeded)

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from metawsm.api.state import api_state
+from metawsm.board.live import page_cursor
 from metawsm.board.session import FLASH_COOKIE, csrf_token
 from metawsm.identity import Identity
 
@@ -49,6 +50,11 @@ def environment() -> Environment:
     return env
 
 
+def _cursor(request: Request) -> int:
+    taken = getattr(request.state, "board_cursor", None)
+    return int(taken) if taken is not None else page_cursor(api_state(request))
+
+
 def page(
     request: Request,
     template: str,
@@ -67,7 +73,7 @@ def page(
         "flash": _flash(request),
         "path": request.url.path,
         "title": title,
-        "cursor": api_state(request).follower.head,
+        "cursor": _cursor(request),
         "is_operator": identity is not None and identity.actor_type == "operator",
         "can_answer": identity is not None and identity.actor_type in ("operator", "human"),
     }
