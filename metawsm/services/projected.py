@@ -29,9 +29,7 @@ def projected_through(db: Reader, head: int, window: int = WINDOW) -> int:
     """The highest sequence ``s <= head`` such that every event in ``(head - window, s]`` is in
     the read models: a page rendered now shows at least everything up to it."""
     floor = max(0, head - window)
-    first = db.scalar(
-        _FIRST_UNPROJECTED, {"floor": floor, "head": head, "projection": PROJECTION}
-    )
+    first = db.scalar(_FIRST_UNPROJECTED, {"floor": floor, "head": head, "projection": PROJECTION})
     return head if first is None else int(first) - 1
 
 
