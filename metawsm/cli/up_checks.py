@@ -140,6 +140,9 @@ def ready_summary(
             f"  api       http://127.0.0.1:{api_port}/api/v1/  (bearer tokens: metawsm token"
             " create; docs/api.md)"
         )
+        lines.append(
+            f"  board     http://127.0.0.1:{api_port}/  (sign in with a token; docs/board.md)"
+        )
     lines.append("  try       metawsm demo     (a whole bootstrap story, ~20 s)")
     lines.append(
         "            metawsm forum ask --ticket T-1 --title 'Hello' --body 'first question'"

@@ -54,9 +54,12 @@ def test_up_prints_a_ready_summary_runs_the_demo_and_refuses_a_second_stack(
         assert f"up:   broker    {broker} (private redis-server, pid " in text
         assert f"up:   flower    http://127.0.0.1:{flower}  user metawsm, password " in text
         assert f"up:   api       http://127.0.0.1:{api}/api/v1/" in text
+        assert f"up:   board     http://127.0.0.1:{api}/  (sign in" in text
         served = f"http://127.0.0.1:{api}/api/v1"
         assert httpx.get(f"{served}/readiness", timeout=10).json()["ready"] is True
         assert httpx.get(f"{served}/runs", timeout=10).status_code == 401
+        signin = httpx.get(f"http://127.0.0.1:{api}/", timeout=10, follow_redirects=True)
+        assert signin.status_code == 200 and 'name="token"' in signin.text  # the board's
         assert "up:   try       metawsm demo" in text
 
         demo = _metawsm(env, tmp_path, "demo")
