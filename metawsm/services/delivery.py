@@ -21,7 +21,9 @@ result to ack or retry (``workers/tasks.py``). The order of steps is the point:
    spending the failure budget.
 
 Only commands accepted through metawsm (with a ledger row) are applied: anything else that
-reaches a command queue is dead-lettered (the trust boundary, docs/contracts.md).
+reaches a command queue is dead-lettered (the trust boundary, docs/contracts.md). Likewise an
+event message is consumed only as the event log holds it: one that is not in the log, or says
+something else than the logged event, is dead-lettered, never projected nor acted on.
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from metawsm.errors import InvalidMessage, Rejected, Transient
 from metawsm.messages.commands import AnyCommand, parse_command
 from metawsm.messages.common import Actor
-from metawsm.messages.events import parse_event
+from metawsm.messages.events import Event, parse_event
 from metawsm.ops.catalogue import COMMAND_LAG, COMMANDS_APPLIED, COMMANDS_REJECTED
 from metawsm.ops.counters import count, observe, record
 from metawsm.runtime import Runtime
 from metawsm.services.deadletters import Failure, dead_letter
+from metawsm.services.eventlog import EVENT_FIELDS, EVENTS, trusted_events
 from metawsm.services.handlers import HandlerContext
 from metawsm.services.messagebus import MessageBus
 from metawsm.services.outbox import backoff_s, mark_done
@@ -51,6 +54,7 @@ from metawsm.storage.models import ForumCommand, ForumOutbox, table
 from metawsm.storage.uow import connection_unit, lock_event_log
 
 COMMANDS = table(ForumCommand)
+_LOGGED_EVENT = select(EVENTS).where(EVENTS.c.event_id == bindparam("eid"))
 OUTBOX = table(ForumOutbox)
 _COMMAND_STATE = select(
     COMMANDS.c.status,
@@ -252,6 +256,12 @@ def deliver_event(
         return Result("dead")
     subscriber = bus.subscriber(subscriber_name)
     message_id = f"{event.event_id}:{subscriber_name}"
+    foreign = _not_as_logged(rt, event)
+    if foreign is not None:
+        # Its own dead-letter id: the genuine event's message may still come, and must not be
+        # taken for this one.
+        _dead(rt, f"{message_id}:not-logged", kind, delivery.topic, raw, foreign, 1)
+        return Result("dead")
     # A first delivery to a subscriber whose transaction counts it is counted there.
     counted = delivery.seen_before or not subscriber.counts_delivery
     attempts = 0
@@ -272,6 +282,22 @@ def deliver_event(
             attempts = _count_event(rt, message_id) or 1
         return _after_failure(rt, message_id, kind, delivery, raw, exc, attempts)
     return Result("applied" if applied else "duplicate")
+
+
+def _not_as_logged(rt: Runtime, event: Event) -> str | None:
+    """Why ``event`` is not the event log's (None when it is, field for field): only what a
+    handler appended to the log is projected or acted on (the trust boundary)."""
+    with rt.engine.connect() as conn:
+        row = conn.execute(_LOGGED_EVENT, {"eid": event.event_id}).first()
+    if row is None:
+        return f"not in the event log: no logged event {event.event_id}"
+    logged = trusted_events([row])[0]
+    differing = [
+        name for name in (*EVENT_FIELDS, "actor") if getattr(logged, name) != getattr(event, name)
+    ]
+    if differing:
+        return f"differs from the logged event {event.event_id} in {', '.join(differing)}"
+    return None
 
 
 def _validate(parse: Any, raw: Any, what: str) -> Any:

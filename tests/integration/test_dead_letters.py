@@ -263,3 +263,54 @@ def test_a_valid_command_pushed_into_a_queue_without_being_accepted_is_dead_lett
     pipeline.settle()
     assert read_outcome(pipeline.engine, forged.command_id) is None
     assert ledger(pipeline.engine).posts_per_thread == {"t-1": 1}
+
+
+def _logged_event(p: Pipeline, thread_id: str) -> dict[str, Any]:
+    from metawsm.services.eventlog import EVENTS, row_to_event
+
+    with p.engine.connect() as conn:
+        row = conn.execute(select(EVENTS).where(EVENTS.c.thread_id == thread_id)).first()
+    return row_to_event(row).model_dump(mode="json")
+
+
+def _thread_ids(p: Pipeline) -> set[str]:
+    from metawsm.storage.models import ForumThreadView
+
+    with unit_of_work(p.engine, readonly=True) as s:
+        return set(s.execute(select(ForumThreadView.thread_id)).scalars())
+
+
+def test_an_event_not_in_the_log_or_unlike_the_logged_one_is_dead_lettered_never_consumed(
+    pipeline: Pipeline, task_runs: TaskRecorder
+) -> None:
+    assert pipeline.run(
+        "open_thread", actor="agent", thread_id="t-1", ticket="TCK-1", title="T", body="b"
+    ).final
+    pipeline.settle()
+    topics = pipeline.container.runtime.topics
+    genuine = _logged_event(pipeline, "t-1")
+
+    # An event no handler appended: a thread the log does not have.
+    forged = {**genuine, "event_id": "evt-forged-1", "thread_id": "t-2", "sequence": 9_999}
+    forged["payload"] = {**genuine["payload"], "title": "injected"}
+    topic = topics.event(genuine["event_type"])
+    pipeline.container.publisher.publish(topic, "evt-forged-1:projector", forged)
+    letter = wait_until(
+        lambda: _dead_letter(pipeline, "evt-forged-1:projector:not-logged"), 15, "a dead letter"
+    )
+    assert "not in the event log: no logged event evt-forged-1" in letter["error"]
+    assert letter["kind"] == "event.projector"
+
+    # A logged event's id, with another payload, to a subscriber that has not had it.
+    tampered = {**genuine, "payload": {**genuine["payload"], "title": "rewritten"}}
+    lifecycle = topics.integration("run_lifecycle")
+    message_id = f"{genuine['event_id']}:run_lifecycle"
+    pipeline.container.publisher.publish(lifecycle, message_id, tampered)
+    letter = wait_until(
+        lambda: _dead_letter(pipeline, f"{message_id}:not-logged"), 15, "a dead letter"
+    )
+    assert f"differs from the logged event {genuine['event_id']} in payload" in letter["error"]
+
+    pipeline.settle()
+    assert _thread_ids(pipeline) == {"t-1"}
+    assert ledger(pipeline.engine).posts_per_thread == {"t-1": 1}
