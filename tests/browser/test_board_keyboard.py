@@ -8,9 +8,8 @@ import re
 from playwright.sync_api import Page, expect
 
 from metawsm.messages.common import Actor
-from tests.browser.test_board_live import _run_status
 from tests.fixtures.api import client
-from tests.fixtures.browser import Board, apply, open_thread, send_signal
+from tests.fixtures.browser import Board, apply, open_thread, run_status, send_signal
 from tests.fixtures.conditions import wait_until
 
 
@@ -19,7 +18,7 @@ def _asks(board: Board, agent_name: str, question: str) -> str:
     run_id = board.pipeline.create_run(Actor(type="operator", name="op"), agents=[agent_name])
     with client(board.url, board.token("agent", agent_name, run_id)) as agent:
         send_signal(agent, run_id, "guidance_request", agent_name=agent_name, question=question)
-    wait_until(lambda: _run_status(board, run_id) == "awaiting_guidance", 15,
+    wait_until(lambda: run_status(board, run_id) == "awaiting_guidance", 15,
                f"{run_id} awaiting guidance")  # fmt: skip
     return run_id
 
@@ -70,8 +69,8 @@ def test_j_and_k_move_the_selection_and_a_answers_the_selected_request(board: Bo
     expect(page.get_by_test_id("flash")).to_contain_text("Answered")
     expect(items).to_have_count(1)
     expect(items.first).to_contain_text("Which branch")
-    wait_until(lambda: _run_status(board, second) == "running", 15, "bob's run answered")
-    assert _run_status(board, first) == "awaiting_guidance"
+    wait_until(lambda: run_status(board, second) == "running", 15, "bob's run answered")
+    assert run_status(board, first) == "awaiting_guidance"
 
 
 def test_question_mark_shows_the_keys_and_escape_closes_them(board: Board) -> None:

@@ -7,17 +7,9 @@ from playwright.sync_api import expect
 
 from metawsm.messages.common import Actor
 from tests.fixtures.api import client
-from tests.fixtures.browser import Board, send_signal
+from tests.fixtures.browser import Board, run_status, send_signal
 from tests.fixtures.conditions import wait_until
 from tests.fixtures.relay import relaying
-
-
-def _run_status(board: Board, run_id: str) -> str:
-    """The run's status as the API says it (an operator's read)."""
-    with client(board.url, board.token("operator", "olga")) as operator:
-        found = operator.get(f"/api/v1/runs/{run_id}")
-    assert found.status_code == 200, found.text
-    return str(found.json()["run"]["status"])
 
 
 def test_the_page_says_it_is_disconnected_and_catches_up_on_reconnection(board: Board) -> None:
@@ -37,7 +29,7 @@ def test_the_page_says_it_is_disconnected_and_catches_up_on_reconnection(board: 
         # While the page is cut off, the agent asks (the API itself is up, not behind the relay).
         with client(board.url, board.token("agent", "alice", run_id)) as agent:
             send_signal(agent, run_id, "guidance_request", question="Is the cache safe to drop?")
-        wait_until(lambda: _run_status(board, run_id) == "awaiting_guidance", 15,
+        wait_until(lambda: run_status(board, run_id) == "awaiting_guidance", 15,
                    "the run awaiting guidance")  # fmt: skip
         expect(status).to_have_attribute("data-state", "disconnected")
         expect(page.get_by_test_id("guidance-item")).to_have_count(0)

@@ -56,7 +56,6 @@ def test_an_operator_triages_assigns_and_closes_an_agents_thread_through_the_pag
     page = board.signed_in(board.token("operator", "olga"), next_path="/threads")
     item = row(page, "The migration fails")
     expect(item.get_by_test_id("row-state")).to_have_text("new")
-    board.shot(page, "threads-light")
     item.get_by_role("link", name="The migration fails on PostgreSQL").click()
     expect(page).to_have_url(re.compile(f"/threads/{thread_id}$"))
 
