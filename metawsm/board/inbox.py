@@ -8,6 +8,7 @@ activity the signed-in identity has not seen.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -42,10 +43,11 @@ class GuidanceItem:
     tier_raised: bool
 
     @property
-    def urgency(self) -> tuple[int, int]:
-        """Sort key: the highest tier first, then the oldest."""
+    def urgency(self) -> tuple[int, datetime, str]:
+        """Sort key: the highest tier first, then the oldest (by the time asked: an age in
+        whole seconds ties two requests asked within a second)."""
         rank = TIER_NAMES.index(self.tier) + 1 if self.tier in TIER_NAMES else 0
-        return (-rank, -self.request.age_s)
+        return (-rank, self.request.asked_at, self.request.request_event_id)
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,6 @@ def test_a_guidance_request_arrives_live_and_the_answer_reaches_the_waiting_agen
         item = page.get_by_test_id("guidance-item").filter(has_text="Which database")
         expect(item).to_be_visible()  # no reload: the stream brought it
         assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
-        board.shot(page, "inbox-light")
         item.get_by_label("Answer to alice").fill("SQLite, the embedded default.")
         item.get_by_role("button", name="Answer").click()
         expect(page.get_by_test_id("flash")).to_contain_text("Answered")

@@ -6,26 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 from playwright.sync_api import Page, expect
 
 from metawsm.messages.common import Actor
 from metawsm.storage.dbapi import on_connection
 from metawsm.storage.engine import connect
 from tests.fixtures.api import client
-from tests.fixtures.browser import Board
+from tests.fixtures.browser import Board, send_signal
 
 STEERING_RULE = "rule: runs_are_steered_by_operators_and_humans"
-
-
-def _signal(agent: httpx.Client, run_id: str, control_type: str, **fields: Any) -> None:
-    """The agent's control signal through the API (as ``metawsm forum signal`` sends it)."""
-    signal = {"schema_version": 1, "control_type": control_type, "run_id": run_id,
-              "agent_name": "alice", **fields}  # fmt: skip
-    sent = agent.post(
-        "/api/v1/control/signals", json={"run_id": run_id, "agent_name": "alice", "signal": signal}
-    )
-    assert sent.status_code == 200, sent.text
 
 
 def _rows(board: Board, sql: str, **params: Any) -> list[dict[str, Any]]:
@@ -44,7 +33,6 @@ def test_unmet_gates_are_met_live_and_the_operator_closes_the_run(board: Board) 
     line = page.get_by_test_id("run-item").filter(has_text=run_id)
     expect(line.get_by_test_id("run-gates")).to_have_text("gates 1/4 met")
     expect(line.get_by_test_id("run-status")).to_have_text("running")
-    board.shot(page, "runs-light")
 
     line.get_by_role("link", name=run_id).click()
     expect(page).to_have_url(f"{board.url}/runs/{run_id}")
@@ -60,8 +48,8 @@ def test_unmet_gates_are_met_live_and_the_operator_closes_the_run(board: Board) 
     board.shot(dark, "run-dark")
 
     with client(board.url, board.token("agent", "alice", run_id)) as agent:
-        _signal(agent, run_id, "completion", summary="done")
-        _signal(agent, run_id, "validation", status="passed", done_criteria="tests pass")
+        send_signal(agent, run_id, "completion", summary="done")
+        send_signal(agent, run_id, "validation", status="passed", done_criteria="tests pass")
     # No reload: the event stream brought the run's new status and its gates.
     expect(page.get_by_test_id("gates-count")).to_have_text("4/4 met")
     expect(page.get_by_test_id("run-summary").get_by_test_id("run-status")).to_have_text(

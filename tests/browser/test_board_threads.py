@@ -13,34 +13,8 @@ from sqlalchemy import text
 from metawsm.api.reads import reading
 from metawsm.messages.common import Actor
 from metawsm.services import thread_reads
-from metawsm.services.submit import make_command, submit, wait_for_outcome
-from tests.fixtures.browser import Board
+from tests.fixtures.browser import Board, apply, open_thread
 from tests.fixtures.conditions import wait_until
-
-
-def open_thread(
-    board: Board,
-    thread_id: str,
-    title: str,
-    *,
-    ticket: str = "TCK-1",
-    priority: str = "normal",
-    by: tuple[str, str] = ("agent", "alice"),
-    body: str = "What now?",
-) -> str:
-    """Open a forum thread as ``by`` (type, name) through the pipeline; its id once applied."""
-    payload = {"thread_id": thread_id, "ticket": ticket, "title": title, "body": body,
-               "priority": priority}  # fmt: skip
-    return apply(board, "open_thread", payload, by)
-
-
-def apply(board: Board, command_type: str, payload: dict[str, Any], by: tuple[str, str]) -> str:
-    """Submit a command as ``by`` and wait until it is applied."""
-    command = make_command(command_type, payload, actor_type=by[0], actor_name=by[1])
-    outcome = submit(board.pipeline.container.runtime, command)
-    final = wait_for_outcome(board.pipeline.engine, outcome.command_id, 15)
-    assert final.status == "applied", final
-    return payload["thread_id"]
 
 
 def thread_events(board: Board, thread_id: str) -> list[tuple[str, str, str]]:
@@ -82,7 +56,6 @@ def test_an_operator_triages_assigns_and_closes_an_agents_thread_through_the_pag
     page = board.signed_in(board.token("operator", "olga"), next_path="/threads")
     item = row(page, "The migration fails")
     expect(item.get_by_test_id("row-state")).to_have_text("new")
-    board.shot(page, "threads-light")
     item.get_by_role("link", name="The migration fails on PostgreSQL").click()
     expect(page).to_have_url(re.compile(f"/threads/{thread_id}$"))
 

@@ -50,8 +50,44 @@
   function morph(target, html) {
     const incoming = document.createElement("template");
     incoming.innerHTML = html;
+    const place = holdPlace(target);
     mergeChildren(target, incoming.content);
+    restorePlace(place);
     document.dispatchEvent(new CustomEvent("board:updated"));
+  }
+
+  // Moving the kept nodes takes them out of the document for a moment: the browser then
+  // blurs the focused field (the next keys typed would be shortcuts) and clamps the scroll
+  // to the emptied page (a jump to the top). So note the focused field, its caret and where
+  // an anchor is on the screen (the focused field, else the first element in view), and put
+  // them back before the next paint: what the person looks at does not move.
+  function holdPlace(target) {
+    const active = document.activeElement;
+    const focused = active && active !== document.body && target.contains(active) ? active : null;
+    let anchor = focused;
+    if (!anchor) {
+      anchor = Array.from(target.querySelectorAll("[id]")).find(function (el) {
+        return el.getBoundingClientRect().bottom > 0;
+      }) || null;
+    }
+    let caret = null;
+    try {
+      if (focused && typeof focused.selectionStart === "number") caret = [focused.selectionStart, focused.selectionEnd];
+    } catch (e) { caret = null; }
+    return { focused: focused, caret: caret, anchor: anchor, id: anchor ? anchor.id : "",
+             top: anchor ? anchor.getBoundingClientRect().top : 0 };
+  }
+
+  function restorePlace(place) {
+    const f = place.focused;
+    if (f && f.isConnected && document.activeElement !== f) {
+      f.focus({ preventScroll: true });
+      if (place.caret) f.setSelectionRange(place.caret[0], place.caret[1]);
+    }
+    const anchor = place.anchor && place.anchor.isConnected ? place.anchor : (place.id && document.getElementById(place.id));
+    if (!anchor) return;
+    const moved = anchor.getBoundingClientRect().top - place.top;
+    if (moved) window.scrollBy(0, moved);
   }
 
   function mergeChildren(target, source) {
@@ -66,6 +102,7 @@
         el.replaceWith(before);  // being typed in: keep it until it is sent
       } else if (before.classList.contains("selected")) {
         el.classList.add("selected");
+        el.setAttribute("aria-current", "true");
       }
     });
     target.replaceChildren.apply(target, Array.from(source.childNodes));
