@@ -41,6 +41,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/board.py`
 
+from bench.board_burst import burst
 from bench.board_counting import statements_of
 from bench.board_data import CACHE, VIEWER, cached_store, scratch_copy
 from metawsm.api.server import make_server
@@ -233,8 +234,18 @@ def table(summaries: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def bench(url: str, repeat: int, only: set[str] | None = None) -> dict[str, Any]:
-    """Serve the store at ``url``, sign in, measure every case; the report."""
+def burst_summary(raw: dict[str, Any]) -> dict[str, Any]:
+    """p50/p90/max of a burst's server times and of its rounds' wall times."""
+    server, rounds = raw["server_ms"], raw["round_ms"]
+    return {"clients": raw["clients"], "rounds": raw["rounds"], "path": raw["path"],
+            "server_p50_ms": percentile(server, 50), "server_p90_ms": percentile(server, 90),
+            "server_max_ms": max(server), "round_p50_ms": percentile(rounds, 50),
+            "round_p90_ms": percentile(rounds, 90), "round_max_ms": max(rounds)}  # fmt: skip
+
+
+def bench(url: str, repeat: int, only: set[str] | None = None, clients: int = 0) -> dict[str, Any]:
+    """Serve the store at ``url``, sign in, measure every case (then ``clients`` boards
+    refreshing at once, when asked); the report."""
     settings = load_settings(database_url=url, broker_url="redis://127.0.0.1:1/0")
     container = build(settings)
     try:
@@ -242,13 +253,15 @@ def bench(url: str, repeat: int, only: set[str] | None = None) -> dict[str, Any]
         tokens_of = {"human": issue(container, "human", VIEWER),
                      "operator": issue(container, "operator", "op-1")}  # fmt: skip
         with serving(container) as (base, state):
-            clients = {who: signed_in(base, token) for who, token in tokens_of.items()}
+            sessions = {who: signed_in(base, token) for who, token in tokens_of.items()}
             try:
-                rows = measure(state, clients, repeat, cases(run_id, only))
+                rows = measure(state, sessions, repeat, cases(run_id, only))
+                human = partial(signed_in, base, tokens_of["human"])
+                many = burst_summary(burst(human, clients, repeat)) if clients else None
             finally:
-                for client in clients.values():
-                    client.close()
-        return {"run_id": run_id, "rows": [r.summary() for r in rows]}
+                for session in sessions.values():
+                    session.close()
+        return {"run_id": run_id, "rows": [r.summary() for r in rows], "burst": many}
     finally:
         container.close()
 
@@ -263,6 +276,13 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--cache", type=Path, default=CACHE)
     p.add_argument("--pages", help="measure only these pages (comma-separated names: inbox,runs")
+    p.add_argument(
+        "--burst",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then N boards refresh the inbox's live part at once, --repeat rounds",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     a = p.parse_args()
     if a.store and a.database:
@@ -274,7 +294,7 @@ def main() -> None:
     with scratch_copy(source) as url:
         started = time.monotonic()
         only = {name.strip() for name in a.pages.split(",")} if a.pages else None
-        report = bench(url, a.repeat, only)
+        report = bench(url, a.repeat, only, a.burst)
     report |= {
         "store": source.rsplit("@", 1)[-1],
         "repeat": a.repeat,
@@ -295,6 +315,14 @@ def main() -> None:
         " request's server ms; SQL: statements of one request"
     )
     print(table(report["rows"]))
+    if report["burst"]:
+        b = report["burst"]
+        print(
+            f"burst: {b['clients']} boards refresh {b['path']} (live) at once, {b['rounds']}"
+            f" rounds: server ms p50 {b['server_p50_ms']:.1f} p90 {b['server_p90_ms']:.1f} max"
+            f" {b['server_max_ms']:.1f}; the round (last board up to date) p50"
+            f" {b['round_p50_ms']:.1f} p90 {b['round_p90_ms']:.1f} max {b['round_max_ms']:.1f}"
+        )
 
 
 if __name__ == "__main__":
