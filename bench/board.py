@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench
 from bench.board_burst import burst
 from bench.board_counting import statements_of
 from bench.board_data import CACHE, VIEWER, cached_store, scratch_copy
-from metawsm.api.server import make_server
+from metawsm.api.server import make_server, settle_heap
 from metawsm.api.state import ApiOptions, ApiState
 from metawsm.bootstrap import Container, build
 from metawsm.domain.snapshot import RunSnapshot
@@ -120,6 +120,7 @@ def serving(container: Container) -> Iterator[tuple[str, ApiState]]:
     """The API and the board over ``container`` on a free port (a thread of this process)."""
     port = free_port()
     server = make_server(container, "127.0.0.1", port, ApiOptions(), quiet=True)
+    settle_heap()  # as `metawsm api` does (api/server.py serve)
     thread = threading.Thread(target=server.run, name="board-bench-api", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
