@@ -6,7 +6,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from metawsm.board import inbox, live, run_actions, runs, signin, thread_actions, threads
+from metawsm.board import inbox, live, run_actions, runs, shared, signin, thread_actions, threads
 from metawsm.board.render import page
 from metawsm.board.session import CsrfRefused, SignInNeeded, signin_location
 from metawsm.board.timing import ServerTiming
@@ -28,6 +28,7 @@ class _Static(StaticFiles):
 def install(app: FastAPI) -> None:
     """Serve the board on ``app``: its pages at ``/``, its assets at ``/board/static``, each
     page with its ``Server-Timing`` (``timing.py``)."""
+    shared.install(app)
     for module in (signin, live, thread_actions, run_actions):
         app.include_router(module.router)
     for module in (inbox, threads, runs):  # pages that follow the event stream
