@@ -18,8 +18,10 @@ client's wall time (p50: HTTP over loopback included), the process CPU ms per re
 the client's share included, it runs in this process), and the SQL statements of one request
 (counted apart, untimed). The target is 150 ms server time; "met" means p90 under it. The load
 average is printed at start and end: the machine is shared, numbers on a busy one are high.
+``--burst N`` then has N boards refresh the inbox's live part at once (bench/board_burst.py).
 
-    PYTHONPATH=. python bench/board.py [--repeat 20] [--store PATH | --database URL] [--json]
+    PYTHONPATH=. python bench/board.py [--repeat 20] [--pages inbox,runs] [--burst N]
+        [--store PATH | --database URL] [--json]
 """
 
 from __future__ import annotations
