@@ -6,9 +6,10 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from metawsm.board import inbox, live, run_actions, runs, signin, thread_actions, threads
+from metawsm.board import inbox, live, run_actions, runs, shared, signin, thread_actions, threads
 from metawsm.board.render import page
 from metawsm.board.session import CsrfRefused, SignInNeeded, signin_location
+from metawsm.board.timing import ServerTiming
 
 # Static files change only with a release: browsers may keep them an hour.
 STATIC_MAX_AGE_S = 3600
@@ -25,12 +26,15 @@ class _Static(StaticFiles):
 
 
 def install(app: FastAPI) -> None:
-    """Serve the board on ``app``: its pages at ``/``, its assets at ``/board/static``."""
+    """Serve the board on ``app``: its pages at ``/``, its assets at ``/board/static``, each
+    page with its ``Server-Timing`` (``timing.py``)."""
+    shared.install(app)
     for module in (signin, live, thread_actions, run_actions):
         app.include_router(module.router)
     for module in (inbox, threads, runs):  # pages that follow the event stream
         app.include_router(module.router, dependencies=[Depends(live.note_page_cursor)])
     app.mount("/board/static", _Static(packages=[("metawsm.board", "static")]), name="static")
+    app.add_middleware(ServerTiming)  # the time each page took, for operators and bench/board.py
 
     @app.exception_handler(SignInNeeded)
     async def _sign_in(request: Request, exc: SignInNeeded) -> HTMLResponse | RedirectResponse:

@@ -19,10 +19,11 @@ from metawsm.api.reads import reading
 from metawsm.api.state import api_state
 from metawsm.board.render import page
 from metawsm.board.session import board_identity
+from metawsm.board.shared import every_run_snapshot
 from metawsm.domain.sla import TIER_NAMES
 from metawsm.domain.snapshot import PendingGuidance, RunSnapshot
 from metawsm.identity import Identity
-from metawsm.services import snapshot, thread_reads
+from metawsm.services import thread_reads
 from metawsm.services.thread_reads import ThreadFilter
 
 router = APIRouter(include_in_schema=False)
@@ -85,7 +86,7 @@ def _tier_of(run: RunSnapshot, thread_id: str) -> tuple[str | None, bool]:
 def read_inbox(request: Request, identity: Identity) -> Inbox:
     """The inbox of ``identity`` (blocking reads: call in a thread)."""
     container = api_state(request).container
-    snap = snapshot.build(container.engine, container.settings)
+    snap = every_run_snapshot(request)  # shared with the boards refreshing at the same moment
     people = ThreadFilter(include_control=False)
     with reading(container.engine) as db:
         waiting = thread_reads.search(db, people, queue="unanswered", limit=SECTION_LIMIT)

@@ -35,15 +35,39 @@ SECURITY_HEADERS = {
 }
 
 
+# What ``a.b`` finds as an attribute of a plain dict (its methods): Jinja's lookup order.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class _Environment(Environment):
+    """Jinja's environment, with ``row.column`` on the reads' row dicts looked up as an item
+    first. Jinja tries ``getattr`` first and the item after its ``AttributeError``; an
+    exception per field was half the inbox's rendering time (docs/performance.md, "The board").
+    The result is the same: a dict has no attributes but its methods, which still win."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``obj.attribute`` in a template."""
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            if attribute in obj:
+                return obj[attribute]
+            return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
 @cache
 def environment() -> Environment:
-    """The templates of ``metawsm/board/templates`` (built once, on first use)."""
-    env = Environment(
+    """The templates of ``metawsm/board/templates`` (built and compiled once per process).
+
+    ``auto_reload`` is off: the templates ship with the package, and checking every template's
+    file (each ``include`` of a list's items too) on every render cost a stat per item.
+    """
+    env = _Environment(
         loader=PackageLoader("metawsm.board", "templates"),
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,
     )
     env.filters["age"] = age_text
     env.filters["when"] = when_text

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from metawsm.api.state import api_state
 from metawsm.board.render import page
 from metawsm.board.session import board_identity
+from metawsm.board.shared import every_run_snapshot
 from metawsm.domain.gates import Gate, gate_count
 from metawsm.domain.runs import RunStatus
 from metawsm.domain.snapshot import AgentSnapshot, Blocker, RunSnapshot
@@ -84,11 +85,9 @@ def run_line(run: RunSnapshot) -> RunLine:
 
 
 def read_runs(request: Request) -> list[RunLine]:
-    """Every active run, then the completed ones (one snapshot read; call in a thread)."""
-    from metawsm.services import snapshot
-
-    container = api_state(request).container
-    snap = snapshot.build(container.engine, container.settings, with_completed=True)
+    """Every active run, then the completed ones (one snapshot read, shared with the boards
+    refreshing at the same moment; call in a thread)."""
+    snap = every_run_snapshot(request, with_completed=True)
     return [run_line(r) for r in snap.runs]
 
 
