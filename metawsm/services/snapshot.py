@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from metawsm.domain.control import AgentControl, ControlState, controls_at
+from metawsm.domain.control import AgentControl, control_of
 from metawsm.domain.runs import ACTIVE, RunStatus
 from metawsm.domain.snapshot import RunSnapshot, Snapshot
 from metawsm.errors import NotFound
@@ -134,7 +134,12 @@ def snapshots_of(
 def _controls(
     run: RunRow,
     agents: Mapping[str, list[tuple[str, str, datetime | None]]],
-    states: Mapping[str, Mapping[str, ControlState]],
+    states: Mapping[str, Mapping[str, list[Any]]],
 ) -> dict[str, AgentControl]:
-    names = [a[0] for a in agents.get(run.run_id, ())]
-    return controls_at(names, states.get(run.run_id, {}), run.control_epoch)
+    # controls_at, on the stored columns (no ControlState made: one per agent of every run)
+    stored = states.get(run.run_id, {})
+    epoch = run.control_epoch
+    return {
+        name: control_of(stored[name], epoch) if name in stored else AgentControl(name)
+        for name, _, _ in agents.get(run.run_id, ())
+    }

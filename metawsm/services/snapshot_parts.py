@@ -44,6 +44,7 @@ class Facts:
     dead: dict[str, list[DeadLetter]]
     last: dict[str, tuple[int, datetime | None]]
     candidates: dict[str, list[EscalationItem]] = field(default_factory=dict)
+    ages: dict[datetime, int] = field(default_factory=dict)  # age_s of each raised_at seen
 
 
 def candidates(
@@ -122,7 +123,7 @@ def run_snapshot(run: RunRow, facts: Facts, now: datetime) -> RunSnapshot:
         _pending(controls, now),
         threads,
         facts.candidates.get(rid, []),
-        _raised(facts.raised.get(rid, ()), now),
+        _raised(facts.raised.get(rid, ()), now, facts.ages),
         facts.counts.get(rid, {}),
         sum(1 for t in threads if t.is_unanswered),
         _blockers(run, facts, controls),
@@ -132,20 +133,17 @@ def run_snapshot(run: RunRow, facts: Facts, now: datetime) -> RunSnapshot:
     )  # in field order (positional: a thousand per snapshot)
 
 
-def _raised(rows: Sequence[Raised], now: datetime) -> list[EscalationItem]:
-    return [
-        EscalationItem(
-            e.thread_id,
-            e.tier,
-            e.reason,
-            e.subject,
-            e.raised_at,
-            _age(now, e.raised_at),
-            True,
-            None,
-        )
-        for e in rows
-    ]
+def _raised(
+    rows: Sequence[Raised], now: datetime, ages: dict[datetime, int]
+) -> list[EscalationItem]:
+    # ``ages`` is shared by every run of the snapshot: an SLA pass raises many at one time
+    out = []
+    for tid, tier, reason, subject, at in rows:
+        age = ages.get(at)
+        if age is None:
+            age = ages[at] = _age(now, at)
+        out.append(EscalationItem(tid, tier, reason, subject, at, age, True, None))
+    return out
 
 
 def _agents(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from metawsm.domain.control import ControlState
+from metawsm.domain.control import ControlState  # its fields: the columns read
 from metawsm.storage.dbapi import Reader, json_value, placeholders
 
 # The operator's own decisions are not activity of a run: counting them would make a stale run
@@ -146,19 +146,20 @@ _STATE_COLUMNS = ControlState.__dataclass_fields__.keys()
 _STATE_TIMES = ("asked_at", "last_signal_at")
 
 
-def control_states(db: Reader, scope: Scope) -> dict[str, dict[str, ControlState]]:
-    """The stored control state (``run_agent_controls``) of each run's agents, by name."""
+def control_states(db: Reader, scope: Scope) -> dict[str, dict[str, list[Any]]]:
+    """The stored control state (``run_agent_controls``) of each run's agents, by name: its
+    columns in ``ControlState``'s field order (``domain.control.control_of`` reads them)."""
     where, params = scope.where("run_id")
     names = list(_STATE_COLUMNS)
     sql = f"SELECT run_id, {', '.join(names)} FROM run_agent_controls WHERE {where}"
     times = [names.index(n) for n in _STATE_TIMES]
     flag = names.index("pending")
-    out: dict[str, dict[str, ControlState]] = {}
+    out: dict[str, dict[str, list[Any]]] = {}
     for rid, *values in db.tuples(sql, params):
         for i in times:
             values[i] = utc(values[i])
         values[flag] = bool(values[flag])
-        out.setdefault(rid, {})[values[0]] = ControlState(*values)
+        out.setdefault(rid, {})[values[0]] = values
     return out
 
 
@@ -201,8 +202,12 @@ def escalations(db: Reader, scope: Scope) -> dict[str, list[Raised]]:
         f" WHERE {where} ORDER BY run_id, id"  # per run by id, in the run_id index's order
     )
     out: dict[str, list[Raised]] = {}
+    times: dict[Any, datetime] = {}  # an SLA pass raises its escalations at one time
     for rid, tid, tier, reason, subject, at in db.tuples(sql, params):
-        out.setdefault(rid, []).append(Raised(tid, tier, reason, subject, utc(at)))
+        when = times.get(at)
+        if when is None:
+            when = times[at] = utc(at)
+        out.setdefault(rid, []).append(Raised(tid, tier, reason, subject, when))
     return out
 
 
