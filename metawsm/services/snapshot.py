@@ -10,9 +10,9 @@ of runs (services/snapshot_reads.py), and typed parts made straight from the row
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from metawsm.domain.control import AgentControl, control_of
 from metawsm.domain.runs import ACTIVE, RunStatus
@@ -20,7 +20,7 @@ from metawsm.domain.snapshot import RunSnapshot, Snapshot
 from metawsm.errors import NotFound
 from metawsm.services import snapshot_parts as parts
 from metawsm.services import snapshot_reads as reads
-from metawsm.services.snapshot_reads import RunRow, Scope
+from metawsm.services.snapshot_reads import AgentRow, RunRow, Scope
 from metawsm.settings import Settings
 from metawsm.storage.dbapi import Reader, placeholders
 
@@ -116,10 +116,9 @@ def snapshots_of(
     if not runs:
         return []
     agents = reads.agents(db, scope)
-    states = reads.control_states(db, scope)
     facts = parts.Facts(
         agents=agents,
-        controls={r.run_id: _controls(r, agents, states) for r in runs},
+        controls={r.run_id: _controls(r.control_epoch, agents.get(r.run_id, ())) for r in runs},
         briefs=reads.briefs(db, scope),
         views=reads.open_views(db, scope),
         counts=reads.state_counts(db, scope),
@@ -131,15 +130,11 @@ def snapshots_of(
     return [parts.run_snapshot(r, facts, now) for r in runs]
 
 
-def _controls(
-    run: RunRow,
-    agents: Mapping[str, list[tuple[str, str, datetime | None]]],
-    states: Mapping[str, Mapping[str, list[Any]]],
-) -> dict[str, AgentControl]:
+def _controls(epoch: int, agents: Sequence[AgentRow]) -> dict[str, AgentControl]:
     # controls_at, on the stored columns (no ControlState made: one per agent of every run)
-    stored = states.get(run.run_id, {})
-    epoch = run.control_epoch
     return {
-        name: control_of(stored[name], epoch) if name in stored else AgentControl(name)
-        for name, _, _ in agents.get(run.run_id, ())
+        a.agent_name: AgentControl(a.agent_name)
+        if a.control is None
+        else control_of(a.control, epoch)
+        for a in agents
     }

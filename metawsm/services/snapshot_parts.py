@@ -24,7 +24,7 @@ from metawsm.domain.snapshot import (
     RunSnapshot,
     ThreadItem,
 )
-from metawsm.services.snapshot_reads import DeadLetter, Raised, RunRow, ViewRow
+from metawsm.services.snapshot_reads import AgentRow, DeadLetter, Raised, RunRow, ViewRow
 from metawsm.settings import Settings
 
 _SECOND = timedelta(seconds=1)
@@ -35,7 +35,7 @@ DRIVEN_STATUSES = frozenset(s.value for s in SIGNAL_DRIVEN)
 class Facts:
     """Everything read about the runs, keyed by run id (absent: nothing of that kind)."""
 
-    agents: dict[str, list[tuple[str, str, datetime | None]]]
+    agents: dict[str, list[AgentRow]]
     controls: dict[str, dict[str, AgentControl]]
     briefs: dict[str, tuple[str, str]]
     views: dict[str, list[tuple[Any, ...]]]
@@ -146,11 +146,9 @@ def _raised(
     return out
 
 
-def _agents(
-    rows: Sequence[tuple[str, str, datetime | None]], controls: Mapping[str, AgentControl]
-) -> list[AgentSnapshot]:
+def _agents(rows: Sequence[AgentRow], controls: Mapping[str, AgentControl]) -> list[AgentSnapshot]:
     out = []
-    for name, status, last_signal_at in rows:
+    for name, status, last_signal_at, _ in rows:
         c = controls[name]
         out.append(AgentSnapshot(name, status, last_signal_at, c.pending, c.completed,
                                  c.validation_status, c.thread_id))  # fmt: skip
@@ -175,7 +173,7 @@ def _pending(controls: Mapping[str, AgentControl], now: datetime) -> list[Pendin
 
 def _blockers(run: RunRow, facts: Facts, controls: Mapping[str, AgentControl]) -> list[Blocker]:
     rid = run.run_id
-    failed = [name for name, status, _ in facts.agents.get(rid, ()) if status == "failed"]
+    failed = [a.agent_name for a in facts.agents.get(rid, ()) if a.status == "failed"]
     brief = facts.briefs.get(rid)
     gates = gates_of(run, failed, brief[1] if brief else None, controls, unmet_only=True)
     out = [Blocker("gate", g.reason, g.fix, None) for g in gates]
