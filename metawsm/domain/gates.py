@@ -110,8 +110,13 @@ _DONE = frozenset({RunStatus.COMPLETED.value, RunStatus.CLOSED.value})
 _RESUMABLE = frozenset({RunStatus.STOPPED.value, RunStatus.PAUSED.value, RunStatus.FAILED.value})
 
 
+_STATUSES = frozenset(s.value for s in RunStatus)
+
+
 def _status_gate(run: RunFacts) -> Gate:
-    status = str(RunStatus(run.status))  # an unknown status is an error, as it always was
+    status = str(run.status)
+    if status not in _STATUSES:  # an unknown status is an error, as it always was
+        RunStatus(status)  # raises ValueError naming it
     if status in _DONE:
         return Gate("status", True, f"run is {status}")
     fix = f"metawsm run resume --run-id {_q(run.run_id)}" if status in _RESUMABLE else None
