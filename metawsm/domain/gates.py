@@ -111,6 +111,7 @@ _RESUMABLE = frozenset({RunStatus.STOPPED.value, RunStatus.PAUSED.value, RunStat
 
 
 _STATUSES = frozenset(s.value for s in RunStatus)
+_FAILED = RunStatus.FAILED.value  # an enum member's .value is a descriptor call: once, here
 
 
 def _status_gate(run: RunFacts) -> Gate:
@@ -126,7 +127,7 @@ def _status_gate(run: RunFacts) -> Gate:
 def _failed_agent_gates(run: RunFacts, failed: list[str]) -> list[Gate]:
     # A run failed by an agent goes straight back to failed on resume while that agent is still
     # reported failed, so name the command that clears it (before the status gate's resume).
-    if run.status != RunStatus.FAILED.value:
+    if run.status != _FAILED:
         return []
     rid = shlex.quote(run.run_id)
     return [
