@@ -7,7 +7,9 @@ answers with the same renderers: the API answers what ``--json`` prints. An agen
 machine needs only those two variables (docs/api.md, "The command line over the API").
 
 ``http.client`` keeps the start-up of a command as light as a local read: no httpx, no
-pydantic, no database driver is imported (tests/unit/test_import_budget.py).
+pydantic, no database driver is imported (tests/unit/test_import_budget.py). It is imported
+when a request is made: a local command imports this module to learn that it is local, and
+``http.client`` brings ``ssl`` and ``email`` (~5 ms of a process's start).
 
 An error of the API (``{code, message, field, rule}``) becomes :class:`ApiRefused` carrying the
 exit code the same failure has locally: 403 and 409 exit 1, 422 exits 2, 503 exits 3, 504
@@ -16,11 +18,10 @@ exits 4, 409 ``run_stopped`` exits 5; an API that does not answer is exit 3.
 
 from __future__ import annotations
 
-import http.client
 import json
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from metawsm.errors import (
@@ -35,6 +36,9 @@ from metawsm.errors import (
 )
 from metawsm.masking import mask_url
 from metawsm.settings import env_default
+
+if TYPE_CHECKING:
+    import http.client
 
 API_URL_ENV = "METAWSM_API_URL"
 TOKEN_ENV = "METAWSM_TOKEN"
@@ -165,11 +169,12 @@ class ApiClient:
             data = json.dumps(body).encode()
             sent["Content-Type"] = "application/json"
         connection = self._connect(READ_TIMEOUT_S + wait_s)
+        failures = _failures()
         try:
             connection.request(method, self._target(path, query), body=data, headers=sent)
             response = connection.getresponse()
             raw = response.read()
-        except (OSError, http.client.HTTPException) as exc:
+        except failures as exc:
             raise self._unreachable(exc) from None
         finally:
             connection.close()
@@ -197,6 +202,7 @@ class ApiClient:
     def _stream_once(self, query: Mapping[str, Any], cursor: int) -> Iterator[dict[str, Any]]:
         headers = {"Accept": "text/event-stream", "Last-Event-ID": str(cursor), **self._auth()}
         connection = self._connect(None)  # keep-alives come every 15 s; no read timeout
+        failures = _failures()
         try:
             connection.request("GET", self._target("/events/stream", query), headers=headers)
             response = connection.getresponse()
@@ -204,7 +210,7 @@ class ApiClient:
                 answer = _json_of(response.read(), response.status)
                 raise ApiRefused(response.status, answer if isinstance(answer, dict) else {})
             yield from _sse_data(response)
-        except (OSError, http.client.HTTPException) as exc:
+        except failures as exc:
             raise self._unreachable(exc) from None
         finally:
             connection.close()
@@ -213,6 +219,8 @@ class ApiClient:
         return {"Authorization": f"Bearer {self._token}"}
 
     def _connect(self, timeout_s: float | None) -> http.client.HTTPConnection:
+        import http.client
+
         kind = http.client.HTTPSConnection if self._secure else http.client.HTTPConnection
         return kind(self._host, self._port, timeout=timeout_s)
 
@@ -225,6 +233,13 @@ class ApiClient:
         return Unreachable(
             f"the API at {self.url} does not answer ({why}); is metawsm api running there?"
         )
+
+
+def _failures() -> tuple[type[BaseException], ...]:
+    # What a request that did not get through raises (http.client imported on first use).
+    import http.client
+
+    return (OSError, http.client.HTTPException)
 
 
 def segment(value: str) -> str:

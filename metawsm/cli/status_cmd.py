@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -93,7 +93,7 @@ def status(app: AppContext, /, **kw: Any) -> None:
     run_id, ticket = _selection(kw)
     snap = _snap(app, run_id, ticket)
     if kw["as_json"]:
-        emit_json(to_json(snap))
+        _emit_snapshot(to_json(snap))
         return
     if not snap.runs:
         click.echo("no active runs", err=True)
@@ -102,6 +102,17 @@ def status(app: AppContext, /, **kw: Any) -> None:
             click.echo("")
         for line in render_run(run):
             click.echo(line)
+
+
+def _emit_snapshot(data: dict[str, Any]) -> None:
+    # Indented for a person at a terminal; one compact line for a program (a pipe, a file):
+    # the same JSON, written in half the time (4 MB indented at 1,000 runs: README, "status").
+    if sys.stdout.isatty():
+        emit_json(data)
+        return
+    from metawsm.cli.json_text import compact
+
+    click.echo(compact(data))
 
 
 def notify_env(alert: Alert, snap_run: Any) -> dict[str, str]:
@@ -249,6 +260,8 @@ def _emit(alert: Alert, run: Any, kw: dict[str, Any]) -> dict[str, Any]:
     if kw["bell"]:
         click.echo("\a", nl=False)
     if kw["notify_cmd"]:
+        import subprocess  # only for --notify-cmd (~1.5 ms of every process's start)
+
         subprocess.run(
             kw["notify_cmd"],
             shell=True,

@@ -7,9 +7,10 @@ only in the run's current control epoch; a pending question survives an iterate.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from metawsm.domain.runs import RunStatus
 
@@ -182,24 +183,37 @@ def fold_state(agent_name: str, records: Iterable[SignalRecord]) -> ControlState
 def control_at(state: ControlState, epoch: int) -> AgentControl:
     """The agent's control state in the run's current ``epoch`` (what :func:`fold_agent` gives
     for the same signals)."""
-    completed = state.completion_epoch == epoch
-    validated = state.validation_epoch == epoch
+    return control_of([getattr(state, name) for name in _STATE_FIELDS], epoch)
+
+
+_STATE_FIELDS = tuple(ControlState.__dataclass_fields__)
+
+
+def control_of(values: Sequence[Any], epoch: int) -> AgentControl:
+    """:func:`control_at` of the state whose fields are ``values``, in :class:`ControlState`'s
+    order (as ``run_agent_controls`` stores them): a snapshot reads one per agent, and makes
+    no ``ControlState`` (a frozen dataclass costs several microseconds to make)."""
+    (name, thread_id, pending, question, context, asked_at, request_event_id, request_seq,
+     completion_epoch, summary, validation_epoch, validation_status, validation_criteria,
+     last_signal_at, last_event_id, _) = values  # fmt: skip
+    completed = completion_epoch == epoch
+    validated = validation_epoch == epoch
     return AgentControl(
-        agent_name=state.agent_name,
-        thread_id=state.thread_id,
-        pending=state.pending,
-        question=state.question,
-        context=state.context,
-        asked_at=state.asked_at,
-        request_event_id=state.request_event_id,
-        request_seq=state.request_seq,
-        completed=completed,
-        summary=state.summary if completed else None,
-        validation_status=state.validation_status if validated else None,
-        validation_done_criteria=state.validation_done_criteria if validated else None,
-        last_signal_at=state.last_signal_at,
-        last_event_id=state.last_event_id,
-    )
+        name,
+        thread_id,
+        pending,
+        question,
+        context,
+        asked_at,
+        request_event_id,
+        request_seq,
+        completed,
+        summary if completed else None,
+        validation_status if validated else None,
+        validation_criteria if validated else None,
+        last_signal_at,
+        last_event_id,
+    )  # positionally, in AgentControl's field order: keywords cost four times as much
 
 
 def controls_at(

@@ -110,8 +110,14 @@ _DONE = frozenset({RunStatus.COMPLETED.value, RunStatus.CLOSED.value})
 _RESUMABLE = frozenset({RunStatus.STOPPED.value, RunStatus.PAUSED.value, RunStatus.FAILED.value})
 
 
+_STATUSES = frozenset(s.value for s in RunStatus)
+_FAILED = RunStatus.FAILED.value  # an enum member's .value is a descriptor call: once, here
+
+
 def _status_gate(run: RunFacts) -> Gate:
-    status = str(RunStatus(run.status))  # an unknown status is an error, as it always was
+    status = str(run.status)
+    if status not in _STATUSES:  # an unknown status is an error, as it always was
+        RunStatus(status)  # raises ValueError naming it
     if status in _DONE:
         return Gate("status", True, f"run is {status}")
     fix = f"metawsm run resume --run-id {_q(run.run_id)}" if status in _RESUMABLE else None
@@ -121,7 +127,7 @@ def _status_gate(run: RunFacts) -> Gate:
 def _failed_agent_gates(run: RunFacts, failed: list[str]) -> list[Gate]:
     # A run failed by an agent goes straight back to failed on resume while that agent is still
     # reported failed, so name the command that clears it (before the status gate's resume).
-    if run.status != RunStatus.FAILED.value:
+    if run.status != _FAILED:
         return []
     rid = shlex.quote(run.run_id)
     return [

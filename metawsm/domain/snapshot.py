@@ -13,7 +13,7 @@ has always been, and the tests check :func:`to_json` against them.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from metawsm.domain.sla import ESCALATING_STATES, tiers_for
@@ -142,17 +142,31 @@ def _thread(t: ThreadItem) -> dict[str, Any]:
             "is_unanswered": t[7]}  # fmt: skip
 
 
-def _escalation(e: EscalationItem) -> dict[str, Any]:
+def _iso_once(moment: datetime, times: dict[datetime, str | None]) -> str | None:
+    # iso(), remembered in ``times``: every run has the snapshot's time, and an SLA pass
+    # raises many escalations at one time (isoformat costs more than the rest of a part)
+    text = times.get(moment)
+    if text is None:
+        text = iso(moment)
+        if moment.tzinfo is UTC:  # an equal time of another offset is written otherwise
+            times[moment] = text
+    return text
+
+
+def _escalation(e: EscalationItem, times: dict[datetime, str | None]) -> dict[str, Any]:
     return {"thread_id": e[0], "tier": e[1], "reason": e[2], "subject": e[3],
-            "since": iso(e[4]), "age_s": e[5], "raised": e[6], "agent_name": e[7]}  # fmt: skip
+            "since": _iso_once(e[4], times), "age_s": e[5], "raised": e[6],
+            "agent_name": e[7]}  # fmt: skip
 
 
 def _blocker(b: Blocker) -> dict[str, Any]:
     return {"kind": b[0], "reason": b[1], "fix": b[2], "message_id": b[3]}
 
 
-def run_json(run: RunSnapshot) -> dict[str, Any]:
-    """One run's snapshot as JSON data."""
+def run_json(run: RunSnapshot, times: dict[datetime, str | None] | None = None) -> dict[str, Any]:
+    """One run's snapshot as JSON data (``times``: the text of times written already, kept
+    across the runs of one snapshot)."""
+    times = {} if times is None else times
     return {
         "run_id": run.run_id,
         "status": run.status,
@@ -164,20 +178,21 @@ def run_json(run: RunSnapshot) -> dict[str, Any]:
         "agents": [_agent(a) for a in run.agents],
         "pending_guidance": [_asked(g) for g in run.pending_guidance],
         "open_threads": [_thread(t) for t in run.open_threads],
-        "escalation_candidates": [_escalation(e) for e in run.escalation_candidates],
-        "escalations": [_escalation(e) for e in run.escalations],
+        "escalation_candidates": [_escalation(e, times) for e in run.escalation_candidates],
+        "escalations": [_escalation(e, times) for e in run.escalations],
         "queue_counts": dict(run.queue_counts),
         "unanswered_count": run.unanswered_count,
         "blockers": [_blocker(b) for b in run.blockers],
         "last_event_sequence": run.last_event_sequence,
         "last_event_at": iso(run.last_event_at),
-        "generated_at": iso(run.generated_at),
+        "generated_at": _iso_once(run.generated_at, times),
     }
 
 
 def to_json(snap: Snapshot) -> dict[str, Any]:
     """The snapshot as JSON data (what ``status --json`` prints)."""
-    return {"generated_at": iso(snap.generated_at), "runs": [run_json(r) for r in snap.runs]}
+    times: dict[datetime, str | None] = {}
+    return {"generated_at": iso(snap.generated_at), "runs": [run_json(r, times) for r in snap.runs]}
 
 
 def _moment(text: str | None) -> datetime | None:

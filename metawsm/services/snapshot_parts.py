@@ -24,10 +24,9 @@ from metawsm.domain.snapshot import (
     RunSnapshot,
     ThreadItem,
 )
-from metawsm.services.snapshot_reads import DeadLetter, Raised, RunRow, ViewRow
+from metawsm.services.snapshot_reads import AgentRow, DeadLetter, Raised, RunRow, ViewRow
 from metawsm.settings import Settings
 
-_SECOND = timedelta(seconds=1)
 DRIVEN_STATUSES = frozenset(s.value for s in SIGNAL_DRIVEN)
 
 
@@ -35,7 +34,7 @@ DRIVEN_STATUSES = frozenset(s.value for s in SIGNAL_DRIVEN)
 class Facts:
     """Everything read about the runs, keyed by run id (absent: nothing of that kind)."""
 
-    agents: dict[str, list[tuple[str, str, datetime | None]]]
+    agents: dict[str, list[AgentRow]]
     controls: dict[str, dict[str, AgentControl]]
     briefs: dict[str, tuple[str, str]]
     views: dict[str, list[tuple[Any, ...]]]
@@ -44,6 +43,7 @@ class Facts:
     dead: dict[str, list[DeadLetter]]
     last: dict[str, tuple[int, datetime | None]]
     candidates: dict[str, list[EscalationItem]] = field(default_factory=dict)
+    ages: dict[datetime, int] = field(default_factory=dict)  # age_s of each raised_at seen
 
 
 def candidates(
@@ -97,8 +97,10 @@ def _candidate(c: sla.Candidate, now: datetime) -> EscalationItem:
 
 
 def _age(now: datetime, since: datetime) -> int:
-    # Whole seconds, never negative (floor equals truncation for the non-negative ages kept).
-    return max(0, (now - since) // _SECOND)
+    # Whole seconds (floored), never negative: a timedelta keeps 0 <= seconds < 86,400 and the
+    # sign in days, so days * 86,400 + seconds is the floor; twice as fast as // and max().
+    d = now - since
+    return d.days * 86400 + d.seconds if d.days >= 0 else 0
 
 
 def run_snapshot(run: RunRow, facts: Facts, now: datetime) -> RunSnapshot:
@@ -122,7 +124,7 @@ def run_snapshot(run: RunRow, facts: Facts, now: datetime) -> RunSnapshot:
         _pending(controls, now),
         threads,
         facts.candidates.get(rid, []),
-        _raised(facts.raised.get(rid, ()), now),
+        _raised(facts.raised.get(rid, ()), now, facts.ages),
         facts.counts.get(rid, {}),
         sum(1 for t in threads if t.is_unanswered),
         _blockers(run, facts, controls),
@@ -132,27 +134,22 @@ def run_snapshot(run: RunRow, facts: Facts, now: datetime) -> RunSnapshot:
     )  # in field order (positional: a thousand per snapshot)
 
 
-def _raised(rows: Sequence[Raised], now: datetime) -> list[EscalationItem]:
-    return [
-        EscalationItem(
-            e.thread_id,
-            e.tier,
-            e.reason,
-            e.subject,
-            e.raised_at,
-            _age(now, e.raised_at),
-            True,
-            None,
-        )
-        for e in rows
-    ]
-
-
-def _agents(
-    rows: Sequence[tuple[str, str, datetime | None]], controls: Mapping[str, AgentControl]
-) -> list[AgentSnapshot]:
+def _raised(
+    rows: Sequence[Raised], now: datetime, ages: dict[datetime, int]
+) -> list[EscalationItem]:
+    # ``ages`` is shared by every run of the snapshot: an SLA pass raises many at one time
     out = []
-    for name, status, last_signal_at in rows:
+    for tid, tier, reason, subject, at in rows:
+        age = ages.get(at)
+        if age is None:
+            age = ages[at] = _age(now, at)
+        out.append(EscalationItem(tid, tier, reason, subject, at, age, True, None))
+    return out
+
+
+def _agents(rows: Sequence[AgentRow], controls: Mapping[str, AgentControl]) -> list[AgentSnapshot]:
+    out = []
+    for name, status, last_signal_at, _ in rows:
         c = controls[name]
         out.append(AgentSnapshot(name, status, last_signal_at, c.pending, c.completed,
                                  c.validation_status, c.thread_id))  # fmt: skip
@@ -177,7 +174,7 @@ def _pending(controls: Mapping[str, AgentControl], now: datetime) -> list[Pendin
 
 def _blockers(run: RunRow, facts: Facts, controls: Mapping[str, AgentControl]) -> list[Blocker]:
     rid = run.run_id
-    failed = [name for name, status, _ in facts.agents.get(rid, ()) if status == "failed"]
+    failed = [a.agent_name for a in facts.agents.get(rid, ()) if a.status == "failed"]
     brief = facts.briefs.get(rid)
     gates = gates_of(run, failed, brief[1] if brief else None, controls, unmet_only=True)
     out = [Blocker("gate", g.reason, g.fix, None) for g in gates]

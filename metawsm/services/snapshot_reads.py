@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from metawsm.domain.control import ControlState
+from metawsm.domain.control import ControlState  # its fields: the columns read
 from metawsm.storage.dbapi import Reader, json_value, placeholders
 
 # The operator's own decisions are not activity of a run: counting them would make a stale run
@@ -122,16 +122,47 @@ def _run_rows(db: Reader, sql: str, params: dict[str, Any] | None) -> list[RunRo
     ]
 
 
-def agents(db: Reader, scope: Scope) -> dict[str, list[tuple[str, str, datetime | None]]]:
-    """(name, status, last signal) of each run's agents, by name."""
-    where, params = scope.where("run_id")
+class AgentRow(NamedTuple):
+    """An agent of a run, and its stored control state (None: it has no control thread)."""
+
+    agent_name: str
+    status: str
+    last_signal_at: datetime | None
+    control: list[Any] | None
+
+
+# ``run_agent_controls`` in ControlState's field order (domain.control.control_of reads that);
+# the snapshot shows none of the other columns, which are read as NULL (no text, no time to
+# convert for 2,000 agents): the summary, the request's sequence, the last signal's time and
+# event (an agent's last signal shown is run_agents'), the last thread sequence folded.
+_STATE_COLUMNS = tuple(ControlState.__dataclass_fields__)
+_SHOWN = frozenset(
+    ("agent_name", "thread_id", "pending", "question", "context", "asked_at", "request_event_id",
+     "completion_epoch", "validation_epoch", "validation_status", "validation_done_criteria")
+)  # fmt: skip
+_CONTROL_SELECT = ", ".join(f"c.{n}" if n in _SHOWN else "NULL" for n in _STATE_COLUMNS)
+_ASKED, _PENDING = _STATE_COLUMNS.index("asked_at"), _STATE_COLUMNS.index("pending")
+
+
+def agents(db: Reader, scope: Scope) -> dict[str, list[AgentRow]]:
+    """Each run's agents, by name, each with its stored control state (``run_agent_controls``,
+    one statement for both): the columns the snapshot shows, in ``ControlState``'s order."""
+    where, params = scope.where("a.run_id")
     sql = (
-        "SELECT run_id, agent_name, status, last_signal_at FROM run_agents"
-        f" WHERE {where} ORDER BY run_id, agent_name"
+        f"SELECT a.run_id, a.agent_name, a.status, a.last_signal_at, {_CONTROL_SELECT}"
+        " FROM run_agents a LEFT JOIN run_agent_controls c"
+        " ON c.run_id = a.run_id AND c.agent_name = a.agent_name"
+        f" WHERE {where} ORDER BY a.run_id, a.agent_name"
     )
-    out: dict[str, list[tuple[str, str, datetime | None]]] = {}
-    for rid, name, status, at in db.tuples(sql, params):
-        out.setdefault(rid, []).append((name, status, utc(at)))
+    out: dict[str, list[AgentRow]] = {}
+    for rid, name, status, at, *control in db.tuples(sql, params):
+        if control[0] is None:  # no control row: the agent has no control thread yet
+            stored = None
+        else:
+            control[_ASKED] = utc(control[_ASKED])
+            control[_PENDING] = bool(control[_PENDING])
+            stored = control
+        out.setdefault(rid, []).append(AgentRow(name, status, utc(at), stored))
     return out
 
 
@@ -140,26 +171,6 @@ def briefs(db: Reader, scope: Scope) -> dict[str, tuple[str, str]]:
     where, params = scope.where("run_id")
     sql = f"SELECT run_id, goal, done_criteria FROM run_briefs WHERE {where}"
     return {rid: (goal, criteria) for rid, goal, criteria in db.tuples(sql, params)}
-
-
-_STATE_COLUMNS = ControlState.__dataclass_fields__.keys()
-_STATE_TIMES = ("asked_at", "last_signal_at")
-
-
-def control_states(db: Reader, scope: Scope) -> dict[str, dict[str, ControlState]]:
-    """The stored control state (``run_agent_controls``) of each run's agents, by name."""
-    where, params = scope.where("run_id")
-    names = list(_STATE_COLUMNS)
-    sql = f"SELECT run_id, {', '.join(names)} FROM run_agent_controls WHERE {where}"
-    times = [names.index(n) for n in _STATE_TIMES]
-    flag = names.index("pending")
-    out: dict[str, dict[str, ControlState]] = {}
-    for rid, *values in db.tuples(sql, params):
-        for i in times:
-            values[i] = utc(values[i])
-        values[flag] = bool(values[flag])
-        out.setdefault(rid, {})[values[0]] = ControlState(*values)
-    return out
 
 
 def open_views(db: Reader, scope: Scope) -> dict[str, list[tuple[Any, ...]]]:
@@ -201,8 +212,12 @@ def escalations(db: Reader, scope: Scope) -> dict[str, list[Raised]]:
         f" WHERE {where} ORDER BY run_id, id"  # per run by id, in the run_id index's order
     )
     out: dict[str, list[Raised]] = {}
+    times: dict[Any, datetime] = {}  # an SLA pass raises its escalations at one time
     for rid, tid, tier, reason, subject, at in db.tuples(sql, params):
-        out.setdefault(rid, []).append(Raised(tid, tier, reason, subject, utc(at)))
+        when = times.get(at)
+        if when is None:
+            when = times[at] = utc(at)
+        out.setdefault(rid, []).append(Raised(tid, tier, reason, subject, when))
     return out
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -201,6 +202,22 @@ class ForumOutbox(Base):
     )
 
 
+# The columns the snapshot reads of a run's threads, in the order of its covering index.
+RUN_OPEN_VIEW_COLUMNS = (
+    "run_id",
+    "last_event_sequence",
+    "is_control",
+    "state",
+    "thread_id",
+    "title",
+    "priority",
+    "assignee_name",
+    "updated_at",
+    "is_unanswered",
+    "agent_name",
+)
+
+
 class ForumThreadView(Base):
     """Read model: one row per thread for lists, detail, queues (unseen/unanswered)."""
 
@@ -236,6 +253,13 @@ class ForumThreadView(Base):
     __table_args__ = (
         Index("ix_forum_thread_views_filters", "ticket", "state", "priority", "updated_at"),
         Index("ix_forum_thread_views_run", "run_id", "last_event_sequence"),
+        # The snapshot's open threads of runs, from the index alone (migration 0008).
+        Index(
+            "ix_forum_thread_views_run_open",
+            *RUN_OPEN_VIEW_COLUMNS,
+            sqlite_where=text("run_id IS NOT NULL"),
+            postgresql_where=text("run_id IS NOT NULL"),
+        ),
         Index("ix_forum_thread_views_run_control_state", "run_id", "is_control", "state"),
         Index("ix_forum_thread_views_escalating", "state", "is_control", "updated_at"),
         # Lists and queues: ORDER BY urgency DESC, last_event_sequence DESC, read backwards.

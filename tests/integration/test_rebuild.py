@@ -227,9 +227,16 @@ def test_events_committed_and_projected_while_a_rebuild_folds_stay_projected_aft
 def _indexes(engine: Engine) -> dict[str, list[dict[str, Any]]]:
     found = inspect(engine)
     return {
-        name: sorted(found.get_indexes(name), key=lambda index: str(index["name"]))
+        name: sorted(map(_comparable, found.get_indexes(name)), key=lambda i: str(i["name"]))
         for name in ("forum_thread_views", "forum_projection_events", "forum_thread_stats")
     }
+
+
+def _comparable(index: Any) -> dict[str, Any]:
+    # A partial index's condition comes back as a SQL clause, which compares by identity: its
+    # text is what must come back the same.
+    options = {key: str(value) for key, value in index.get("dialect_options", {}).items()}
+    return {**index, "dialect_options": options}
 
 
 def test_a_rebuild_from_an_empty_read_side_leaves_every_index_as_the_migrations_made_it(
@@ -238,7 +245,7 @@ def test_a_rebuild_from_an_empty_read_side_leaves_every_index_as_the_migrations_
     # The views' indexes are dropped for the bulk insert and re-created after it (SQLite).
     _history(engine, db_url)
     before = _indexes(engine)
-    assert len(before["forum_thread_views"]) == 7
+    assert len(before["forum_thread_views"]) == 8
     with unit_of_work(engine) as s:
         s.execute(delete(ForumThreadView))
         s.execute(delete(ForumThreadStat))
