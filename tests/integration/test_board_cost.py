@@ -6,17 +6,15 @@ Not timed: bench/board.py measures the milliseconds."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from metawsm.messages.common import Actor
-from metawsm.storage.dbapi import Reader
 from tests.fixtures.api import issue_token, serving
 from tests.fixtures.pipeline import Pipeline
+from tests.fixtures.statements import counted_statements
 
 OPERATOR = Actor(type="operator", name="olga")
 TIMING = re.compile(r"^app;dur=\d+\.\d$")
@@ -30,35 +28,12 @@ def signed_in(url: str, token: str) -> httpx.Client:
     return browser
 
 
-@contextmanager
-def statements(engine: Engine) -> Iterator[list[str]]:
+def statements(engine: Engine) -> Any:
     """Every read on ``engine`` from any thread while the block runs (a request's reads run in
-    the server's worker threads): through SQLAlchemy and straight on the driver, less the
-    follower's polls and ``BEGIN``. The Reader's methods are wrapped, not replaced."""
-    seen: list[str] = []
-
-    def count(*args: Any) -> None:
-        if args[2] != "BEGIN":
-            seen.append(args[2])
-
-    def counting(method: Any) -> Any:
-        def run(self: Reader, sql: str, params: Any = None) -> Any:
-            if not sql.endswith(FOLLOWER_TAIL):
-                seen.append(sql)
-            return method(self, sql, params)
-
-        return run
-
-    originals = {name: getattr(Reader, name) for name in ("rows", "tuples", "execute")}
-    event.listen(engine, "before_cursor_execute", count)
-    for name, method in originals.items():
-        setattr(Reader, name, counting(method))
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-        for name, method in originals.items():
-            setattr(Reader, name, method)
+    the server's worker threads), less the follower's polls and ``BEGIN``."""
+    return counted_statements(
+        engine, lambda sql: sql != "BEGIN" and not sql.endswith(FOLLOWER_TAIL)
+    )
 
 
 def _busy_runs(p: Pipeline, count: int, offset: int) -> str:

@@ -6,21 +6,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from metawsm.domain.snapshot import RunSnapshot
 from metawsm.messages.common import Actor
 from metawsm.services import escalation, lifecycle, runs, snapshot, snapshot_changes
 from metawsm.services.deadletters import Failure, dead_letter
 from metawsm.services.operator import operate_once
-from metawsm.storage.dbapi import Reader
 from metawsm.storage.types import utcnow
 from tests.fixtures.pipeline import Pipeline, wait_until
+from tests.fixtures.statements import counted_statements
 
 OPERATOR = Actor(type="operator", name="olga")
 BRIEF = runs.BriefInput(goal="ship it", scope="s", done_criteria="tests pass", constraints="c")
@@ -33,36 +32,13 @@ def settled(pipeline: Pipeline) -> Iterator[Pipeline]:
     pipeline.settle()
 
 
-@contextmanager
-def counted(engine: Engine) -> Iterator[list[str]]:
+def counted(engine: Engine) -> Any:
     """The SQL statements this thread executes on ``engine`` while the block runs (not the
     in-process worker's, which shares the engine): through SQLAlchemy, and straight on the
     driver through a :class:`~metawsm.storage.dbapi.Reader` (the snapshot's reads), which
     SQLAlchemy's events do not see. The Reader's methods are wrapped, not replaced."""
-    seen: list[str] = []
     me = threading.get_ident()
-
-    def count(*args: Any) -> None:
-        if threading.get_ident() == me:
-            seen.append(args[2])
-
-    def counting(method: Any) -> Any:
-        def run(self: Reader, sql: str, params: Any = None) -> Any:
-            count(None, None, sql)
-            return method(self, sql, params)
-
-        return run
-
-    originals = {name: getattr(Reader, name) for name in ("rows", "tuples", "execute")}
-    event.listen(engine, "before_cursor_execute", count)
-    for name, method in originals.items():
-        setattr(Reader, name, counting(method))
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-        for name, method in originals.items():
-            setattr(Reader, name, method)
+    return counted_statements(engine, lambda _: threading.get_ident() == me)
 
 
 def _failure(message_id: str, run_id: str) -> Failure:
