@@ -21,13 +21,12 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 BUDGET_S = 30.0  # stop repeating a row once its samples took this long
 WARM_UP_S = 1.0  # a first in-process call slower than this counts as a sample
@@ -130,41 +129,6 @@ def children_cpu_s(before: resource.struct_rusage, after: resource.struct_rusage
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-DRIVER_METHODS = ("rows", "tuples", "execute")  # Reader.scalar goes through rows
-
-
-@contextmanager
-def counting(engine: Engine) -> Iterator[list[int]]:
-    """Count the statements executed inside the block (``box[0]``): those ``engine`` runs
-    through SQLAlchemy, and those run straight on the driver through
-    :class:`metawsm.storage.dbapi.Reader` (whose methods are wrapped for the block), which
-    SQLAlchemy's events do not see."""
-    from metawsm.storage.dbapi import Reader
-
-    box = [0]
-
-    def count(*_args: Any) -> None:
-        box[0] += 1
-
-    def wrapped(method: Any) -> Any:
-        def run(self: Any, sql: str, params: Any = None) -> Any:
-            box[0] += 1
-            return method(self, sql, params)
-
-        return run
-
-    originals = {name: getattr(Reader, name) for name in DRIVER_METHODS}
-    event.listen(engine, "before_cursor_execute", count)
-    for name, method in originals.items():
-        setattr(Reader, name, wrapped(method))
-    try:
-        yield box
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-        for name, method in originals.items():
-            setattr(Reader, name, method)
-
-
 def run_inprocess(engine: Engine, call: Callable[[], Any], repeat: int) -> Sample:
     """Time ``call()`` (a service function on ``engine``) ``repeat`` times within the budget.
 
@@ -191,10 +155,12 @@ def run_inprocess(engine: Engine, call: Callable[[], Any], repeat: int) -> Sampl
 
 def _timed_call(engine: Engine, call: Callable[[], Any]) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds of this process, and statements of one ``call()``."""
-    with counting(engine) as box:
+    from bench.statements import recorded
+
+    with recorded(engine) as seen:
         start, cpu_start = time.perf_counter(), time.process_time()
         call()
-        return time.perf_counter() - start, time.process_time() - cpu_start, box[0]
+        return time.perf_counter() - start, time.process_time() - cpu_start, len(seen)
 
 
 def copy_sqlite(source: Path, target: Path) -> None:

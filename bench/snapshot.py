@@ -26,55 +26,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from bench.snapshot_data import NullPublisher, bench_settings, cached
+from bench.statements import recorded
 from metawsm.bootstrap import topics_for
 from metawsm.runtime import Runtime
 from metawsm.services import escalation, snapshot
 from metawsm.services.operator import last_fingerprints, operate_once
 from metawsm.storage import migrate
-from metawsm.storage.dbapi import Reader
 from metawsm.storage.engine import READONLY, build_engine
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def counting(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
-    """Collect the SQL statements (with parameters) executed on ``engine`` in the block: through
-    SQLAlchemy, and through the driver-level Reader (the snapshot's reads), whose methods are
-    wrapped for the block."""
-    seen: list[tuple[str, Any]] = []
-
-    def count(*args: Any) -> None:
-        seen.append((args[2], args[3]))
-
-    def wrapped(method: Any) -> Any:
-        def run(self: Reader, sql: str, params: Any = None) -> Any:
-            seen.append((self.native(sql), dict(params or {})))
-            return method(self, sql, params)
-
-        return run
-
-    originals = {name: getattr(Reader, name) for name in ("rows", "tuples")}
-    event.listen(engine, "before_cursor_execute", count)
-    for name, method in originals.items():
-        setattr(Reader, name, wrapped(method))
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-        for name, method in originals.items():
-            setattr(Reader, name, method)
 
 
 def sla_candidates(rt: Runtime, now: datetime) -> object:
@@ -97,14 +66,14 @@ def timed(action: Callable[[], object], repeat: int) -> tuple[float, float, floa
 
 def statements(engine: Engine, action: Callable[[], object]) -> int:
     """How many statements one call of ``action`` issues."""
-    with counting(engine) as seen:
+    with recorded(engine) as seen:
         action()
     return len(seen)
 
 
 def plans(engine: Engine, name: str, action: Callable[[], object]) -> None:
     """Print SQLite's plan of every statement ``action`` issues, and flag full scans."""
-    with counting(engine) as seen:
+    with recorded(engine) as seen:
         action()
     print(f"\n-- plans: {name} ({len(seen)} statements)")
     with engine.execution_options(**{READONLY: True}).connect() as conn:
