@@ -1,5 +1,6 @@
 """The fast JSON writer of the command line writes exactly what ``json.dumps(indent=2,
-sort_keys=True, default=str)`` writes, for random documents and for every odd case."""
+sort_keys=True, default=str)`` writes, for random documents and for every odd case; its compact
+form writes the same data, keys sorted."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from metawsm.cli.json_text import dumps
+from metawsm.cli.json_text import compact, dumps
 
 
 class Colour(StrEnum):
@@ -71,3 +72,54 @@ def test_random_documents_are_written_as_json_dumps_writes_them(seed: int) -> No
 )
 def test_odd_documents_are_written_as_json_dumps_writes_them(data: Any) -> None:
     assert dumps(data) == reference(data)
+
+
+def compact_reference(data: Any) -> str:
+    """What ``status --json`` printed into a pipe before orjson wrote it."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_a_compact_document_holds_the_same_data_keys_sorted(seed: int) -> None:
+    data = _random(random.Random(seed), 0)
+    text = compact(data)
+    assert "\n" not in text
+    # Infinity is written as null (JSON has no such number); json.dumps wrote it as Infinity
+    assert json.loads(text, parse_constant=_null) == json.loads(
+        compact_reference(data), parse_constant=_null
+    )
+    if not _has_int_keys(data):  # numbers as keys are sorted as json.dumps sorts numbers
+        json.loads(text, object_pairs_hook=_keys_in_order)
+
+
+def _null(_constant: str) -> None:
+    return None
+
+
+def _has_int_keys(data: Any) -> bool:
+    if isinstance(data, dict):
+        return any(not isinstance(k, str) or _has_int_keys(v) for k, v in data.items())
+    if isinstance(data, list | tuple):
+        return any(_has_int_keys(v) for v in data)
+    return False
+
+
+def _keys_in_order(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    assert keys == sorted(keys), keys
+    return dict(pairs)
+
+
+@pytest.mark.parametrize(
+    ("data", "text"),
+    [
+        ({"at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)}, '{"at":"2026-01-02 03:04:05+00:00"}'),
+        ({"big": 2**70}, '{"big":1180591620717411303424}'),
+        ({"colour": Colour.RED, "level": Level.HIGH, "pair": (1, "a")},
+         '{"colour":"red","level":3,"pair":[1,"a"]}'),
+        ({"name": "Éclair ✓"}, '{"name":"Éclair ✓"}'),
+        ({"x": float("inf"), "y": 1e-7}, '{"x":null,"y":1e-7}'),
+    ],
+)  # fmt: skip
+def test_compact_writes_odd_values_as_json_dumps_default_str_would(data: Any, text: str) -> None:
+    assert compact(data) == text

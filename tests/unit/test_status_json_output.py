@@ -22,7 +22,8 @@ def test_compact_is_the_indented_document_on_one_line() -> None:
     text = compact(DOC)
     assert "\n" not in text and ": " not in text
     assert json.loads(text) == json.loads(dumps(DOC)) == DOC
-    assert text == json.dumps(DOC, sort_keys=True, separators=(",", ":"))
+    # json.dumps' own compact text but for the agent's name: UTF-8, not a \\u escape
+    assert text == json.dumps(DOC, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def test_a_pipe_gets_one_compact_line() -> None:
