@@ -18,12 +18,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine
-from sqlalchemy.pool import NullPool
-
 from bench.scale_build import Shape
 from bench.scale_data import (
     admin_engine,
+    analyze,
     database_url,
     drop_database,
     postgres_store,
@@ -52,19 +50,6 @@ def cached_store(database: str, threads: int, runs: int, cache: Path = CACHE) ->
     return postgres_store(database, name.replace("-", "_"), shape, cache=cache).url
 
 
-def _analyze(url: str) -> None:
-    """Gather the planner's statistics of the copy: this machine's server runs with autovacuum
-    off, so a built store has none, and without them PostgreSQL plans the unseen queue as a
-    scan (~630 ms instead of ~2; docs/performance.md, "The board"). A server with autovacuum
-    on (the default) gathers them as the tables grow."""
-    engine = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
-    finally:
-        engine.dispose()
-
-
 @contextmanager
 def scratch_copy(source_url: str) -> Iterator[str]:
     """A copy of the store at ``source_url``, upgraded to the code's head, removed after."""
@@ -84,7 +69,7 @@ def scratch_copy(source_url: str) -> Iterator[str]:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         url = database_url(source_url, name)
         upgrade_to_head(url)
-        _analyze(url)
+        analyze(url)
         yield url
     finally:
         drop_database(admin, name)

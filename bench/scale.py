@@ -88,6 +88,7 @@ def working_copy(store: scale_data.Store, database: str) -> Iterator[str]:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{source_name}"')
         url = scale_data.database_url(database, name)
         scale_data.upgrade_to_head(url)
+        scale_data.analyze(url)
         yield url
     finally:
         scale_data.drop_database(admin, name)
