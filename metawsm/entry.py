@@ -3,7 +3,8 @@
 ``metawsm --version`` is answered here, before click and the command table are imported: it is
 the call every tool makes to see whether metawsm is there, and click alone costs more than the
 60 ms budget leaves (docs/performance.md, "Command-line start-up"). Everything else goes to
-:func:`metawsm.cli.main`.
+:func:`metawsm.cli.main`; a command that asked to (``cli/context.py`` ``end_quickly``) ends the
+process without tearing its heap down.
 """
 
 from __future__ import annotations
@@ -23,4 +24,21 @@ def main(argv: list[str] | None = None) -> Any:
         return None
     from metawsm.cli import main as cli_main
 
-    return cli_main(argv)
+    result = cli_main(argv)
+    if argv is None:  # the process itself, not a caller in-process
+        _end_now_if_asked()
+    return result
+
+
+def _end_now_if_asked() -> None:
+    # A command that finished with a large result asks to skip the heap's teardown
+    # (cli/context.py end_quickly): flush what was written, then end with status 0 (an error
+    # raises SystemExit before this point and ends the usual way).
+    from metawsm.cli.context import quick_end_requested
+
+    if quick_end_requested():
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

@@ -84,12 +84,13 @@ def read(
         NotFound: the run (or any run on the ticket) does not exist.
     """
     runs, scope = _select(db, run_id, ticket, with_completed)
-    with _no_cycle_collection():
+    with paused_cycle_collection():
         return Snapshot(now, snapshots_of(db, settings, runs, scope, now))
 
 
 @contextmanager
-def _no_cycle_collection() -> Iterator[None]:
+def paused_cycle_collection() -> Iterator[None]:
+    """The cycle collector paused for the block (resumed after it if it was on)."""
     # A 1,000-run snapshot makes ~40,000 tuples, lists and dicts, enough allocations to set off
     # the cycle collector's full pass over the whole process (~15 ms on the 100k store, every
     # other snapshot in a long-lived process: a third of a snapshot). None of them is part of
