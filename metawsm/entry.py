@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> Any:
         # The same line click's version option prints.
         sys.stdout.write(f"metawsm, version {metawsm.__version__}\n")
         return None
+    if argv is None:  # the process itself: collect nothing while the command line loads
+        from metawsm.startup import pause_collection
+
+        pause_collection()
     from metawsm.cli import main as cli_main
 
     result = cli_main(argv)

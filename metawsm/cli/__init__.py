@@ -168,6 +168,9 @@ COMMANDS = {
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """metawsm control plane."""
+    from metawsm.startup import resume_collection
+
+    resume_collection()  # the command is imported: its start-up heap frozen, collection resumed
     ctx.obj = AppContext()
     ctx.call_on_close(ctx.obj.close)
 

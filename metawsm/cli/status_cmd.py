@@ -194,13 +194,17 @@ def watch(app: AppContext, /, **kw: Any) -> None:
 
 
 def _close_once(kw: dict[str, Any], collected: list[dict[str, Any]], note: str) -> None:
-    """With --once: the JSON array of what was collected, or the note when there was nothing."""
+    """With --once: the JSON array of what was collected, or the note when there was nothing;
+    then the process may end without tearing its heap down (cli/context.py end_quickly)."""
     if not kw["once"]:
         return
     if kw["as_json"]:
         emit_json(collected)
     elif not collected:
         click.echo(note, err=True)
+    from metawsm.cli.context import end_quickly
+
+    end_quickly()
 
 
 def _watch(app: AppContext, kw: dict[str, Any], alerts: list[dict[str, Any]]) -> None:

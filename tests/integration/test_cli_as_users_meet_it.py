@@ -246,6 +246,30 @@ def test_empty_results_say_so_on_stderr_and_are_empty_json(
     assert runs_listed.stdout == "" and "no runs" in runs_listed.stderr
 
 
+def test_status_json_into_a_pipe_is_whole_and_an_error_still_exits_with_its_code(
+    idle_pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # status --json ends its process without the heap's teardown (cli/context.py end_quickly):
+    # everything written must still arrive, more than a pipe holds at once (64 KiB).
+    p = idle_pipeline
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)  # stdout buffered, as by default
+    empty = on(p, tmp_path, "status", "--all", "--json")  # a few bytes: still in the buffer
+    assert empty.returncode == 0 and json.loads(empty.stdout)["runs"] == [], empty
+    goal = "g" * 12_000
+    brief = runs.BriefInput(goal=goal, scope="s", done_criteria="d", constraints="c")
+    made = {p.create_run(OPERATOR, brief=brief) for _ in range(8)}
+    done = on(p, tmp_path, "status", "--all", "--json")
+    assert done.returncode == 0, done.stderr
+    assert (
+        done.stdout.endswith("}\n") and done.stdout.count("\n") == 1 and len(done.stdout) > 96_000
+    )
+    shown = json.loads(done.stdout)["runs"]
+    assert {r["run_id"] for r in shown} == made and {r["brief"]["goal"] for r in shown} == {goal}
+    missing = on(p, tmp_path, "status", "--run-id", "run-nope", "--json")
+    assert missing.returncode == 1 and "run run-nope not found" in missing.stderr, missing
+    assert ok_json(on(p, tmp_path, "watch", "--all", "--once", "--json")) == []
+
+
 # command show ---------------------------------------------------------------------------------
 
 
