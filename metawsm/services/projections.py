@@ -16,7 +16,7 @@ the ORM on the hot path", "Incremental projection").
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
@@ -30,10 +30,8 @@ from sqlalchemy import (
 )
 
 from metawsm.domain.views import advance, fold_thread, opened_view, stats_key
-from metawsm.messages.events import Event
 from metawsm.ops.catalogue import PROJECTION_LAG
 from metawsm.ops.counters import observe, record
-from metawsm.runtime import Runtime
 from metawsm.services import search_index
 from metawsm.services.eventlog import trusted_events
 from metawsm.services.outbox import mark_done
@@ -47,6 +45,10 @@ from metawsm.storage.models import (
 )
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import connection_unit
+
+if TYPE_CHECKING:  # annotations only: a rebuild imports no message model
+    from metawsm.messages.events import Event
+    from metawsm.runtime import Runtime
 
 PROJECTION = "forum_views_v1"
 VIEW_COLUMNS = [c.name for c in table(ForumThreadView).columns]

@@ -21,14 +21,16 @@ A query is one phrase: its words, adjacent and in order, case-insensitive (READM
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Float, String, TextClause, bindparam, text
 from sqlalchemy.sql.selectable import Subquery
 
-from metawsm.messages.events import Event
 from metawsm.services import search_sql
 from metawsm.services.bulk import driver_rows
+
+if TYPE_CHECKING:  # annotations only: a rebuild imports no message model
+    from metawsm.messages.events import Event
 
 # Event types that write a post (and so an index row).
 POSTING = frozenset({"forum.thread.opened", "forum.post.added", "forum.control.signal"})

@@ -239,17 +239,21 @@ def test_db_downgrade_to_base_leaves_no_metawsm_table(db_url: str, engine: Engin
     assert table_names(engine) & MODEL_TABLES == set()
 
 
-def test_sqlite_connections_use_wal_and_the_configured_busy_timeout(sqlite_url: str) -> None:
+def test_sqlite_connections_use_wal_the_configured_busy_timeout_and_a_64_mib_page_cache(
+    sqlite_url: str,
+) -> None:
     engine = build_engine(settings_for(sqlite_url, db_busy_timeout_ms=1234))
     try:
         with engine.connect() as conn:
             journal_mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
             busy_timeout_ms = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+            cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
     finally:
         engine.dispose()
 
     assert journal_mode == "wal"
     assert busy_timeout_ms == 1234
+    assert cache == -64 * 1024  # KiB: the snapshot's pages stay cached between calls
 
 
 def test_a_sqlite_writer_begins_immediate_so_a_second_writer_is_refused_at_begin(
