@@ -50,6 +50,7 @@ from metawsm.services.messagebus import MessageBus
 from metawsm.services.outbox import backoff_s, mark_done
 from metawsm.services.threads import ThreadStore
 from metawsm.services.unit_of_work import UnitOfWork
+from metawsm.storage.engine import connect
 from metawsm.storage.models import ForumCommand, ForumOutbox, table
 from metawsm.storage.uow import connection_unit, lock_event_log
 
@@ -287,7 +288,9 @@ def deliver_event(
 def _not_as_logged(rt: Runtime, event: Event) -> str | None:
     """Why ``event`` is not the event log's (None when it is, field for field): only what a
     handler appended to the log is projected or acted on (the trust boundary)."""
-    with rt.engine.connect() as conn:
+    # A read-only connection: on SQLite a plain one begins by taking the write lock
+    # (storage/engine.py), which queued every delivery behind the writers for one read.
+    with connect(rt.engine) as conn:
         row = conn.execute(_LOGGED_EVENT, {"eid": event.event_id}).first()
     if row is None:
         return f"not in the event log: no logged event {event.event_id}"

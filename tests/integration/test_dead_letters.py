@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
 from metawsm.cli import cli
 from metawsm.errors import Rejected
-from metawsm.services import deadletters
+from metawsm.messages.events import parse_event
+from metawsm.services import deadletters, delivery
 from metawsm.services.submit import read_outcome, wait_for_outcome
 from metawsm.storage.models import ForumCommand, ForumDeadLetter
 from metawsm.storage.uow import unit_of_work
@@ -314,3 +318,26 @@ def test_an_event_not_in_the_log_or_unlike_the_logged_one_is_dead_lettered_never
     pipeline.settle()
     assert _thread_ids(pipeline) == {"t-1"}
     assert ledger(pipeline.engine).posts_per_thread == {"t-1": 1}
+
+
+def test_checking_an_event_against_the_log_takes_no_write_lock(pipeline: Pipeline) -> None:
+    # Every delivery compares its event with the log: a read, which must not queue behind (or
+    # hold up) the writers for SQLite's write lock. Here another connection holds that lock; the
+    # check still answers at once (taking the lock, it waited the busy timeout, 5 s, and failed).
+    p = pipeline
+    if p.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's write lock")
+    assert p.run(
+        "open_thread", actor="agent", thread_id="t-1", ticket="TCK-1", title="T", body="b"
+    ).final
+    p.settle()
+    event = parse_event(_logged_event(p, "t-1"))
+    writer = sqlite3.connect(p.engine.url.database or "", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            checked = pool.submit(delivery._not_as_logged, p.container.runtime, event)
+            assert checked.result(timeout=2) is None
+    finally:
+        writer.rollback()
+        writer.close()
