@@ -43,6 +43,9 @@ def _end_now_if_asked() -> None:
     if quick_end_requested():
         import os
 
-        sys.stdout.flush()
-        sys.stderr.flush()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:  # the reader went away: what Python's own exit does then (status 120)
+            os._exit(120)
         os._exit(0)

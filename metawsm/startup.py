@@ -2,11 +2,12 @@
 and the command's modules are imported.
 
 Importing makes tens of thousands of long-lived objects (functions, classes, their dicts), and
-their allocations set off collections that look at every one of them and free nothing (~5-10 ms
-of a 150 ms read at 1,000 runs: docs/performance.md). The console entry (metawsm/entry.py)
-pauses the collector first thing; the command group's callback, once the command is imported,
-moves everything made so far out of the collector's sight (``gc.freeze``, as ``metawsm api``
-does for its start-up heap) and resumes it, so a long-running command collects as usual.
+their allocations set off collections that look at them and free nothing (about twenty while
+``status`` loads, ~2.5 ms; docs/performance.md, "Snapshot at scale", session 11). The console
+entry (metawsm/entry.py) pauses the collector first thing; the command group's callback, once
+the command is imported, moves everything made so far out of the collector's sight
+(``gc.freeze``, as ``metawsm api`` does for its start-up heap) and resumes it, so a
+long-running command collects as usual.
 """
 
 from __future__ import annotations
