@@ -153,9 +153,7 @@ def test_a_message_failing_validation_is_dead_lettered_at_once_naming_the_field(
 def test_a_command_past_its_delivery_limit_is_dead_lettered_instead_of_run_again(
     pipeline: Pipeline, task_runs: TaskRecorder
 ) -> None:
-    assert pipeline.run(
-        "open_thread", actor="agent", thread_id="t-1", ticket="TCK-1", title="T", body="b"
-    ).final
+    _open_t1(pipeline)
     c = pipeline.container
     post = pipeline.command("add_post", thread_id="t-1", body="kills workers")
     accept_only(c.runtime, post)
@@ -251,9 +249,7 @@ def test_the_dlq_cli_lists_shows_redrives_and_purges(pipeline: Pipeline) -> None
 def test_a_valid_command_pushed_into_a_queue_without_being_accepted_is_dead_lettered(
     pipeline: Pipeline, task_runs: TaskRecorder
 ) -> None:
-    assert pipeline.run(
-        "open_thread", actor="agent", thread_id="t-1", ticket="TCK-1", title="T", body="b"
-    ).final
+    _open_t1(pipeline)
     forged = pipeline.command("add_post", thread_id="t-1", body="injected")
     wire = forged.model_dump(mode="json")
     pipeline.container.publisher.publish("forum.commands.add_post", forged.command_id, wire)
@@ -277,6 +273,13 @@ def _logged_event(p: Pipeline, thread_id: str) -> dict[str, Any]:
     return row_to_event(row).model_dump(mode="json")
 
 
+def _open_t1(p: Pipeline) -> None:
+    """Open thread t-1 and wait until it is applied."""
+    assert p.run(
+        "open_thread", actor="agent", thread_id="t-1", ticket="TCK-1", title="T", body="b"
+    ).final
+
+
 def _thread_ids(p: Pipeline) -> set[str]:
     from metawsm.storage.models import ForumThreadView
 
@@ -287,9 +290,7 @@ def _thread_ids(p: Pipeline) -> set[str]:
 def test_an_event_not_in_the_log_or_unlike_the_logged_one_is_dead_lettered_never_consumed(
     pipeline: Pipeline, task_runs: TaskRecorder
 ) -> None:
-    assert pipeline.run(
-        "open_thread", actor="agent", thread_id="t-1", ticket="TCK-1", title="T", body="b"
-    ).final
+    _open_t1(pipeline)
     pipeline.settle()
     topics = pipeline.container.runtime.topics
     genuine = _logged_event(pipeline, "t-1")
@@ -327,9 +328,7 @@ def test_checking_an_event_against_the_log_takes_no_write_lock(pipeline: Pipelin
     p = pipeline
     if p.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's write lock")
-    assert p.run(
-        "open_thread", actor="agent", thread_id="t-1", ticket="TCK-1", title="T", body="b"
-    ).final
+    _open_t1(p)
     p.settle()
     event = parse_event(_logged_event(p, "t-1"))
     writer = sqlite3.connect(p.engine.url.database or "", isolation_level=None)
