@@ -237,15 +237,16 @@ def dead_letters(db: Reader, scope: Scope) -> dict[str, list[DeadLetter]]:
 def last_events(db: Reader, scope: Scope) -> dict[str, tuple[int, datetime | None]]:
     """Sequence and time of each run's last event that is not an operator decision.
 
-    One statement: per run, a correlated lookup walks its (run_id, sequence) index backwards
-    and stops at the first event that counts; that event is joined by primary key.
+    One statement: per run, two correlated lookups walk its (run_id, sequence, event_type,
+    occurred_at) index backwards and stop at the first event that counts, one for its
+    sequence, one for its time: from the index alone (migration 0009), no row of the log read.
     """
     where, params = scope.where("r.run_id")
-    sql = (
-        "SELECT r.run_id, e.sequence, e.occurred_at FROM runs r JOIN forum_events e"
-        " ON e.sequence = (SELECT l.sequence FROM forum_events l WHERE l.run_id = r.run_id"
+    newest = (
+        "(SELECT l.{column} FROM forum_events l WHERE l.run_id = r.run_id"
         " AND l.event_type != :decision ORDER BY l.sequence DESC LIMIT 1)"
-        f" WHERE {where}"
     )
+    sequence, time = newest.format(column="sequence"), newest.format(column="occurred_at")
+    sql = f"SELECT r.run_id, {sequence}, {time} FROM runs r WHERE {where}"
     rows = db.tuples(sql, {**params, "decision": OPERATOR_DECISION})
     return {rid: (int(seq), utc(at)) for rid, seq, at in rows if seq}

@@ -143,7 +143,9 @@ class ForumEvent(Base):
     __table_args__ = (
         UniqueConstraint("thread_id", "thread_seq", name="uq_forum_events_thread_seq"),
         Index("ix_forum_events_ticket_sequence", "ticket", "sequence"),
-        Index("ix_forum_events_run_sequence", "run_id", "sequence"),
+        # A run's events in order, with the type and time of each: the snapshot's last event of
+        # every run from the index alone (migration 0009).
+        Index("ix_forum_events_run_sequence", "run_id", "sequence", "event_type", "occurred_at"),
         Index("ix_forum_events_run_type_sequence", "run_id", "event_type", "sequence"),
     )
 
