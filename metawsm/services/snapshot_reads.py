@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import orjson
+
 from metawsm.storage.dbapi import Reader, json_value, placeholders
 
 # The operator's own decisions are not activity of a run: counting them would make a stale run
@@ -116,9 +118,16 @@ def runs_by_id(db: Reader, where: str, params: dict[str, Any]) -> list[RunRow]:
 
 
 def _run_rows(db: Reader, sql: str, params: dict[str, Any] | None) -> list[RunRow]:
+    rows = db.tuples(sql, params)
+    if db.dialect == "sqlite":  # the tickets as JSON text: a list of names, read by orjson
+        loads = orjson.loads  # (a third of the statement's time with json.loads, 1,000 runs)
+        return [
+            RunRow(rid, status, mode, (tickets and loads(tickets)) or [], epoch, utc(at))
+            for rid, status, mode, tickets, epoch, at in rows
+        ]
     return [
         RunRow(rid, status, mode, list(json_value(tickets, db.dialect) or []), epoch, utc(at))
-        for rid, status, mode, tickets, epoch, at in db.tuples(sql, params)
+        for rid, status, mode, tickets, epoch, at in rows
     ]
 
 
