@@ -14,16 +14,15 @@ Nothing here imports a library: every command computes the default.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 DIRECTORY = ".metawsm"
 FILE = "metawsm.db"
 URL_VARIABLE = "METAWSM_DATABASE_URL"
 
 
-@dataclass(frozen=True)
-class Found:
+class Found(NamedTuple):
     """The default database file and how it was chosen (``found``: it exists)."""
 
     path: Path

@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
 FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
@@ -24,8 +23,7 @@ class Invalid(ValueError):
     """A value that cannot be parsed as its field's type, or breaks its rule (the message)."""
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     """Bounds of a number (``gt``, ``ge``, ``le``), a minimum text length, or a check that
     returns what is wrong with the value (None when it is right)."""
 
@@ -52,8 +50,7 @@ class Rule:
         return None
 
 
-@dataclass(frozen=True)
-class Spec:
+class Spec(NamedTuple):
     """A field's type (str, int, float or bool), its rule, and whether None is allowed."""
 
     kind: type

@@ -64,13 +64,13 @@ def check_remote_actor(
 
 def remote_identity(app: AppContext) -> Identity:
     """The identity the API proves for ``METAWSM_TOKEN`` (``GET /me``), once per invocation."""
-    cached = getattr(app, "_token_identity", None)
+    cached = app._token_identity
     if isinstance(cached, Identity):
         return cached
     assert app.remote is not None
     me = app.remote.get("/me")
     identity = Identity(me["actor_type"], me["actor_name"], me.get("run_id"), me.get("token_id"))
-    app._token_identity = identity  # type: ignore[attr-defined]  # one question per invocation
+    app._token_identity = identity  # one question per invocation
     return identity
 
 
@@ -89,7 +89,7 @@ def _local(actor_type: str | None, actor_name: str | None) -> Identity:
 
 
 def _token_identity(app: AppContext, bearer: str) -> Identity:
-    cached = getattr(app, "_token_identity", None)
+    cached = app._token_identity
     if isinstance(cached, Identity):
         return cached
     from metawsm.services.tokens import authenticate
@@ -100,7 +100,7 @@ def _token_identity(app: AppContext, bearer: str) -> Identity:
     except Unauthenticated as exc:
         _count_failure(app, exc)
         raise Unauthenticated(f"{TOKEN_ENV} refused: {exc}", reason=exc.reason) from None
-    app._token_identity = identity  # type: ignore[attr-defined]  # one proof per invocation
+    app._token_identity = identity  # one proof per invocation
     return identity
 
 

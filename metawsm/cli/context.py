@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -16,23 +15,32 @@ if TYPE_CHECKING:  # loaded when first used: ``--version`` and ``--help`` need n
 
     from metawsm.bootstrap import Container
     from metawsm.cli.remote import ApiClient
+    from metawsm.identity import Identity
     from metawsm.settings import Settings
     from metawsm.storage.dbapi import Reader
     from metawsm.storage.driver_session import DriverSession
 
 
-@dataclass
 class AppContext:
     """Per-invocation state shared by CLI commands (settings are read once, at the edge)."""
 
-    _settings: Settings | None = field(default=None)
-    _container: Container | None = field(default=None)
-    _parts: Container | None = field(default=None)
-    _at_head: bool = field(default=False)
-    # From the first write on, the invocation's transactions share one driver connection (the
-    # accept, then the polls of its wait): storage/driver_session.py.
-    _session: DriverSession | None = field(default=None)
-    _remote: ApiClient | None = field(default=None)
+    # A plain class, not a dataclass: making a dataclass costs ~1 ms at import (it compiles
+    # its methods), and every command line process makes this one.
+    __slots__ = (
+        "_at_head", "_container", "_parts", "_remote", "_session", "_settings", "_token_identity"
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._container: Container | None = None
+        self._parts: Container | None = None
+        self._at_head = False
+        # From the first write on, the invocation's transactions share one driver connection
+        # (the accept, then the polls of its wait): storage/driver_session.py.
+        self._session: DriverSession | None = None
+        self._remote: ApiClient | None = None
+        # Who the invocation's token proved to be, once asked (cli/acting.py).
+        self._token_identity: Identity | None = None
 
     @property
     def remote(self) -> ApiClient | None:

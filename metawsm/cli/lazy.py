@@ -10,15 +10,14 @@ every command from the table without importing any of them (docs/performance.md,
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from importlib import import_module
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import click
 
 
-@dataclass(frozen=True)
-class LazyCommand:
+class LazyCommand(NamedTuple):
     """Where a command lives and what ``--help`` says of it before it is imported.
 
     ``target``: ``"module:attribute"`` of the click command; ``summary``: its help's first
@@ -29,7 +28,7 @@ class LazyCommand:
 
     target: str
     summary: str
-    subcommands: Mapping[str, str] = field(default_factory=dict)
+    subcommands: Mapping[str, str] = MappingProxyType({})  # read only: one shared, empty
     hidden: bool = False
 
 

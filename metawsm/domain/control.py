@@ -7,12 +7,26 @@ only in the run's current control epoch; a pending question survives an iterate.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
+from metawsm.domain.agent_control import AgentControl, control_of
 from metawsm.domain.runs import RunStatus
+
+__all__ = [
+    "AgentControl",
+    "ControlState",
+    "SignalRecord",
+    "advance",
+    "control_at",
+    "control_of",
+    "controls_at",
+    "fold_agent",
+    "fold_state",
+    "is_done",
+    "target_status",
+]
 
 
 @dataclass(frozen=True)
@@ -26,26 +40,6 @@ class SignalRecord:
     occurred_at: datetime
     control_type: str
     fields: Mapping[str, str | None]
-
-
-@dataclass(slots=True)
-class AgentControl:
-    """The control state of one agent in one run (slotted: a snapshot makes one per agent)."""
-
-    agent_name: str
-    thread_id: str | None = None
-    pending: bool = False
-    question: str | None = None
-    context: str | None = None
-    asked_at: datetime | None = None
-    request_event_id: str | None = None
-    request_seq: int = 0
-    completed: bool = False
-    summary: str | None = None
-    validation_status: str | None = None
-    validation_done_criteria: str | None = None
-    last_signal_at: datetime | None = None
-    last_event_id: str | None = None
 
 
 def fold_agent(agent_name: str, records: Iterable[SignalRecord], epoch: int) -> AgentControl:
@@ -187,33 +181,6 @@ def control_at(state: ControlState, epoch: int) -> AgentControl:
 
 
 _STATE_FIELDS = tuple(ControlState.__dataclass_fields__)
-
-
-def control_of(values: Sequence[Any], epoch: int) -> AgentControl:
-    """:func:`control_at` of the state whose fields are ``values``, in :class:`ControlState`'s
-    order (as ``run_agent_controls`` stores them): a snapshot reads one per agent, and makes
-    no ``ControlState`` (a frozen dataclass costs several microseconds to make)."""
-    (name, thread_id, pending, question, context, asked_at, request_event_id, request_seq,
-     completion_epoch, summary, validation_epoch, validation_status, validation_criteria,
-     last_signal_at, last_event_id, _) = values  # fmt: skip
-    completed = completion_epoch == epoch
-    validated = validation_epoch == epoch
-    return AgentControl(
-        name,
-        thread_id,
-        pending,
-        question,
-        context,
-        asked_at,
-        request_event_id,
-        request_seq,
-        completed,
-        summary if completed else None,
-        validation_status if validated else None,
-        validation_criteria if validated else None,
-        last_signal_at,
-        last_event_id,
-    )  # positionally, in AgentControl's field order: keywords cost four times as much
 
 
 def controls_at(

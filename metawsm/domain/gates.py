@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, NamedTuple, Protocol
 
-from metawsm.domain.control import AgentControl
+from metawsm.domain.agent_control import AgentControl
 from metawsm.domain.runs import RunStatus
 
 

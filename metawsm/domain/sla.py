@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import NamedTuple, Protocol
 
-from metawsm.domain.control import AgentControl
+from metawsm.domain.agent_control import AgentControl
 
 ESCALATING_STATES = ("new", "waiting_human")
 URGENT = ("high", "urgent")

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from metawsm.domain.control import AgentControl, control_of
+from metawsm.domain.agent_control import AgentControl, control_of
 from metawsm.domain.runs import ACTIVE, RunStatus
 from metawsm.domain.snapshot import RunSnapshot, Snapshot
 from metawsm.errors import NotFound

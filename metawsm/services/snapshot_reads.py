@@ -11,7 +11,6 @@ thousand ids to bind).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -42,8 +41,7 @@ def utc(value: Any) -> Any:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(NamedTuple):
     """Which runs a statement reads: ``ids``, or (``statuses``) every run in those statuses."""
 
     ids: tuple[str, ...]

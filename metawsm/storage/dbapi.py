@@ -17,7 +17,6 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -33,12 +32,16 @@ MAX_LOCK_POLL_S = 0.002
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 
 
-@dataclass
 class Reader:
     """A driver connection inside one read-only transaction, and the name of its dialect."""
 
-    raw: Any
-    dialect: str
+    # A plain class, not a dataclass: making a dataclass costs ~1 ms at import (it compiles
+    # its methods), and every command line process imports this (docs/performance.md).
+    __slots__ = ("dialect", "raw")
+
+    def __init__(self, raw: Any, dialect: str) -> None:
+        self.raw = raw
+        self.dialect = dialect
 
     def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every row of ``sql`` (``:name`` parameters) as a dict keyed by column name."""
