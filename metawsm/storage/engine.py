@@ -20,7 +20,7 @@ from metawsm.settings import Settings, mask_url
 from metawsm.storage import dbapi
 
 READONLY = "metawsm_readonly"
-PAGE_CACHE_KIB = 64 * 1024  # the most SQLite caches per connection (see build_engine)
+PAGE_CACHE_KIB = dbapi.PAGE_CACHE_KIB  # the most SQLite caches per connection (see build_engine)
 
 
 def normalize_url(url: str) -> str:

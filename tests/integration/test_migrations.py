@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from metawsm.cli import cli
 from metawsm.database_location import missing_sqlite_file
 from metawsm.errors import DatabaseUnreachable, MetawsmError, SchemaNotAtHead, UsageError
-from metawsm.storage import migrate, schema_head
+from metawsm.storage import dbapi, migrate, schema_head
 from metawsm.storage.engine import READONLY, build_engine
 from metawsm.storage.models import SEARCH_INDEX_TABLE, Base, is_search_index_table
 from tests.fixtures.database import settings_for
@@ -254,6 +254,21 @@ def test_sqlite_connections_use_wal_the_configured_busy_timeout_and_a_64_mib_pag
     assert journal_mode == "wal"
     assert busy_timeout_ms == 1234
     assert cache == -64 * 1024  # KiB: the snapshot's pages stay cached between calls
+
+
+def test_the_command_lines_driver_connections_have_the_engines_page_cache(
+    sqlite_url: str,
+) -> None:
+    # a one-shot read of 1,000 runs reads more than the default 2 MiB of pages
+    settings = settings_for(sqlite_url, db_busy_timeout_ms=1234)
+    with dbapi.read_transaction(settings) as db:
+        assert db.scalar("PRAGMA cache_size") == -64 * 1024
+        assert db.scalar("PRAGMA busy_timeout") == 1234
+    raw, _ = dbapi.connect(settings)
+    try:
+        assert raw.execute("PRAGMA cache_size").fetchone()[0] == -64 * 1024
+    finally:
+        raw.close()
 
 
 def test_a_sqlite_writer_begins_immediate_so_a_second_writer_is_refused_at_begin(
