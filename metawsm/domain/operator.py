@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from metawsm.domain.snapshot import RunSnapshot
 
 INTENTS = ("escalate_guidance", "escalate_blocked", "close_ready", "stale_run", "noop")
 
 
-@dataclass(frozen=True)
-class Decision:
-    """What the operator decided for one run, why, and the command that acts on it."""
+class Decision(NamedTuple):
+    """What the operator decided for one run, why, and the command that acts on it.
+
+    A ``NamedTuple``: a dataclass costs ~1 ms to make at import, in every ``operator`` process.
+    """
 
     run_id: str
     intent: str

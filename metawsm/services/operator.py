@@ -7,9 +7,8 @@ recorded for the run, so nothing is repeated while nothing changes.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from metawsm.domain.operator import Decision, decide
 from metawsm.domain.snapshot import RunSnapshot
@@ -26,9 +25,8 @@ OPERATOR_TYPE, OPERATOR_NAME = "operator", "metawsm-operator"
 DECISION = "operator.decision"
 
 
-@dataclass(frozen=True)
-class Acted:
-    """One decision and what became of it."""
+class Acted(NamedTuple):
+    """One decision and what became of it (a ``NamedTuple``: see ``Decision``)."""
 
     decision: Decision
     recorded: bool
