@@ -45,10 +45,12 @@ from bench.scale_measure import (
     children_cpu_s,
     cli_prefix,
     copy_sqlite,
+    cpu_jiffies,
     loadavg,
     loadavgs,
     run_inprocess,
     run_process,
+    steal_pct,
 )
 from bench.scale_pipeline import Pipeline, SimClock
 from bench.scale_rows import VERSION_ROW, Row, read_rows, snapshot_rows
@@ -199,7 +201,7 @@ def measure_size(size: str, args: argparse.Namespace) -> Results:
     """Every row on the store of ``size`` (see the module docstring for the order)."""
     store = scale_data.store(args.database, size, build=not args.no_build)
     facts = store.manifest["facts"]
-    load_start = loadavgs()
+    load_start, cpu_start = loadavgs(), cpu_jiffies()
     log(f"{size}: {store.manifest['counts']['events']} events; load {load_start}")
     with working_copy(store, args.database) as url:
         session = Session(url, args)
@@ -211,6 +213,8 @@ def measure_size(size: str, args: argparse.Namespace) -> Results:
         if session.wants("forum_ask"):
             session.results["forum_ask"] = ask_latency(url, args.repeat * 4)
         session.results["load"] = {"start": load_start, "end": loadavgs()}
+        session.results["steal_pct"] = steal_pct(cpu_start, cpu_jiffies())
+        log(f"{size}: done; load {loadavgs()}, CPU stolen {session.results['steal_pct']} %")
         return session.results
 
 

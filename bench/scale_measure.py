@@ -177,3 +177,25 @@ def loadavg() -> float:
 def loadavgs() -> list[float]:
     """The 1, 5 and 15-minute load averages."""
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def cpu_jiffies() -> list[int]:
+    """The machine's CPU time so far by kind, from /proc/stat's ``cpu`` line (Linux; empty
+    elsewhere): user, nice, system, idle, iowait, irq, softirq, steal, ..."""
+    try:
+        with open("/proc/stat") as stat:
+            return [int(x) for x in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return []
+
+
+STEAL = 7  # the field of time a hypervisor gave another guest while this one wanted the CPU
+
+
+def steal_pct(start: list[int], end: list[int]) -> float | None:
+    """Of the machine's CPU time between two :func:`cpu_jiffies`, the percentage stolen by the
+    hypervisor: on a shared virtual machine, how much slower its CPUs ran than their own."""
+    if len(start) <= STEAL or len(end) <= STEAL:
+        return None
+    total = sum(end[: STEAL + 1]) - sum(start[: STEAL + 1])
+    return round(100 * (end[STEAL] - start[STEAL]) / total, 1) if total > 0 else None
