@@ -102,6 +102,10 @@ def render_table(dialect: str, version: Sample | None, per_size: dict[str, dict[
     loads = [f"{s} {_load_text(per_size[s].get('load'))}" for s in sizes if per_size[s].get("load")]
     if loads:
         lines.append("load average (1/5/15 min) at start → end of each size: " + "; ".join(loads))
+    stolen = [f"{s} {per_size[s]['steal_pct']} %" for s in sizes
+              if per_size[s].get("steal_pct") is not None]  # fmt: skip
+    if stolen:
+        lines.append("CPU time stolen by the hypervisor during each size: " + "; ".join(stolen))
     return "\n".join(line for line in lines if line != "")
 
 
