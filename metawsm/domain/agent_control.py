@@ -35,12 +35,33 @@ class AgentControl:
 
 
 def control_of(values: Sequence[Any], epoch: int) -> AgentControl:
-    """:func:`control_at` of the state whose fields are ``values``, in ``ControlState``'s
-    order (as ``run_agent_controls`` stores them): a snapshot reads one per agent, and makes
-    no ``ControlState`` (a frozen dataclass costs several microseconds to make)."""
-    (name, thread_id, pending, question, context, asked_at, request_event_id, request_seq,
-     completion_epoch, summary, validation_epoch, validation_status, validation_criteria,
-     last_signal_at, last_event_id, _) = values  # fmt: skip
+    """:func:`control_in_epoch` of the state whose fields are ``values``, in ``ControlState``'s
+    order (as ``run_agent_controls`` stores them; ``domain.control.control_at`` makes them)."""
+    return control_in_epoch(epoch, *values[:15])
+
+
+def control_in_epoch(
+    epoch: int,
+    name: str,
+    thread_id: str | None,
+    pending: bool,
+    question: str | None,
+    context: str | None,
+    asked_at: datetime | None,
+    request_event_id: str | None,
+    request_seq: int,
+    completion_epoch: int | None,
+    summary: str | None,
+    validation_epoch: int | None,
+    validation_status: str | None,
+    validation_criteria: str | None,
+    last_signal_at: datetime | None,
+    last_event_id: str | None,
+) -> AgentControl:
+    """The control state of agent ``name`` in the run's ``epoch``, from its stored state's
+    fields (``ControlState``'s, but the last thread sequence): completion and validation count
+    only when signalled in ``epoch``. Called positionally, once per agent of a snapshot (no
+    ``ControlState`` made: a frozen dataclass costs several microseconds to make)."""
     completed = completion_epoch == epoch
     validated = validation_epoch == epoch
     return AgentControl(

@@ -16,13 +16,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from metawsm.domain.agent_control import AgentControl, control_of
 from metawsm.domain.runs import ACTIVE, RunStatus
 from metawsm.domain.snapshot import RunSnapshot, Snapshot
 from metawsm.errors import NotFound
 from metawsm.services import snapshot_parts as parts
 from metawsm.services import snapshot_reads as reads
-from metawsm.services.snapshot_reads import AgentRow, RunRow, Scope
+from metawsm.services.snapshot_reads import RunRow, Scope
 from metawsm.settings import Settings
 from metawsm.storage.dbapi import Reader, placeholders
 
@@ -136,10 +135,10 @@ def snapshots_of(
     """The snapshots of ``runs`` (the runs of ``scope``), in their order."""
     if not runs:
         return []
-    agents = reads.agents(db, scope)
+    agents, controls = reads.agents(db, scope, {r.run_id: r.control_epoch for r in runs})
     facts = parts.Facts(
         agents=agents,
-        controls={r.run_id: _controls(r.control_epoch, agents.get(r.run_id, ())) for r in runs},
+        controls={r.run_id: controls.get(r.run_id, {}) for r in runs},
         briefs=reads.briefs(db, scope),
         views=reads.open_views(db, scope),
         counts=reads.state_counts(db, scope),
@@ -149,13 +148,3 @@ def snapshots_of(
     )
     facts.candidates = parts.candidates(settings, runs, facts, now)
     return [parts.run_snapshot(r, facts, now) for r in runs]
-
-
-def _controls(epoch: int, agents: Sequence[AgentRow]) -> dict[str, AgentControl]:
-    # controls_at, on the stored columns (no ControlState made: one per agent of every run)
-    return {
-        a.agent_name: AgentControl(a.agent_name)
-        if a.control is None
-        else control_of(a.control, epoch)
-        for a in agents
-    }

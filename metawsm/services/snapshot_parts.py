@@ -159,7 +159,7 @@ def _raised(
 
 def _agents(rows: Sequence[AgentRow], controls: Mapping[str, AgentControl]) -> list[AgentSnapshot]:
     out = []
-    for name, status, last_signal_at, _ in rows:
+    for name, status, last_signal_at in rows:
         c = controls[name]
         out.append(AgentSnapshot(name, status, last_signal_at, c.pending, c.completed,
                                  c.validation_status, c.thread_id))  # fmt: skip

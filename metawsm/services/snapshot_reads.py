@@ -10,12 +10,13 @@ thousand ids to bind).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import orjson
 
+from metawsm.domain.agent_control import AgentControl, control_in_epoch
 from metawsm.storage.dbapi import Reader, json_value, placeholders
 
 # The operator's own decisions are not activity of a run: counting them would make a stale run
@@ -130,12 +131,11 @@ def _run_rows(db: Reader, sql: str, params: dict[str, Any] | None) -> list[RunRo
 
 
 class AgentRow(NamedTuple):
-    """An agent of a run, and its stored control state (None: it has no control thread)."""
+    """An agent of a run (its control state: :func:`agents`' second mapping)."""
 
     agent_name: str
     status: str
     last_signal_at: datetime | None
-    control: tuple[Any, ...] | None
 
 
 # The columns of ``run_agent_controls`` the snapshot shows. The others (the summary, the
@@ -149,20 +149,24 @@ CONTROL_COLUMNS = (
 _CONTROL_SELECT = ", ".join(f"c.{n}" for n in CONTROL_COLUMNS)
 
 
-def stored_state(name: str, row: Sequence[Any]) -> tuple[Any, ...]:
-    """The control state of agent ``name`` from the :data:`CONTROL_COLUMNS` of its row, in
-    ``ControlState``'s field order (what ``domain.control.control_of`` reads), None for each
-    field not read; its times aware UTC, its flag a bool."""
+def shown_control(name: str, row: Sequence[Any], epoch: int) -> AgentControl:
+    """Agent ``name``'s control state in ``epoch`` from the :data:`CONTROL_COLUMNS` of its
+    ``run_agent_controls`` row (all None: it has no control thread yet); what is not read is
+    None (the request's sequence 0)."""
     (thread_id, pending, question, context, asked_at, request_event_id, completion_epoch,
      validation_epoch, validation_status, criteria) = row  # fmt: skip
-    return (name, thread_id, bool(pending), question, context, utc(asked_at), request_event_id,
-            None, completion_epoch, None, validation_epoch, validation_status, criteria,
-            None, None, None)  # fmt: skip
+    if pending is None:  # never NULL in a row: no row
+        return AgentControl(name)
+    return control_in_epoch(epoch, name, thread_id, bool(pending), question, context,
+                            utc(asked_at), request_event_id, 0, completion_epoch, None,
+                            validation_epoch, validation_status, criteria, None, None)  # fmt: skip
 
 
-def agents(db: Reader, scope: Scope) -> dict[str, list[AgentRow]]:
-    """Each run's agents, by name, each with its stored control state (``run_agent_controls``,
-    one statement for both): the columns the snapshot shows (:func:`stored_state`)."""
+def agents(
+    db: Reader, scope: Scope, epochs: Mapping[str, int]
+) -> tuple[dict[str, list[AgentRow]], dict[str, dict[str, AgentControl]]]:
+    """Each run's agents, by name, and each one's control state in its run's epoch
+    (``epochs``: of every run read) from ``run_agent_controls``: one statement for both."""
     where, params = scope.where("a.run_id")
     sql = (
         f"SELECT a.run_id, a.agent_name, a.status, a.last_signal_at, {_CONTROL_SELECT}"
@@ -170,12 +174,12 @@ def agents(db: Reader, scope: Scope) -> dict[str, list[AgentRow]]:
         " ON c.run_id = a.run_id AND c.agent_name = a.agent_name"
         f" WHERE {where} ORDER BY a.run_id, a.agent_name"
     )
-    out: dict[str, list[AgentRow]] = {}
+    rows: dict[str, list[AgentRow]] = {}
+    controls: dict[str, dict[str, AgentControl]] = {}
     for rid, name, status, at, *control in db.tuples(sql, params):
-        # pending is never NULL in a control row: NULL, the agent has no control thread yet
-        stored = None if control[1] is None else stored_state(name, control)
-        out.setdefault(rid, []).append(AgentRow(name, status, utc(at), stored))
-    return out
+        rows.setdefault(rid, []).append(AgentRow(name, status, utc(at)))
+        controls.setdefault(rid, {})[name] = shown_control(name, control, epochs[rid])
+    return rows, controls
 
 
 def briefs(db: Reader, scope: Scope) -> dict[str, tuple[str, str]]:
