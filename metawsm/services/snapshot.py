@@ -136,12 +136,13 @@ def snapshots_of(
     if not runs:
         return []
     agents, controls = reads.agents(db, scope, {r.run_id: r.control_epoch for r in runs})
+    views = reads.open_views(db, scope)
     facts = parts.Facts(
         agents=agents,
         controls={r.run_id: controls.get(r.run_id, {}) for r in runs},
         briefs=reads.briefs(db, scope),
-        views=reads.open_views(db, scope),
-        counts=reads.state_counts(db, scope),
+        views=views,
+        counts=reads.state_counts(db, scope, views),
         raised=reads.escalations(db, scope),
         dead=reads.dead_letters(db, scope),
         last=reads.last_events(db, scope),

@@ -189,6 +189,9 @@ def briefs(db: Reader, scope: Scope) -> dict[str, tuple[str, str]]:
     return {rid: (goal, criteria) for rid, goal, criteria in db.tuples(sql, params)}
 
 
+_VIEW_STATE = 2  # of an open view's tuple (below)
+
+
 def open_views(db: Reader, scope: Scope) -> dict[str, list[tuple[Any, ...]]]:
     """Each run's open non-control threads, oldest change first: (thread, title, state,
     priority, assignee, updated_at, is_unanswered as the fold stored it, agent)."""
@@ -207,17 +210,27 @@ def open_views(db: Reader, scope: Scope) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
-def state_counts(db: Reader, scope: Scope) -> dict[str, dict[str, int]]:
-    """How many non-control threads each run has in each state (from an index alone)."""
+def state_counts(
+    db: Reader, scope: Scope, views: Mapping[str, Sequence[tuple[Any, ...]]]
+) -> dict[str, dict[str, int]]:
+    """How many non-control threads each run has in each state, by state: the open ones
+    counted from ``views`` (:func:`open_views`, read in the same transaction), the closed ones
+    by one statement that reads only their range of an index (counting every thread of every
+    run there cost twice as many instructions)."""
     where, params = scope.where("run_id")
     sql = (
-        "SELECT run_id, state, count(*) FROM forum_thread_views"
-        f" WHERE {where} AND is_control = FALSE GROUP BY run_id, state"
+        "SELECT run_id, count(*) FROM forum_thread_views"
+        f" WHERE {where} AND is_control = FALSE AND state = 'closed' GROUP BY run_id"
     )
-    out: dict[str, dict[str, int]] = {}
-    for rid, state, count in db.tuples(sql, params):
-        out.setdefault(rid, {})[state] = int(count)
-    return out
+    counted: dict[str, dict[str, int]] = {}
+    for rid, rows in views.items():
+        counts = counted[rid] = {}
+        for row in rows:
+            state = row[_VIEW_STATE]
+            counts[state] = counts.get(state, 0) + 1
+    for rid, closed in db.tuples(sql, params):
+        counted.setdefault(rid, {})["closed"] = int(closed)
+    return {rid: dict(sorted(counts.items())) for rid, counts in counted.items()}
 
 
 def escalations(db: Reader, scope: Scope) -> dict[str, list[Raised]]:
