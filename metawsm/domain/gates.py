@@ -52,17 +52,25 @@ def _q(value: str) -> str:
     return shlex.quote(value)
 
 
-def _signal(run_id: str, agent: str, kind: str, *extra: str, actor: str = "agent") -> str:
-    # The snapshot renders thousands of these: what follows the agent is the same for every
-    # agent of a run (often of every run), so it is quoted and joined once.
-    tail = _signal_tail(kind, extra, actor)
-    return f"metawsm forum signal --run-id {_q(run_id)} --agent-name {_q(agent)} {tail}"
+def _signal_head(run_id: str, agent: str) -> str:
+    # The command that signals for ``agent``, up to its type: once per agent, whatever it fixes.
+    return f"metawsm forum signal --run-id {_q(run_id)} --agent-name {_q(agent)}"
 
 
 @lru_cache(maxsize=1024)
 def _signal_tail(kind: str, extra: tuple[str, ...], actor: str) -> str:
+    # The snapshot renders thousands of these: what follows the agent is the same for every
+    # agent of a run (often of every run), so it is quoted and joined once.
     values = " ".join(map(_q, extra))
     return f"--type {_q(kind)}{' ' if values else ''}{values} --actor-type {_q(actor)}"
+
+
+_ANSWER_TAIL = _signal_tail("guidance_answer", ("--answer", "<answer>"), "operator")
+_COMPLETION_TAIL = _signal_tail("completion", ("--summary", "<summary>"), "agent")
+
+
+def _validation_tail(want: str) -> str:
+    return _signal_tail("validation", ("--status", "passed", "--done-criteria", want), "agent")
 
 
 def gates_of(
@@ -146,7 +154,7 @@ def _failed_agent_gates(run: RunFacts, failed: list[str]) -> list[Gate]:
 def _agent_gates(
     run: RunFacts, name: str, state: AgentControl, criteria: str | None, unmet_only: bool = False
 ) -> list[Gate]:
-    rid = run.run_id
+    head = _signal_head(run.run_id, name)
     gates = []
     if not (unmet_only and not state.pending):
         gates.append(
@@ -156,9 +164,7 @@ def _agent_gates(
                 f"agent {name} has pending guidance: {state.question}"
                 if state.pending
                 else f"agent {name} has no pending guidance",
-                _signal(rid, name, "guidance_answer", "--answer", "<answer>", actor="operator")
-                if state.pending
-                else None,
+                f"{head} {_ANSWER_TAIL}" if state.pending else None,
                 name,
             )
         )
@@ -170,9 +176,7 @@ def _agent_gates(
                 f"agent {name} signalled completion"
                 if state.completed
                 else f"agent {name} has not signalled completion in epoch {run.control_epoch}",
-                None
-                if state.completed
-                else _signal(rid, name, "completion", "--summary", "<summary>"),
+                None if state.completed else f"{head} {_COMPLETION_TAIL}",
                 name,
             )
         )
@@ -188,9 +192,7 @@ def _agent_gates(
             "validation",
             status_ok and criteria_ok,
             _validation_reason(name, state, status_ok, criteria_ok, run.control_epoch),
-            None
-            if status_ok and criteria_ok
-            else _signal(rid, name, "validation", "--status", "passed", "--done-criteria", want),
+            None if status_ok and criteria_ok else f"{head} {_validation_tail(want)}",
             name,
         )
     )
