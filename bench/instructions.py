@@ -1,0 +1,105 @@
+"""The snapshot's cost in CPU instructions, counted by valgrind: a figure the machine's speed
+does not move.
+
+On a shared virtual machine the wall and CPU time of one call move by half from one minute to
+the next (docs/performance.md, "Session 12"); the number of instructions executed does not.
+``valgrind --tool=cachegrind`` counts them (``I refs``), ~50 times slower than the real run.
+For one store (a copy of a ``bench/scale_data.py`` store, at the code's migration head) it
+prints, in millions of instructions:
+
+1. the snapshot of every active run on a warm driver connection (what ``status``, ``watch``
+   and ``operator`` build), per call: a process builds it 1 + 1 and then 1 + 5 times, and the
+   difference is divided by 4 (start-up and the first, cold call cancel out);
+2. whole processes: ``metawsm --version``, ``status --all --json`` (into a pipe),
+   ``watch --all --once``, ``operator --once --dry-run`` (start-up, imports and all).
+
+    python bench/instructions.py --store /tmp/copy-of-100k.db [--pythonpath OTHER_CHECKOUT]
+
+``--pythonpath`` measures another checkout's code (``PYTHONPATH``), for a before and after on
+copies of one store (each at its code's head). Needs ``valgrind`` (Debian: ``apt-get install
+valgrind``). Reads only: the operator runs with ``--dry-run``, against a broker URL nothing
+answers on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+SNAPSHOT = r"""
+import sys
+from datetime import UTC, datetime
+from metawsm.services import snapshot
+from metawsm.settings import Settings
+from metawsm.storage import dbapi
+settings = Settings(database_url=sys.argv[1])
+raw, dialect = dbapi.connect(settings)
+raw.execute("PRAGMA cache_size=-65536")  # as the engine's connections (the same in any version)
+db = dbapi.Reader(raw, dialect)
+now = datetime(2026, 12, 7, tzinfo=UTC)  # a fixed clock: the same SLA tiers in every run
+raw.execute("BEGIN")
+for _ in range(1 + int(sys.argv[2])):  # the first call reads the pages: not counted
+    snapshot.read(db, settings, now=now)
+"""
+PROCESSES = {
+    "metawsm --version": ["--version"],
+    "status --all --json": ["status", "--all", "--json"],
+    "watch --all --once": ["watch", "--all", "--once"],
+    "operator --once --dry-run": ["operator", "--once", "--dry-run"],
+}
+REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+NOBODY = "redis://127.0.0.1:1/0"  # a broker nothing answers on: nothing leaves the process
+
+
+def instructions(argv: list[str], env: dict[str, str]) -> int:
+    """Instructions the command executed, counted by cachegrind (no cache simulation)."""
+    done = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+         *argv],
+        env=env, cwd="/tmp", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        check=False,
+    )  # fmt: skip
+    found = REFS.search(done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"{' '.join(argv)} failed under valgrind:\n{done.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def measure(store: Path, pythonpath: str | None) -> dict[str, float]:
+    """Millions of instructions: the snapshot per call, then each process."""
+    env = dict(os.environ, METAWSM_DATABASE_URL=f"sqlite:///{store}", METAWSM_BROKER_URL=NOBODY)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    python = sys.executable
+    one = instructions([python, "-c", SNAPSHOT, env["METAWSM_DATABASE_URL"], "1"], env)
+    five = instructions([python, "-c", SNAPSHOT, env["METAWSM_DATABASE_URL"], "5"], env)
+    out = {"snapshot of every active run, per call": (five - one) / 4 / 1e6}
+    for name, args in PROCESSES.items():
+        out[name] = instructions([python, "-m", "metawsm", *args], env) / 1e6
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", type=Path, required=True, help="a SQLite store (a copy)")
+    parser.add_argument("--pythonpath", help="measure the code of this checkout instead")
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
+    figures = measure(args.store, args.pythonpath)
+    for name, millions in figures.items():
+        print(f"{name:42} {millions:8.1f} M instructions")
+    if args.json:
+        print(json.dumps({k: round(v, 1) for k, v in figures.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
