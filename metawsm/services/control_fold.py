@@ -68,7 +68,7 @@ _MAPPING = select(ForumControlThread.agent_name, ForumControlThread.thread_id).w
 def latest_controls(session: Session, run: Run) -> dict[str, AgentControl]:
     """Every agent's control state (equal to ``agent_controls``) from its deciding signals."""
     names = sorted(session.execute(_AGENTS, {"b_run": run.run_id}).scalars())
-    mapping = dict(session.execute(_MAPPING, {"b_run": run.run_id}).tuples().all())
+    mapping = {name: thread for name, thread in session.execute(_MAPPING, {"b_run": run.run_id})}
     threads = [mapping[name] for name in names if name in mapping]
     records = _deciding_records(session, threads, run.control_epoch)
     states = {}
