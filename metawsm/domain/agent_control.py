@@ -1,17 +1,15 @@
 """One agent's control state in its run's current epoch, as the snapshot, the gates and the SLA
-rules read it: :class:`AgentControl`, and :func:`control_of` the stored state's columns.
+rules read it: :class:`AgentControl`, and :func:`control_in_epoch` from a stored state's fields.
 
-Apart from the folds (``domain/control.py``, which re-exports both), so that a command line
-read (``status``, ``watch``, ``operator``) imports neither ``ControlState`` nor
+Apart from the folds (``domain/control.py``, which re-exports ``AgentControl``), so that a
+command line read (``status``, ``watch``, ``operator``) imports neither ``ControlState`` nor
 ``SignalRecord``: each dataclass costs ~1 ms to make at import.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 
 @dataclass(slots=True)
@@ -32,12 +30,6 @@ class AgentControl:
     validation_done_criteria: str | None = None
     last_signal_at: datetime | None = None
     last_event_id: str | None = None
-
-
-def control_of(values: Sequence[Any], epoch: int) -> AgentControl:
-    """:func:`control_in_epoch` of the state whose fields are ``values``, in ``ControlState``'s
-    order (as ``run_agent_controls`` stores them; ``domain.control.control_at`` makes them)."""
-    return control_in_epoch(epoch, *values[:15])
 
 
 def control_in_epoch(

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from metawsm.domain.agent_control import AgentControl, control_of
+from metawsm.domain.agent_control import AgentControl, control_in_epoch
 from metawsm.domain.runs import RunStatus
 
 __all__ = [
@@ -20,7 +20,6 @@ __all__ = [
     "SignalRecord",
     "advance",
     "control_at",
-    "control_of",
     "controls_at",
     "fold_agent",
     "fold_state",
@@ -177,10 +176,12 @@ def fold_state(agent_name: str, records: Iterable[SignalRecord]) -> ControlState
 def control_at(state: ControlState, epoch: int) -> AgentControl:
     """The agent's control state in the run's current ``epoch`` (what :func:`fold_agent` gives
     for the same signals)."""
-    return control_of([getattr(state, name) for name in _STATE_FIELDS], epoch)
+    return control_in_epoch(epoch, *(getattr(state, name) for name in _SHOWN_FIELDS))
 
 
-_STATE_FIELDS = tuple(ControlState.__dataclass_fields__)
+# Every field of ControlState but the last thread sequence folded, in order (the parameters of
+# control_in_epoch after the epoch).
+_SHOWN_FIELDS = tuple(ControlState.__dataclass_fields__)[:-1]
 
 
 def controls_at(
