@@ -36,6 +36,7 @@ POSTGRES_MODULES = {
     "test_agent_controls.py",
     "test_snapshot.py",
     "test_snapshot_at_scale.py",
+    "test_snapshot_docs.py",
     "test_legacy_import.py",
     "test_search_queues.py",
     "test_direct_reads.py",

@@ -71,9 +71,21 @@ def _snap(
 
         return from_json(remote.get("/status", {"run_id": run_id, "ticket": ticket}))
     now = now or datetime.now(UTC)
+    fresh: list[Any] = []
     with app.reading(repeatable=True) as db:
-        return snapshot.read(db, app.settings, run_id=run_id, ticket=ticket, now=now,
-                             with_completed=with_completed)  # fmt: skip
+        snap = snapshot.read(db, app.settings, run_id=run_id, ticket=ticket, now=now,
+                             with_completed=with_completed, fresh=fresh)  # fmt: skip
+        keep_docs(db, fresh)
+    return snap
+
+
+def keep_docs(db: Any, fresh: list[Any]) -> None:
+    """Store the run documents a snapshot made (services/snapshot_docs.py), on the read's
+    connection once its read is over; skipped when the database is busy or read-only."""
+    if fresh:
+        from metawsm.services.snapshot_docs import keep
+
+        keep(db.raw, db.dialect, fresh)
 
 
 @click.command("status")
@@ -401,11 +413,15 @@ def _operator_reads(
     from metawsm.services.operator import fingerprints_in
     from metawsm.services.snapshot_reads import Scope
 
+    fresh: list[Any] = []
     with app.reading(repeatable=True) as db:
-        snap = snapshot.read(db, app.settings, run_id=run_id, now=now, with_completed=True)
-        if dry_run or not snap.runs:
-            return snap.runs, {}
-        ids = tuple(r.run_id for r in snap.runs)
-        statuses = (*snapshot.ACTIVE_STATUSES, RunStatus.COMPLETED.value)
-        scope = Scope(ids) if run_id else Scope(ids, statuses)  # all: by subquery, no ids bound
-        return snap.runs, fingerprints_in(db, scope)
+        snap = snapshot.read(db, app.settings, run_id=run_id, now=now, with_completed=True,
+                             fresh=fresh)  # fmt: skip
+        found: dict[str, str] = {}
+        if not dry_run and snap.runs:
+            ids = tuple(r.run_id for r in snap.runs)
+            statuses = (*snapshot.ACTIVE_STATUSES, RunStatus.COMPLETED.value)
+            scope = Scope(ids) if run_id else Scope(ids, statuses)  # all: by subquery, no ids
+            found = fingerprints_in(db, scope)
+        keep_docs(db, fresh)
+    return snap.runs, found

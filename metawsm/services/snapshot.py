@@ -14,11 +14,12 @@ import gc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from metawsm.domain.runs import ACTIVE, RunStatus
 from metawsm.domain.snapshot import RunSnapshot, Snapshot
 from metawsm.errors import NotFound
+from metawsm.services import snapshot_docs as docs
 from metawsm.services import snapshot_parts as parts
 from metawsm.services import snapshot_reads as reads
 from metawsm.services.snapshot_reads import RunRow, Scope
@@ -42,7 +43,7 @@ def build(
 ) -> Snapshot:
     """:func:`read` on a connection of ``engine``, in one read-only transaction that sees one
     state of the database (REPEATABLE READ on PostgreSQL; SQLite's read transaction already
-    does).
+    does); then the run documents it made are stored (services/snapshot_docs.py ``keep``).
 
     Raises:
         NotFound: the run (or any run on the ticket) does not exist.
@@ -52,10 +53,16 @@ def build(
     from metawsm.storage.uow import unit_of_work
 
     now = now or utcnow()
+    fresh: list[docs.Fresh] = []
     with unit_of_work(_consistent(engine), readonly=True) as session:
         db = on_connection(session.connection())
-        return read(db, settings, run_id=run_id, ticket=ticket, now=now,
-                    with_completed=with_completed)  # fmt: skip
+        snap = read(db, settings, run_id=run_id, ticket=ticket, now=now,
+                    with_completed=with_completed, fresh=fresh)  # fmt: skip
+    if fresh:
+        # On a connection of its own: the read's is read-only on PostgreSQL.
+        with engine.connect() as connection:
+            docs.keep(connection.connection.driver_connection, engine.dialect.name, fresh)
+    return snap
 
 
 def _consistent(engine: Engine) -> Engine:
@@ -72,19 +79,22 @@ def read(
     run_id: str | None = None,
     ticket: str | None = None,
     with_completed: bool = False,
+    fresh: list[docs.Fresh] | None = None,
 ) -> Snapshot:
     """Snapshot of ``run_id``, of every run on ``ticket``, or of every active run, inside the
     caller's read transaction on ``db`` (which should see one state: see :func:`build`).
 
     ``with_completed`` (no selector): the completed runs too, after the active ones, by id (the
-    runs the operator decides on).
+    runs the operator decides on). ``fresh``: the run documents made by this read (their
+    stored ones were missing or out of date) are appended to it, for the caller to store after
+    the read (services/snapshot_docs.py ``keep``).
 
     Raises:
         NotFound: the run (or any run on the ticket) does not exist.
     """
     runs, scope = _select(db, run_id, ticket, with_completed)
     with paused_cycle_collection():
-        return Snapshot(now, snapshots_of(db, settings, runs, scope, now))
+        return Snapshot(now, snapshots_of(db, settings, runs, scope, now, fresh))
 
 
 @contextmanager
@@ -130,11 +140,49 @@ def _select(
 
 
 def snapshots_of(
-    db: Reader, settings: Settings, runs: Sequence[RunRow], scope: Scope, now: datetime
+    db: Reader,
+    settings: Settings,
+    runs: Sequence[RunRow],
+    scope: Scope,
+    now: datetime,
+    fresh: list[docs.Fresh] | None = None,
 ) -> list[RunSnapshot]:
-    """The snapshots of ``runs`` (the runs of ``scope``), in their order."""
+    """The snapshots of ``runs`` (the runs of ``scope``), in their order: each from its stored
+    document when that is up to date, else from one made now (appended to ``fresh``)."""
     if not runs:
         return []
+    stored = reads.stored_docs(db, scope)
+    documents: dict[str, list[Any]] = {}
+    stale = []
+    for run in runs:
+        found = stored.get(run.run_id)
+        if found is not None and found[0] == run.facts_version:
+            doc = docs.decode(found[1])
+            if parts.doc_fits(doc, run):
+                documents[run.run_id] = doc
+                continue
+        stale.append(run)
+    if stale:
+        # Every run's facts read by the selection's own condition when none is up to date.
+        made = made_docs(db, stale, scope if len(stale) == len(runs) else
+                         Scope(tuple(r.run_id for r in stale)))  # fmt: skip
+        for run in stale:
+            encoded = made[run.run_id]
+            documents[run.run_id] = docs.decode(encoded)
+            if fresh is not None:
+                fresh.append(docs.Fresh(run.run_id, run.facts_version, encoded))
+    last = reads.last_events(db, scope)
+    clock = parts.Clock(settings, now)
+    never = (0, None)
+    return [
+        parts.run_snapshot(run, documents[run.run_id], last.get(run.run_id, never), clock)
+        for run in runs
+    ]
+
+
+def made_docs(db: Reader, runs: Sequence[RunRow], scope: Scope) -> dict[str, bytes]:
+    """The documents of ``runs`` (the runs of ``scope``) made from their facts, read now in a
+    fixed number of statements (services/snapshot_reads.py), encoded as stored."""
     agents, controls = reads.agents(db, scope, {r.run_id: r.control_epoch for r in runs})
     views = reads.open_views(db, scope)
     facts = parts.Facts(
@@ -145,7 +193,5 @@ def snapshots_of(
         counts=reads.state_counts(db, scope, views),
         raised=reads.escalations(db, scope),
         dead=reads.dead_letters(db, scope),
-        last=reads.last_events(db, scope),
     )
-    facts.candidates = parts.candidates(settings, runs, facts, now)
-    return [parts.run_snapshot(r, facts, now) for r in runs]
+    return {r.run_id: docs.encode(parts.doc_of(r, facts)) for r in runs}

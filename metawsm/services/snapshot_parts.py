@@ -5,7 +5,7 @@ blockers, as the typed tuples of ``domain/snapshot.py``, positionally (thousands
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,8 +40,7 @@ class Facts:
 
     # A plain class, not a dataclass: making a dataclass costs ~1 ms at import (it compiles
     # its methods), and every ``status``, ``watch`` and ``operator`` process imports this.
-    __slots__ = ("agents", "ages", "briefs", "candidates", "controls", "counts", "dead", "last",
-                 "raised", "views")  # fmt: skip
+    __slots__ = ("agents", "briefs", "controls", "counts", "dead", "raised", "views")
 
     def __init__(
         self,
@@ -53,56 +52,186 @@ class Facts:
         counts: dict[str, dict[str, int]],
         raised: dict[str, list[Raised]],
         dead: dict[str, list[DeadLetter]],
-        last: dict[str, tuple[int, datetime | None]],
     ) -> None:
         self.agents, self.controls, self.briefs, self.views = agents, controls, briefs, views
-        self.counts, self.raised, self.dead, self.last = counts, raised, dead, last
-        self.candidates: dict[str, list[EscalationItem]] = {}
-        self.ages: dict[datetime, int] = {}  # age_s of each raised_at seen
+        self.counts, self.raised, self.dead = counts, raised, dead
 
 
-def candidates(
-    settings: Settings,
-    runs: Sequence[RunRow],
-    facts: Facts,
-    now: datetime,
-) -> dict[str, list[EscalationItem]]:
-    """What is past its SLA and not raised yet, per run: waiting threads, then guidance.
+# The document of a run (stored in run_snapshot_docs, services/snapshot_docs.py): its parts that
+# do not depend on the clock, as JSON data, positionally. FORMAT changes with the layout (a
+# stored document of another format is remade). Its status, mode and epoch are those its
+# blockers were made for: a run whose row has moved on (its own table has no trigger) is remade.
+FORMAT = 1
+(_FORMAT, _STATUS, _MODE, _EPOCH, _BRIEF, _AGENTS, _ASKED, _THREADS, _RAISED, _COUNTS,
+ _BLOCKERS) = range(11)  # fmt: skip
 
-    From what was read already: a run's open views, and its raised escalations (each is
-    raised with the run of what it escalates, services/escalation.py, so a run's escalations
-    are those of its threads and guidance requests).
+
+def doc_of(run: RunRow, facts: Facts) -> list[Any]:
+    """The document of ``run`` from the facts read about it (JSON data: times as datetimes)."""
+    rid = run.run_id
+    controls = facts.controls[rid]
+    brief = facts.briefs.get(rid)
+    agents = []
+    for name, status, last_signal_at in facts.agents.get(rid, ()):
+        c = controls[name]
+        agents.append((name, status, last_signal_at, c.pending, c.completed,
+                       c.validation_status, c.thread_id))  # fmt: skip
+    asked = [
+        (c.thread_id, c.agent_name, c.question, c.context, c.asked_at, c.request_event_id)
+        for c in controls.values()
+        if c.pending and c.asked_at is not None
+    ]
+    return [
+        FORMAT,
+        run.status,
+        run.mode,
+        run.control_epoch,
+        brief,
+        agents,
+        asked,
+        facts.views.get(rid, []),  # thread, title, state, priority, assignee, at, unanswered, agent
+        [tuple(r) for r in facts.raised.get(rid, ())],
+        facts.counts.get(rid, {}),
+        [tuple(b) for b in _blockers(run, facts, controls)],
+    ]
+
+
+def doc_fits(doc: Any, run: RunRow) -> bool:
+    """True when ``doc`` (decoded) is of this :data:`FORMAT` and was made for ``run``'s status,
+    mode and control epoch."""
+    return (
+        type(doc) is list
+        and len(doc) == _BLOCKERS + 1
+        and doc[_FORMAT] == FORMAT
+        and doc[_STATUS] == run.status
+        and doc[_MODE] == run.mode
+        and doc[_EPOCH] == run.control_epoch
+    )
+
+
+class Clock:
+    """What the parts of one snapshot share: its time, the SLA settings, and the times already
+    parsed and ages already computed (an SLA pass raises many escalations at one time)."""
+
+    __slots__ = ("ages", "cutoff", "human_m", "now", "sla_m", "times")
+
+    def __init__(self, settings: Settings, now: datetime) -> None:
+        self.now = now
+        self.sla_m, self.human_m = settings.sla_minutes, settings.sla_human_minutes
+        self.cutoff = now - timedelta(minutes=self.sla_m)  # no tier is due sooner (but urgent)
+        self.times: dict[str, datetime] = {}
+        self.ages: dict[datetime, int] = {}
+
+    def time(self, text: str) -> datetime:
+        """A stored time (ISO 8601 with its offset, as orjson writes it) as aware UTC."""
+        moment = self.times.get(text)
+        if moment is None:
+            moment = self.times[text] = _fromiso(text)
+        return moment
+
+    def age(self, since: datetime) -> int:
+        """Whole seconds from ``since`` to the snapshot's time (memoised)."""
+        age = self.ages.get(since)
+        if age is None:
+            age = self.ages[since] = _age(self.now, since)
+        return age
+
+
+_fromiso = datetime.fromisoformat
+
+
+def run_snapshot(
+    run: RunRow, doc: list[Any], last: tuple[int, datetime | None], clock: Clock
+) -> RunSnapshot:
+    """The snapshot of ``run`` from its document (decoded, :func:`doc_fits`), its last event
+    and the snapshot's clock."""
+    now, time = clock.now, clock.time
+    threads, views = [], []
+    for tid, title, state, prio, assignee, at_text, unanswered, agent in doc[_THREADS]:
+        at = time(at_text)
+        threads.append(_new(ThreadItem, (tid, title, state, prio, assignee, at,
+                                         _age(now, at), unanswered)))  # fmt: skip
+        views.append((tid, title, state, prio, at, agent))
+    asked = [
+        (tid, agent, question, context, time(at), event_id)
+        for tid, agent, question, context, at, event_id in doc[_ASKED]
+    ]
+    raised = []
+    for tid, tier, reason, subject, at_text in doc[_RAISED]:
+        at = time(at_text)
+        raised.append(_new(EscalationItem, (tid, tier, reason, subject, at, clock.age(at),
+                                            True, None)))  # fmt: skip
+    brief = doc[_BRIEF]
+    return _new(RunSnapshot, (
+        run.run_id,
+        run.status,
+        run.mode,
+        list(run.tickets),
+        run.control_epoch,
+        run.updated_at,
+        None if brief is None else _new(BriefSummary, tuple(brief)),
+        [_new(AgentSnapshot, (name, status, at and time(at), pending, completed, validation,
+                               tid))
+         for name, status, at, pending, completed, validation, tid in doc[_AGENTS]],
+        [_new(PendingGuidance, (tid or "", agent, question or "", context, at, _age(now, at),
+                                event_id or ""))
+         for tid, agent, question, context, at, event_id in asked],
+        threads,
+        _candidates(run, views, raised, asked, clock),
+        raised,
+        doc[_COUNTS],
+        sum(1 for t in threads if t.is_unanswered),
+        [_new(Blocker, tuple(b)) for b in doc[_BLOCKERS]],
+        last[0],
+        last[1],
+        now,
+    ))  # fmt: skip
+
+
+def _candidates(
+    run: RunRow,
+    views: list[tuple[Any, ...]],
+    raised: list[EscalationItem],
+    asked: list[tuple[Any, ...]],
+    clock: Clock,
+) -> list[EscalationItem]:
+    """What is past its SLA and not raised yet: waiting threads, then guidance.
+
+    From the run's open threads and raised escalations (each is raised with the run of what it
+    escalates, services/escalation.py, so a run's escalations are those of its threads and
+    guidance requests) and its agents' pending guidance requests.
     """
-    out: dict[str, list[EscalationItem]] = {}
-    sla_m, human_m = settings.sla_minutes, settings.sla_human_minutes
-    cutoff = now - timedelta(minutes=sla_m)  # no tier is due sooner (but high and urgent)
-    for run in runs:
-        rid = run.run_id
-        found = _waiting(rid, facts, now, cutoff, sla_m, human_m)
-        if run.status in DRIVEN_STATUSES:
-            raised = {(e.thread_id, e.tier, e.subject) for e in facts.raised.get(rid, ())}
-            asked = sla.guidance_due(now, rid, facts.controls[rid], sla_m, human_m)
-            found += [c for c in asked if (c.thread_id, c.tier, c.subject) not in raised]
-        if found:
-            out[rid] = [_candidate(c, now) for c in found]
-    return out
+    now, sla_m, human_m = clock.now, clock.sla_m, clock.human_m
+    found = _waiting(run.run_id, views, raised, clock)
+    if run.status in DRIVEN_STATUSES and asked:
+        done = {(e.thread_id, e.tier, e.subject) for e in raised}
+        controls = {
+            agent: AgentControl(agent, tid, True, question, context, at, event_id)
+            for tid, agent, question, context, at, event_id in asked
+        }
+        due = sla.guidance_due(now, run.run_id, controls, sla_m, human_m)
+        found += [c for c in due if (c.thread_id, c.tier, c.subject) not in done]
+    return [_candidate(c, now) for c in found]
 
 
 def _waiting(
-    rid: str, facts: Facts, now: datetime, cutoff: datetime, sla_m: int, human_m: int
+    rid: str, views: list[tuple[Any, ...]], raised: list[EscalationItem], clock: Clock
 ) -> list[sla.Candidate]:
     """The run's waiting threads past a tier they have not been escalated to."""
-    tiers: dict[str, set[str]] = {}  # the tiers each thread was escalated to
-    for e in facts.raised.get(rid, ()):
-        if not e.subject:
-            tiers.setdefault(e.thread_id, set()).add(e.tier)
     found: list[sla.Candidate] = []
-    for tid, title, state, prio, _, at, _, agent in facts.views.get(rid, ()):
+    tiers: dict[str, set[str]] | None = None  # the tiers each thread was escalated to
+    cutoff = clock.cutoff
+    for tid, title, state, prio, at, agent in views:
         if state in ESCALATING_STATES and (at <= cutoff or prio in URGENT):
+            if tiers is None:
+                tiers = {}
+                for e in raised:
+                    if not e.subject:
+                        tiers.setdefault(e.thread_id, set()).add(e.tier)
             done = tiers.get(tid, ())
             if len(done) < len(sla.TIER_NAMES):  # else escalated to every tier already
                 view = ViewRow(tid, rid, agent, title, state, prio, at)
-                found += sla.thread_due(now, view, sla_m, human_m, done)
+                found += sla.thread_due(clock.now, view, clock.sla_m, clock.human_m, done)
     return found
 
 
@@ -116,78 +245,6 @@ def _age(now: datetime, since: datetime) -> int:
     # sign in days, so days * 86,400 + seconds is the floor; twice as fast as // and max().
     d = now - since
     return d.days * 86400 + d.seconds if d.days >= 0 else 0
-
-
-def run_snapshot(run: RunRow, facts: Facts, now: datetime) -> RunSnapshot:
-    rid = run.run_id
-    controls = facts.controls[rid]
-    threads = [
-        _new(ThreadItem, (tid, title, state, prio, assignee, at, _age(now, at), unanswered))
-        for tid, title, state, prio, assignee, at, unanswered, _ in facts.views.get(rid, ())
-    ]
-    brief = facts.briefs.get(rid)
-    last_seq, last_at = facts.last.get(rid, (0, None))
-    return _new(RunSnapshot, (
-        rid,
-        run.status,
-        run.mode,
-        list(run.tickets),
-        run.control_epoch,
-        run.updated_at,
-        None if brief is None else _new(BriefSummary, brief),
-        _agents(facts.agents.get(rid, ()), controls),
-        _pending(controls, now),
-        threads,
-        facts.candidates.get(rid, []),
-        _raised(facts.raised.get(rid, ()), now, facts.ages),
-        facts.counts.get(rid, {}),
-        sum(1 for t in threads if t.is_unanswered),
-        _blockers(run, facts, controls),
-        last_seq,
-        last_at,
-        now,
-    ))  # fmt: skip
-
-
-def _raised(
-    rows: Sequence[Raised], now: datetime, ages: dict[datetime, int]
-) -> list[EscalationItem]:
-    # ``ages`` is shared by every run of the snapshot: an SLA pass raises many at one time
-    out = []
-    for tid, tier, reason, subject, at in rows:
-        age = ages.get(at)
-        if age is None:
-            age = ages[at] = _age(now, at)
-        out.append(_new(EscalationItem, (tid, tier, reason, subject, at, age, True, None)))
-    return out
-
-
-def _agents(rows: Sequence[AgentRow], controls: Mapping[str, AgentControl]) -> list[AgentSnapshot]:
-    out = []
-    for name, status, last_signal_at in rows:
-        c = controls[name]
-        out.append(_new(AgentSnapshot, (name, status, last_signal_at, c.pending, c.completed,
-                                        c.validation_status, c.thread_id)))  # fmt: skip
-    return out
-
-
-def _pending(controls: Mapping[str, AgentControl], now: datetime) -> list[PendingGuidance]:
-    return [
-        _new(
-            PendingGuidance,
-            (
-                c.thread_id or "",
-                c.agent_name,
-                c.question or "",
-                c.context,
-                c.asked_at,
-                _age(now, c.asked_at),
-                c.request_event_id or "",
-            ),
-        )
-        for c in controls.values()
-        if c.pending and c.asked_at is not None
-    ]
 
 
 def _blockers(run: RunRow, facts: Facts, controls: Mapping[str, AgentControl]) -> list[Blocker]:

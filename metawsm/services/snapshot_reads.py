@@ -67,6 +67,7 @@ class RunRow(NamedTuple):
     tickets: list[str]
     control_epoch: int
     updated_at: datetime
+    facts_version: int  # changes to its snapshot's facts so far (runs.facts_version)
 
 
 class ViewRow(NamedTuple):
@@ -100,8 +101,8 @@ class DeadLetter(NamedTuple):
 
 
 _RUNS = (
-    "SELECT run_id, status, mode, tickets, control_epoch, updated_at FROM runs{where}"
-    " ORDER BY {order}"
+    "SELECT run_id, status, mode, tickets, control_epoch, updated_at, facts_version"
+    " FROM runs{where} ORDER BY {order}"
 )
 _NEWEST_FIRST = "created_at DESC, run_id DESC"
 
@@ -122,13 +123,21 @@ def _run_rows(db: Reader, sql: str, params: dict[str, Any] | None) -> list[RunRo
     if db.dialect == "sqlite":  # the tickets as JSON text: a list of names, read by orjson
         loads = orjson.loads  # (a third of the statement's time with json.loads, 1,000 runs)
         return [
-            _new(RunRow, (rid, status, mode, (tickets and loads(tickets)) or [], epoch, utc(at)))
-            for rid, status, mode, tickets, epoch, at in rows
+            _new(RunRow, (rid, status, mode, (tickets and loads(tickets)) or [], epoch, utc(at), v))
+            for rid, status, mode, tickets, epoch, at, v in rows
         ]
     return [
-        RunRow(rid, status, mode, list(json_value(tickets, db.dialect) or []), epoch, utc(at))
-        for rid, status, mode, tickets, epoch, at in rows
+        RunRow(rid, status, mode, list(json_value(tickets, db.dialect) or []), epoch, utc(at), v)
+        for rid, status, mode, tickets, epoch, at, v in rows
     ]
+
+
+def stored_docs(db: Reader, scope: Scope) -> dict[str, tuple[int, bytes]]:
+    """The stored snapshot document of each run that has one: the ``facts_version`` it was
+    made at and its JSON (services/snapshot_docs.py)."""
+    where, params = scope.where("run_id")
+    sql = f"SELECT run_id, facts_version, doc FROM run_snapshot_docs WHERE {where}"
+    return {rid: (version, doc) for rid, version, doc in db.tuples(sql, params)}
 
 
 class AgentRow(NamedTuple):

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -370,6 +371,9 @@ class Run(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Changes to what the run's snapshot shows from other tables, counted by triggers
+    # (migration 0010); never written by the code: see RunSnapshotDoc.
+    facts_version: Mapped[int] = mapped_column(Integer, server_default="0")
     __table_args__ = (Index("ix_runs_status_created", "status", "created_at"),)
 
 
@@ -400,6 +404,20 @@ class RunBrief(Base):
     qa: Mapped[list[dict[str, str]]] = mapped_column(JSON)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class RunSnapshotDoc(Base):
+    """A run's snapshot parts that do not depend on the clock, as read at ``facts_version``.
+
+    A cache (services/snapshot_docs.py): a snapshot uses it while ``runs.facts_version`` is
+    still that version (triggers on the six tables it is made from count every change:
+    migration 0010), and remakes and stores it otherwise. Dropping every row loses nothing.
+    """
+
+    __tablename__ = "run_snapshot_docs"
+    run_id: Mapped[str] = mapped_column(NAME, primary_key=True)
+    facts_version: Mapped[int] = mapped_column(Integer)
+    doc: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class RunEvent(Base):
