@@ -9,16 +9,20 @@ prints, in millions of instructions:
 
 1. the snapshot of every active run on a warm driver connection (what ``status``, ``watch``
    and ``operator`` build), per call: a process builds it 1 + 1 and then 1 + 5 times, and the
-   difference is divided by 4 (start-up and the first, cold call cancel out);
+   difference is divided by 4 (start-up and the first, cold call cancel out); with every
+   run's stored document up to date (stored first: services/snapshot_docs.py), and with every
+   document made again (what the first snapshot after every run changed costs);
 2. whole processes: ``metawsm --version``, ``status --all --json`` (into a pipe),
-   ``watch --all --once``, ``operator --once --dry-run`` (start-up, imports and all).
+   ``watch --all --once``, ``operator --once --dry-run`` (start-up, imports and all), every
+   document stored.
+
+Reads, and stores the runs' snapshot documents (a cache; on a copy of a store all the same).
 
     python bench/instructions.py --store /tmp/copy-of-100k.db [--pythonpath OTHER_CHECKOUT]
 
 ``--pythonpath`` measures another checkout's code (``PYTHONPATH``), for a before and after on
 copies of one store (each at its code's head). Needs ``valgrind`` (Debian: ``apt-get install
-valgrind``). Reads only: the operator runs with ``--dry-run``, against a broker URL nothing
-answers on.
+valgrind``). The operator runs with ``--dry-run``, against a broker URL nothing answers on.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import sys
 from pathlib import Path
 
 SNAPSHOT = r"""
+import inspect
 import sys
 from datetime import UTC, datetime
 from metawsm.services import snapshot
@@ -43,10 +48,21 @@ raw, dialect = dbapi.connect(settings)
 raw.execute("PRAGMA cache_size=-65536")  # as the engine's connections (the same in any version)
 db = dbapi.Reader(raw, dialect)
 now = datetime(2026, 12, 7, tzinfo=UTC)  # a fixed clock: the same SLA tiers in every run
+options = {}
+if "fresh" in inspect.signature(snapshot.read).parameters:  # documents stored (migration 0010)
+    from metawsm.services.snapshot_docs import keep
+    fresh = []
+    snapshot.read(db, settings, now=now, fresh=fresh)  # every run's document stored first
+    keep(raw, dialect, fresh)
+    options = {"stored": sys.argv[3] == "stored"}
 raw.execute("BEGIN")
 for _ in range(1 + int(sys.argv[2])):  # the first call reads the pages: not counted
-    snapshot.read(db, settings, now=now)
+    snapshot.read(db, settings, now=now, **options)
 """
+SNAPSHOTS = {  # how: label (code without stored documents measures the same call twice)
+    "stored": "snapshot of every active run, per call",
+    "made": "same, every run's document made again",
+}
 PROCESSES = {
     "metawsm --version": ["--version"],
     "status --all --json": ["status", "--all", "--json"],
@@ -77,9 +93,12 @@ def measure(store: Path, pythonpath: str | None) -> dict[str, float]:
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     python = sys.executable
-    one = instructions([python, "-c", SNAPSHOT, env["METAWSM_DATABASE_URL"], "1"], env)
-    five = instructions([python, "-c", SNAPSHOT, env["METAWSM_DATABASE_URL"], "5"], env)
-    out = {"snapshot of every active run, per call": (five - one) / 4 / 1e6}
+    url = env["METAWSM_DATABASE_URL"]
+    out = {}
+    for how, label in SNAPSHOTS.items():
+        one = instructions([python, "-c", SNAPSHOT, url, "1", how], env)
+        five = instructions([python, "-c", SNAPSHOT, url, "5", how], env)
+        out[label] = (five - one) / 4 / 1e6
     for name, args in PROCESSES.items():
         out[name] = instructions([python, "-m", "metawsm", *args], env) / 1e6
     return out

@@ -40,6 +40,7 @@ def build(
     ticket: str | None = None,
     now: datetime | None = None,
     with_completed: bool = False,
+    stored: bool = True,
 ) -> Snapshot:
     """:func:`read` on a connection of ``engine``, in one read-only transaction that sees one
     state of the database (REPEATABLE READ on PostgreSQL; SQLite's read transaction already
@@ -57,7 +58,7 @@ def build(
     with unit_of_work(_consistent(engine), readonly=True) as session:
         db = on_connection(session.connection())
         snap = read(db, settings, run_id=run_id, ticket=ticket, now=now,
-                    with_completed=with_completed, fresh=fresh)  # fmt: skip
+                    with_completed=with_completed, fresh=fresh, stored=stored)  # fmt: skip
     if fresh:
         # On a connection of its own: the read's is read-only on PostgreSQL.
         with engine.connect() as connection:
@@ -80,6 +81,7 @@ def read(
     ticket: str | None = None,
     with_completed: bool = False,
     fresh: list[docs.Fresh] | None = None,
+    stored: bool = True,
 ) -> Snapshot:
     """Snapshot of ``run_id``, of every run on ``ticket``, or of every active run, inside the
     caller's read transaction on ``db`` (which should see one state: see :func:`build`).
@@ -87,14 +89,15 @@ def read(
     ``with_completed`` (no selector): the completed runs too, after the active ones, by id (the
     runs the operator decides on). ``fresh``: the run documents made by this read (their
     stored ones were missing or out of date) are appended to it, for the caller to store after
-    the read (services/snapshot_docs.py ``keep``).
+    the read (services/snapshot_docs.py ``keep``). ``stored`` False: every document made
+    again, none read (the cost of a snapshot after every run changed: bench/).
 
     Raises:
         NotFound: the run (or any run on the ticket) does not exist.
     """
     runs, scope = _select(db, run_id, ticket, with_completed)
     with paused_cycle_collection():
-        return Snapshot(now, snapshots_of(db, settings, runs, scope, now, fresh))
+        return Snapshot(now, snapshots_of(db, settings, runs, scope, now, fresh, stored=stored))
 
 
 @contextmanager
@@ -146,16 +149,19 @@ def snapshots_of(
     scope: Scope,
     now: datetime,
     fresh: list[docs.Fresh] | None = None,
+    *,
+    stored: bool = True,
 ) -> list[RunSnapshot]:
     """The snapshots of ``runs`` (the runs of ``scope``), in their order: each from its stored
-    document when that is up to date, else from one made now (appended to ``fresh``)."""
+    document when that is up to date (``stored``), else from one made now (appended to
+    ``fresh``)."""
     if not runs:
         return []
-    stored = reads.stored_docs(db, scope)
+    found_docs = reads.stored_docs(db, scope) if stored else {}
     documents: dict[str, list[Any]] = {}
     stale = []
     for run in runs:
-        found = stored.get(run.run_id)
+        found = found_docs.get(run.run_id)
         if found is not None and found[0] == run.facts_version:
             doc = docs.decode(found[1])
             if parts.doc_fits(doc, run):
