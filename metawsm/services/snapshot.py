@@ -177,13 +177,8 @@ def snapshots_of(
             documents[run.run_id] = docs.decode(encoded)
             if fresh is not None:
                 fresh.append(docs.Fresh(run.run_id, run.facts_version, encoded))
-    last = reads.last_events(db, scope)
     clock = parts.Clock(settings, now)
-    never = (0, None)
-    return [
-        parts.run_snapshot(run, documents[run.run_id], last.get(run.run_id, never), clock)
-        for run in runs
-    ]
+    return [parts.run_snapshot(run, documents[run.run_id], clock) for run in runs]
 
 
 def made_docs(db: Reader, runs: Sequence[RunRow], scope: Scope) -> dict[str, bytes]:
@@ -199,5 +194,6 @@ def made_docs(db: Reader, runs: Sequence[RunRow], scope: Scope) -> dict[str, byt
         counts=reads.state_counts(db, scope, views),
         raised=reads.escalations(db, scope),
         dead=reads.dead_letters(db, scope),
+        last=reads.last_events(db, scope),
     )
     return {r.run_id: docs.encode(parts.doc_of(r, facts)) for r in runs}

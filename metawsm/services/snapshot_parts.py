@@ -40,7 +40,7 @@ class Facts:
 
     # A plain class, not a dataclass: making a dataclass costs ~1 ms at import (it compiles
     # its methods), and every ``status``, ``watch`` and ``operator`` process imports this.
-    __slots__ = ("agents", "briefs", "controls", "counts", "dead", "raised", "views")
+    __slots__ = ("agents", "briefs", "controls", "counts", "dead", "last", "raised", "views")
 
     def __init__(
         self,
@@ -52,9 +52,10 @@ class Facts:
         counts: dict[str, dict[str, int]],
         raised: dict[str, list[Raised]],
         dead: dict[str, list[DeadLetter]],
+        last: dict[str, tuple[int, datetime | None]],
     ) -> None:
         self.agents, self.controls, self.briefs, self.views = agents, controls, briefs, views
-        self.counts, self.raised, self.dead = counts, raised, dead
+        self.counts, self.raised, self.dead, self.last = counts, raised, dead, last
 
 
 # The document of a run (stored in run_snapshot_docs, services/snapshot_docs.py): its parts that
@@ -63,7 +64,7 @@ class Facts:
 # blockers were made for: a run whose row has moved on (its own table has no trigger) is remade.
 FORMAT = 1
 (_FORMAT, _STATUS, _MODE, _EPOCH, _BRIEF, _AGENTS, _ASKED, _THREADS, _RAISED, _COUNTS,
- _BLOCKERS) = range(11)  # fmt: skip
+ _BLOCKERS, _LAST_SEQUENCE, _LAST_AT) = range(13)  # fmt: skip
 
 
 def doc_of(run: RunRow, facts: Facts) -> list[Any]:
@@ -93,6 +94,7 @@ def doc_of(run: RunRow, facts: Facts) -> list[Any]:
         [tuple(r) for r in facts.raised.get(rid, ())],
         facts.counts.get(rid, {}),
         [tuple(b) for b in _blockers(run, facts, controls)],
+        *facts.last.get(rid, (0, None)),  # its last event that is not an operator decision
     ]
 
 
@@ -101,7 +103,7 @@ def doc_fits(doc: Any, run: RunRow) -> bool:
     mode and control epoch."""
     return (
         type(doc) is list
-        and len(doc) == _BLOCKERS + 1
+        and len(doc) == _LAST_AT + 1
         and doc[_FORMAT] == FORMAT
         and doc[_STATUS] == run.status
         and doc[_MODE] == run.mode
@@ -140,11 +142,9 @@ class Clock:
 _fromiso = datetime.fromisoformat
 
 
-def run_snapshot(
-    run: RunRow, doc: list[Any], last: tuple[int, datetime | None], clock: Clock
-) -> RunSnapshot:
-    """The snapshot of ``run`` from its document (decoded, :func:`doc_fits`), its last event
-    and the snapshot's clock."""
+def run_snapshot(run: RunRow, doc: list[Any], clock: Clock) -> RunSnapshot:
+    """The snapshot of ``run`` from its document (decoded, :func:`doc_fits`) and the snapshot's
+    clock."""
     now, time = clock.now, clock.time
     threads, views = [], []
     for tid, title, state, prio, assignee, at_text, unanswered, agent in doc[_THREADS]:
@@ -161,7 +161,7 @@ def run_snapshot(
         at = time(at_text)
         raised.append(_new(EscalationItem, (tid, tier, reason, subject, at, clock.age(at),
                                             True, None)))  # fmt: skip
-    brief = doc[_BRIEF]
+    brief, last_at = doc[_BRIEF], doc[_LAST_AT]
     return _new(RunSnapshot, (
         run.run_id,
         run.status,
@@ -182,8 +182,8 @@ def run_snapshot(
         doc[_COUNTS],
         sum(1 for t in threads if t.is_unanswered),
         [_new(Blocker, tuple(b)) for b in doc[_BLOCKERS]],
-        last[0],
-        last[1],
+        doc[_LAST_SEQUENCE],
+        last_at and time(last_at),
         now,
     ))  # fmt: skip
 

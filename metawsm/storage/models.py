@@ -410,7 +410,7 @@ class RunSnapshotDoc(Base):
     """A run's snapshot parts that do not depend on the clock, as read at ``facts_version``.
 
     A cache (services/snapshot_docs.py): a snapshot uses it while ``runs.facts_version`` is
-    still that version (triggers on the six tables it is made from count every change:
+    still that version (triggers on the seven tables it is made from count every change:
     migration 0010), and remakes and stores it otherwise. Dropping every row loses nothing.
     """
 

@@ -4,8 +4,9 @@ Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-07
 
-``runs.facts_version`` counts the changes to what a run's snapshot shows from six tables (its
-agents, their control state, its brief, its threads' views, its escalations, its dead letters).
+``runs.facts_version`` counts the changes to what a run's snapshot shows from seven tables (its
+agents, their control state, its brief, its threads' views, its escalations, its dead letters,
+and its events but the operator's own decisions, which a snapshot does not count as activity).
 Triggers keep it, on SQLite and PostgreSQL, for every writer (the handlers, the projector, the
 SLA pass, the dead-letter path, a rebuild, a command line writing through the driver): no code
 path can change those rows and leave the count behind. ``run_snapshot_docs`` holds, per run, the
@@ -35,14 +36,19 @@ SOURCES = (
     "forum_thread_views",
     "forum_escalations",
     "forum_dead_letters",
+    "forum_events",
 )
+# An event of a run counts unless it is an operator's decision (services/snapshot_reads.py
+# OPERATOR_DECISION): the operator notes one per run when its decision changes, and that must
+# not make every run's document again.
+COUNTED = {"forum_events": "{row}.event_type != 'operator.decision'"}
 BUMP = "UPDATE runs SET facts_version = facts_version + 1 WHERE run_id = {row}.run_id;"
 
 # SQLite: a trigger per table and operation (no trigger function); an update bumps the run it
 # leaves and the run it joins (the same run: once).
 SQLITE_TRIGGERS = {
-    "insert": "AFTER INSERT ON {table} WHEN NEW.run_id IS NOT NULL BEGIN " + BUMP.format(row="NEW")
-    + " END",
+    "insert": "AFTER INSERT ON {table} WHEN NEW.run_id IS NOT NULL{also} BEGIN "
+    + BUMP.format(row="NEW") + " END",
     "update": "AFTER UPDATE ON {table} BEGIN " + BUMP.format(row="NEW")
     + " UPDATE runs SET facts_version = facts_version + 1 WHERE run_id = OLD.run_id"
     " AND OLD.run_id IS NOT NEW.run_id; END",
@@ -85,21 +91,33 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(POSTGRES_FUNCTION)
         for table in SOURCES:
-            op.execute(
-                f"CREATE TRIGGER {_trigger(table, 'change')} AFTER INSERT OR UPDATE OR DELETE"
-                f" ON {table} FOR EACH ROW EXECUTE FUNCTION metawsm_run_facts_changed()"
-            )
+            for operation, events, when in _postgres_triggers(table):
+                op.execute(
+                    f"CREATE TRIGGER {_trigger(table, operation)} AFTER {events} ON {table}"
+                    f" FOR EACH ROW{when} EXECUTE FUNCTION metawsm_run_facts_changed()"
+                )
         return
     for table in SOURCES:
+        also = f" AND {COUNTED[table].format(row='NEW')}" if table in COUNTED else ""
         for operation, body in SQLITE_TRIGGERS.items():
-            op.execute(f"CREATE TRIGGER {_trigger(table, operation)} {body.format(table=table)}")
+            sql = body.format(table=table, also=also)
+            op.execute(f"CREATE TRIGGER {_trigger(table, operation)} {sql}")
+
+
+def _postgres_triggers(table: str) -> list[tuple[str, str, str]]:
+    """(name suffix, events, condition) of each trigger on ``table``."""
+    if table not in COUNTED:
+        return [("change", "INSERT OR UPDATE OR DELETE", "")]
+    counted = COUNTED[table].format(row="NEW")
+    return [("insert", "INSERT", f" WHEN ({counted})"), ("change", "UPDATE OR DELETE", "")]
 
 
 def downgrade() -> None:
     """Drop the triggers, the documents and the count."""
     postgres = op.get_bind().dialect.name == "postgresql"
     for table in SOURCES:
-        for operation in ("change",) if postgres else tuple(SQLITE_TRIGGERS):
+        operations = [t[0] for t in _postgres_triggers(table)] if postgres else SQLITE_TRIGGERS
+        for operation in operations:
             on = f" ON {table}" if postgres else ""
             op.execute(f"DROP TRIGGER IF EXISTS {_trigger(table, operation)}{on}")
     if postgres:

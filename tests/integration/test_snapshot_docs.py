@@ -1,5 +1,5 @@
 """Stored snapshot documents (services/snapshot_docs.py, migration 0010): a document in use is
-never out of date, whatever wrote the change; a snapshot of unchanged runs reads three
+never out of date, whatever wrote the change; a snapshot of unchanged runs reads two
 statements and makes none; storing never goes back to an older version, and gives up quietly
 when the database is busy."""
 
@@ -29,7 +29,13 @@ from tests.fixtures.statements import counted_statements
 OPERATOR = Actor(type="operator", name="olga")
 BRIEF = runs.BriefInput(goal="ship it", scope="s", done_criteria="tests pass", constraints="c")
 SOURCES = ("run_agents", "run_agent_controls", "run_briefs", "forum_thread_views",
-           "forum_escalations", "forum_dead_letters")  # fmt: skip
+           "forum_escalations", "forum_dead_letters", "forum_events")  # fmt: skip
+EVENT = (
+    "INSERT INTO forum_events (sequence, event_id, event_type, event_version, occurred_at,"
+    " recorded_at, run_id, actor_type, actor_name, payload)"
+    " SELECT max(sequence) + 1, :event_id, :event_type, 1, :at, :at, :one, 'operator', 'olga',"
+    " '{}' FROM forum_events"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -87,12 +93,16 @@ def test_a_stored_document_in_use_is_never_out_of_date_whatever_writes(pipeline:
         p.submit(p.command("open_thread", "agent", thread_id=tid, ticket="TCK-1", run_id=one,
                            agent_name="alice", title=tid, body="?", **extra))  # fmt: skip
 
-    def sql(statement: str) -> Callable[[], None]:
+    def sql(statement: str, **params: Any) -> Callable[[], None]:
         def run() -> None:
             with unit_of_work(p.engine) as s:
-                s.execute(text(statement), {"one": one, "boot": boot})
+                s.execute(text(statement), {"one": one, "boot": boot, **params})
 
         return run
+
+    def event(event_type: str) -> Callable[[], None]:
+        at = p.engine.dialect.name == "sqlite" and later.replace(tzinfo=None).isoformat(" ")
+        return sql(EVENT, event_id=f"e-{event_type}", event_type=event_type, at=at or later)
 
     steps: list[tuple[str, str, Callable[[], Any]]] = [
         (
@@ -140,6 +150,8 @@ def test_a_stored_document_in_use_is_never_out_of_date_whatever_writes(pipeline:
             sql("UPDATE forum_thread_views SET title = 'not so' WHERE thread_id = 't-1'"),
         ),
         ("a projections rebuild, which rewrites it", one, lambda: rebuild(p.engine, check=False)),
+        ("an event of the run", one, event("forum.run.noted")),
+        ("an operator's decision", one, event("operator.decision")),
     ]
     steps += [
         (f"a row of {table} deleted", one, sql(f"DELETE FROM {table} WHERE run_id = :one"))
@@ -150,6 +162,7 @@ def test_a_stored_document_in_use_is_never_out_of_date_whatever_writes(pipeline:
     # The run's own row has no trigger: its document names the status, mode and epoch its
     # blockers were made for, and is not used for another.
     steps.append(("the run stopped", one, lambda: lifecycle.stop_run(rt, one, OPERATOR)))
+    uncounted = ("the run stopped", "an operator's decision")
     snapshot.build(p.engine, p.settings, now=later)  # stores every run's document
     for what, run_id, act in steps:
         before = _versions(p.engine)
@@ -157,17 +170,19 @@ def test_a_stored_document_in_use_is_never_out_of_date_whatever_writes(pipeline:
         assert run_id in current, f"before {what}: no current document of {run_id} to test"
         act()
         p.settle()
-        if what != "the run stopped":
+        if what not in uncounted:
             assert _versions(p.engine)[run_id] > before[run_id], f"{what} did not count"
         current, wrong = _current_and_wrong(p.engine)
-        assert run_id not in current and not wrong, f"after {what}: {wrong or run_id} in use"
+        assert not wrong, f"after {what}: {wrong} out of date and in use"
+        # The operator's own decisions are no activity of the run: its document stays in use.
+        assert (run_id in current) == (what == "an operator's decision"), what
         for stored_again in (one, boot):  # by id: the stopped run too
             snapshot.build(p.engine, p.settings, run_id=stored_again, now=later)
         current, wrong = _current_and_wrong(p.engine)
         assert current == {one, boot} and not wrong, what
 
 
-def test_a_snapshot_of_unchanged_runs_reads_three_statements_and_makes_no_document(
+def test_a_snapshot_of_unchanged_runs_reads_two_statements_and_makes_no_document(
     pipeline: Pipeline,
 ) -> None:
     for i in range(3):
@@ -181,7 +196,7 @@ def test_a_snapshot_of_unchanged_runs_reads_three_statements_and_makes_no_docume
         with counted_statements(pipeline.engine, lambda _: True) as seen:
             again = snapshot.read(db, pipeline.settings, now=first.generated_at, fresh=fresh)
     assert again == first and fresh == []
-    assert len(seen) == 3, seen  # the runs, their documents, their last events
+    assert len(seen) == 2, seen  # the runs, their documents
 
 
 def _stored(engine: Engine) -> dict[str, int]:
