@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from metawsm.domain.snapshot import to_json
 from metawsm.messages.common import Actor
@@ -202,6 +202,36 @@ def test_status_json_is_the_snapshot_and_needs_no_redis(p: Pipeline, tmp_path: P
     )
     assert offline.returncode == 0, offline.stderr
     assert _strip_clock(json.loads(offline.stdout)) == _strip_clock(expected)
+
+
+def _stored_docs(p: Pipeline) -> dict[str, int]:
+    with unit_of_work(p.engine, readonly=True) as s:
+        rows = s.execute(text("SELECT run_id, facts_version FROM run_snapshot_docs")).all()
+    return {rid: int(version) for rid, version in rows}
+
+
+def test_status_stores_each_runs_document_and_the_next_status_reads_it_unchanged(
+    p: Pipeline, tmp_path: Path
+) -> None:
+    ids = [_create(p, agents=("alice", "bob")), _create(p, ticket="TCK-2")]
+    _ask(p, ids[0])
+    _wait_status(p, ids[0], "awaiting_guidance")
+    p.settle()
+    assert _stored_docs(p) == {}
+    first = metawsm(p, tmp_path, "status", "--all", "--json")
+    assert first.returncode == 0, first.stderr
+    stored = _stored_docs(p)
+    assert sorted(stored) == sorted(ids)  # stored by the command line, after its read
+    again = metawsm(p, tmp_path, "status", "--all", "--json")  # from the stored documents
+    assert again.returncode == 0, again.stderr
+    assert _stored_docs(p) == stored
+    assert _strip_clock(json.loads(again.stdout)) == _strip_clock(json.loads(first.stdout))
+    _answer(p, ids[0])  # the run's facts change: its document is made again and stored
+    _wait_status(p, ids[0], "running")
+    p.settle()
+    after = metawsm(p, tmp_path, "status", "--run-id", ids[0], "--json")
+    assert json.loads(after.stdout)["runs"][0]["pending_guidance"] == []
+    assert _stored_docs(p)[ids[0]] > stored[ids[0]] and _stored_docs(p)[ids[1]] == stored[ids[1]]
 
 
 def test_status_text_shows_every_active_run_without_colour(p: Pipeline, tmp_path: Path) -> None:
