@@ -115,7 +115,7 @@ def snapshot_rows(target: int, active: int, one_run: str | None) -> list[Row]:
         # this is what the first snapshot after every run changed costs (docs/performance.md).
         rows.append(Row(f"status_all_{target}_made",
                         f"snapshot of {runs}, every run's document made again and stored",
-                        None, inprocess=_snapshot(stored=False)))  # fmt: skip
+                        None, None, inprocess=_snapshot(stored=False)))  # fmt: skip
     if one_run:
         rows += [
             Row("watch_once", f"`watch --all --once`, {runs}", ["watch", "--all", "--once"]),

@@ -73,8 +73,9 @@ def render_table(dialect: str, version: Sample | None, per_size: dict[str, dict[
         cells = [per_size[s].get(row.key, {}) for s in sizes]
         label = next((c["label"] for c in cells if "label" in c), row.label)
         target = row.process_target_ms if row.process_target_ms else None
-        lines.append(_line(label, "process", _target(target),
-                           [ms_cell(c.get("process"), target) for c in cells]))  # fmt: skip
+        if row.cli is not None:
+            lines.append(_line(label, "process", _target(target),
+                               [ms_cell(c.get("process"), target) for c in cells]))  # fmt: skip
         if row.inprocess is not None:
             t = row.inprocess_target_ms
             lines.append(_line(label, "in-process", _target(t),
