@@ -26,8 +26,13 @@ class Decision(NamedTuple):
     fingerprint: str
 
 
+# ``json.dumps(..., sort_keys=True, default=str)``'s encoder, made once: json.dumps makes a new
+# one per call when given options (a fifth of a decision's time; 1,000 runs a pass). The same text.
+_CANONICAL = json.JSONEncoder(sort_keys=True, default=str)
+
+
 def _fingerprint(intent: str, facts: object) -> str:
-    text = json.dumps([intent, facts], sort_keys=True, default=str)
+    text = _CANONICAL.encode([intent, facts])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
