@@ -3,9 +3,12 @@
 Reads the database alone (no Redis). ``status`` renders it; watch and operator decide from it.
 One builder, :func:`read`, on a driver-level :class:`~metawsm.storage.dbapi.Reader`: the command
 line runs it straight on the driver (no SQLAlchemy imported), in-process callers through
-:func:`build`, on a connection of their engine. A fixed number of statements whatever the number
-of runs (services/snapshot_reads.py), and typed parts made straight from the rows
-(services/snapshot_parts.py; docs/performance.md, "Snapshot at scale").
+:func:`build`, on a connection of their engine. Each run's parts that do not depend on the clock
+come from its stored document while that is up to date (services/snapshot_docs.py: two
+statements for runs that did not change); the others' documents are made from their facts, read
+in a fixed number of statements whatever the number of runs (services/snapshot_reads.py), and
+the typed parts are made from the documents and the clock (services/snapshot_parts.py;
+docs/performance.md, "Snapshot at scale").
 """
 
 from __future__ import annotations

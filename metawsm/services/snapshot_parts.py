@@ -1,6 +1,8 @@
-"""The snapshot's parts, made from the facts read about the runs (services/snapshot_reads.py):
-each run's agents, pending guidance, open threads, SLA candidates, raised escalations and
-blockers, as the typed tuples of ``domain/snapshot.py``, positionally (thousands per snapshot).
+"""The snapshot's parts: each run's document made from the facts read about it
+(services/snapshot_reads.py; :func:`doc_of`: what does not depend on the clock, stored by
+services/snapshot_docs.py), and from a document and the clock its agents, pending guidance, open
+threads, SLA candidates, raised escalations and blockers, as the typed tuples of
+``domain/snapshot.py``, positionally (thousands per snapshot: :func:`run_snapshot`).
 """
 
 from __future__ import annotations
