@@ -1,46 +1,97 @@
 """The snapshot as one compact line of JSON (``status --json`` into a pipe or a file).
 
 Byte for byte what ``compact(to_json(snap))`` writes (``tests/unit/test_snapshot_json.py``),
-in about half the time at 1,000 runs: each part is made a dict straight from its fields (the
-JSON keys are the parts' field names: :func:`metawsm.domain.snapshot.run_json`), and its times
-are left to orjson, which writes them as ``iso`` does (``Z`` for UTC, microseconds only when not
-zero) without a Python call per time.
+in less than half the time at 1,000 runs: each part is made a dict by a display of its fields,
+unpacked, **with its keys in sorted order** (so orjson need not sort them: a quarter of its
+time), and its times are left to orjson, which writes them as ``iso`` does (``Z`` for UTC,
+microseconds only when not zero) without a Python call per time. A display unpacks a part once
+and builds its dict in one step: half the cost of ``dict(zip(fields, part))``; a part's field
+added or renamed without its display here fails that test.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from metawsm.domain.snapshot import (
-    AgentSnapshot,
-    Blocker,
-    EscalationItem,
-    PendingGuidance,
-    RunSnapshot,
-    Snapshot,
-    ThreadItem,
-)
-
-_RUN = RunSnapshot._fields
-_AGENT = AgentSnapshot._fields
-_ASKED = PendingGuidance._fields
-_THREAD = ThreadItem._fields
-_ESCALATION = EscalationItem._fields
-_BLOCKER = Blocker._fields
+from metawsm.domain.snapshot import RunSnapshot, Snapshot
 
 
 def _run(run: RunSnapshot) -> dict[str, Any]:
-    doc: dict[str, Any] = dict(zip(_RUN, run, strict=True))
-    doc["brief"] = None if run.brief is None else run.brief._asdict()
-    doc["agents"] = [dict(zip(_AGENT, a, strict=True)) for a in run.agents]
-    doc["pending_guidance"] = [dict(zip(_ASKED, g, strict=True)) for g in run.pending_guidance]
-    doc["open_threads"] = [dict(zip(_THREAD, t, strict=True)) for t in run.open_threads]
-    doc["escalation_candidates"] = [
-        dict(zip(_ESCALATION, e, strict=True)) for e in run.escalation_candidates
+    (run_id, status, mode, tickets, epoch, updated_at, brief, agents, asked, threads,
+     candidates, raised, counts, unanswered, blockers, last_seq, last_at, at) = run  # fmt: skip
+    return {
+        "agents": [
+            {
+                "agent_name": name,
+                "completed": completed,
+                "control_thread_id": thread,
+                "last_signal_at": at,
+                "pending_guidance": pending,
+                "status": st,
+                "validation_status": validation,
+            }
+            for name, st, at, pending, completed, validation, thread in agents
+        ],
+        "blockers": [
+            {"fix": fix, "kind": kind, "message_id": message_id, "reason": reason}
+            for kind, reason, fix, message_id in blockers
+        ],
+        "brief": None if brief is None else {"done_criteria": brief[1], "goal": brief[0]},
+        "control_epoch": epoch,
+        "escalation_candidates": _escalations(candidates),
+        "escalations": _escalations(raised),
+        "generated_at": at,
+        "last_event_at": last_at,
+        "last_event_sequence": last_seq,
+        "mode": mode,
+        "open_threads": [
+            {
+                "age_s": age,
+                "assignee_name": assignee,
+                "is_unanswered": unanswered_,
+                "priority": prio,
+                "state": state,
+                "thread_id": tid,
+                "title": title,
+                "updated_at": at,
+            }
+            for tid, title, state, prio, assignee, at, age, unanswered_ in threads
+        ],
+        "pending_guidance": [
+            {
+                "age_s": age,
+                "agent_name": agent,
+                "asked_at": at,
+                "context": context,
+                "question": question,
+                "request_event_id": event_id,
+                "thread_id": tid,
+            }
+            for tid, agent, question, context, at, age, event_id in asked
+        ],
+        "queue_counts": dict(sorted(counts.items())),
+        "run_id": run_id,
+        "status": status,
+        "tickets": list(tickets),
+        "unanswered_count": unanswered,
+        "updated_at": updated_at,
+    }
+
+
+def _escalations(items: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "age_s": age,
+            "agent_name": agent,
+            "raised": raised,
+            "reason": reason,
+            "since": since,
+            "subject": subject,
+            "thread_id": tid,
+            "tier": tier,
+        }
+        for tid, tier, reason, subject, since, age, raised, agent in items
     ]
-    doc["escalations"] = [dict(zip(_ESCALATION, e, strict=True)) for e in run.escalations]
-    doc["blockers"] = [dict(zip(_BLOCKER, b, strict=True)) for b in run.blockers]
-    return doc
 
 
 def compact_snapshot(snap: Snapshot) -> bytes:
@@ -48,4 +99,4 @@ def compact_snapshot(snap: Snapshot) -> bytes:
     import orjson  # only here: a command's start imports what it uses
 
     document = {"generated_at": snap.generated_at, "runs": [_run(r) for r in snap.runs]}
-    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z)
+    return orjson.dumps(document, option=orjson.OPT_UTC_Z)
