@@ -7,6 +7,7 @@ between BRPOP and ack is simply gone; reconciliation re-drives both from the out
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from pathlib import Path
 
@@ -27,12 +28,38 @@ from tests.fixtures.pipeline import (
     wait_until,
 )
 from tests.fixtures.redis import ControlledRedisServer
-from tests.fixtures.workers import subprocess_worker
+from tests.fixtures.workers import SubprocessWorker, subprocess_worker
 
 pytestmark = pytest.mark.fault
 
 THREADS = 4
 BATCH = 50
+
+
+def _pause_holding_no_write_lock(worker: SubprocessWorker, settings: Settings) -> None:
+    """SIGSTOP ``worker`` at a moment none of its processes holds SQLite's write lock: stopped
+    inside a write transaction (a projection, a heartbeat) it would hold the lock for as long
+    as it stays stopped, and the submitter would time out behind it (seen once in CI). On
+    PostgreSQL the submitter's rows are its own: paused at once."""
+    if not settings.database_url.startswith("sqlite:///"):
+        worker.pause()
+        return
+    path = settings.database_url.removeprefix("sqlite:///")
+
+    def paused_without_the_lock() -> bool:
+        worker.pause()
+        probe = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")  # free: nobody is inside a write transaction
+            probe.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:  # locked: let it finish that transaction first
+            worker.resume()
+            return False
+        finally:
+            probe.close()
+
+    wait_until(paused_without_the_lock, 15, "a moment the worker holds no write lock")
 
 
 def _command(command_type: str, **payload: str) -> AnyCommand:
@@ -74,7 +101,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_once_another_worker_takes_over(
             )
             # Frozen while the batch is submitted, so a fast worker cannot keep pace with the
             # submitter and finish the batch before the kill.
-            first.pause()
+            _pause_holding_no_write_lock(first, kill_settings)
             run(batch)
             first.resume()
             wait_until(
