@@ -22,7 +22,7 @@ from metawsm.cli.options import run_id_option
 from metawsm.cli.render import paint, render_run
 from metawsm.domain.snapshot import Snapshot, next_due, to_json
 from metawsm.errors import UsageError
-from metawsm.services import snapshot
+from metawsm.services import snapshot, snapshot_docs
 
 if TYPE_CHECKING:  # each command imports what only it uses (one process per call); the loops'
     # change check reads through SQLAlchemy, a single pass does not
@@ -71,21 +71,14 @@ def _snap(
 
         return from_json(remote.get("/status", {"run_id": run_id, "ticket": ticket}))
     now = now or datetime.now(UTC)
-    fresh: list[Any] = []
+    fresh: list[snapshot_docs.Fresh] = []
     with app.reading(repeatable=True) as db:
         snap = snapshot.read(db, app.settings, run_id=run_id, ticket=ticket, now=now,
                              with_completed=with_completed, fresh=fresh)  # fmt: skip
-        keep_docs(db, fresh)
+        # The run documents the read made, stored on its connection once the read is over
+        # (skipped when the database is busy or read-only: services/snapshot_docs.py).
+        snapshot_docs.keep(db.raw, db.dialect, fresh)
     return snap
-
-
-def keep_docs(db: Any, fresh: list[Any]) -> None:
-    """Store the run documents a snapshot made (services/snapshot_docs.py), on the read's
-    connection once its read is over; skipped when the database is busy or read-only."""
-    if fresh:
-        from metawsm.services.snapshot_docs import keep
-
-        keep(db.raw, db.dialect, fresh)
 
 
 @click.command("status")
@@ -413,7 +406,7 @@ def _operator_reads(
     from metawsm.services.operator import fingerprints_in
     from metawsm.services.snapshot_reads import Scope
 
-    fresh: list[Any] = []
+    fresh: list[snapshot_docs.Fresh] = []
     with app.reading(repeatable=True) as db:
         snap = snapshot.read(db, app.settings, run_id=run_id, now=now, with_completed=True,
                              fresh=fresh)  # fmt: skip
@@ -423,5 +416,5 @@ def _operator_reads(
             statuses = (*snapshot.ACTIVE_STATUSES, RunStatus.COMPLETED.value)
             scope = Scope(ids) if run_id else Scope(ids, statuses)  # all: by subquery, no ids
             found = fingerprints_in(db, scope)
-        keep_docs(db, fresh)
+        snapshot_docs.keep(db.raw, db.dialect, fresh)
     return snap.runs, found

@@ -8,10 +8,10 @@ makes again only those of the runs whose facts changed since: triggers on the se
 are made from (its agents and their control state, its brief, its threads' views, its
 escalations, its dead letters, and its events but the operator's decisions) count every change
 in ``runs.facts_version``, and a document is used only while its run is still at the version
-it was made at (and for the run's status, mode and epoch it was
-made for: services/snapshot_parts.py ``doc_fits``). So a document is never out of date, whoever
-wrote the change (a handler, the projector, the SLA pass, a dead letter, a rebuild). A
-snapshot of runs that did not change reads two statements: the runs and their documents.
+it was made at (and for the run's status, mode and epoch it was made for:
+services/snapshot_parts.py ``doc_fits``). So a document is never out of date, whoever wrote the
+change (a handler, the projector, the SLA pass, a dead letter, a rebuild). A snapshot of runs
+that did not change reads two statements: the runs and their documents.
 
 The documents a snapshot made are stored by its caller after the read, in a short transaction of
 their own (:func:`keep`): a read-only reader, a busy database or a failed write only means they

@@ -230,13 +230,12 @@ def _waiting(
     """The tiers the run's waiting threads past their first tier (``due``: thread, title,
     state, priority, time, agent) have reached and were not escalated to."""
     found: list[sla.Candidate] = []
-    tiers: dict[str, set[str]] | None = None  # the tiers each thread was escalated to
+    tiers: dict[str, set[str]] = {}  # the tiers each thread was escalated to
+    if due:
+        for e in raised:
+            if not e.subject:
+                tiers.setdefault(e.thread_id, set()).add(e.tier)
     for tid, title, state, prio, at, agent in due:
-        if tiers is None:
-            tiers = {}
-            for e in raised:
-                if not e.subject:
-                    tiers.setdefault(e.thread_id, set()).add(e.tier)
         done = tiers.get(tid, ())
         if len(done) < len(sla.TIER_NAMES):  # else escalated to every tier already
             view = _new(ViewRow, (tid, rid, agent, title, state, prio, at))
