@@ -215,12 +215,16 @@ def _candidates(
     found = _waiting(run.run_id, due, raised, clock)
     if run.status in DRIVEN_STATUSES and asked:
         done = {(e.thread_id, e.tier, e.subject) for e in raised}
+        # A request already escalated to every tier can yield nothing: only the others go to
+        # the rules (most waiting requests of a long-lived store, ~1 in 2 runs at 1,000).
         controls = {
             agent: AgentControl(agent, tid, True, question, context, at, event_id)
             for tid, agent, question, context, at, event_id in asked
+            if any((tid, tier, event_id) not in done for tier in sla.TIER_NAMES)
         }
-        waited = sla.guidance_due(now, run.run_id, controls, sla_m, human_m)
-        found += [c for c in waited if (c.thread_id, c.tier, c.subject) not in done]
+        if controls:
+            waited = sla.guidance_due(now, run.run_id, controls, sla_m, human_m)
+            found += [c for c in waited if (c.thread_id, c.tier, c.subject) not in done]
     return [_candidate(c, now) for c in found]
 
 
