@@ -96,7 +96,16 @@ def _escalations(items: list[Any]) -> list[dict[str, Any]]:
 
 def compact_snapshot(snap: Snapshot) -> bytes:
     """``snap`` as ``compact(to_json(snap))`` writes it, UTF-8 encoded."""
+    return encode_compact(compact_document(snap))
+
+
+def compact_document(snap: Snapshot) -> dict[str, Any]:
+    """The data :func:`compact_snapshot` writes (dicts and lists, times as datetimes)."""
+    return {"generated_at": snap.generated_at, "runs": [_run(r) for r in snap.runs]}
+
+
+def encode_compact(document: dict[str, Any]) -> bytes:
+    """:func:`compact_document`'s data as compact JSON (times as ``iso`` writes them)."""
     import orjson  # only here: a command's start imports what it uses
 
-    document = {"generated_at": snap.generated_at, "runs": [_run(r) for r in snap.runs]}
     return orjson.dumps(document, option=orjson.OPT_UTC_Z)

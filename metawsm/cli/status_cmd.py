@@ -127,17 +127,20 @@ def _emit_compact(app: AppContext, run_id: str | None, ticket: str | None) -> No
     # What programs read (agents and scripts poll it): the snapshot written as one compact line
     # straight from its parts (cli/snapshot_json.py), the cycle collector paused meanwhile (the
     # document's ~40,000 dicts and lists would set off full collections; none is in a cycle),
-    # and the process ended without tearing its heap down (cli/context.py end_quickly).
+    # and the process ended without tearing its heap down, nor freeing the snapshot and its
+    # document on the way out (cli/context.py end_quickly).
     from metawsm.cli.context import end_quickly
-    from metawsm.cli.snapshot_json import compact_snapshot
+    from metawsm.cli.snapshot_json import compact_document, encode_compact
     from metawsm.services.snapshot import paused_cycle_collection
 
     with paused_cycle_collection():
-        text = compact_snapshot(_snap(app, run_id, ticket))
+        snap = _snap(app, run_id, ticket)
+        document = compact_document(snap)
+        text = encode_compact(document)
     out = sys.stdout.buffer
     out.write(text + b"\n")
     out.flush()
-    end_quickly()
+    end_quickly(snap, document, text)
 
 
 def notify_env(alert: Alert, snap_run: Any) -> dict[str, str]:
@@ -191,16 +194,19 @@ def watch(app: AppContext, /, **kw: Any) -> None:
     alerts: list[dict[str, Any]] = []
     with until_interrupted():
         try:
-            _watch(app, kw, alerts)
+            last = _watch(app, kw, alerts)
         except click.exceptions.Exit:  # a terminal class: its exit code, after the output
             _close_once(kw, alerts, "no alerts (every run ok, or no active run)")
             raise
-        _close_once(kw, alerts, "no alerts (every run ok, or no active run)")
+        _close_once(kw, alerts, "no alerts (every run ok, or no active run)", last)
 
 
-def _close_once(kw: dict[str, Any], collected: list[dict[str, Any]], note: str) -> None:
+def _close_once(
+    kw: dict[str, Any], collected: list[dict[str, Any]], note: str, *keep: object
+) -> None:
     """With --once: the JSON array of what was collected, or the note when there was nothing;
-    then the process may end without tearing its heap down (cli/context.py end_quickly)."""
+    then the process may end without tearing its heap down, ``keep`` (the pass's snapshot)
+    not freed (cli/context.py end_quickly)."""
     if not kw["once"]:
         return
     if kw["as_json"]:
@@ -209,10 +215,11 @@ def _close_once(kw: dict[str, Any], collected: list[dict[str, Any]], note: str) 
         click.echo(note, err=True)
     from metawsm.cli.context import end_quickly
 
-    end_quickly()
+    end_quickly(*keep)
 
 
-def _watch(app: AppContext, kw: dict[str, Any], alerts: list[dict[str, Any]]) -> None:
+def _watch(app: AppContext, kw: dict[str, Any], alerts: list[dict[str, Any]]) -> Snapshot:
+    """Classify and alert until Ctrl-C, or once (``--once``: then the pass's snapshot)."""
     from metawsm.domain.watch import WATCH_EXIT, classify
 
     run_id, ticket = _selection(kw)
@@ -244,7 +251,7 @@ def _watch(app: AppContext, kw: dict[str, Any], alerts: list[dict[str, Any]]) ->
                 del last[run.run_id]
         _write(out)
         if refresher is None:
-            return
+            return snap
         refresher.rebuilt(_next_due(app, snap), snap.generated_at, took_s)
         _wait_until_due(refresher)
 
@@ -358,14 +365,15 @@ def operator(app: AppContext, /, **kw: Any) -> None:
     decisions: list[dict[str, Any]] = []
     with until_interrupted():
         try:
-            _operate(app, kw, decisions)
+            runs = _operate(app, kw, decisions)
         except click.exceptions.Exit:  # a terminal class: its exit code, after the output
             _close_once(kw, decisions, "no new decisions (nothing changed since the last ones)")
             raise
-        _close_once(kw, decisions, "no new decisions (nothing changed since the last ones)")
+        _close_once(kw, decisions, "no new decisions (nothing changed since the last ones)", runs)
 
 
-def _operate(app: AppContext, kw: dict[str, Any], decisions: list[dict[str, Any]]) -> None:
+def _operate(app: AppContext, kw: dict[str, Any], decisions: list[dict[str, Any]]) -> list[Any]:
+    """Decide and act until Ctrl-C, or once (``--once``: then the runs it decided on)."""
     from metawsm.services.operator import act_on_changed
 
     refresher = None if kw["once"] else _refresher(app, kw["interval"])
@@ -391,7 +399,7 @@ def _operate(app: AppContext, kw: dict[str, Any], decisions: list[dict[str, Any]
                 if d.command and kw["mode"] != "observe":
                     click.echo(f"  -> {d.command}")
         if refresher is None:
-            return
+            return runs
         due = _next_due(app, Snapshot(generated_at=now, runs=runs), stale_s)
         refresher.rebuilt(due, now, took_s)
         _wait_until_due(refresher)
