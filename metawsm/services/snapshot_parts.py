@@ -178,9 +178,10 @@ def run_snapshot(run: RunRow, doc: list[Any], clock: Clock) -> RunSnapshot:
         list(run.tickets),
         run.control_epoch,
         run.updated_at,
-        None if brief is None else _new(BriefSummary, tuple(brief)),
-        [_new(AgentSnapshot, (name, status, at and time(at), pending, completed, validation,
-                               tid))
+        None if brief is None else _new(BriefSummary, brief),
+        # an agent's last signal is its own time (parsed, not looked up in the clock's)
+        [_new(AgentSnapshot, (name, status, at and _fromiso(at), pending, completed,
+                               validation, tid))
          for name, status, at, pending, completed, validation, tid in doc[_AGENTS]],
         [_new(PendingGuidance, (tid or "", agent, question or "", context, at, _age(now, at),
                                 event_id or ""))
@@ -190,7 +191,7 @@ def run_snapshot(run: RunRow, doc: list[Any], clock: Clock) -> RunSnapshot:
         raised,
         doc[_COUNTS],
         unanswered_count,
-        [_new(Blocker, tuple(b)) for b in doc[_BLOCKERS]],
+        [_new(Blocker, b) for b in doc[_BLOCKERS]],  # made from the list itself
         doc[_LAST_SEQUENCE],
         last_at and time(last_at),
         now,
