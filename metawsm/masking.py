@@ -16,29 +16,31 @@ Nothing here imports a library: ``config show`` and every error message use it.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
+# The patterns are compiled when first used (re keeps them), not at import: every command
+# imports this module, few mask anything (~4 M instructions of each process's start).
 # A name that holds a credential: token, api_key, secret, password, passwd, pwd, auth, sig...
-_SECRET_NAME = re.compile(
+_SECRET_NAME = (
     r"(token|secret|passw(or)?d|pwd|api[_-]?key|apikey|auth|credential|signature|^sig$|"
-    r"^key$|session|private)",
-    re.IGNORECASE,
+    r"^key$|session|private)"
 )
 # URL schemes whose userinfo names an account (kept) rather than being a token (masked).
 _ACCOUNT_SCHEMES = ("postgres", "postgresql", "redis", "rediss", "sqlite", "mysql", "amqp")
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
-_ASSIGNMENT = re.compile(r"([A-Za-z0-9_.-]+)=([^\s&'\"]+)")
-_SCHEME_TOKEN = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_URL = r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+"
+_ASSIGNMENT = r"([A-Za-z0-9_.-]+)=([^\s&'\"]+)"
+_SCHEME_TOKEN = r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]+"
 
 
 def secret_name(name: str) -> bool:
     """True when ``name`` (a setting, a query parameter, a variable) is named like a secret."""
-    return _SECRET_NAME.search(name) is not None
+    return re.search(_SECRET_NAME, name, re.IGNORECASE) is not None
 
 
 def mask_url(url: str) -> str:
     """``url`` with its credentials replaced by ``***`` (module rules); safe to log."""
+    from urllib.parse import urlsplit, urlunsplit  # only when masking: ~12 M instructions
+
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -72,14 +74,14 @@ def _mask_assignments(text: str) -> str:
         name = match.group(1)
         return f"{name}={MASK}" if secret_name(name) else match.group(0)
 
-    return _ASSIGNMENT.sub(one, text)
+    return re.sub(_ASSIGNMENT, one, text)
 
 
 def mask_text(text: str) -> str:
     """``text`` with every URL masked (:func:`mask_url`), ``NAME=value`` of a secret-named
     NAME and a ``Bearer``/``Basic`` token replaced by ``***``."""
-    masked = _URL.sub(lambda m: mask_url(m.group(0)), text)
-    masked = _SCHEME_TOKEN.sub(lambda m: f"{m.group(1)} {MASK}", masked)
+    masked = re.sub(_URL, lambda m: mask_url(m.group(0)), text)
+    masked = re.sub(_SCHEME_TOKEN, lambda m: f"{m.group(1)} {MASK}", masked, flags=re.IGNORECASE)
     return _mask_assignments(masked)
 
 

@@ -14,9 +14,9 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-from metawsm.database_location import database_origin, find_database
+from metawsm import url_parts
+from metawsm.database_location import database_origin, nearest_database
 from metawsm.errors import ConfigError
 from metawsm.masking import mask_setting, mask_url
 from metawsm.settings_rules import Rule, Spec, check_fields
@@ -33,19 +33,22 @@ VISIBILITY_MARGIN_S = 60
 def default_database_url() -> str:
     """SQLite: the nearest ``.metawsm/metawsm.db`` from the current directory up, else the one
     of the current directory (metawsm.database_location): the said-out-loud default."""
-    return find_database().url
+    return f"sqlite:///{nearest_database()[0]}"
 
 
 def _database_scheme(value: str) -> str | None:
-    scheme = urlsplit(value).scheme
+    scheme = url_parts.scheme(value)
     if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
         return "must be a sqlite:/// or postgresql:// URL"
     return None
 
 
 def _broker_scheme(value: str) -> str | None:
-    parts = urlsplit(value)
-    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+    try:
+        host = url_parts.hostname(value)
+    except ValueError:  # unbalanced brackets of an IPv6 host
+        host = None
+    if url_parts.scheme(value) not in ("redis", "rediss") or not host:
         return "must be a redis:// or rediss:// URL with a host"
     return None
 

@@ -19,8 +19,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
+from metawsm import url_parts
 from metawsm.errors import DatabaseBusy, DatabaseUnreachable
 from metawsm.settings import Settings, mask_url
 
@@ -121,13 +121,17 @@ def direct_target(url: str) -> tuple[str, str] | None:
     SQLite: a file path that exists (a missing file is left to the engine, which creates it
     and explains the missing schema). PostgreSQL: the URL without the driver name.
     """
-    parts = urlsplit(url)
-    if parts.scheme in SQLITE_SCHEMES:
-        path = unquote(url.split("://", 1)[1][1:])  # sqlite:///<path>
-        if parts.query or path in ("", ":memory:") or not os.path.isfile(path):
+    scheme = url_parts.scheme(url)
+    if scheme in SQLITE_SCHEMES:
+        path = url.split("://", 1)[1][1:]  # sqlite:///<path>
+        if "%" in path:  # percent-encoded (rare: urllib.parse is not imported otherwise)
+            from urllib.parse import unquote
+
+            path = unquote(path)
+        if url_parts.query(url) or path in ("", ":memory:") or not os.path.isfile(path):
             return None
         return "sqlite", path
-    if parts.scheme in POSTGRES_SCHEMES:
+    if scheme in POSTGRES_SCHEMES:
         return "postgresql", "postgresql://" + url.split("://", 1)[1]
     return None
 
