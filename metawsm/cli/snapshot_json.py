@@ -38,8 +38,8 @@ def _run(run: RunSnapshot) -> dict[str, Any]:
         ],
         "brief": None if brief is None else {"done_criteria": brief[1], "goal": brief[0]},
         "control_epoch": epoch,
-        "escalation_candidates": _escalations(candidates),
-        "escalations": _escalations(raised),
+        "escalation_candidates": _escalations(candidates) if candidates else [],
+        "escalations": _escalations(raised) if raised else [],
         "generated_at": at,
         "last_event_at": last_at,
         "last_event_sequence": last_seq,
@@ -56,7 +56,9 @@ def _run(run: RunSnapshot) -> dict[str, Any]:
                 "updated_at": at,
             }
             for tid, title, state, prio, assignee, at, age, unanswered_ in threads
-        ],
+        ]
+        if threads
+        else [],
         "pending_guidance": [
             {
                 "age_s": age,
@@ -68,14 +70,27 @@ def _run(run: RunSnapshot) -> dict[str, Any]:
                 "thread_id": tid,
             }
             for tid, agent, question, context, at, age, event_id in asked
-        ],
-        "queue_counts": dict(sorted(counts.items())),
+        ]
+        if asked
+        else [],
+        "queue_counts": counts if _in_order(counts) else dict(sorted(counts.items())),
         "run_id": run_id,
         "status": status,
         "tickets": list(tickets),
         "unanswered_count": unanswered,
         "updated_at": updated_at,
     }
+
+
+def _in_order(counts: dict[str, int]) -> bool:
+    # A run's counts come with their states in order (services/snapshot_parts.py doc_of): then
+    # the dict is written as it is (a new sorted one per run costs more than this check).
+    previous = ""
+    for state in counts:
+        if state < previous:
+            return False
+        previous = state
+    return True
 
 
 def _escalations(items: list[Any]) -> list[dict[str, Any]]:
