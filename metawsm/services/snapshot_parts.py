@@ -147,24 +147,26 @@ _fromiso = datetime.fromisoformat
 def run_snapshot(run: RunRow, doc: list[Any], clock: Clock) -> RunSnapshot:
     """The snapshot of ``run`` from its document (decoded, :func:`doc_fits`) and the snapshot's
     clock."""
-    now, time, times, cutoff = clock.now, clock.time, clock.times, clock.cutoff
+    now, time, cutoff = clock.now, clock.time, clock.cutoff
     threads, due, unanswered_count = [], [], 0
-    # The loop a snapshot runs most (~3 open threads a run): Clock.time and _age inlined.
+    # The loop a snapshot runs most (~3 open threads a run): _age inlined, each thread's time
+    # parsed (its own: looking it up among the clock's shared ones costs more than it saves).
     for tid, title, state, prio, assignee, at_text, unanswered, agent in doc[_THREADS]:
-        at = times.get(at_text)
-        if at is None:
-            at = times[at_text] = _fromiso(at_text)
+        at = _fromiso(at_text)
         d = now - at
-        age = d.days * 86400 + d.seconds if d.days >= 0 else 0
+        days = d.days
+        age = days * 86400 + d.seconds if days >= 0 else 0
         threads.append(_new(ThreadItem, (tid, title, state, prio, assignee, at, age,
                                          unanswered)))  # fmt: skip
         unanswered_count += unanswered
         if state in ESCALATING_STATES and (at <= cutoff or prio in URGENT):
             due.append((tid, title, state, prio, at, agent))  # past a tier, maybe raised
-    asked = [
-        (tid, agent, question, context, time(at), event_id)
-        for tid, agent, question, context, at, event_id in doc[_ASKED]
-    ]
+    asked = doc[_ASKED]  # most runs wait for no guidance: no list made for them
+    if asked:
+        asked = [
+            (tid, agent, question, context, time(at), event_id)
+            for tid, agent, question, context, at, event_id in asked
+        ]
     raised = []
     for tid, tier, reason, subject, at_text in doc[_RAISED]:
         at = time(at_text)
@@ -185,7 +187,7 @@ def run_snapshot(run: RunRow, doc: list[Any], clock: Clock) -> RunSnapshot:
          for name, status, at, pending, completed, validation, tid in doc[_AGENTS]],
         [_new(PendingGuidance, (tid or "", agent, question or "", context, at, _age(now, at),
                                 event_id or ""))
-         for tid, agent, question, context, at, event_id in asked],
+         for tid, agent, question, context, at, event_id in asked] if asked else [],
         threads,
         _candidates(run, due, raised, asked, clock) if due or asked else [],
         raised,
