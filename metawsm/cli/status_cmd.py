@@ -384,6 +384,7 @@ def _operate(app: AppContext, kw: dict[str, Any], decisions: list[dict[str, Any]
         took_s = time.monotonic() - started  # the snapshot alone, not what acting wrote
         acted = act_on_changed(lambda: app.container.runtime, runs, known, mode=kw["mode"],
                                dry_run=kw["dry_run"], stale_after_s=stale_s, now=now)  # fmt: skip
+        out: list[str] = []  # the pass's lines, written at once (as watch's: _write)
         for a in acted:
             if not (a.recorded or kw["dry_run"]):
                 continue
@@ -392,12 +393,13 @@ def _operate(app: AppContext, kw: dict[str, Any], decisions: list[dict[str, Any]
             decisions.append(data)
             if kw["as_json"]:
                 if not kw["once"]:
-                    click.echo(json.dumps(data, sort_keys=True))
+                    out.append(json.dumps(data, sort_keys=True) + "\n")
             else:
                 done = " (executed)" if a.executed else ""
-                click.echo(f"{d.run_id} {d.intent}{done}: {d.reason}")
+                out.append(f"{d.run_id} {d.intent}{done}: {d.reason}\n")
                 if d.command and kw["mode"] != "observe":
-                    click.echo(f"  -> {d.command}")
+                    out.append(f"  -> {d.command}\n")
+        _write(out)
         if refresher is None:
             return runs
         due = _next_due(app, Snapshot(generated_at=now, runs=runs), stale_s)
