@@ -3,22 +3,23 @@
 Every field reads from the environment with the ``METAWSM_`` prefix (names are case-insensitive)
 or, below it, from a ``.env`` file in the current directory. Nothing here connects to anything.
 
-The object is a frozen dataclass, each field parsed and checked by an explicit rule
+The object is a frozen record (metawsm/records.py: a frozen dataclass's behaviour without its
+compile cost at import), each field parsed and checked by an explicit rule
 (:mod:`metawsm.settings_rules`) with the messages pydantic gave before: pydantic-settings cost
 every command ~110 ms of imports (docs/performance.md, "Command-line start-up").
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from metawsm import url_parts
 from metawsm.database_location import database_origin, nearest_database
 from metawsm.errors import ConfigError
 from metawsm.masking import mask_setting, mask_url
+from metawsm.records import field_names, frozen_record, replace
 from metawsm.settings_rules import Rule, Spec, check_fields
 
 __all__ = ["Settings", "database_url_origin", "env_default", "load_settings", "mask_url"]
@@ -96,7 +97,7 @@ SPECS: dict[str, Spec] = {
 }
 
 
-@dataclass(frozen=True)
+@frozen_record
 class Settings:
     """Effective configuration of one metawsm process (env prefix ``METAWSM_``).
 
@@ -157,7 +158,7 @@ class Settings:
 
     def as_dict(self) -> dict[str, Any]:
         """Every field and its value, in field order (plain data)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {name: getattr(self, name) for name in field_names(self)}
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and checked by the same rules.
@@ -166,7 +167,7 @@ class Settings:
             ConfigError: a changed value breaks its rule.
             TypeError: a name is not a setting.
         """
-        return dataclasses.replace(self, **changes)
+        return replace(self, **changes)
 
     def masked(self) -> dict[str, Any]:
         """The settings as plain data with every credential replaced by ``***``: in each URL

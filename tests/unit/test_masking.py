@@ -8,7 +8,6 @@ setting could (a URL's password, a bare token as userinfo, a token in the query,
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import typing
 
@@ -17,6 +16,7 @@ from click.testing import CliRunner
 
 from metawsm.cli import cli
 from metawsm.masking import mask_text, mask_url, secret_name
+from metawsm.records import field_names
 from metawsm.settings import Settings
 
 SECRETS = ("hunter2", "tok3n", "qu3ry", "s3cret", "b3arer")
@@ -36,9 +36,9 @@ def text_settings() -> list[str]:
     """Every setting whose value is text (optional or not)."""
     hints = typing.get_type_hints(Settings)
     return [
-        f.name
-        for f in dataclasses.fields(Settings)
-        if str in (typing.get_args(hints[f.name]) or (hints[f.name],))
+        name
+        for name in field_names(Settings)
+        if str in (typing.get_args(hints[name]) or (hints[name],))
     ]
 
 
