@@ -8,28 +8,70 @@ command line read (``status``, ``watch``, ``operator``) imports neither ``Contro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+_FIELDS = (
+    "agent_name", "thread_id", "pending", "question", "context", "asked_at", "request_event_id",
+    "request_seq", "completed", "summary", "validation_status", "validation_done_criteria",
+    "last_signal_at", "last_event_id",
+)  # fmt: skip
 
 
-@dataclass(slots=True)
 class AgentControl:
-    """The control state of one agent in one run (slotted: a snapshot makes one per agent)."""
+    """The control state of one agent in one run (slotted: a snapshot makes one per agent).
 
-    agent_name: str
-    thread_id: str | None = None
-    pending: bool = False
-    question: str | None = None
-    context: str | None = None
-    asked_at: datetime | None = None
-    request_event_id: str | None = None
-    request_seq: int = 0
-    completed: bool = False
-    summary: str | None = None
-    validation_status: str | None = None
-    validation_done_criteria: str | None = None
-    last_signal_at: datetime | None = None
-    last_event_id: str | None = None
+    A plain class with a dataclass's constructor, equality and repr written out: making
+    ``@dataclass(slots=True)`` compiles its methods at import (~5 M instructions of every
+    ``status``, ``watch`` and ``operator`` process: docs/performance.md, "Session 14").
+    """
+
+    __slots__ = _FIELDS
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value: as a dataclass
+
+    def __init__(
+        self,
+        agent_name: str,
+        thread_id: str | None = None,
+        pending: bool = False,
+        question: str | None = None,
+        context: str | None = None,
+        asked_at: datetime | None = None,
+        request_event_id: str | None = None,
+        request_seq: int = 0,
+        completed: bool = False,
+        summary: str | None = None,
+        validation_status: str | None = None,
+        validation_done_criteria: str | None = None,
+        last_signal_at: datetime | None = None,
+        last_event_id: str | None = None,
+    ) -> None:
+        self.agent_name = agent_name
+        self.thread_id = thread_id
+        self.pending = pending
+        self.question = question
+        self.context = context
+        self.asked_at = asked_at
+        self.request_event_id = request_event_id
+        self.request_seq = request_seq
+        self.completed = completed
+        self.summary = summary
+        self.validation_status = validation_status
+        self.validation_done_criteria = validation_done_criteria
+        self.last_signal_at = last_signal_at
+        self.last_event_id = last_event_id
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS)
+        return f"AgentControl({shown})"
 
 
 def control_in_epoch(
