@@ -7,7 +7,9 @@ For each clock (10 minutes, 70 minutes and 26 days after the store's newest even
 candidates none or some, then all due) it writes, as compact JSON with sorted keys, ``to_json``
 of: every active run (the clocks count from the newest event that is not an operator's
 decision); every active and completed run (what the operator reads); the first
-``--runs-alone`` active runs each read alone (by ``run_id``); and the runs of one ticket. Run it
+``--runs-alone`` active runs each read alone (by ``run_id``); and the runs of one ticket; and
+the bytes ``status --all --json`` writes into a pipe (``*-status-json.json``: from the runs'
+documents since session 14, from the typed snapshot before). Run it
 with one version of the code, then another (``PYTHONPATH=/other/checkout``), on the same store
 (it only reads: a copy is not needed), and compare the directories with ``--diff``: every file
 must be identical (docs/performance.md, "Snapshot at scale").
@@ -73,6 +75,28 @@ def documents(settings: Settings, now: datetime, runs_alone: int) -> dict[str, A
         engine.dispose()
 
 
+def status_json(settings: Settings, now: datetime) -> bytes:
+    """What ``status --all --json`` writes into a pipe at ``now``: from the runs' documents
+    where the code makes it so (services/snapshot.py ``read_documents``), else from the typed
+    snapshot (cli/snapshot_json.py)."""
+    from metawsm.cli import snapshot_json
+    from metawsm.storage import dbapi
+
+    raw, dialect = dbapi.connect(settings)
+    try:
+        db = dbapi.Reader(raw, dialect)
+        if not hasattr(snapshot, "read_documents"):  # an earlier version
+            return snapshot_json.compact_snapshot(snapshot.read(db, settings, now=now))
+        from metawsm.services.snapshot_parts import Clock
+
+        runs = snapshot.read_documents(db)
+        return snapshot_json.encode_compact(
+            snapshot_json.compact_document_from(runs, Clock(settings, now))
+        )
+    finally:
+        raw.close()
+
+
 def write(store: Path, out: Path, runs_alone: int) -> None:
     """Write every document of every clock under ``out``."""
     settings = load_settings(database_url=f"sqlite:///{store}")
@@ -83,6 +107,9 @@ def write(store: Path, out: Path, runs_alone: int) -> None:
             path = out / f"{label}-{name}.json"
             path.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")))
             print(f"{path}: {path.stat().st_size} bytes")
+        path = out / f"{label}-status-json.json"
+        path.write_bytes(status_json(settings, base + after))
+        print(f"{path}: {path.stat().st_size} bytes")
 
 
 def diff(first: Path, second: Path) -> int:

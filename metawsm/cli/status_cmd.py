@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # each command imports what only it uses (one process per cal
     from metawsm.cli.remote_follow import StreamRefresher
     from metawsm.domain.watch import Alert
     from metawsm.services.snapshot_changes import Refresher
+    from metawsm.services.snapshot_reads import RunRow
 
 POLL_S = 0.25
 
@@ -71,14 +72,23 @@ def _snap(
 
         return from_json(remote.get("/status", {"run_id": run_id, "ticket": ticket}))
     now = now or datetime.now(UTC)
+    with snapshot.paused_cycle_collection():
+        documents = _documents(app, run_id, ticket, with_completed)
+        return snapshot.snapshot_of(documents, app.settings, now)
+
+
+def _documents(
+    app: AppContext, run_id: str | None, ticket: str | None, with_completed: bool = False
+) -> list[tuple[RunRow, list[Any]]]:
+    # The runs and their documents, read in one read transaction; the documents the read made
+    # are stored on its connection once the read is over (skipped when the database is busy
+    # or read-only: services/snapshot_docs.py).
     fresh: list[snapshot_docs.Fresh] = []
     with app.reading(repeatable=True) as db:
-        snap = snapshot.read(db, app.settings, run_id=run_id, ticket=ticket, now=now,
-                             with_completed=with_completed, fresh=fresh)  # fmt: skip
-        # The run documents the read made, stored on its connection once the read is over
-        # (skipped when the database is busy or read-only: services/snapshot_docs.py).
+        documents = snapshot.read_documents(db, run_id=run_id, ticket=ticket,
+                                            with_completed=with_completed, fresh=fresh)  # fmt: skip
         snapshot_docs.keep(db.raw, db.dialect, fresh)
-    return snap
+    return documents
 
 
 @click.command("status")
@@ -129,18 +139,30 @@ def _emit_compact(app: AppContext, run_id: str | None, ticket: str | None) -> No
     # document's ~40,000 dicts and lists would set off full collections; none is in a cycle),
     # and the process ended without tearing its heap down, nor freeing the snapshot and its
     # document on the way out (cli/context.py end_quickly).
+    # On a database, the JSON is made straight from the runs' documents, no typed part made
+    # (cli/snapshot_json.py compact_document_from: the same bytes).
     from metawsm.cli.context import end_quickly
-    from metawsm.cli.snapshot_json import compact_document, encode_compact
+    from metawsm.cli.snapshot_json import (
+        compact_document,
+        compact_document_from,
+        encode_compact,
+    )
     from metawsm.services.snapshot import paused_cycle_collection
+    from metawsm.services.snapshot_parts import Clock
 
     with paused_cycle_collection():
-        snap = _snap(app, run_id, ticket)
-        document = compact_document(snap)
+        if app.remote is not None:
+            held: Any = _snap(app, run_id, ticket)
+            document = compact_document(held)
+        else:
+            now = datetime.now(UTC)
+            held = _documents(app, run_id, ticket)
+            document = compact_document_from(held, Clock(app.settings, now))
         text = encode_compact(document)
     out = sys.stdout.buffer
     out.write(text + b"\n")
     out.flush()
-    end_quickly(snap, document, text)
+    end_quickly(held, document, text)
 
 
 def notify_env(alert: Alert, snap_run: Any) -> dict[str, str]:

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from metawsm.domain.runs import ACTIVE, RunStatus
-from metawsm.domain.snapshot import RunSnapshot, Snapshot
+from metawsm.domain.snapshot import Snapshot
 from metawsm.errors import NotFound
 from metawsm.services import snapshot_docs as docs
 from metawsm.services import snapshot_parts as parts
@@ -98,9 +98,40 @@ def read(
     Raises:
         NotFound: the run (or any run on the ticket) does not exist.
     """
-    runs, scope = _select(db, run_id, ticket, with_completed)
     with paused_cycle_collection():
-        return Snapshot(now, snapshots_of(db, settings, runs, scope, now, fresh, stored=stored))
+        documents = read_documents(
+            db, run_id=run_id, ticket=ticket, with_completed=with_completed, fresh=fresh,
+            stored=stored,
+        )  # fmt: skip
+        return snapshot_of(documents, settings, now)
+
+
+def snapshot_of(
+    documents: Sequence[tuple[RunRow, list[Any]]], settings: Settings, now: datetime
+) -> Snapshot:
+    """The snapshot at ``now`` of the runs of :func:`read_documents`."""
+    clock = parts.Clock(settings, now)
+    return Snapshot(now, [parts.run_snapshot(run, doc, clock) for run, doc in documents])
+
+
+def read_documents(
+    db: Reader,
+    *,
+    run_id: str | None = None,
+    ticket: str | None = None,
+    with_completed: bool = False,
+    fresh: list[docs.Fresh] | None = None,
+    stored: bool = True,
+) -> list[tuple[RunRow, list[Any]]]:
+    """The runs :func:`read` shows, each with its document (decoded; the parts of its snapshot
+    that do not depend on the clock), in their order: what ``status --json`` writes straight
+    from (cli/snapshot_json.py). ``fresh`` and ``stored`` as for :func:`read`.
+
+    Raises:
+        NotFound: the run (or any run on the ticket) does not exist.
+    """
+    runs, scope = _select(db, run_id, ticket, with_completed)
+    return list(zip(runs, documents_of(db, runs, scope, fresh, stored=stored), strict=True))
 
 
 @contextmanager
@@ -145,19 +176,16 @@ def _select(
     return runs, Scope(tuple(r.run_id for r in runs), statuses)
 
 
-def snapshots_of(
+def documents_of(
     db: Reader,
-    settings: Settings,
     runs: Sequence[RunRow],
     scope: Scope,
-    now: datetime,
     fresh: list[docs.Fresh] | None = None,
     *,
     stored: bool = True,
-) -> list[RunSnapshot]:
-    """The snapshots of ``runs`` (the runs of ``scope``), in their order: each from its stored
-    document when that is up to date (``stored``), else from one made now (appended to
-    ``fresh``)."""
+) -> list[list[Any]]:
+    """The documents of ``runs`` (the runs of ``scope``), in their order: each the stored one
+    when that is up to date (``stored``), else one made now (appended to ``fresh``)."""
     if not runs:
         return []
     found_docs = reads.stored_docs(db, scope) if stored else {}
@@ -180,8 +208,7 @@ def snapshots_of(
             documents[run.run_id] = docs.decode(encoded)
             if fresh is not None:
                 fresh.append(docs.Fresh(run.run_id, run.facts_version, encoded))
-    clock = parts.Clock(settings, now)
-    return [parts.run_snapshot(run, documents[run.run_id], clock) for run in runs]
+    return [documents[run.run_id] for run in runs]
 
 
 def made_docs(db: Reader, runs: Sequence[RunRow], scope: Scope) -> dict[str, bytes]:

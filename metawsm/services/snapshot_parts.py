@@ -65,8 +65,9 @@ class Facts:
 # stored document of another format is remade). Its status, mode and epoch are those its
 # blockers were made for: a run whose row has moved on (its own table has no trigger) is remade.
 FORMAT = 1
-(_FORMAT, _STATUS, _MODE, _EPOCH, _BRIEF, _AGENTS, _ASKED, _THREADS, _RAISED, _COUNTS,
- _BLOCKERS, _LAST_SEQUENCE, _LAST_AT) = range(13)  # fmt: skip
+# Where each part sits in a document (also read by cli/snapshot_json.py).
+(DOC_FORMAT, DOC_STATUS, DOC_MODE, DOC_EPOCH, DOC_BRIEF, DOC_AGENTS, DOC_ASKED, DOC_THREADS,
+ DOC_RAISED, DOC_COUNTS, DOC_BLOCKERS, DOC_LAST_SEQUENCE, DOC_LAST_AT) = range(13)  # fmt: skip
 
 
 def doc_of(run: RunRow, facts: Facts) -> list[Any]:
@@ -105,11 +106,11 @@ def doc_fits(doc: Any, run: RunRow) -> bool:
     mode and control epoch."""
     return (
         type(doc) is list
-        and len(doc) == _LAST_AT + 1
-        and doc[_FORMAT] == FORMAT
-        and doc[_STATUS] == run.status
-        and doc[_MODE] == run.mode
-        and doc[_EPOCH] == run.control_epoch
+        and len(doc) == DOC_LAST_AT + 1
+        and doc[DOC_FORMAT] == FORMAT
+        and doc[DOC_STATUS] == run.status
+        and doc[DOC_MODE] == run.mode
+        and doc[DOC_EPOCH] == run.control_epoch
     )
 
 
@@ -137,7 +138,7 @@ class Clock:
         """Whole seconds from ``since`` to the snapshot's time (memoised)."""
         age = self.ages.get(since)
         if age is None:
-            age = self.ages[since] = _age(self.now, since)
+            age = self.ages[since] = age_of(self.now, since)
         return age
 
 
@@ -149,9 +150,11 @@ def run_snapshot(run: RunRow, doc: list[Any], clock: Clock) -> RunSnapshot:
     clock."""
     now, time, cutoff = clock.now, clock.time, clock.cutoff
     threads, due, unanswered_count = [], [], 0
+    # (cli/snapshot_json.py writes the same parts as JSON from the document: a change here is made
+    # there too; tests/unit/test_snapshot_json.py holds the two to the same bytes.)
     # The loop a snapshot runs most (~3 open threads a run): _age inlined, each thread's time
     # parsed (its own: looking it up among the clock's shared ones costs more than it saves).
-    for tid, title, state, prio, assignee, at_text, unanswered, agent in doc[_THREADS]:
+    for tid, title, state, prio, assignee, at_text, unanswered, agent in doc[DOC_THREADS]:
         at = _fromiso(at_text)
         d = now - at
         days = d.days
@@ -161,18 +164,8 @@ def run_snapshot(run: RunRow, doc: list[Any], clock: Clock) -> RunSnapshot:
         unanswered_count += unanswered
         if state in ESCALATING_STATES and (at <= cutoff or prio in URGENT):
             due.append((tid, title, state, prio, at, agent))  # past a tier, maybe raised
-    asked = doc[_ASKED]  # most runs wait for no guidance: no list made for them
-    if asked:
-        asked = [
-            (tid, agent, question, context, time(at), event_id)
-            for tid, agent, question, context, at, event_id in asked
-        ]
-    raised = []
-    for tid, tier, reason, subject, at_text in doc[_RAISED]:
-        at = time(at_text)
-        raised.append(_new(EscalationItem, (tid, tier, reason, subject, at, clock.age(at),
-                                            True, None)))  # fmt: skip
-    brief, last_at = doc[_BRIEF], doc[_LAST_AT]
+    asked, raised = asked_and_raised(doc, clock)
+    brief, last_at = doc[DOC_BRIEF], doc[DOC_LAST_AT]
     return _new(RunSnapshot, (
         run.run_id,
         run.status,
@@ -184,23 +177,43 @@ def run_snapshot(run: RunRow, doc: list[Any], clock: Clock) -> RunSnapshot:
         # an agent's last signal is its own time (parsed, not looked up in the clock's)
         [_new(AgentSnapshot, (name, status, at and _fromiso(at), pending, completed,
                                validation, tid))
-         for name, status, at, pending, completed, validation, tid in doc[_AGENTS]],
-        [_new(PendingGuidance, (tid or "", agent, question or "", context, at, _age(now, at),
+         for name, status, at, pending, completed, validation, tid in doc[DOC_AGENTS]],
+        [_new(PendingGuidance, (tid or "", agent, question or "", context, at, age_of(now, at),
                                 event_id or ""))
          for tid, agent, question, context, at, event_id in asked] if asked else [],
         threads,
-        _candidates(run, due, raised, asked, clock) if due or asked else [],
+        candidates(run, due, raised, asked, clock) if due or asked else [],
         raised,
-        doc[_COUNTS],
+        doc[DOC_COUNTS],
         unanswered_count,
-        [_new(Blocker, b) for b in doc[_BLOCKERS]],  # made from the list itself
-        doc[_LAST_SEQUENCE],
+        [_new(Blocker, b) for b in doc[DOC_BLOCKERS]],  # made from the list itself
+        doc[DOC_LAST_SEQUENCE],
         last_at and time(last_at),
         now,
     ))  # fmt: skip
 
 
-def _candidates(
+def asked_and_raised(
+    doc: list[Any], clock: Clock
+) -> tuple[list[tuple[Any, ...]], list[EscalationItem]]:
+    """The document's pending guidance requests (thread, agent, question, context, time,
+    request event) and its raised escalations, their times parsed (and the latter's ages)."""
+    time = clock.time
+    asked = doc[DOC_ASKED]  # most runs wait for no guidance: no list made for them
+    if asked:
+        asked = [
+            (tid, agent, question, context, time(at), event_id)
+            for tid, agent, question, context, at, event_id in asked
+        ]
+    raised = []
+    for tid, tier, reason, subject, at_text in doc[DOC_RAISED]:
+        at = time(at_text)
+        raised.append(_new(EscalationItem, (tid, tier, reason, subject, at, clock.age(at),
+                                            True, None)))  # fmt: skip
+    return asked, raised
+
+
+def candidates(
     run: RunRow,
     due: list[tuple[Any, ...]],
     raised: list[EscalationItem],
@@ -252,10 +265,11 @@ def _waiting(
 
 def _candidate(c: sla.Candidate, now: datetime) -> EscalationItem:
     return _new(EscalationItem, (c.thread_id, c.tier, c.reason, c.subject, c.since,
-                                 _age(now, c.since), False, c.agent_name))  # fmt: skip
+                                 age_of(now, c.since), False, c.agent_name))  # fmt: skip
 
 
-def _age(now: datetime, since: datetime) -> int:
+def age_of(now: datetime, since: datetime) -> int:
+    """Whole seconds from ``since`` to ``now``, floored, never negative."""
     # Whole seconds (floored), never negative: a timedelta keeps 0 <= seconds < 86,400 and the
     # sign in days, so days * 86,400 + seconds is the floor; twice as fast as // and max().
     d = now - since

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from metawsm.services.snapshot_parts import _age
+from metawsm.services.snapshot_parts import age_of
 
 NOW = datetime(2026, 12, 6, 18, 0, 0, 123456, tzinfo=UTC)
 
@@ -24,4 +24,4 @@ def test_age_is_the_floor_of_the_seconds_and_never_negative() -> None:
     spans += [timedelta(microseconds=rng.randint(-(10**14), 10**14)) for _ in range(5_000)]
     for span in spans:
         since = NOW - span
-        assert _age(NOW, since) == expected(NOW, since), span
+        assert age_of(NOW, since) == expected(NOW, since), span
