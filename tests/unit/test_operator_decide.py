@@ -313,3 +313,18 @@ def test_a_new_event_changes_the_stale_fingerprint() -> None:
 def test_a_change_of_intent_changes_the_fingerprint() -> None:
     prints = {run_decide(run).fingerprint for run in CASES.values()}
     assert len(prints) == len(CASES)
+
+
+def test_a_fingerprint_is_the_sha256_of_the_canonical_json_whichever_module_computes_it() -> None:
+    # domain/operator.py takes SHA-256 from the interpreter's own module, not hashlib's OpenSSL:
+    # the fingerprints recorded before must stay the same.
+    import hashlib
+    import json
+
+    from metawsm.domain.operator import _fingerprint
+
+    facts = ["fevt-2", "fevt-1", {"b": 1, "a": "ü"}]
+    text = json.dumps(["escalate_guidance", facts], sort_keys=True, default=str)
+    assert (
+        _fingerprint("escalate_guidance", facts) == hashlib.sha256(text.encode()).hexdigest()[:16]
+    )
