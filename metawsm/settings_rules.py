@@ -6,8 +6,6 @@ follows pydantic's lax mode, which the settings used before, and so do the messa
 ``Input should be greater than 0``. Kept here so :mod:`metawsm.settings` imports no library.
 """
 
-from __future__ import annotations
-
 import math
 import re
 from collections.abc import Callable, Mapping

@@ -7,8 +7,6 @@ every command from the table without importing any of them (docs/performance.md,
 "Command-line start-up"). ``tests/unit/test_cli_lazy.py`` checks the table against the commands.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from importlib import import_module
 from types import MappingProxyType

@@ -5,8 +5,6 @@ agents' control states): ``services/gates.py`` reads them for a close, the snaps
 blockers, with the same rules.
 """
 
-from __future__ import annotations
-
 import shlex
 from collections.abc import Mapping
 from functools import lru_cache

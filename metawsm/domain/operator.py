@@ -1,7 +1,5 @@
 """Operator decisions, from the typed snapshot only (first match wins)."""
 
-from __future__ import annotations
-
 import json
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple

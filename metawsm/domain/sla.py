@@ -1,7 +1,5 @@
 """SLA rules: when a waiting thread or guidance request escalates, and to which tier."""
 
-from __future__ import annotations
-
 from collections.abc import Container, Mapping
 from datetime import datetime
 from functools import lru_cache
@@ -55,7 +53,7 @@ class Candidate(NamedTuple):
 
 def thread_due(
     now: datetime,
-    view: ThreadFacts,
+    view: "ThreadFacts",
     sla_minutes: int,
     human_minutes: int,
     raised: Container[str] = (),

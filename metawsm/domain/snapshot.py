@@ -11,8 +11,6 @@ and its own folds. ``tests/fixtures/snapshot_contract.py`` keeps the validated m
 has always been, and the tests check :func:`to_json` against them.
 """
 
-from __future__ import annotations
-
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 

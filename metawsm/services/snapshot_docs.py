@@ -18,8 +18,6 @@ their own (:func:`keep`): a read-only reader, a busy database or a failed write 
 are made again next time. Dropping every document loses nothing.
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 

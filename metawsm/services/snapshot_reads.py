@@ -8,8 +8,6 @@ reads is a :class:`Scope`: a few ids, or every run in some statuses (a subquery 
 thousand ids to bind).
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
