@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$", re.IGNORECASE)
+# Compiled on first use (re keeps it), not at import: most commands parse no duration.
+_DURATION = r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$"
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0}
 FORMS = "seconds (30, 30s, 0.5) or minutes or hours (5m, 1h)"
 
@@ -25,7 +26,7 @@ def parse_duration(text: str) -> float:
     Raises:
         ValueError: the text is not such a duration (the message says which forms are).
     """
-    match = _DURATION.match(text)
+    match = re.match(_DURATION, text, re.IGNORECASE)
     if not match:
         raise ValueError(f"{text!r} is not a duration: give {FORMS}")
     return float(match.group(1)) * _UNIT_S[(match.group(2) or "s").lower()]

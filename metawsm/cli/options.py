@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import getpass
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -36,6 +35,8 @@ def default_actor_name(actor_type: str = "agent") -> str:
     own = env_default("ACTOR_NAME")
     if own:
         return own
+    import getpass  # only here: its terminal modules are of no use to most commands
+
     if actor_type.lower() == "agent":
         return env_default("AGENT_NAME") or getpass.getuser()
     return getpass.getuser()
