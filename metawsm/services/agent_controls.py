@@ -10,7 +10,7 @@ the log (:func:`expected_rows`, :func:`refill`) and ``--check`` compares (:func:
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import asdict, fields
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -152,7 +152,9 @@ def _state(row: RunAgentControl) -> ControlState:
 
 
 def _values(state: ControlState) -> dict[str, Any]:
-    return asdict(state)
+    # Its fields as they are (each immutable): dataclasses.asdict deep-copies every value, a
+    # tenth of a rebuild's time on the 10k store.
+    return {name: getattr(state, name) for name in _STATE_FIELDS}
 
 
 # Rebuild ------------------------------------------------------------------------------------
