@@ -7,6 +7,11 @@ time), and its times are left to orjson, which writes them as ``iso`` does (``Z`
 microseconds only when not zero) without a Python call per time. A display unpacks a part once
 and builds its dict in one step: half the cost of ``dict(zip(fields, part))``; a part's field
 added or renamed without its display here fails that test.
+
+On a database, ``status --json`` does not make the typed snapshot at all: its JSON is made
+straight from the runs' stored documents and the clock (:func:`compact_document_from`), the same
+bytes again (held to :func:`compact_document` of the typed snapshot over random documents, in the
+same test module).
 """
 
 from __future__ import annotations

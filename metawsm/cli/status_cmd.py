@@ -135,12 +135,11 @@ def _emit_snapshot(data: dict[str, Any]) -> None:
 
 def _emit_compact(app: AppContext, run_id: str | None, ticket: str | None) -> None:
     # What programs read (agents and scripts poll it): the snapshot written as one compact line
-    # straight from its parts (cli/snapshot_json.py), the cycle collector paused meanwhile (the
-    # document's ~40,000 dicts and lists would set off full collections; none is in a cycle),
-    # and the process ended without tearing its heap down, nor freeing the snapshot and its
-    # document on the way out (cli/context.py end_quickly).
-    # On a database, the JSON is made straight from the runs' documents, no typed part made
-    # (cli/snapshot_json.py compact_document_from: the same bytes).
+    # (cli/snapshot_json.py; on a database straight from the runs' documents, no typed part
+    # made: the same bytes), the cycle collector paused meanwhile (the document's ~40,000 dicts
+    # and lists would set off full collections; none is in a cycle), and the process ended
+    # without tearing its heap down, nor freeing what it read and wrote on the way out
+    # (cli/context.py end_quickly).
     from metawsm.cli.context import end_quickly
     from metawsm.cli.snapshot_json import (
         compact_document,
