@@ -152,7 +152,7 @@ def run_snapshot(run: RunRow, doc: list[Any], clock: Clock) -> RunSnapshot:
     threads, due, unanswered_count = [], [], 0
     # (cli/snapshot_json.py writes the same parts as JSON from the document: a change here is made
     # there too; tests/unit/test_snapshot_json.py holds the two to the same bytes.)
-    # The loop a snapshot runs most (~3 open threads a run): _age inlined, each thread's time
+    # The loop a snapshot runs most (~3 open threads a run): age_of inlined, each thread's time
     # parsed (its own: looking it up among the clock's shared ones costs more than it saves).
     for tid, title, state, prio, assignee, at_text, unanswered, agent in doc[DOC_THREADS]:
         at = _fromiso(at_text)
