@@ -79,20 +79,7 @@ def _run(run: RunSnapshot) -> dict[str, Any]:
         ]
         if threads
         else [],
-        "pending_guidance": [
-            {
-                "age_s": age,
-                "agent_name": agent,
-                "asked_at": at,
-                "context": context,
-                "question": question,
-                "request_event_id": event_id,
-                "thread_id": tid,
-            }
-            for tid, agent, question, context, at, age, event_id in asked
-        ]
-        if asked
-        else [],
+        "pending_guidance": _pending(asked) if asked else [],
         "queue_counts": counts if _in_order(counts) else dict(sorted(counts.items())),
         "run_id": run_id,
         "status": status,
@@ -111,6 +98,21 @@ def _in_order(counts: dict[str, int]) -> bool:
             return False
         previous = state
     return True
+
+
+def _pending(items: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "age_s": age,
+            "agent_name": agent,
+            "asked_at": at,
+            "context": context,
+            "question": question,
+            "request_event_id": event_id,
+            "thread_id": tid,
+        }
+        for tid, agent, question, context, at, age, event_id in items
+    ]
 
 
 def _escalations(items: list[Any]) -> list[dict[str, Any]]:
@@ -199,20 +201,7 @@ def _run_from(run: RunRow, doc: list[Any], clock: Clock) -> dict[str, Any]:
         "last_event_sequence": doc[DOC_LAST_SEQUENCE],
         "mode": run.mode,
         "open_threads": threads,
-        "pending_guidance": [
-            {
-                "age_s": parts.age_of(now, at),
-                "agent_name": agent,
-                "asked_at": at,
-                "context": context,
-                "question": question or "",
-                "request_event_id": event_id or "",
-                "thread_id": tid or "",
-            }
-            for tid, agent, question, context, at, event_id in asked
-        ]
-        if asked
-        else [],
+        "pending_guidance": _pending(parts.pending_guidance(asked, now)) if asked else [],
         "queue_counts": counts if _in_order(counts) else dict(sorted(counts.items())),
         "run_id": run.run_id,
         "status": run.status,

@@ -178,9 +178,7 @@ def run_snapshot(run: RunRow, doc: list[Any], clock: Clock) -> RunSnapshot:
         [_new(AgentSnapshot, (name, status, at and _fromiso(at), pending, completed,
                                validation, tid))
          for name, status, at, pending, completed, validation, tid in doc[DOC_AGENTS]],
-        [_new(PendingGuidance, (tid or "", agent, question or "", context, at, age_of(now, at),
-                                event_id or ""))
-         for tid, agent, question, context, at, event_id in asked] if asked else [],
+        pending_guidance(asked, now) if asked else [],
         threads,
         candidates(run, due, raised, asked, clock) if due or asked else [],
         raised,
@@ -211,6 +209,17 @@ def asked_and_raised(
         raised.append(_new(EscalationItem, (tid, tier, reason, subject, at, clock.age(at),
                                             True, None)))  # fmt: skip
     return asked, raised
+
+
+def pending_guidance(asked: list[tuple[Any, ...]], now: datetime) -> list[PendingGuidance]:
+    """The pending guidance requests of :func:`asked_and_raised`, with their ages at ``now``."""
+    return [
+        _new(
+            PendingGuidance,
+            (tid or "", agent, question or "", context, at, age_of(now, at), event_id or ""),
+        )
+        for tid, agent, question, context, at, event_id in asked
+    ]
 
 
 def candidates(
