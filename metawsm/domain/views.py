@@ -9,12 +9,18 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-if TYPE_CHECKING:  # folds take events; reading a view (``forum list``) needs no message model
+if TYPE_CHECKING:
     from datetime import datetime
 
-    from metawsm.messages.common import Actor
-
 HUMAN_OR_OPERATOR = ("human", "operator")
+# The event types whose payload a fold reads (opened_view, _apply): a rebuild reads no other
+# event's payload from the log (a post's body is most of the log's bytes).
+PAYLOAD_READ = (
+    "forum.thread.opened",
+    "forum.assigned",
+    "forum.state.changed",
+    "forum.priority.changed",
+)
 # Lists sort by urgency, highest first: a number in the view, so one index serves the ORDER BY.
 URGENCY = {"urgent": 4, "high": 3, "normal": 2, "low": 1}
 
@@ -39,8 +45,12 @@ class FoldableEvent(Protocol):
     def ticket(self) -> str | None: ...
     @property
     def agent_name(self) -> str | None: ...
+    # The actor as text (not the wire model's ``Actor``): a rebuild reads them from the log's
+    # columns as they are, without making an actor and its enum for each of ~500k events.
     @property
-    def actor(self) -> Actor: ...
+    def actor_type(self) -> str: ...
+    @property
+    def actor_name(self) -> str: ...
     @property
     def payload(self) -> dict[str, Any]: ...
 
@@ -95,13 +105,13 @@ def opened_view(event: FoldableEvent, *, is_control: bool = False) -> dict[str, 
         "priority": p["priority"],
         "assignee_type": None,
         "assignee_name": None,
-        "opened_by_type": event.actor.type.value,
-        "opened_by_name": event.actor.name,
+        "opened_by_type": event.actor_type,
+        "opened_by_name": event.actor_name,
         "is_control": is_control,
         "posts_count": 1,
         "last_post_at": event.occurred_at,
-        "last_post_by_type": event.actor.type.value,
-        "last_post_by_name": event.actor.name,
+        "last_post_by_type": event.actor_type,
+        "last_post_by_name": event.actor_name,
         "opened_at": event.occurred_at,
         "updated_at": event.occurred_at,
         "closed_at": None,
@@ -131,8 +141,8 @@ def _apply(view: dict[str, Any], event: FoldableEvent) -> None:
     if kind in ("forum.post.added", "forum.control.signal"):
         view["posts_count"] += 1
         view["last_post_at"] = event.occurred_at
-        view["last_post_by_type"] = event.actor.type.value
-        view["last_post_by_name"] = event.actor.name
+        view["last_post_by_type"] = event.actor_type
+        view["last_post_by_name"] = event.actor_name
     elif kind == "forum.assigned":
         view["assignee_type"] = event.payload["to_assignee_type"]
         view["assignee_name"] = event.payload["to_assignee_name"]
@@ -149,7 +159,7 @@ def _apply(view: dict[str, Any], event: FoldableEvent) -> None:
 
 def _track_actor(view: dict[str, Any], event: FoldableEvent) -> None:
     seq = event.sequence or 0
-    actor = event.actor.type.value
+    actor = event.actor_type
     view["last_event_sequence"] = max(view["last_event_sequence"], seq)
     view["last_thread_seq"] = max(view["last_thread_seq"], event.thread_seq or 0)
     if event.event_type == "forum.sla.escalation_requested":

@@ -178,6 +178,16 @@ class Event(Frozen):
             return model.model_validate(value).model_dump(mode="json")
         return value
 
+    @property
+    def actor_type(self) -> str:
+        """The actor's type as text (what the folds read: domain/views.py)."""
+        return self.actor.type.value
+
+    @property
+    def actor_name(self) -> str:
+        """The actor's name."""
+        return self.actor.name
+
     def typed_payload(self) -> Frozen:
         """The payload validated into its model for this event type."""
         return EVENT_PAYLOADS[self.event_type].model_validate(self.payload)

@@ -14,11 +14,24 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, bindparam, delete, insert, select, text, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    String,
+    bindparam,
+    delete,
+    insert,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from metawsm.domain.control import AgentControl, ControlState, SignalRecord, advance
 from metawsm.domain.control import controls_at as controls_at  # where callers have found it
+from metawsm.services.bulk import driver_rows
+from metawsm.services.logfold import decoded_payload
 from metawsm.storage.models import (
     ForumControlThread,
     ForumEvent,
@@ -27,6 +40,7 @@ from metawsm.storage.models import (
     RunAgentControl,
     table,
 )
+from metawsm.storage.types import as_utc
 
 SIGNAL = "forum.control.signal"
 _CONTROLS = table(RunAgentControl)
@@ -48,6 +62,12 @@ _LOG = (
         (ForumEvent.thread_id == ForumControlThread.thread_id) & (ForumEvent.event_type == SIGNAL),
     )
     .order_by(ForumControlThread.run_id, ForumControlThread.agent_name, ForumEvent.thread_seq)
+)
+# The same, its time and payload read as the driver gives them (the rebuild's fold converts).
+_DRIVER_LOG = _LOG.with_only_columns(
+    *_LOG.selected_columns[:5],
+    type_coerce(ForumEvent.occurred_at, String),
+    type_coerce(ForumEvent.payload, String),
 )
 _AGENTS = (
     select(RunAgent.agent_name)
@@ -170,12 +190,15 @@ def hold_writers(conn: Connection) -> None:
 def expected_rows(conn: Connection) -> dict[Key, dict[str, Any]]:
     """Every row as the log implies it: each control thread's signals folded in thread order."""
     states: dict[Key, tuple[str, ControlState]] = {}
-    for run_id, agent, thread_id, event_id, seq, at, payload in conn.execute(_LOG):
+    # The rows as the driver gives them (SQLite: times and payloads as text), converted here:
+    # SQLAlchemy's per-row processors and row objects cost more than the fold of the signal.
+    for run_id, agent, thread_id, event_id, seq, at, payload in driver_rows(conn, _DRIVER_LOG):
         key = (run_id, agent)
         if key not in states:
             states[key] = (run_id, ControlState(agent_name=agent, thread_id=thread_id))
         if event_id is not None:
-            record = signal_record(event_id, thread_id, seq or 0, at, payload)
+            record = signal_record(event_id, thread_id, seq or 0, as_utc(at),
+                                   decoded_payload(payload))  # fmt: skip
             states[key] = (run_id, advance(states[key][1], record))
     return {key: {"run_id": run_id, **_values(s)} for key, (run_id, s) in states.items()}
 

@@ -65,8 +65,11 @@ def driver_chunks(
     if conn.dialect.positional:
         args = tuple(values[name] for name in compiled.positiontup or ())
     if conn.dialect.name != "sqlite":
-        stream = conn.execution_options(stream_results=True, max_row_buffer=chunk_rows)
-        for part in stream.exec_driver_sql(compiled.string, args).partitions(chunk_rows):
+        # The options of this statement only: Connection.execution_options would set them on
+        # the connection itself, and a later DELETE would be declared as a cursor too.
+        options = {"stream_results": True, "max_row_buffer": chunk_rows}
+        result = conn.exec_driver_sql(compiled.string, args, execution_options=options)
+        for part in result.partitions(chunk_rows):
             yield [tuple(row) for row in part]
         return
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]

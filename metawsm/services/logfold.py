@@ -20,12 +20,27 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, String, bindparam, func, select, type_coerce
+from sqlalchemy import (
+    Connection,
+    Engine,
+    String,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    null,
+    select,
+    type_coerce,
+)
 
-from metawsm.domain.views import advance_underived, derive, fold_thread, opened_view
-from metawsm.messages.common import Actor, ActorType
+from metawsm.domain.views import (
+    PAYLOAD_READ,
+    advance_underived,
+    derive,
+    fold_thread,
+    opened_view,
+)
 from metawsm.services.bulk import driver_chunks
-from metawsm.services.eventlog import EVENT_FIELDS, trusted_events
 from metawsm.storage.engine import READONLY
 from metawsm.storage.models import ForumEvent, ForumThread, table
 from metawsm.storage.types import as_utc
@@ -40,8 +55,9 @@ Progress = Callable[[int, int], None]
 _EVENTS = table(ForumEvent)
 _THREADS = table(ForumThread)
 # The timestamp and the payload come as the driver gives them (SQLite: text) and are converted
-# here: the payload only when the fold reads it (posts and signals it does not), the timestamp
-# without SQLAlchemy's per-row processors. Same values as the ORM's, at a third of the cost.
+# here: the payload only when the fold reads it, the timestamp without SQLAlchemy's per-row
+# processors. Same values as the ORM's, at a third of the cost. The payload of an event whose
+# type the fold does not read it for (posts, signals) is not read at all: NULL.
 _LOG = select(
     _EVENTS.c.sequence,
     _EVENTS.c.event_type,
@@ -53,23 +69,29 @@ _LOG = select(
     _EVENTS.c.agent_name,
     _EVENTS.c.actor_type,
     _EVENTS.c.actor_name,
-    type_coerce(_EVENTS.c.payload, String),
+    case(
+        # literals (our own constants): the driver-level reader binds no expanding IN
+        (
+            _EVENTS.c.event_type.in_([literal_column(f"'{kind}'") for kind in PAYLOAD_READ]),
+            type_coerce(_EVENTS.c.payload, String),
+        ),
+        else_=null(),
+    ),
 ).order_by(_EVENTS.c.sequence)
-_THREAD_LOG = (
-    select(*(_EVENTS.c[name] for name in (*EVENT_FIELDS, "actor_type", "actor_name")))
-    .where(_EVENTS.c.thread_id == bindparam("b_thread"), _EVENTS.c.sequence <= bindparam("b_last"))
-    .order_by(_EVENTS.c.thread_seq)
-)
 # The payload text is the compact JSON the log's writer made: decoded without json.loads' checks
 # for surrounding whitespace (half the time; a rebuild decodes one per state-changing event).
 _JSON = json.JSONDecoder()
 
 
-def _decode_json(text: str) -> Any:
+def decoded_payload(value: str | dict[str, Any]) -> dict[str, Any]:
+    """A payload as the driver reads it (SQLite: the JSON text; PostgreSQL: decoded already)."""
+    if not isinstance(value, str):
+        return value
     try:
-        return _JSON.raw_decode(text)[0]
+        decoded: dict[str, Any] = _JSON.raw_decode(value)[0]
     except json.JSONDecodeError:
-        return json.loads(text)  # leading whitespace, or not JSON: the full decoder decides
+        decoded = json.loads(value)  # leading whitespace, or not JSON: the full decoder decides
+    return decoded
 
 
 _LAST_SEQUENCE = select(func.max(_EVENTS.c.sequence))
@@ -81,7 +103,8 @@ class LoggedEvent:
 
     __slots__ = (
         "_payload",
-        "actor",
+        "actor_name",
+        "actor_type",
         "agent_name",
         "event_type",
         "occurred_at",
@@ -100,10 +123,11 @@ class LoggedEvent:
     run_id: str | None
     ticket: str | None
     agent_name: str | None
-    actor: Actor
-    _payload: str | dict[str, Any]
+    actor_type: str
+    actor_name: str
+    _payload: str | dict[str, Any] | None  # None: not read (views.PAYLOAD_READ)
 
-    def __init__(self, row: Any, actor: Actor) -> None:
+    def __init__(self, row: Any) -> None:
         (
             self.sequence,
             self.event_type,
@@ -113,19 +137,19 @@ class LoggedEvent:
             self.run_id,
             self.ticket,
             self.agent_name,
-            _,
-            _,
+            self.actor_type,
+            self.actor_name,
             self._payload,
         ) = row
         self.occurred_at = as_utc(occurred_at)
-        self.actor = actor
 
     @property
     def payload(self) -> dict[str, Any]:
         """The event's payload, decoded on first use."""
+        if self._payload is None:  # a fold that reads it must name the type in PAYLOAD_READ
+            raise LookupError(f"payload of {self.event_type} not read (views.PAYLOAD_READ)")
         if isinstance(self._payload, str):
-            self._payload = _decode_json(self._payload)
-        assert isinstance(self._payload, dict)
+            self._payload = decoded_payload(self._payload)
         return self._payload
 
 
@@ -153,14 +177,13 @@ def fold_log(conn: Connection, progress: Progress | None = None) -> FoldedLog:
     folded = FoldedLog()
     views = folded.views
     irregular: set[str] = set()
-    actors: dict[tuple[str, str], Actor] = {}
     # The columns need no conversion (integers and text): the driver's rows as they come.
     for rows in driver_chunks(conn, _LOG, chunk_rows=CHUNK_ROWS):
         for row in rows:
             thread_id = row[3]
             if thread_id is None or thread_id in irregular:
                 continue
-            event = LoggedEvent(row, _actor(actors, row[8], row[9]))
+            event = LoggedEvent(row)
             view = views.get(thread_id)
             if view is None:
                 if event.event_type != OPENED:
@@ -186,16 +209,20 @@ def _fold_set_aside(
     conn: Connection, folded: FoldedLog, thread_ids: set[str], controls: set[str]
 ) -> None:
     """Fold each set-aside thread from its events up to the newest sequence folded."""
+    if not thread_ids:
+        return
+    # Read as the projector reads a thread (wire events): a log written in commit order has no
+    # thread set aside, so a rebuild does not load the message models for it.
+    from metawsm.services.eventlog import EVENT_FIELDS, trusted_events
+
+    thread_log = (
+        select(*(_EVENTS.c[name] for name in (*EVENT_FIELDS, "actor_type", "actor_name")))
+        .where(_EVENTS.c.thread_id == bindparam("b_thread"))
+        .where(_EVENTS.c.sequence <= bindparam("b_last"))
+        .order_by(_EVENTS.c.thread_seq)
+    )
     for thread_id in sorted(thread_ids):
-        rows = conn.execute(_THREAD_LOG, {"b_thread": thread_id, "b_last": folded.last_sequence})
+        rows = conn.execute(thread_log, {"b_thread": thread_id, "b_last": folded.last_sequence})
         view = fold_thread(trusted_events(rows), is_control=thread_id in controls)
         if view is not None:
             folded.views[thread_id] = view
-
-
-def _actor(actors: dict[tuple[str, str], Actor], kind: str, name: str) -> Actor:
-    """One Actor per (type, name): a log has few, and they are compared by value."""
-    actor = actors.get((kind, name))
-    if actor is None:
-        actor = actors[kind, name] = Actor.model_construct(type=ActorType(kind), name=name)
-    return actor

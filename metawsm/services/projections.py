@@ -33,8 +33,6 @@ from metawsm.domain.views import advance, fold_thread, opened_view, stats_key
 from metawsm.ops.catalogue import PROJECTION_LAG
 from metawsm.ops.counters import observe, record
 from metawsm.services import search_index
-from metawsm.services.eventlog import trusted_events
-from metawsm.services.outbox import mark_done
 from metawsm.storage.models import (
     ForumEvent,
     ForumProjectionEvent,
@@ -126,6 +124,10 @@ def project(engine: Engine, event: Event, message_id: str, *, count_delivery: bo
     In the same transaction the outbox row ``message_id`` is marked done and, with
     ``count_delivery``, its delivery counted (one statement: :func:`outbox.mark_done`).
     """
+    # The outbox's and the event log's modules are imported where used, not at the top: they
+    # load the message models (pydantic, ~40 ms), which a rebuild that imports this never uses.
+    from metawsm.services.outbox import mark_done
+
     now = utcnow()
     with connection_unit(engine) as conn:
         mark_done(conn, [message_id], now, count_delivery=count_delivery)
@@ -162,8 +164,13 @@ def project_logged_after(conn: Connection, after_sequence: int, now: Any) -> int
     For ``projections rebuild``: it rewrites the read models as of the log it folded, so the
     events committed since then are handed back to the projector here, in its transaction.
     """
+    rows = conn.execute(_AFTER, {"b_after": after_sequence}).all()
+    if not rows:
+        return 0
+    from metawsm.services.eventlog import trusted_events
+
     projected = 0
-    for event in trusted_events(conn.execute(_AFTER, {"b_after": after_sequence})):
+    for event in trusted_events(rows):
         key = {"b_projection": PROJECTION, "b_event": event.event_id}
         if conn.execute(_SEEN, key).first() is not None:
             continue
@@ -210,6 +217,8 @@ def _next_view(
         return opened_view(event, is_control=_is_control(conn, thread_id))
     # A gap (events in between not projected yet, or no view yet): fold the log, which holds
     # every event of the thread up to its newest commit. None: its opening is not logged (yet).
+    from metawsm.services.eventlog import trusted_events
+
     events = trusted_events(conn.execute(_LOG, {"b_thread": thread_id}))
     return fold_thread(events, is_control=_is_control(conn, thread_id))
 
