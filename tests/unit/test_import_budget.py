@@ -58,6 +58,9 @@ WRITE_NO_BROKER = tuple(name for name in WRITE if name != "sqlalchemy")
 # The snapshot's reads (agents poll them) also without urllib.parse and pathlib (~18 M
 # instructions: URLs are checked by metawsm/url_parts.py, the default database found on strings).
 SNAPSHOT_READ = (*DIRECT_READ, "urllib", "pathlib")
+# A rebuild reads and writes through SQLAlchemy Core, but its fold needs no message model
+# (~40 ms of pydantic and the models at every start: docs/performance.md, "Session 15").
+REBUILD = (*MIGRATIONS, *BROKER, *CELERY, *VALIDATION, *HTTP)
 
 
 def imported_modules(
@@ -120,6 +123,8 @@ BUDGETS = [
     (["operator", "--once"], SNAPSHOT_READ),
     (ASK, WRITE_NO_BROKER),
     (SIGNAL, WRITE_NO_BROKER),
+    (["projections", "rebuild", "--check", "--json"], REBUILD),
+    (["projections", "rebuild", "--json"], REBUILD),
 ]
 
 
