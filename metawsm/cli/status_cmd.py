@@ -423,6 +423,7 @@ def _operate(app: AppContext, kw: dict[str, Any], decisions: list[dict[str, Any]
         _write(out)
         if refresher is None:
             return runs
+        # The runs as decided from (no threads: no thread's SLA tier changes a decision).
         due = _next_due(app, Snapshot(generated_at=now, runs=runs), stale_s)
         refresher.rebuilt(due, now, took_s)
         _wait_until_due(refresher)
@@ -440,7 +441,7 @@ def _operator_reads(
     fresh: list[snapshot_docs.Fresh] = []
     with app.reading(repeatable=True) as db:
         snap = snapshot.read(db, app.settings, run_id=run_id, now=now, with_completed=True,
-                             fresh=fresh)  # fmt: skip
+                             fresh=fresh, for_decisions=True)  # fmt: skip
         found: dict[str, str] = {}
         if not dry_run and snap.runs:
             ids = tuple(r.run_id for r in snap.runs)

@@ -87,8 +87,10 @@ def operate_once(
 
 
 def selected(rt: Runtime, run_id: str | None, now: datetime) -> list[RunSnapshot]:
-    """The run, or every active run plus the completed ones (which close_ready acts on)."""
-    snap = snapshot.build(rt.engine, rt.settings, run_id=run_id, now=now, with_completed=True)
+    """The run, or every active run plus the completed ones (which close_ready acts on), as
+    decided from (snapshot_parts.decision_snapshot: not to be shown)."""
+    snap = snapshot.build(rt.engine, rt.settings, run_id=run_id, now=now, with_completed=True,
+                          for_decisions=True)  # fmt: skip
     return snap.runs
 
 

@@ -44,10 +44,12 @@ def build(
     now: datetime | None = None,
     with_completed: bool = False,
     stored: bool = True,
+    for_decisions: bool = False,
 ) -> Snapshot:
     """:func:`read` on a connection of ``engine``, in one read-only transaction that sees one
     state of the database (REPEATABLE READ on PostgreSQL; SQLite's read transaction already
     does); then the run documents it made are stored (services/snapshot_docs.py ``keep``).
+    ``for_decisions``: as :func:`snapshot_of`.
 
     Raises:
         NotFound: the run (or any run on the ticket) does not exist.
@@ -61,7 +63,8 @@ def build(
     with unit_of_work(_consistent(engine), readonly=True) as session:
         db = on_connection(session.connection())
         snap = read(db, settings, run_id=run_id, ticket=ticket, now=now,
-                    with_completed=with_completed, fresh=fresh, stored=stored)  # fmt: skip
+                    with_completed=with_completed, fresh=fresh, stored=stored,
+                    for_decisions=for_decisions)  # fmt: skip
     if fresh:
         # On a connection of its own: the read's is read-only on PostgreSQL.
         with engine.connect() as connection:
@@ -85,6 +88,7 @@ def read(
     with_completed: bool = False,
     fresh: list[docs.Fresh] | None = None,
     stored: bool = True,
+    for_decisions: bool = False,
 ) -> Snapshot:
     """Snapshot of ``run_id``, of every run on ``ticket``, or of every active run, inside the
     caller's read transaction on ``db`` (which should see one state: see :func:`build`).
@@ -94,6 +98,7 @@ def read(
     stored ones were missing or out of date) are appended to it, for the caller to store after
     the read (services/snapshot_docs.py ``keep``). ``stored`` False: every document made
     again, none read (the cost of a snapshot after every run changed: bench/).
+    ``for_decisions``: as :func:`snapshot_of`.
 
     Raises:
         NotFound: the run (or any run on the ticket) does not exist.
@@ -103,15 +108,21 @@ def read(
             db, run_id=run_id, ticket=ticket, with_completed=with_completed, fresh=fresh,
             stored=stored,
         )  # fmt: skip
-        return snapshot_of(documents, settings, now)
+        return snapshot_of(documents, settings, now, for_decisions=for_decisions)
 
 
 def snapshot_of(
-    documents: Sequence[tuple[RunRow, list[Any]]], settings: Settings, now: datetime
+    documents: Sequence[tuple[RunRow, list[Any]]],
+    settings: Settings,
+    now: datetime,
+    *,
+    for_decisions: bool = False,
 ) -> Snapshot:
-    """The snapshot at ``now`` of the runs of :func:`read_documents`."""
+    """The snapshot at ``now`` of the runs of :func:`read_documents`; ``for_decisions``: only
+    what the operator decides from (snapshot_parts.decision_snapshot), never to be shown."""
     clock = parts.Clock(settings, now)
-    return Snapshot(now, [parts.run_snapshot(run, doc, clock) for run, doc in documents])
+    made = parts.decision_snapshot if for_decisions else parts.run_snapshot
+    return Snapshot(now, [made(run, doc, clock) for run, doc in documents])
 
 
 def read_documents(

@@ -174,10 +174,7 @@ def run_snapshot(run: RunRow, doc: list[Any], clock: Clock) -> RunSnapshot:
         run.control_epoch,
         run.updated_at,
         None if brief is None else _new(BriefSummary, brief),
-        # an agent's last signal is its own time (parsed, not looked up in the clock's)
-        [_new(AgentSnapshot, (name, status, at and _fromiso(at), pending, completed,
-                               validation, tid))
-         for name, status, at, pending, completed, validation, tid in doc[DOC_AGENTS]],
+        _agents(doc),
         pending_guidance(asked, now) if asked else [],
         threads,
         candidates(run, due, raised, asked, clock) if due or asked else [],
@@ -189,6 +186,43 @@ def run_snapshot(run: RunRow, doc: list[Any], clock: Clock) -> RunSnapshot:
         last_at and time(last_at),
         now,
     ))  # fmt: skip
+
+
+def decision_snapshot(run: RunRow, doc: list[Any], clock: Clock) -> RunSnapshot:
+    """The parts of :func:`run_snapshot` that the operator decides from
+    (``domain.operator.decide``: the run's status and times, its agents, pending guidance and
+    blockers); its brief, threads, escalations and counts left empty.
+
+    For deciding only, never to be shown: a third of the cost of the whole snapshot (an
+    operator decides on every run each pass). tests/unit/test_operator_decide.py holds every
+    decision made from it to the one made from the whole snapshot.
+    """
+    now = clock.now
+    asked = doc[DOC_ASKED]
+    if asked:
+        asked = [(tid, agent, question, context, clock.time(at), event_id)
+                 for tid, agent, question, context, at, event_id in asked]  # fmt: skip
+    last_at = doc[DOC_LAST_AT]
+    return _new(RunSnapshot, (
+        run.run_id, run.status, run.mode, list(run.tickets), run.control_epoch, run.updated_at,
+        None,
+        _agents(doc),
+        pending_guidance(asked, now) if asked else [],
+        [], [], [], {}, 0,
+        [_new(Blocker, b) for b in doc[DOC_BLOCKERS]],
+        doc[DOC_LAST_SEQUENCE],
+        last_at and clock.time(last_at),
+        now,
+    ))  # fmt: skip
+
+
+def _agents(doc: list[Any]) -> list[AgentSnapshot]:
+    # an agent's last signal is its own time (parsed, not looked up in the clock's)
+    return [
+        _new(AgentSnapshot, (name, status, at and _fromiso(at), pending, completed, validation,
+                             tid))
+        for name, status, at, pending, completed, validation, tid in doc[DOC_AGENTS]
+    ]  # fmt: skip
 
 
 def asked_and_raised(

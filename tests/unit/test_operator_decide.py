@@ -328,3 +328,39 @@ def test_a_fingerprint_is_the_sha256_of_the_canonical_json_whichever_module_comp
     assert (
         _fingerprint("escalate_guidance", facts) == hashlib.sha256(text.encode()).hexdigest()[:16]
     )
+
+
+# The operator decides from snapshot_parts.decision_snapshot (its runs without threads,
+# escalations and counts): every decision must be the one made from the whole snapshot.
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_a_decision_from_the_decision_snapshot_is_the_one_from_the_whole_snapshot(
+    seed: int,
+) -> None:
+    import random
+
+    from metawsm.services.snapshot import snapshot_of
+    from metawsm.services.snapshot_reads import RunRow
+    from metawsm.settings import Settings
+    from tests.unit.test_snapshot_json import BASE, _document, _text, _time
+
+    rng = random.Random(seed)
+    settings = Settings(database_url="sqlite:///unused.db", sla_minutes=rng.choice([1, 30, 600]))
+    runs = []
+    for _ in range(rng.randint(1, 6)):
+        status = rng.choice(["running", "awaiting_guidance", "completed", "failed", "stopped"])
+        doc = _document(rng, status)
+        if rng.random() < 0.5:  # no guidance pending: the other intents get their turn
+            doc[6] = []
+        for agent_row in doc[5]:
+            agent_row[1] = rng.choice(["running", "done", "failed", "stalled", "dead"])
+        tickets = [_text(rng) for _ in range(rng.randint(0, 2))]
+        runs.append((RunRow(_text(rng), status, "run", tickets, 1, _time(rng), 0), doc))
+    whole = snapshot_of(runs, settings, BASE).runs
+    decided_from = snapshot_of(runs, settings, BASE, for_decisions=True).runs
+    for mode in MODES:
+        stale_s = rng.choice([1, 3600, 10**9])
+        assert [decide(r, mode=mode, now=BASE, stale_after_s=stale_s) for r in decided_from] == [
+            decide(r, mode=mode, now=BASE, stale_after_s=stale_s) for r in whole
+        ]
