@@ -458,15 +458,37 @@ def test_rebuild_check_reports_a_damaged_index_and_rebuild_repairs_it(corpus: Fo
         conn.execute(
             text(f"UPDATE forum_search SET body = 'tampered' WHERE {key} = :k"), {"k": second[0]}
         )
+        stray = 10**6  # a row of no post, past every event
+        conn.execute(
+            text(
+                f"INSERT INTO forum_search ({key}, thread_id, title, body)"
+                " VALUES (:k, 't-1', '', 'x')"
+            ),
+            {"k": stray},
+        )
 
     found = rebuild(engine, check=True).differences
 
-    assert len(found) == 2, found
+    assert len(found) == 3, found
     assert found[0].startswith(f"search index row {first[0]}: live=missing")
     assert "tampered" in found[1]
+    assert found[2].startswith(f"search index row {stray}: live=") and "rebuilt=missing" in found[2]
     rebuild(engine, check=False)
     assert rebuild(engine, check=True).differences == []
     assert set(search_ids(engine, "kestrel")) == {"t-1", "t-2", "t-3"}
+
+
+def test_rebuild_check_reports_an_index_row_whose_text_alone_differs(corpus: Forum) -> None:
+    engine = corpus.engine
+    key = "rowid" if engine.dialect.name == "sqlite" else "sequence"
+    row = search_rows(engine)[1]
+    with engine.begin() as conn:  # every row there, one title changed
+        conn.execute(text(f"UPDATE forum_search SET title = 'tampered' WHERE {key} = :k"),
+                     {"k": row[0]})  # fmt: skip
+
+    [found] = rebuild(engine, check=True).differences
+
+    assert found.startswith(f"search index row {row[0]}: live=") and "tampered" in found
 
 
 def test_migration_0004_backfills_the_view_columns_and_the_index(triage: Forum) -> None:
