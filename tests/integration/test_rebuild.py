@@ -31,6 +31,7 @@ from metawsm.storage.models import (
     ForumThreadView,
     table,
 )
+from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
 from tests.fixtures.database import settings_for
 from tests.fixtures.pipeline import direct_runtime, handle_in_process
@@ -162,26 +163,25 @@ def test_a_rebuild_rewrites_only_the_read_models_that_differ_and_what_reads_from
     _history(engine, db_url)
     rebuild(engine, check=False)
     again = rebuild(engine, check=False)
-    assert (again.differences, again.rewritten) == ([], ["ledger"])  # every model already right
+    assert (again.differences, again.rewritten) == ([], [])  # every model already right
     with unit_of_work(engine) as s:
         s.execute(update(ForumThreadView).where(ForumThreadView.thread_id == "t-1")
                   .values(posts_count=99))  # fmt: skip
     repaired = rebuild(engine, check=False)
     assert repaired.differences and repaired.rewritten == [
         "thread_views",
-        "ledger",
         "search_index",  # built from the rewritten views
     ]
     assert _read_models(engine) == _reference(engine)
     assert rebuild(engine, check=True).differences == []
-    # From an empty read side every model is rewritten.
+    # From an empty read side every model is rewritten (the ledger, which still holds every
+    # event, is left as it is).
     with unit_of_work(engine) as s:
         s.execute(delete(ForumThreadView))
         s.execute(delete(ForumThreadStat))
     assert rebuild(engine, check=False).rewritten == [
         "thread_views",
         "stats",
-        "ledger",
         "search_index",
     ]
     assert _read_models(engine) == _reference(engine)
@@ -255,6 +255,27 @@ def test_a_rebuild_from_an_empty_read_side_leaves_every_index_as_the_migrations_
     assert _indexes(engine) == before
     assert _read_models(engine) == _reference(engine)
     assert rebuild(engine, check=True).differences == []
+
+
+@pytest.mark.parametrize("damage", ["row missing", "row of no event", "one swapped"])
+def test_a_rebuild_refills_a_ledger_that_is_not_the_fold_and_leaves_one_that_is(
+    engine: Engine, db_url: str, damage: str
+) -> None:
+    _history(engine, db_url)
+    rebuild(engine, check=False)
+    _, rows = _log(engine)
+    stray = {"projection": PROJECTION, "event_id": "fevt-none", "applied_at": utcnow()}
+    with unit_of_work(engine) as s:
+        if damage in ("row missing", "one swapped"):
+            s.execute(delete(ForumProjectionEvent).where(
+                ForumProjectionEvent.projection == PROJECTION,
+                ForumProjectionEvent.event_id == rows[3].event_id,
+            ))  # fmt: skip
+        if damage in ("row of no event", "one swapped"):  # swapped: as many rows as events
+            s.execute(insert(ForumProjectionEvent), [stray])
+    assert rebuild(engine, check=False).rewritten == ["ledger"]
+    assert _ledger(engine) == {r.event_id for r in rows}
+    assert rebuild(engine, check=False).rewritten == []
 
 
 def test_a_rebuild_keeps_the_ledger_rows_of_another_projection(engine: Engine, db_url: str) -> None:
