@@ -361,8 +361,8 @@ def _write(out: list[str]) -> None:
     type=Duration(),
     default="15s",
     show_default=True,
-    help="Decide again at least this often; otherwise only when a run's data changes, an SLA"
-    " tier falls due or a run turns stale.",
+    help="Decide again at least this often; otherwise only when a run's data changes, a"
+    " pending guidance request reaches an SLA tier or a run turns stale.",
 )
 @click.option(
     "--json",
