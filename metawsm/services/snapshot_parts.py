@@ -193,15 +193,12 @@ def decision_snapshot(run: RunRow, doc: list[Any], clock: Clock) -> RunSnapshot:
     (``domain.operator.decide``: the run's status and times, its agents, pending guidance and
     blockers); its brief, threads, escalations and counts left empty.
 
-    For deciding only, never to be shown: a third of the cost of the whole snapshot (an
-    operator decides on every run each pass). tests/unit/test_operator_decide.py holds every
-    decision made from it to the one made from the whole snapshot.
+    For deciding only, never to be shown: two thirds of the whole snapshot's cost (an operator
+    decides on every run each pass). tests/unit/test_operator_decide.py holds every decision
+    made from it to the one made from the whole snapshot.
     """
     now = clock.now
-    asked = doc[DOC_ASKED]
-    if asked:
-        asked = [(tid, agent, question, context, clock.time(at), event_id)
-                 for tid, agent, question, context, at, event_id in asked]  # fmt: skip
+    asked = _asked(doc, clock)
     last_at = doc[DOC_LAST_AT]
     return _new(RunSnapshot, (
         run.run_id, run.status, run.mode, list(run.tickets), run.control_epoch, run.updated_at,
@@ -231,18 +228,24 @@ def asked_and_raised(
     """The document's pending guidance requests (thread, agent, question, context, time,
     request event) and its raised escalations, their times parsed (and the latter's ages)."""
     time = clock.time
-    asked = doc[DOC_ASKED]  # most runs wait for no guidance: no list made for them
-    if asked:
-        asked = [
-            (tid, agent, question, context, time(at), event_id)
-            for tid, agent, question, context, at, event_id in asked
-        ]
+    asked = _asked(doc, clock)
     raised = []
     for tid, tier, reason, subject, at_text in doc[DOC_RAISED]:
         at = time(at_text)
         raised.append(_new(EscalationItem, (tid, tier, reason, subject, at, clock.age(at),
                                             True, None)))  # fmt: skip
     return asked, raised
+
+
+def _asked(doc: list[Any], clock: Clock) -> list[tuple[Any, ...]]:
+    asked: list[tuple[Any, ...]] = doc[DOC_ASKED]  # most runs wait for no guidance: no list made
+    if asked:
+        time = clock.time
+        asked = [
+            (tid, agent, question, context, time(at), event_id)
+            for tid, agent, question, context, at, event_id in asked
+        ]
+    return asked
 
 
 def pending_guidance(asked: list[tuple[Any, ...]], now: datetime) -> list[PendingGuidance]:
