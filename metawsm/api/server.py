@@ -29,7 +29,11 @@ def make_server(
         port=port,
         log_level="warning" if quiet else "info",
         access_log=not quiet,
-        proxy_headers=False,  # a proxy's X-Forwarded-For is not trusted unless configured
+        # A proxy's X-Forwarded-For and -Proto are believed only from the proxies named
+        # (--trusted-proxy): then the client's address keys the failed-authentication limit and
+        # an HTTPS scheme makes the board's session cookie Secure. Anyone else could forge them.
+        proxy_headers=bool(options.trusted_proxies),
+        forwarded_allow_ips=list(options.trusted_proxies) or None,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_S,
     )

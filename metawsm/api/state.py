@@ -16,11 +16,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ApiOptions:
-    """How the API serves: request size limit (bytes), CORS origins (none: CORS off), and the
-    stream's follower (poll interval, events kept in memory) and keep-alive (seconds)."""
+    """How the API serves: request size limit (bytes), CORS origins (none: CORS off), the
+    reverse proxies whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are believed (addresses or
+    networks; none: those headers are ignored), and the stream's follower (poll interval, events
+    kept in memory) and keep-alive (seconds)."""
 
     max_request_bytes: int = 1024 * 1024
     cors_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
     stream_poll_s: float = 0.05
     stream_keep: int = 10_000
     stream_heartbeat_s: float = 15.0

@@ -13,6 +13,29 @@ from metawsm.cli.context import AppContext, pass_app
 DEFAULT_PORT = 8710
 
 
+class ProxyAddress(click.ParamType[str]):
+    """An IP address or network (``10.0.0.5``, ``10.0.0.0/24``, ``::1``), written back in its
+    normal form; ``*`` and host names are refused (a header anyone may send is not evidence)."""
+
+    name = "address"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        """The address or network, or a usage error naming the option and the rule (exit 2)."""
+        import ipaddress
+
+        text = str(value).strip()
+        try:
+            if "/" in text:
+                return str(ipaddress.ip_network(text, strict=False))
+            return str(ipaddress.ip_address(text))
+        except ValueError:
+            self.fail(f"{text!r} is not an IP address or network (rule: a proxy is named by its"
+                      " address, e.g. 127.0.0.1 or 10.0.0.0/24; not * or a host name)",
+                      param, ctx)  # fmt: skip
+
+
 @click.command("api")
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
@@ -31,9 +54,23 @@ DEFAULT_PORT = 8710
     envvar="METAWSM_API_CORS_ORIGINS",
     help="Allow browsers from this origin (repeat; none by default: CORS off).",
 )
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    type=ProxyAddress(),
+    envvar="METAWSM_API_TRUSTED_PROXIES",
+    help="Believe X-Forwarded-For and X-Forwarded-Proto from this reverse proxy's address or"
+    " network (repeat; none by default: those headers are ignored).",
+)
 @pass_app
 def api(
-    app: AppContext, address: str, port: int, max_request_bytes: int, cors_origins: tuple[str, ...]
+    app: AppContext,
+    address: str,
+    port: int,
+    max_request_bytes: int,
+    cors_origins: tuple[str, ...],
+    trusted_proxies: tuple[str, ...],
 ) -> None:
     """Serve the HTTP API and the live event stream (every endpoint but health and readiness
     needs a bearer token: metawsm token create).
@@ -57,5 +94,9 @@ def api(
             " (docs/api.md, 'TLS')",
             err=True,
         )
-    options = ApiOptions(max_request_bytes=max_request_bytes, cors_origins=cors_origins)
+    options = ApiOptions(
+        max_request_bytes=max_request_bytes,
+        cors_origins=cors_origins,
+        trusted_proxies=trusted_proxies,
+    )
     serve(container, address, port, options)
