@@ -4,7 +4,7 @@
 the call every tool makes to see whether metawsm is there, and click alone costs more than the
 60 ms budget leaves (docs/performance.md, "Command-line start-up"). Everything else goes to
 :func:`metawsm.cli.main`; a command that asked to (``cli/context.py`` ``end_quickly``) ends the
-process without tearing its heap down.
+process without tearing its heap down, and Ctrl-C ends it at once with exit 130.
 """
 
 from __future__ import annotations
@@ -30,10 +30,44 @@ def main(argv: list[str] | None = None) -> object:
         pause_collection()
     from metawsm.cli import main as cli_main
 
-    result = cli_main(argv)
-    if argv is None:  # the process itself, not a caller in-process
-        _end_now_if_asked()
+    if argv is not None:  # a caller in-process: exits are SystemExit, as click's own
+        return cli_main(argv)
+    try:
+        result = cli_main(argv)
+    except SystemExit as exc:
+        _end_now_if_interrupted(exc)
+        raise
+    _end_now_if_asked()
     return result
+
+
+def _end_now_if_interrupted(exc: SystemExit) -> None:
+    # An exit that an interrupt caused (Ctrl-C: 130 and "interrupted"; a drill cut short: 1)
+    # ends the process here, at once, with the status asked. Leaving it to the interpreter is
+    # not reliable under ``python -m``: when the KeyboardInterrupt came while code made from a
+    # string ran (a dataclass or namedtuple being built by a lazy import, which exec()s its
+    # methods' source), CPython marks the interrupt as unhandled and, once the module has
+    # ended, kills the process with SIGINT whatever status was asked (seen in CI: -2 instead of
+    # 130). The command's context is closed by then (click closes it before the Abort reaches
+    # cli.main); nothing is left to tear down.
+    if not _caused_by_interrupt(exc) or not isinstance(exc.code, int):
+        return
+    import os
+    from contextlib import suppress
+
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):  # the reader went away: the status still says why
+            stream.flush()
+    os._exit(exc.code)
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _end_now_if_asked() -> None:

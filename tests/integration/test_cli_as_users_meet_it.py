@@ -221,6 +221,20 @@ def test_ctrl_c_on_a_waiting_write_says_interrupted_and_exits_130(
     assert err.strip().splitlines()[-1] == "interrupted"
 
 
+def test_ctrl_c_while_code_made_from_a_string_runs_still_exits_130(
+    idle_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    # The interrupt lands inside exec() (tests/fixtures/ctrl_c_in_exec.py), where CPython would
+    # end a ``python -m`` process by SIGINT (-2) whatever status was asked: seen in CI, 1 in ~60.
+    p = idle_pipeline  # no worker: the write waits
+    argv = [sys.executable, "-m", "tests.fixtures.ctrl_c_in_exec", "forum", "ask", "--ticket", "T"]
+    argv += ["--title", "t", "--body", "b", "--wait", "applied", "--timeout", "60"]
+    env = _env(DATABASE_URL=p.settings.database_url, BROKER_URL=p.settings.broker_url)
+    done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "interrupted"
+
+
 # 6. Empty results -----------------------------------------------------------------------------
 
 
