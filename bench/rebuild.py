@@ -44,9 +44,8 @@ from metawsm.bootstrap import topics_for
 from metawsm.runtime import Runtime
 from metawsm.services import runs
 from metawsm.settings import load_settings
-from metawsm.storage import migrate
+from metawsm.storage import migrate, tables
 from metawsm.storage.engine import build_engine
-from metawsm.storage.models import ForumEvent, ForumPost, ForumThread, table
 from metawsm.storage.scratch import postgres_scratch_database
 from metawsm.storage.uow import unit_of_work
 
@@ -59,7 +58,7 @@ SIGNAL_FIELDS: dict[str, dict[str, str]] = {
     "completion": {"summary": "s"},
     "validation": {"status": "passed", "done_criteria": "d"},
 }
-EVENTS, THREADS, POSTS = table(ForumEvent), table(ForumThread), table(ForumPost)
+EVENTS, THREADS, POSTS = tables.forum_events, tables.forum_threads, tables.forum_posts
 # The read side of ``--empty``: every read model a rebuild refills (the search index apart).
 READ_MODELS = (
     "forum_thread_views",

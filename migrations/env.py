@@ -16,10 +16,10 @@ from sqlalchemy.engine import make_url
 from metawsm.settings import load_settings
 from metawsm.storage.engine import build_engine, normalize_url
 from metawsm.storage.migrate import context_options
-from metawsm.storage.models import Base
+from metawsm.storage.tables import metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 # Only a hand-run `alembic` has an ini file; in-process runs leave the host's logging alone.
 if config.config_file_name is not None:

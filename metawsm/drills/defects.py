@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from sqlalchemy import Engine, delete, func, insert, select
 
 from metawsm.services.projections import PROJECTION
-from metawsm.storage.models import ForumCommand, ForumEvent, ForumProjectionEvent, table
+from metawsm.storage import tables
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import connection_unit
 
@@ -19,7 +19,7 @@ DEFECTS = ("lost", "duplicated")
 def plant(engine: Engine, defect: str, command_ids: Sequence[str]) -> str:
     """Make one of ``command_ids`` (an applied one) lost (its ledger row deleted) or applied
     twice (one of its events written again, and projected); what was done."""
-    commands, events = table(ForumCommand), table(ForumEvent)
+    commands, events = tables.forum_commands, tables.forum_events
     with connection_unit(engine) as conn:
         victim = conn.execute(
             select(events)
@@ -38,7 +38,7 @@ def plant(engine: Engine, defect: str, command_ids: Sequence[str]) -> str:
         copy["thread_seq"] = None
         conn.execute(insert(events), copy)
         conn.execute(
-            insert(table(ForumProjectionEvent)),
+            insert(tables.forum_projection_events),
             {"projection": PROJECTION, "event_id": copy["event_id"], "applied_at": utcnow()},
         )
         return f"wrote event {victim.event_type} of command {victim.command_id} a second time"

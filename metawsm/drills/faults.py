@@ -25,7 +25,7 @@ from metawsm.drills.procs import children_of, environ_of, environment
 from metawsm.drills.stack import WORKER_CONCURRENCY, Stack
 from metawsm.errors import DrillAborted
 from metawsm.services.projections import PROJECTION
-from metawsm.storage.models import ForumProjectionEvent, ForumThreadStat, ForumThreadView, table
+from metawsm.storage import tables
 from metawsm.storage.uow import connection_unit
 from metawsm.transport.queues import queues_for_role
 from metawsm.transport.redis_server import wait_for
@@ -175,9 +175,9 @@ def replay(stack: Stack, hold_s: float) -> FaultWindow:
     while the load and the projectors run: each rebuild races the projectors anew."""
     window = FaultWindow(time.monotonic())
     with connection_unit(stack.container.engine) as conn:
-        conn.execute(delete(table(ForumThreadView)))
-        conn.execute(delete(table(ForumThreadStat)))
-        ledger = table(ForumProjectionEvent)
+        conn.execute(delete(tables.forum_thread_views))
+        conn.execute(delete(tables.forum_thread_stats))
+        ledger = tables.forum_projection_events
         conn.execute(delete(ledger).where(ledger.c.projection == PROJECTION))
     window.notes.append("dropped the thread views, stats and projection ledger")
     reports = [_projections(stack, "rebuild", "--json")]

@@ -16,12 +16,12 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, delete, func, insert, select
 
 from metawsm.domain.runs import SIGNAL_DRIVEN
-from metawsm.storage.models import ForumEvent, OpsGuidancePending, Run, table
+from metawsm.storage import tables
 from metawsm.storage.types import as_utc
 
-PENDING = table(OpsGuidancePending)
-RUNS = table(Run)
-EVENTS = table(ForumEvent)
+PENDING = tables.ops_guidance_pending
+RUNS = tables.runs
+EVENTS = tables.forum_events
 _DELETE = delete(PENDING).where(PENDING.c.thread_id == bindparam("b_thread"))
 _INSERT = insert(PENDING)
 _ASKER = (

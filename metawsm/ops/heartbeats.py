@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select, text
 
-from metawsm.storage.models import OpsHeartbeat, table
+from metawsm.storage import tables
 from metawsm.storage.types import UTCDateTime, as_utc, utcnow
 from metawsm.storage.uow import connection_unit
 
@@ -26,7 +26,7 @@ BEAT_ROLE = "beat"
 # Rows of processes gone this long are deleted by the next heartbeat of anyone.
 FORGET_AFTER = timedelta(days=1)
 
-HEARTBEATS = table(OpsHeartbeat)
+HEARTBEATS = tables.ops_heartbeats
 _UPSERT = text(
     "INSERT INTO ops_heartbeats (process, role, started_at, beat_at)"
     " VALUES (:process, :role, :started_at, :beat_at)"

@@ -21,15 +21,15 @@ from metawsm.errors import MetawsmError
 from metawsm.ops import guidance_pending, heartbeats
 from metawsm.ops.counters import SUMS
 from metawsm.settings import Settings
-from metawsm.storage.models import ForumDeadLetter, ForumOutbox, Run, table
+from metawsm.storage import tables
 from metawsm.storage.schema_head import HEAD, database_revisions
 from metawsm.storage.types import as_utc, utcnow
 from metawsm.storage.uow import unit_of_work
 from metawsm.transport.broker_probe import BrokerProbe, probe_broker
 
-OUTBOX = table(ForumOutbox)
-DEAD = table(ForumDeadLetter)
-RUNS = table(Run)
+OUTBOX = tables.forum_outbox
+DEAD = tables.forum_dead_letters
+RUNS = tables.runs
 # Outbox rows of the projector (one per event) not done yet: events not yet projected.
 _BACKLOG = select(func.count(), func.min(OUTBOX.c.created_at)).where(
     OUTBOX.c.status.in_(("pending", "processing", "sent")), OUTBOX.c.kind == "event.projector"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BindParameter,
@@ -26,53 +26,52 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.orm import Session
 
 from metawsm.domain.control import AgentControl, ControlState, SignalRecord, advance
 from metawsm.domain.control import controls_at as controls_at  # where callers have found it
 from metawsm.services.bulk import driver_rows
 from metawsm.services.logfold import decoded_payload
-from metawsm.storage.models import (
-    ForumControlThread,
-    ForumEvent,
-    Run,
-    RunAgent,
-    RunAgentControl,
-    table,
-)
+from metawsm.storage import tables
 from metawsm.storage.types import as_utc
 
+if TYPE_CHECKING:  # annotations only: a rebuild imports neither the ORM nor its classes
+    from sqlalchemy.orm import Session
+
+    from metawsm.storage.models import Run, RunAgentControl
+
 SIGNAL = "forum.control.signal"
-_CONTROLS = table(RunAgentControl)
+_CONTROLS = tables.run_agent_controls
+_THREADS = tables.forum_control_threads.c
+_EVENTS = tables.forum_events.c
 _STATE_FIELDS = tuple(f.name for f in fields(ControlState))
 COLUMNS = ("run_id", *_STATE_FIELDS)
 # Every signal of every control thread, in thread order (the rebuild's input).
 _LOG = (
     select(
-        ForumControlThread.run_id,
-        ForumControlThread.agent_name,
-        ForumControlThread.thread_id,
-        ForumEvent.event_id,
-        ForumEvent.thread_seq,
-        ForumEvent.occurred_at,
-        ForumEvent.payload,
+        _THREADS.run_id,
+        _THREADS.agent_name,
+        _THREADS.thread_id,
+        _EVENTS.event_id,
+        _EVENTS.thread_seq,
+        _EVENTS.occurred_at,
+        _EVENTS.payload,
     )
     .outerjoin(
-        ForumEvent,
-        (ForumEvent.thread_id == ForumControlThread.thread_id) & (ForumEvent.event_type == SIGNAL),
+        tables.forum_events,
+        (_EVENTS.thread_id == _THREADS.thread_id) & (_EVENTS.event_type == SIGNAL),
     )
-    .order_by(ForumControlThread.run_id, ForumControlThread.agent_name, ForumEvent.thread_seq)
+    .order_by(_THREADS.run_id, _THREADS.agent_name, _EVENTS.thread_seq)
 )
 # The same, its time and payload read as the driver gives them (the rebuild's fold converts).
 _DRIVER_LOG = _LOG.with_only_columns(
     *_LOG.selected_columns[:5],
-    type_coerce(ForumEvent.occurred_at, String),
-    type_coerce(ForumEvent.payload, String),
+    type_coerce(_EVENTS.occurred_at, String),
+    type_coerce(_EVENTS.payload, String),
 )
 _AGENTS = (
-    select(RunAgent.agent_name)
-    .where(RunAgent.run_id == bindparam("b_run"))
-    .order_by(RunAgent.agent_name)
+    select(tables.run_agents.c.agent_name)
+    .where(tables.run_agents.c.run_id == bindparam("b_run"))
+    .order_by(tables.run_agents.c.agent_name)
 )
 _KEY = (_CONTROLS.c.run_id == bindparam("b_run")) & (_CONTROLS.c.agent_name == bindparam("b_agent"))
 _ONE = select(_CONTROLS).where(_KEY)
@@ -128,11 +127,11 @@ def record_signal(session: Session, run_id: str, agent_name: str, record: Signal
 
 def fold_thread(session: Session, agent_name: str, thread_id: str) -> ControlState:
     """The state of one control thread folded from every signal logged on it."""
-    e = ForumEvent
+    e = _EVENTS
     rows = session.execute(
         select(e.event_id, e.thread_seq, e.occurred_at, e.payload)
-        .where(ForumEvent.thread_id == thread_id, ForumEvent.event_type == SIGNAL)
-        .order_by(ForumEvent.thread_seq)
+        .where(e.thread_id == thread_id, e.event_type == SIGNAL)
+        .order_by(e.thread_seq)
     )
     state = ControlState(agent_name=agent_name, thread_id=thread_id)
     for event_id, seq, at, payload in rows:

@@ -50,13 +50,13 @@ from metawsm.services.messagebus import MessageBus
 from metawsm.services.outbox import backoff_s, mark_done
 from metawsm.services.threads import ThreadStore
 from metawsm.services.unit_of_work import UnitOfWork
+from metawsm.storage import tables
 from metawsm.storage.engine import connect
-from metawsm.storage.models import ForumCommand, ForumOutbox, table
 from metawsm.storage.uow import connection_unit, lock_event_log
 
-COMMANDS = table(ForumCommand)
+COMMANDS = tables.forum_commands
 _LOGGED_EVENT = select(EVENTS).where(EVENTS.c.event_id == bindparam("eid"))
-OUTBOX = table(ForumOutbox)
+OUTBOX = tables.forum_outbox
 _COMMAND_STATE = select(
     COMMANDS.c.status,
     COMMANDS.c.delivery_attempts,

@@ -19,13 +19,13 @@ from metawsm.messages.common import Actor, ActorType
 from metawsm.messages.events import EVENT_PAYLOADS, Event
 from metawsm.services.outbox import enqueue
 from metawsm.services.outbox_rows import OutboxMessage
-from metawsm.storage.models import ForumEvent, table
+from metawsm.storage import tables
 from metawsm.storage.uow import lock_event_log
 
 if TYPE_CHECKING:  # a writer is given its topics; reading events needs none
     from metawsm.topics import Topics
 
-EVENTS = table(ForumEvent)
+EVENTS = tables.forum_events
 _INSERT_EVENT = insert(EVENTS)
 _MAX_SEQUENCE = select(func.max(EVENTS.c.sequence))
 

@@ -23,16 +23,11 @@ from metawsm.messages.common import Actor, ThreadState
 from metawsm.ops.counters import Increment
 from metawsm.services.eventlog import EventWriter
 from metawsm.services.threads import ThreadRecord, ThreadStore
-from metawsm.storage.models import (
-    ForumAssignment,
-    ForumPost,
-    ForumStateTransition,
-    table,
-)
+from metawsm.storage import tables
 
-_INSERT_POST = insert(table(ForumPost))
-_INSERT_ASSIGNMENT = insert(table(ForumAssignment))
-_INSERT_TRANSITION = insert(table(ForumStateTransition))
+_INSERT_POST = insert(tables.forum_posts)
+_INSERT_ASSIGNMENT = insert(tables.forum_assignments)
+_INSERT_TRANSITION = insert(tables.forum_state_transitions)
 
 
 @dataclass

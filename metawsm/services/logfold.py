@@ -41,8 +41,8 @@ from metawsm.domain.views import (
     opened_view,
 )
 from metawsm.services.bulk import driver_chunks
+from metawsm.storage import tables
 from metawsm.storage.engine import READONLY
-from metawsm.storage.models import ForumEvent, ForumThread, table
 from metawsm.storage.types import as_utc
 from metawsm.storage.uow import translate_db_errors
 
@@ -52,8 +52,8 @@ OPENED = "forum.thread.opened"
 # (events folded so far, sequence of the newest event when the fold started)
 Progress = Callable[[int, int], None]
 
-_EVENTS = table(ForumEvent)
-_THREADS = table(ForumThread)
+_EVENTS = tables.forum_events
+_THREADS = tables.forum_threads
 # The timestamp and the payload come as the driver gives them (SQLite: text) and are converted
 # here: the payload only when the fold reads it, the timestamp without SQLAlchemy's per-row
 # processors. Same values as the ORM's, at a third of the cost. The payload of an event whose

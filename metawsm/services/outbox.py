@@ -37,12 +37,13 @@ from metawsm.services.outbox_rows import (
     publish_messages,
 )
 from metawsm.settings import Settings
+from metawsm.storage import tables
 from metawsm.storage.dbapi import on_connection
-from metawsm.storage.models import ForumOutbox, table
+from metawsm.storage.models import ForumOutbox
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
 
-OUTBOX = table(ForumOutbox)
+OUTBOX = tables.forum_outbox
 # Prebuilt statements: executed on a Connection they hit SQLAlchemy's compiled cache (~20 µs
 # each, against ~200 µs for the same work through the ORM).
 _MARK_DONE = (

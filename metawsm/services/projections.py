@@ -33,30 +33,24 @@ from metawsm.domain.views import advance, fold_thread, opened_view, stats_key
 from metawsm.ops.catalogue import PROJECTION_LAG
 from metawsm.ops.counters import observe, record
 from metawsm.services import search_index
-from metawsm.storage.models import (
-    ForumEvent,
-    ForumProjectionEvent,
-    ForumThread,
-    ForumThreadStat,
-    ForumThreadView,
-    table,
-)
+from metawsm.storage import tables
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import connection_unit
 
-if TYPE_CHECKING:  # annotations only: a rebuild imports no message model
+if TYPE_CHECKING:  # annotations only: a rebuild imports no message model and no ORM class
     from metawsm.messages.events import Event
     from metawsm.runtime import Runtime
+    from metawsm.storage.models import ForumThreadView
 
 PROJECTION = "forum_views_v1"
-VIEW_COLUMNS = [c.name for c in table(ForumThreadView).columns]
+VIEW_COLUMNS = [c.name for c in tables.forum_thread_views.columns]
 
 
-_VIEWS = table(ForumThreadView)
-_STATS = table(ForumThreadStat)
-_LEDGER = table(ForumProjectionEvent)
-_EVENTS = table(ForumEvent)
-_THREADS = table(ForumThread)
+_VIEWS = tables.forum_thread_views
+_STATS = tables.forum_thread_stats
+_LEDGER = tables.forum_projection_events
+_EVENTS = tables.forum_events
+_THREADS = tables.forum_threads
 
 _TICKET_LOCK = text("SELECT pg_advisory_xact_lock(1, :k)")
 _SEEN = select(_LEDGER.c.event_id).where(

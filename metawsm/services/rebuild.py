@@ -43,23 +43,17 @@ from metawsm.services.bulk import (
 )
 from metawsm.services.logfold import FoldedLog, Progress, fold_log, read_connection
 from metawsm.services.projections import PROJECTION, VIEW_COLUMNS
-from metawsm.storage.models import (
-    ForumEvent,
-    ForumProjectionEvent,
-    ForumThreadStat,
-    ForumThreadView,
-    table,
-)
+from metawsm.storage import tables
 from metawsm.storage.types import UTCDateTime, utcnow
 from metawsm.storage.uow import connection_unit
 
 CHUNK_ROWS = 5_000
 StatsKey = tuple[str, str, str, str]
 
-_VIEWS = table(ForumThreadView)
-_STATS = table(ForumThreadStat)
-_LEDGER = table(ForumProjectionEvent)
-_EVENTS = table(ForumEvent)
+_VIEWS = tables.forum_thread_views
+_STATS = tables.forum_thread_stats
+_LEDGER = tables.forum_projection_events
+_EVENTS = tables.forum_events
 _LIVE_VIEWS = select(*(_VIEWS.c[c] for c in VIEW_COLUMNS))
 _THREAD_ID = VIEW_COLUMNS.index("thread_id")
 _LEDGER_ROWS = delete(_LEDGER).where(_LEDGER.c.projection == PROJECTION)

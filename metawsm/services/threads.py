@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from metawsm.storage.models import ForumThread, table
+from metawsm.storage import tables
 
-THREADS = table(ForumThread)
+THREADS = tables.forum_threads
 _INSERT = insert(THREADS)
 _SELECT = select(THREADS).where(THREADS.c.thread_id == bindparam("tid"))
 

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, text
 from metawsm.errors import MetawsmError, SchemaNotAtHead, UsageError
 from metawsm.settings import Settings
 from metawsm.storage.engine import connect, masked_url, normalize_url
-from metawsm.storage.models import Base, is_search_index_table
+from metawsm.storage.tables import is_search_index_table, metadata
 
 MIGRATIONS_PACKAGE = "migrations"
 UPGRADE_HINT = "run `metawsm db upgrade`"
@@ -130,9 +130,9 @@ def check_drift(engine: Engine) -> list[Any]:
         DatabaseUnreachable: the database cannot be connected to.
     """
     with connect(engine) as connection:
-        opts = {**context_options(connection.dialect.name), "target_metadata": Base.metadata}
+        opts = {**context_options(connection.dialect.name), "target_metadata": metadata}
         context = MigrationContext.configure(connection, opts=opts)
-        return list(compare_metadata(context, Base.metadata))
+        return list(compare_metadata(context, metadata))
 
 
 def ensure_schema_at_head(engine: Engine) -> None:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.orm import Session
 
 from metawsm.errors import DatabaseBusy, DatabaseUnreachable
 from metawsm.settings import mask_url
 from metawsm.storage.engine import READONLY
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 # Arbitrary constant naming the advisory lock that serialises event appends on PostgreSQL.
 EVENT_LOG_LOCK = 0x6D657461
@@ -30,6 +33,8 @@ def unit_of_work(engine: Engine, *, readonly: bool = False) -> Iterator[Session]
         DatabaseBusy: the database is locked, or a serialization conflict or deadlock happened.
         DatabaseUnreachable: the database cannot be reached.
     """
+    from sqlalchemy.orm import Session  # here: the Core-only paths never load the ORM (~50 ms)
+
     bind = engine.execution_options(**{READONLY: True}) if readonly else engine
     with (
         translate_db_errors(engine),

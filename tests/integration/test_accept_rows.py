@@ -19,8 +19,7 @@ from metawsm.errors import CommandIdReused
 from metawsm.messages import plain
 from metawsm.messages.commands import AnyCommand
 from metawsm.services.accept import accept, ledger_row, make_command
-from metawsm.storage import dbapi
-from metawsm.storage.models import ForumCommand, ForumOutbox, table
+from metawsm.storage import dbapi, tables
 from tests.fixtures.database import settings_for
 
 NOW = datetime(2026, 12, 6, 1, 2, 3, 45_000, tzinfo=UTC)
@@ -112,8 +111,8 @@ def write_as_before(engine: Engine) -> None:
         "updated_at": NOW,
     }
     with engine.begin() as conn:
-        conn.execute(insert(table(ForumCommand)), row)
-        conn.execute(insert(table(ForumOutbox)), outbox)
+        conn.execute(insert(tables.forum_commands), row)
+        conn.execute(insert(tables.forum_outbox), outbox)
 
 
 def test_both_accept_paths_store_what_core_stored(engine: Engine, db_url: str) -> None:

@@ -19,10 +19,10 @@ from metawsm.database_location import missing_sqlite_file
 from metawsm.errors import DatabaseUnreachable, MetawsmError, SchemaNotAtHead, UsageError
 from metawsm.storage import dbapi, migrate, schema_head
 from metawsm.storage.engine import READONLY, build_engine
-from metawsm.storage.models import SEARCH_INDEX_TABLE, Base, is_search_index_table
+from metawsm.storage.tables import SEARCH_INDEX_TABLE, is_search_index_table, metadata
 from tests.fixtures.database import settings_for
 
-MODEL_TABLES = set(Base.metadata.tables)
+MODEL_TABLES = set(metadata.tables)
 
 
 @pytest.fixture

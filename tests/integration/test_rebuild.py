@@ -23,13 +23,12 @@ from metawsm.services.eventlog import row_to_event
 from metawsm.services.projections import PROJECTION, project
 from metawsm.services.rebuild import rebuild
 from metawsm.services.submit import make_command
+from metawsm.storage import tables
 from metawsm.storage.models import (
     ForumEvent,
     ForumProjectionEvent,
-    ForumThread,
     ForumThreadStat,
     ForumThreadView,
-    table,
 )
 from metawsm.storage.types import utcnow
 from metawsm.storage.uow import unit_of_work
@@ -108,9 +107,9 @@ def test_a_thread_logged_out_of_thread_order_is_folded_from_its_own_events(
     moved = dict(zip(mine, reversed(mine), strict=True))
     with _fresh_database(db_url, tmp_path, "replica") as replica:
         with replica.begin() as conn:
-            conn.execute(insert(table(ForumThread)), [_columns(t) for t in threads])
+            conn.execute(insert(tables.forum_threads), [_columns(t) for t in threads])
             conn.execute(
-                insert(table(ForumEvent)),
+                insert(tables.forum_events),
                 [{**_columns(r), "sequence": moved.get(r.sequence, r.sequence)} for r in rows],
             )
         rebuild(replica, check=False)
