@@ -47,6 +47,7 @@ POSTGRES_MODULES = {
     "test_tokens.py",
     "test_identities.py",
     "test_driver_session.py",
+    "test_api_run_creation.py",
 }
 # Single PostgreSQL tests worth their cost in modules that otherwise run on SQLite only.
 POSTGRES_TESTS = (

@@ -71,6 +71,11 @@ def run() -> None:
 @click.option("--done-criteria", help="bootstrap: what validations must report to close.")
 @click.option("--constraints", help="bootstrap: what the agents must respect.")
 @click.option("--merge-intent", default="default", show_default=True, help="bootstrap only.")
+@click.option(
+    "--idempotency-key",
+    metavar="KEY",
+    help="The same key, request and actor again show the run it created instead of a new one.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 @_actor_opts
 @pass_app
@@ -140,15 +145,25 @@ def _create(app: AppContext, kw: dict[str, Any], brief: dict[str, str] | None) -
         return
     from metawsm.services import runs
 
-    run_id = runs.create_run(
-        app.container.runtime,
-        tickets=list(kw["tickets"]),
-        agents=list(kw["agents"]),
-        mode=kw["mode"],
-        brief=runs.BriefInput(**brief) if brief is not None else None,
-        actor=_actor(app, kw),
-    )
+    asked: dict[str, Any] = {"tickets": list(kw["tickets"]), "agents": list(kw["agents"])}
+    asked["brief"] = runs.BriefInput(**brief) if brief is not None else None
+    asked |= {"mode": kw["mode"], "actor": _actor(app, kw)}
+    key = kw.get("idempotency_key")
+    if key is None:
+        run_id = runs.create_run(app.container.runtime, **asked)
+    else:
+        run_id = runs.create_run_once(app.container.runtime, _key(key), **asked).run_id
     _show_one(app, run_id, kw["as_json"])
+
+
+def _key(key: str) -> str:
+    from metawsm.messages.common import MAX_ID_CHARS
+
+    if not 1 <= len(key) <= MAX_ID_CHARS:
+        raise click.BadParameter(
+            f"must be 1 to {MAX_ID_CHARS} characters", param_hint="--idempotency-key"
+        )
+    return key
 
 
 @run.command("list")
@@ -203,7 +218,9 @@ def _create_remote(app: AppContext, kw: dict[str, Any], brief: dict[str, str] | 
     body = {"tickets": list(kw["tickets"]), "agents": list(kw["agents"]), "mode": kw["mode"]}
     if brief is not None:
         body["brief"] = brief
-    return app.remote.post("/runs", body)[1]
+    key = kw.get("idempotency_key")
+    headers = {"Idempotency-Key": _key(key)} if key is not None else None
+    return app.remote.post("/runs", body, headers=headers)[1]
 
 
 def _check_remote_actor(app: AppContext, kw: dict[str, Any]) -> None:

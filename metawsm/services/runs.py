@@ -7,23 +7,24 @@ event (with its outbox rows) in the caller's transaction.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from metawsm.domain.control import AgentControl, SignalRecord, fold_agent
 from metawsm.domain.runs import RunStatus, check_run_transition
 
 __all__ = ["RunStatus"]
-from metawsm.errors import NotFound, Rejected
+from metawsm.errors import CommandIdReused, DatabaseBusy, NotFound, Rejected
 from metawsm.identity import Identity
 from metawsm.messages.common import Actor
 from metawsm.runtime import Runtime
 from metawsm.services.eventlog import EventWriter
 from metawsm.services.unit_of_work import UnitOfWork
+from metawsm.storage import tables
 from metawsm.storage.models import (
     ForumControlThread,
     ForumEvent,
@@ -77,31 +78,111 @@ def create_run(
     actor = run_actor(actor, "create", None)
     _check_new_run(tickets, agents, mode, brief)
     with UnitOfWork(rt) as uow:
-        session, now = uow.session, uow.now
-        run_id = _unique_run_id(session, now)
+        return _add_run(uow, tickets, agents, mode, brief, actor)
+
+
+@dataclass(frozen=True)
+class Created:
+    """The run an idempotency key names, and whether this request created it."""
+
+    run_id: str
+    replayed: bool
+
+
+def create_run_once(
+    rt: Runtime,
+    key: str,
+    *,
+    tickets: list[str],
+    agents: list[str],
+    mode: str,
+    brief: BriefInput | None,
+    actor: Actor | Identity,
+) -> Created:
+    """Create a run unless ``key`` already created one (``POST /runs`` with ``Idempotency-Key``).
+
+    The same key with the same request and caller answers the run it created (``replayed``), so
+    a client that retries after a lost answer gets one run, not two. The key and the run are
+    written in one transaction; of two requests racing with one key, the one that loses the
+    insert retries and answers the winner's run.
+
+    Raises:
+        CommandIdReused: ``key`` created a run for another request or another caller.
+        Forbidden, Rejected: as :func:`create_run`.
+    """
+    from metawsm.services.authorization import run_actor
+
+    actor = run_actor(actor, "create", None)
+    _check_new_run(tickets, agents, mode, brief)
+    request = {
+        "tickets": tickets,
+        "agents": agents,
+        "mode": mode,
+        "brief": asdict(brief) if brief is not None else None,
+    }
+    by = f"{actor.type.value}/{actor.name}"
+    for attempt in (1, 2):
+        try:
+            with UnitOfWork(rt) as uow:
+                found = uow.session.execute(_CREATION, {"key": key}).first()
+                if found is not None:
+                    if (found.request, found.created_by) != (request, by):
+                        raise CommandIdReused(
+                            f"idempotency key {key!r} already created run {found.run_id}"
+                            " for another request or caller"
+                        )
+                    return Created(found.run_id, replayed=True)
+                run_id = _add_run(uow, tickets, agents, mode, brief, actor)
+                row: dict[str, Any] = {"idempotency_key": key, "run_id": run_id}
+                row |= {"request": request, "created_by": by, "created_at": uow.now}
+                uow.session.execute(insert(tables.run_creations), row)
+            return Created(run_id, replayed=False)
+        except DatabaseBusy:
+            if attempt == 2:  # PostgreSQL: the insert lost to a concurrent one; read its run
+                raise
+    raise AssertionError("unreachable")
+
+
+_CREATION = select(
+    tables.run_creations.c.run_id,
+    tables.run_creations.c.request,
+    tables.run_creations.c.created_by,
+).where(tables.run_creations.c.idempotency_key == bindparam("key"))
+
+
+def _add_run(
+    uow: UnitOfWork,
+    tickets: list[str],
+    agents: list[str],
+    mode: str,
+    brief: BriefInput | None,
+    actor: Actor,
+) -> str:
+    session, now = uow.session, uow.now
+    run_id = _unique_run_id(session, now)
+    session.add(
+        Run(
+            run_id=run_id,
+            status="created",
+            mode=mode,
+            tickets=tickets,
+            control_epoch=1,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    for name in agents:
         session.add(
-            Run(
-                run_id=run_id,
-                status="created",
-                mode=mode,
-                tickets=tickets,
-                control_epoch=1,
-                created_at=now,
-                updated_at=now,
+            RunAgent(
+                run_id=run_id, agent_name=name, status="running", created_at=now, updated_at=now
             )
         )
-        for name in agents:
-            session.add(
-                RunAgent(
-                    run_id=run_id, agent_name=name, status="running", created_at=now, updated_at=now
-                )
-            )
-        if brief is not None:
-            _add_brief(session, run_id, tickets[0], brief, now)
-        writer = uow.events(actor)
-        run = session.get_one(Run, run_id)
-        for status in (RunStatus.PLANNING, RunStatus.RUNNING):
-            transition(session, writer, run, status, f"created ({mode} mode)")
+    if brief is not None:
+        _add_brief(session, run_id, tickets[0], brief, now)
+    writer = uow.events(actor)
+    run = session.get_one(Run, run_id)
+    for status in (RunStatus.PLANNING, RunStatus.RUNNING):
+        transition(session, writer, run, status, f"created ({mode} mode)")
     return run_id
 
 

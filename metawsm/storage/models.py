@@ -428,6 +428,17 @@ class AuthToken(Base):
     revoked_by: Mapped[str | None]
 
 
+class RunCreation(Base):
+    """A run created with an idempotency key (``POST /runs`` with ``Idempotency-Key``)."""
+
+    __table__ = tables.run_creations
+    idempotency_key: Mapped[str]
+    run_id: Mapped[str]
+    request: Mapped[dict[str, Any]]
+    created_by: Mapped[str]
+    created_at: Mapped[datetime]
+
+
 def table(model: type[Base]) -> Table:
     """The Core table of a mapped class, typed (``__table__`` is only a FromClause to mypy)."""
     mapped = model.__table__

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # the driver reads (storage/dbapi.py) check the head without 
 
 # The head revision of migrations/versions. Update it with every new migration (the unit test
 # above says so when it is forgotten).
-HEAD = "0010"
+HEAD = "0011"
 
 VERSION_TABLE = "alembic_version"
 SELECT_VERSIONS = f"SELECT version_num FROM {VERSION_TABLE}"

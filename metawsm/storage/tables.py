@@ -538,6 +538,19 @@ auth_tokens = Table(
 )
 
 
+# A run created with an idempotency key (``POST /runs`` with ``Idempotency-Key``; migration
+# 0011): the same key with the same request and caller answers that run again.
+run_creations = Table(
+    "run_creations",
+    metadata,
+    Column("idempotency_key", ID, primary_key=True),
+    required("run_id", NAME),
+    required("request", JSON()),  # tickets, agents, mode, brief: as the run was asked for
+    required("created_by", String(600)),  # type/name of the caller
+    required("created_at", UTC),
+)
+
+
 # The full-text search index (metawsm.services.search_index) is not described here: its shape
 # differs per dialect (an FTS5 virtual table and its shadow tables on SQLite, a table with a
 # tsvector column and a GIN index on PostgreSQL), which SQLAlchemy metadata cannot describe as

@@ -11,7 +11,7 @@ import asyncio
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -40,6 +40,15 @@ from metawsm.storage.dbapi import Reader
 
 router = APIRouter(prefix="/api/v1", tags=["runs"], responses=ERRORS)
 RunId = Annotated[str, Path(min_length=1, max_length=MAX_NAME_CHARS)]
+CreationKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        description="The same key, request and caller answer the run it created (no second run).",
+    ),
+]
 # How often a waiting request looks for the answer when the follower cannot wake it (seconds).
 ANSWER_POLL_S = 0.2
 
@@ -83,22 +92,27 @@ def _record(db: Reader, run_id: str) -> dict[str, Any]:
 
 
 @router.post("/runs", summary="Create a run (operators and humans)", status_code=201)
-async def create_run(app: State, caller: Caller, body: CreateRunBody) -> dict[str, Any]:
-    """As ``metawsm run create --json``: the new run with its agents, brief and history."""
+async def create_run(
+    app: State, caller: Caller, body: CreateRunBody, response: Response, key: CreationKey = None
+) -> dict[str, Any]:
+    """As ``metawsm run create --json``: the new run with its agents, brief and history.
+
+    With ``Idempotency-Key``, a request repeated (same key, body and caller) answers the run the
+    first one created, with ``Idempotent-Replayed: true``; another body or caller is 409.
+    """
     from metawsm.services import runs
 
     brief = runs.BriefInput(**body.brief.model_dump()) if body.brief is not None else None
-    run_id = await run_in_threadpool(
-        lambda: runs.create_run(
-            app.container.runtime,
-            tickets=list(body.tickets),
-            agents=list(body.agents),
-            mode=body.mode,
-            brief=brief,
-            actor=caller,
-        )
-    )
-    return await read(app, lambda db: _record(db, run_id))
+    asked: dict[str, Any] = {"tickets": list(body.tickets), "agents": list(body.agents)}
+    asked |= {"mode": body.mode, "brief": brief, "actor": caller}
+    rt = app.container.runtime
+    if key is None:
+        created = runs.Created(await run_in_threadpool(lambda: runs.create_run(rt, **asked)), False)
+    else:
+        created = await run_in_threadpool(lambda: runs.create_run_once(rt, key, **asked))
+    if created.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return await read(app, lambda db: _record(db, created.run_id))
 
 
 @router.post("/runs/{run_id}/iterate", summary="Start a new control epoch with feedback")
