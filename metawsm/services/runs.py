@@ -138,7 +138,9 @@ def create_run_once(
                 uow.session.execute(insert(tables.run_creations), row)
             return Created(run_id, replayed=False)
         except DatabaseBusy:
-            if attempt == 2:  # PostgreSQL: the insert lost to a concurrent one; read its run
+            # PostgreSQL: the key's insert lost to a concurrent request's (this transaction is
+            # rolled back, its run with it); the next attempt reads the winner's run.
+            if attempt == 2:
                 raise
     raise AssertionError("unreachable")
 
