@@ -52,15 +52,14 @@ def rate_cell(out: dict[str, Any] | None) -> str:
         return f"exit {out['exit']}"
     rate = out.get("rebuild_events_per_s")
     if rate is None:  # a result of an older bench/scale.py: the process's rate, judged
-        mark = " ✓" if out["events_per_s"] >= REBUILD_TARGET else " ✗"
-        return process_rate_cell(out) + mark
+        return process_rate_cell(out)
     mark = " ✓" if rate >= REBUILD_TARGET else " ✗"
     return f"{rate / 1000:.1f}k events/s ({out['rebuild_s']:.2f} s){mark}"
 
 
 def process_rate_cell(out: dict[str, Any] | None) -> str:
-    """``51.3k events/s (wall 0.61 s, CPU 0.61 s)`` for a rebuild result: its events over the
-    whole process (Python's and the libraries' start included)."""
+    """``51.3k events/s (wall 0.61 s, CPU 0.61 s) ✓`` for a rebuild result: its events over the
+    whole process (Python's and the libraries' start included), judged against the target."""
     if out is None:
         return "—"
     if out.get("exit"):
@@ -68,7 +67,8 @@ def process_rate_cell(out: dict[str, Any] | None) -> str:
     times = f"wall {out['wall_s']:.2f} s"
     if out.get("cpu_s") is not None:
         times += f", CPU {out['cpu_s']:.2f} s"
-    return f"{out['events_per_s'] / 1000:.1f}k events/s ({times})"
+    mark = " ✓" if out["events_per_s"] >= REBUILD_TARGET else " ✗"
+    return f"{out['events_per_s'] / 1000:.1f}k events/s ({times}){mark}"
 
 
 def _target(ms: float | None) -> str:
@@ -99,7 +99,8 @@ def render_table(dialect: str, version: Sample | None, per_size: dict[str, dict[
         results = [per_size[s].get(key) for s in sizes]
         lines.append(_line(label, "its report", "≥ 50k events/s", [rate_cell(r) for r in results]))
         if any(r and "rebuild_events_per_s" in r for r in results):
-            lines.append(_line(label, "process", "", [process_rate_cell(r) for r in results]))
+            lines.append(_line(label, "process", "≥ 50k events/s",
+                               [process_rate_cell(r) for r in results]))  # fmt: skip
     if version is not None:
         first = [ms_cell(version, VERSION_ROW.process_target_ms)] + [""] * (len(sizes) - 1)
         lines.append(_line(VERSION_ROW.label, "process", "≤ 60 ms", first))
@@ -114,10 +115,9 @@ def render_table(dialect: str, version: Sample | None, per_size: dict[str, dict[
         " exit, its CPU from getrusage of the reaped child; in-process = the service call on a"
         " warm engine (this process's CPU), with its SQL statements counted through SQLAlchemy"
         " and on the driver; reads not named in the issue have the"
-        f" {PROCESS_READ_MS:g} ms process target; a rebuild's rate (its report) is its events"
-        " over its own time as the command reports it (`seconds`), judged; its process line"
-        " adds Python's and the libraries' start (~0.3 s), not judged (the command line's"
-        " start is target 4's)."
+        f" {PROCESS_READ_MS:g} ms process target; a rebuild's rate is judged twice: by its"
+        " report (its events over its own time as the command reports it, `seconds`) and as a"
+        " process (fork to exit: Python's and SQLAlchemy's start included, ~0.2 s)."
     )
     loads = [f"{s} {_load_text(per_size[s].get('load'))}" for s in sizes if per_size[s].get("load")]
     if loads:
