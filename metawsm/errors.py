@@ -138,6 +138,10 @@ class StackAlreadyRunning(MetawsmError):
     """``metawsm up`` refused: another ``metawsm up`` holds the same database."""
 
 
+class BrokerShared(MetawsmError):
+    """``metawsm up`` refused: another stack (another database) uses the same broker and queues."""
+
+
 class PortTaken(MetawsmError):
     """``metawsm up`` refused: a port it must listen on is taken by another program."""
 

@@ -37,6 +37,7 @@ from metawsm.errors import BrokerUnreachable, MetawsmError
 from metawsm.settings import Settings, mask_url
 from metawsm.storage.engine import build_engine
 from metawsm.storage.migrate import upgrade
+from metawsm.transport.broker_claim import broker_claimed
 from metawsm.transport.redis_server import RedisServer, ping, wait_for
 
 BROKER_PING_TIMEOUT_S = 1.0
@@ -399,7 +400,8 @@ def up(
     Also runs the metrics exporter (metawsm metrics serve) unless --no-metrics and the HTTP API
     (metawsm api) unless --no-api. Prints a ready
     summary (database, broker, Flower URL and credentials, metrics URL, what to try) once every
-    process answers. Refuses (exit 1) when another metawsm up runs on the same database or
+    process answers. Refuses (exit 1) when another metawsm up runs on the same database, when
+    another stack (another database) uses the same broker and queue names, or
     Flower's, the exporter's or the API's port is taken. Exits 0 after Ctrl-C/SIGTERM, 1 when
     a process exits on its own (named), 3 when no broker or database can be reached.
 
@@ -452,7 +454,9 @@ def _run_stack(
 
     specs = process_specs(concurrency, flower_port, metrics_port=metrics_port, api_port=api_port)
     try:
-        failure = Supervisor(specs, on_ready=announce).run()
+        # Before any worker consumes: another stack on these queues is refused (exit 1).
+        with broker_claimed(settings):
+            failure = Supervisor(specs, on_ready=announce).run()
     finally:
         if private_redis is not None:
             private_redis.stop()

@@ -13,5 +13,6 @@
 - ``task_slots``: the shared-memory slots through which a worker tells its supervisor a task runs;
 - ``task_time_limits``: inside a supervised worker, the soft limit and the slot writes;
 - ``child_output``: a supervised worker's output, through its supervisor until it is ready;
-- ``redis_server``: the private ``redis-server`` of ``metawsm up`` and the tests.
+- ``redis_server``: the private ``redis-server`` of ``metawsm up`` and the tests;
+- ``broker_claim``: the claim ``metawsm up`` holds on its broker (one stack per queue names).
 """

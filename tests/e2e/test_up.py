@@ -1,5 +1,6 @@
 """``metawsm up`` on a fresh directory: the ready summary, ``metawsm demo`` against it, a second
-stack on the same database refused, and Ctrl-C stopping everything (the private Redis too)."""
+stack on the same database refused, one on another database but the same broker refused, and
+Ctrl-C stopping everything (the private Redis too)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,13 @@ def test_up_prints_a_ready_summary_runs_the_demo_and_refuses_a_second_stack(
         taken = _metawsm(env, other, "up", "--flower-port", str(flower), "--no-metrics", "--no-api")
         assert taken.returncode == 1
         assert f"port {flower} on 127.0.0.1 (Flower) is taken" in taken.stderr
+        # Another database on the same broker and queues: its workers would consume this
+        # stack's messages. Refused before any of its processes starts.
+        shared = _metawsm(env, other, "up", "--flower-port", str(free_port()), "--no-metrics",
+                          "--no-api")  # fmt: skip
+        assert shared.returncode == 1, shared.stderr
+        assert f"are used by another metawsm stack, on sqlite:///{db}" in shared.stderr
+        assert " | " not in shared.stderr  # no child of its started: none printed a line
     finally:
         os.killpg(up.pid, signal.SIGINT)
         code = up.wait(timeout=60)
