@@ -9,7 +9,7 @@ import redis
 
 from metawsm.errors import BrokerShared
 from metawsm.settings import Settings
-from metawsm.transport.broker_claim import broker_claimed, claim_key
+from metawsm.transport.broker_claim import broker_claimed, claim_keys
 from tests.fixtures.conditions import wait_until
 from tests.fixtures.database import settings_for
 
@@ -19,8 +19,11 @@ def _stack(redis_url: str, name: str, **overrides: str) -> Settings:
 
 
 def _holder(redis_url: str, settings: Settings) -> str | None:
+    """Who holds every key of the claim of ``settings`` (None: nobody; each key the same)."""
     with redis.Redis.from_url(redis_url) as client:
-        value = client.get(claim_key(settings))
+        values = {client.get(key) for key in claim_keys(settings)}
+    assert len(values) == 1, values
+    value = values.pop()
     return None if value is None else value.decode()
 
 
@@ -45,9 +48,18 @@ def test_the_same_database_takes_its_claim_over_and_other_queue_names_are_apart(
     a = _stack(redis_url, "a")
     with broker_claimed(a), broker_claimed(_stack(redis_url, "a")):  # up restarted
         assert _holder(redis_url, a) == "sqlite:////stacks/a/metawsm.db"
-        apart = _stack(redis_url, "b", command_prefix="b.commands")
+        prefixes = {"command_prefix": "b.commands", "event_prefix": "b.events"}
+        apart = _stack(redis_url, "b", **prefixes, integration_prefix="b.integration")
         with broker_claimed(apart):
             assert _holder(redis_url, apart) == "sqlite:////stacks/b/metawsm.db"
+        # Other command queues but the same event queues: still shared, refused, nothing taken.
+        events_shared = _stack(redis_url, "c", command_prefix="c.commands")
+        with pytest.raises(BrokerShared) as refused, broker_claimed(events_shared):
+            pass
+        assert "its queues (forum.events.*) are used by another metawsm stack" in str(refused.value)
+        assert _holder(redis_url, a) == "sqlite:////stacks/a/metawsm.db"
+        with redis.Redis.from_url(redis_url) as client:
+            assert client.get("metawsm:stack:c.commands") is None
 
 
 def test_the_claim_is_renewed_while_held_and_a_claim_nobody_renews_expires(
@@ -55,7 +67,7 @@ def test_the_claim_is_renewed_while_held_and_a_claim_nobody_renews_expires(
 ) -> None:
     a, b = _stack(redis_url, "a"), _stack(redis_url, "b")
     client = redis.Redis.from_url(redis_url)
-    key = claim_key(a)
+    key = claim_keys(a)[0]
     with broker_claimed(a, ttl_s=0.6):
         renewals, last = [0], [client.pttl(key)]
 
@@ -67,10 +79,11 @@ def test_the_claim_is_renewed_while_held_and_a_claim_nobody_renews_expires(
             return renewals[0] >= 3
 
         wait_until(renewed_thrice, 10, "three renewals of the claim")
-    client.set(key, "sqlite:////stacks/a/metawsm.db", px=600)  # left by a killed `up`
+    for each in claim_keys(a):  # left by a killed `up`
+        client.set(each, "sqlite:////stacks/a/metawsm.db", px=600)
     with pytest.raises(BrokerShared), broker_claimed(b):
         pass
-    wait_until(lambda: client.get(key) is None, 10, "the claim nobody renews to expire")
+    wait_until(lambda: _holder(redis_url, a) is None, 10, "the claim nobody renews to expire")
     with broker_claimed(b):
         assert _holder(redis_url, b) == "sqlite:////stacks/b/metawsm.db"
     client.close()
@@ -81,7 +94,7 @@ def test_a_claim_taken_by_another_stack_while_ours_had_lapsed_stays_theirs(
 ) -> None:
     a = _stack(redis_url, "a")
     client = redis.Redis.from_url(redis_url)
-    key = claim_key(a)
+    key = claim_keys(a)[1]  # the events' key
     with broker_claimed(a, ttl_s=0.6):
         client.set(key, "sqlite:////stacks/b/metawsm.db", px=60_000)  # ours lapsed, B took it
         seen = [0]
