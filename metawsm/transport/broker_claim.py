@@ -69,6 +69,7 @@ def broker_claimed(settings: Settings, ttl_s: float = CLAIM_TTL_S) -> Iterator[N
 
     Raises:
         BrokerShared: another stack (another database) holds the claim.
+        BrokerUnreachable: the broker did not answer the claim (exit 3, as for ``up``'s ping).
     """
     client = redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
     keys, ours = claim_keys(settings), stack_name(settings)
